@@ -1,0 +1,101 @@
+"""Run folders on disk: the `run.json` record and the trained weights, written atomically.
+
+A record or weights file is first written beside its destination and then renamed over it, so a
+run killed at any moment leaves either the old file or the new one, never half of one. Weights are
+safetensors only: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from loralab.errors import LoralabError
+
+RECORD = "run.json"
+WEIGHTS = "weights.safetensors"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+
+    _atomic_write(Path(path), write)
+
+
+def read_json(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open() as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise LoralabError(f"{path}: not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LoralabError(f"{path}: not a readable JSON record ({e})") from None
+    if not isinstance(data, dict):
+        raise LoralabError(f"{path}: expected a JSON object")
+    return data
+
+
+def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+    """Save tensors as safetensors atomically; returns the file's sha256."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    _atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    return file_sha256(path)
+
+
+def load_weights(path: str | Path, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise LoralabError(f"{path}: weights file missing")
+    if expected_sha256 is not None and file_sha256(path) != expected_sha256:
+        raise LoralabError(f"{path}: weights file does not match its record (truncated or modified)")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise LoralabError(f"{path}: not a valid safetensors file ({e})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Copy saved tensors into the model, refusing unknown names and wrong shapes."""
+    state = model.state_dict()
+    for name, tensor in tensors.items():
+        if name not in state:
+            raise LoralabError(f"{source}: tensor {name!r} has no place in this model (different strategy or base model?)")
+        if state[name].shape != tensor.shape:
+            raise LoralabError(
+                f"{source}: tensor {name!r} has shape {tuple(tensor.shape)}, the model expects {tuple(state[name].shape)}"
+            )
+    model.load_state_dict(tensors, strict=False)

@@ -1,0 +1,175 @@
+"""The `loralab` command: a thin layer over the library's functions.
+
+User errors (`LoralabError`) print one line and exit with status 2; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import warnings
+from pathlib import Path
+
+from loralab import __version__
+from loralab.errors import LoralabError
+
+
+def _train(args: argparse.Namespace) -> None:
+    from loralab.config import RunConfig
+    from loralab.runs import run
+    from loralab.strategies import StrategyConfig
+    from loralab.strategies.lora import LoraConfig
+    from loralab.train import TrainConfig
+
+    lora = LoraConfig(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                      targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()), rslora=args.rslora)
+    training = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
+                           warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
+                           seed=args.seed, max_steps=args.max_steps)
+    config = RunConfig(train=args.train, valid=args.valid, model=args.model,
+                       strategy=StrategyConfig(strategy=args.strategy, lora=lora, train_head=not args.freeze_head),
+                       training=training, train_limit=args.train_limit, valid_limit=args.valid_limit,
+                       device=args.device, offline=not args.online, trust_remote_code=args.trust_remote_code)
+    record = run(config, args.out, progress=not args.quiet)
+    print(summary(record, args.out))
+
+
+def summary(record: dict, out: str | Path) -> str:
+    lines = [
+        f"run        {out}  ({record['status']})",
+        f"strategy   {record['strategy']}",
+        f"trainable  {record['trainable_params']:,} of {record['total_params']:,} parameters "
+        f"({100 * record['trainable_params'] / record['total_params']:.2f}%)",
+        f"time       {record['train_seconds']:.1f} s for {record['steps']} steps "
+        f"(median step {record['median_step_seconds'] * 1000:.0f} ms, {record['tokens_per_second']:.0f} tokens/s)",
+        f"memory     peak {record['peak_memory_mb']:.0f} MB",
+    ]
+    if record.get("loss"):
+        lines.append(f"loss       {record['loss'][0]:.4f} -> {record['loss'][-1]:.4f}")
+    if "valid" in record:
+        v = record["valid"]
+        lines.append(f"valid      MAP@3 {v['map@3']:.4f}  accuracy {v['accuracy']:.4f}  ({v['questions']} questions)")
+    return "\n".join(lines)
+
+
+def _scored(args: argparse.Namespace, require_answer: bool):
+    from loralab.data.batching import encode
+    from loralab.data.multiple_choice import read_questions
+    from loralab.runs import load_run
+    from loralab.train import score
+
+    questions = read_questions(args.data, require_answer=require_answer)
+    loaded = load_run(args.run, device=args.device)
+    tokenizer = loaded.tokenizer
+    items = encode(questions, tokenizer, loaded.config.training.max_length)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores = score(loaded.model, items, pad_id=pad_id, batch_size=args.batch_size, device=loaded.device,
+                   progress=not args.quiet)
+    return questions, items, scores
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from loralab.artifacts import _atomic_write
+    from loralab.metrics import ranking
+
+    questions, _, scores = _scored(args, require_answer=False)
+
+    def write_rows(path: str, header: list[str], rows: list[list]) -> None:
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(header)
+                writer.writerows(rows)
+
+        _atomic_write(Path(path), write)
+
+    write_rows(args.out, ["id", "prediction"],
+               [[q.id, " ".join(q.letters[i] for i in ranking(s)[:3])] for q, s in zip(questions, scores)])
+    if args.scores:
+        letters = sorted({letter for q in questions for letter in q.letters})
+        rows = [[q.id] + [f"{dict(zip(q.letters, s)).get(letter, float('nan')):.6f}" for letter in letters]
+                for q, s in zip(questions, scores)]
+        write_rows(args.scores, ["id"] + letters, rows)
+    print(f"wrote {len(questions)} predictions to {args.out}" + (f" and scores to {args.scores}" if args.scores else ""))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from loralab.metrics import accuracy, map_at_k
+
+    _, items, scores = _scored(args, require_answer=True)
+    labels = [item.label for item in items]
+    print(f"MAP@3     {map_at_k(scores, labels, 3):.4f}")
+    print(f"accuracy  {accuracy(scores, labels):.4f}")
+    print(f"questions {len(items)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="loralab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"loralab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="fine-tune a model on a multiple-choice CSV with one strategy")
+    t.add_argument("--train", required=True, help="training CSV (id, prompt, A..E, answer)")
+    t.add_argument("--valid", help="validation CSV, scored with MAP@3 and accuracy after training")
+    t.add_argument("--strategy", choices=["full", "attention", "qv", "lora"], default="full")
+    t.add_argument("--model", default="minilm", help="local folder, 'minilm' (packaged) or hub name (default: minilm)")
+    t.add_argument("--out", required=True, help="run folder to write run.json and weights into")
+    t.add_argument("--lora-r", type=int, default=8)
+    t.add_argument("--lora-alpha", type=float, default=32.0)
+    t.add_argument("--lora-dropout", type=float, default=0.0)
+    t.add_argument("--lora-targets", default="query,value",
+                   help="comma list: query,key,value,attention_output, all-linear, or module-name suffixes")
+    t.add_argument("--rslora", action="store_true", help="scale by alpha/sqrt(r) instead of alpha/r")
+    t.add_argument("--freeze-head", action="store_true", help="keep the task head at its random initialisation")
+    t.add_argument("--epochs", type=float, default=1.0)
+    t.add_argument("--lr", type=float, default=2e-5)
+    t.add_argument("--batch-size", type=int, default=8)
+    t.add_argument("--grad-accum", type=int, default=1)
+    t.add_argument("--warmup-ratio", type=float, default=0.1)
+    t.add_argument("--weight-decay", type=float, default=0.01)
+    t.add_argument("--max-length", type=int, default=256)
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--train-limit", type=int, help="use only the first N training questions")
+    t.add_argument("--valid-limit", type=int, help="use only the first N validation questions")
+    t.set_defaults(func=_train)
+
+    for name, func, help_ in (("predict", _predict, "write a Kaggle submission (id, prediction) from a trained run"),
+                              ("evaluate", _evaluate, "print MAP@3 and accuracy of a trained run on a CSV")):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--run", required=True, help="run folder written by 'loralab train'")
+        p.add_argument("--data", required=True, help="questions CSV")
+        p.add_argument("--batch-size", type=int, default=32)
+        if name == "predict":
+            p.add_argument("--out", required=True, help="submission CSV to write")
+            p.add_argument("--scores", help="also write every option's score to this CSV")
+        p.set_defaults(func=func)
+
+    for p in sub.choices.values():
+        p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if p.prog.endswith("train"):
+            p.add_argument("--online", action="store_true", help="allow downloading the model from a hub")
+            p.add_argument("--trust-remote-code", action="store_true", help="run a hub model's own code (off by default)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            args.func(args)
+    except LoralabError as e:
+        print(f"loralab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("loralab: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The configuration of one run: model, data, strategy and training, as frozen dataclasses.
+
+`RunConfig.to_dict()` is what `run.json` records and `RunConfig.from_dict()` reads it back, so a
+run can be rebuilt from its record alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from loralab.errors import LoralabError
+from loralab.models import DEFAULT_MODEL
+from loralab.strategies import Strategy, StrategyConfig
+from loralab.strategies.lora import LoraConfig
+from loralab.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines one training run."""
+
+    train: str
+    """Path of the training CSV."""
+    valid: str | None = None
+    """Path of the validation CSV (None: no evaluation)."""
+    model: str = DEFAULT_MODEL
+    """A local model folder, 'minilm' for the packaged MiniLM, or a hub name."""
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    """What trains, and how."""
+    training: TrainConfig = field(default_factory=TrainConfig)
+    """Optimisation settings."""
+    train_limit: int | None = None
+    """Use only the first N training questions."""
+    valid_limit: int | None = None
+    """Use only the first N validation questions."""
+    device: str = "auto"
+    """'auto' (CUDA when present), 'cpu' or 'cuda[:N]'."""
+    offline: bool = True
+    """Never reach a model hub."""
+    trust_remote_code: bool = False
+    """Allow a hub model's own Python code to run (off: only transformers' code runs)."""
+
+    def __post_init__(self):
+        for name in ("train_limit", "valid_limit"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise LoralabError(f"invalid {name}={value!r}: expected a positive integer")
+        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
+            raise LoralabError(f"invalid device={self.device!r}: expected auto, cpu or cuda[:N]")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["strategy"]["strategy"] = self.strategy.strategy.value
+        out["strategy"]["lora"]["targets"] = list(self.strategy.lora.targets)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        data = dict(data)
+        try:
+            strategy = dict(data.pop("strategy", {}))
+            lora = LoraConfig(**strategy.pop("lora", {}))
+            strategy_config = StrategyConfig(strategy=Strategy.parse(strategy.pop("strategy", "full")), lora=lora, **strategy)
+            training = TrainConfig(**data.pop("training", {}))
+            return cls(strategy=strategy_config, training=training, **data)
+        except TypeError as e:
+            raise LoralabError(f"invalid run configuration: {e}") from None
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting as one flat mapping (`strategy.lora.alpha`, `training.lr`, ...)."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for key, inner in value.items():
+                    walk(f"{prefix}{key}.", inner)
+            else:
+                out[prefix[:-1]] = value
+
+        walk("", self.to_dict())
+        return out

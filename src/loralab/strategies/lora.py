@@ -1,0 +1,121 @@
+"""LoRA: low-rank adaptation (Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models").
+
+A frozen linear layer W0 gets a trainable low-rank update:
+
+    h = W0 x + (alpha / r) * B A dropout(x)        A: (r, in), B: (out, r)
+
+A starts Kaiming-uniform and B at zero, so an adapted model equals its base before training
+(Sec. 4.1). rsLoRA (Kalajdzievski 2023) scales by alpha / sqrt(r) instead, which keeps the
+update's magnitude stable as r grows. `merge()` folds the update into W0 for inference at the base
+model's speed; `unmerge()` takes it out again. Both are explicit and idempotent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from loralab.errors import LoralabError
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """Settings of the LoRA adapters."""
+
+    r: int = 8
+    """Rank of the update B A."""
+    alpha: float = 32.0
+    """Scale numerator: the update is multiplied by alpha / r (or alpha / sqrt(r) with rslora)."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input x; the frozen path sees x unchanged."""
+    targets: tuple[str, ...] = ("query", "value")
+    """Projection roles (query, key, value, attention_output), 'all-linear', or module-name suffixes."""
+    rslora: bool = False
+    """Scale by alpha / sqrt(r) (rank-stabilised LoRA)."""
+
+    def __post_init__(self):
+        if not isinstance(self.r, int) or self.r < 1:
+            raise LoralabError(f"lora r must be a positive integer, got {self.r!r}")
+        if not self.alpha > 0:
+            raise LoralabError(f"lora alpha must be positive, got {self.alpha!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise LoralabError(f"lora dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.targets:
+            raise LoralabError("lora targets must name at least one module")
+        object.__setattr__(self, "targets", tuple(self.targets))
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / (math.sqrt(self.r) if self.rslora else self.r)
+
+
+class LoraLinear(nn.Module):
+    """Wraps a frozen `nn.Linear` (`base`) and adds (alpha / r) B A dropout(x) to its output."""
+
+    def __init__(self, base: nn.Linear, r: int, scaling: float, dropout: float = 0.0):
+        super().__init__()
+        self.base = base
+        self.base.requires_grad_(False)
+        factory = {"device": base.weight.device, "dtype": base.weight.dtype}
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, **factory))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # the default init of nn.Linear, as in Hu et al.
+        self.scaling = scaling
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # no copy of x when off
+        self.merged = False
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling  # (out, in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:
+            return out
+        update = (self.dropout(x) @ self.lora_A.t()) @ self.lora_B.t()  # (..., r) then (..., out)
+        return out + update * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.base.weight += self.delta_weight()
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.base.weight -= self.delta_weight()
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"r={self.lora_A.shape[0]}, scaling={self.scaling:g}"
+
+
+def apply_lora(model: nn.Module, config: LoraConfig, module_names: list[str]) -> list[str]:
+    """Replace each named `nn.Linear` with a `LoraLinear` wrapping it, in place."""
+    for name in module_names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = getattr(parent, child)
+        if not isinstance(layer, nn.Linear):
+            raise LoralabError(f"LoRA target {name!r} is a {type(layer).__name__}, loralab adapts nn.Linear layers only")
+        setattr(parent, child, LoraLinear(layer, config.r, config.scaling, config.dropout))
+    return module_names
+
+
+def lora_layers(model: nn.Module) -> list[LoraLinear]:
+    return [m for m in model.modules() if isinstance(m, LoraLinear)]
+
+
+def merge(model: nn.Module) -> None:
+    """Fold every adapter into its base weight (idempotent)."""
+    for layer in lora_layers(model):
+        layer.merge()
+
+
+def unmerge(model: nn.Module) -> None:
+    """Take every merged adapter back out of its base weight (idempotent)."""
+    for layer in lora_layers(model):
+        layer.unmerge()

@@ -1,0 +1,231 @@
+"""The training loop and evaluation: plain functions that know nothing of the strategy in use.
+
+`train` optimises whatever parameters require grad with AdamW (Loshchilov & Hutter 2019) under a
+linear warm-up then linear decay schedule, with gradient accumulation and dynamic padding, and
+measures what the run cost: wall time per optimizer step, tokens per second and peak memory.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from loralab.data.batching import EncodedQuestion, batches
+from loralab.errors import LoralabError
+from loralab.metrics import accuracy, map_at_k
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of one run."""
+
+    epochs: float = 1.0
+    """Passes over the training set (fractions allowed)."""
+    lr: float = 2e-5
+    """Peak learning rate of AdamW."""
+    batch_size: int = 8
+    """Questions per forward pass."""
+    grad_accum: int = 1
+    """Forward passes per optimizer step."""
+    warmup_ratio: float = 0.1
+    """Share of the steps spent warming the learning rate up linearly from zero."""
+    weight_decay: float = 0.01
+    """AdamW weight decay, applied to matrices only (not biases or norms)."""
+    max_grad_norm: float = 1.0
+    """Clip the gradient's global norm to this (0: no clipping)."""
+    max_length: int = 256
+    """Tokens per (prompt, option) pair; longer pairs are truncated, prompt first."""
+    seed: int = 0
+    """Seeds data order, dropout and the new head's initialisation."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps (None: run all epochs)."""
+    eval_batch_size: int = 32
+    """Questions per forward pass when evaluating."""
+    group_by_length: bool = True
+    """Batch questions of similar length together to cut padding."""
+
+    def __post_init__(self):
+        checks = {
+            "epochs": self.epochs > 0, "lr": self.lr > 0, "batch_size": self.batch_size >= 1,
+            "grad_accum": self.grad_accum >= 1, "warmup_ratio": 0 <= self.warmup_ratio < 1,
+            "weight_decay": self.weight_decay >= 0, "max_grad_norm": self.max_grad_norm >= 0,
+            "max_length": self.max_length >= 8, "eval_batch_size": self.eval_batch_size >= 1,
+            "max_steps": self.max_steps is None or self.max_steps >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise LoralabError(f"invalid training setting {name}={getattr(self, name)!r}")
+
+
+@dataclass
+class TrainResult:
+    """What a training run did and cost."""
+
+    status: str  # "completed" or "diverged"
+    steps: int
+    losses: list[float]  # one per optimizer step
+    step_seconds: list[float]
+    train_seconds: float
+    tokens: int
+    peak_memory_mb: float
+    diverged_at_step: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.train_seconds if self.train_seconds > 0 else 0.0
+
+    @property
+    def median_step_seconds(self) -> float:
+        return statistics.median(self.step_seconds) if self.step_seconds else 0.0
+
+
+class PeakMemory:
+    """Peak memory inside a `with` block: CUDA max allocated, or peak RSS on CPU (Linux)."""
+
+    def __init__(self, device: torch.device):
+        self.device = torch.device(device)
+        self.peak_mb = 0.0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            try:  # "5" resets the kernel's high-water mark of this process's RSS
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self.peak_mb = _peak_rss_mb()
+        return False
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def choice_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Scores (batch, choices) with filler choices pushed to the minimum."""
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "choice_mask")}
+    logits = model(**inputs).logits  # (batch, choices)
+    return logits.masked_fill(~batch["choice_mask"], torch.finfo(logits.dtype).min)
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise LoralabError("nothing to train: the strategy left no parameter trainable")
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+
+
+def _linear_schedule(total_steps: int, warmup_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainConfig, *, pad_id: int,
+          device: str | torch.device = "cpu", progress: bool = True) -> TrainResult:
+    """Train `model` in place on encoded questions; returns losses, timing and memory."""
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = _optimizer(model, config)
+    micro_per_epoch = math.ceil(len(items) / config.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
+    total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    warmup = int(total_steps * config.warmup_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(total_steps, warmup))
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+
+    result = TrainResult("completed", 0, [], [], 0.0, 0, 0.0)
+    model.train()
+    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    start = time.perf_counter()
+    with PeakMemory(device) as memory:
+        step_start, step_loss, micro = time.perf_counter(), 0.0, 0
+        while result.steps < total_steps and result.status == "completed":
+            epoch_batches = list(batches(items, config.batch_size, pad_id, shuffle=True, generator=generator,
+                                         group_by_length=config.group_by_length))
+            for index, batch in enumerate(epoch_batches):
+                batch = {k: v.to(device) for k, v in batch.items()}
+                loss = torch.nn.functional.cross_entropy(choice_logits(model, batch), batch["labels"])
+                (loss / config.grad_accum).backward()
+                step_loss += loss.item() / config.grad_accum
+                result.tokens += int(batch["attention_mask"].sum())
+                micro += 1
+                if micro % config.grad_accum and index != len(epoch_batches) - 1:
+                    continue
+                if not math.isfinite(step_loss):
+                    result.status, result.diverged_at_step = "diverged", result.steps + 1
+                    result.losses.append(step_loss)
+                    break
+                if config.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                now = time.perf_counter()
+                result.steps += 1
+                result.losses.append(step_loss)
+                result.step_seconds.append(now - step_start)
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{result.tokens / (now - start):.0f}")
+                step_start, step_loss, micro = now, 0.0, 0
+                if result.steps >= total_steps:
+                    break
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    result.train_seconds = time.perf_counter() - start
+    result.peak_memory_mb = memory.peak_mb
+    bar.close()
+    return result
+
+
+@torch.no_grad()
+def score(model: torch.nn.Module, items: list[EncodedQuestion], *, pad_id: int, batch_size: int = 32,
+          device: str | torch.device = "cpu", progress: bool = False) -> list[list[float]]:
+    """Each question's option scores (logits), in option order."""
+    model.eval()
+    scores = []
+    for batch in tqdm(list(batches(items, batch_size, pad_id)), desc="score", unit="batch", disable=not progress):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = choice_logits(model, batch).float().cpu()
+        scores.extend(row[: int(mask.sum())].tolist() for row, mask in zip(logits, batch["choice_mask"].cpu()))
+    return scores
+
+
+def evaluate(model: torch.nn.Module, items: list[EncodedQuestion], *, pad_id: int, batch_size: int = 32,
+             device: str | torch.device = "cpu", progress: bool = False) -> dict[str, float]:
+    """MAP@3 and accuracy over questions with known answers."""
+    scores = score(model, items, pad_id=pad_id, batch_size=batch_size, device=device, progress=progress)
+    labels = [item.label for item in items]
+    return {"map@3": map_at_k(scores, labels, 3), "accuracy": accuracy(scores, labels), "questions": len(items)}
