@@ -1,0 +1,122 @@
+import copy
+import math
+
+import pytest
+import torch
+
+from conftest import SCIENCE, TINY, tiny_batch, tiny_model
+from loralab.data.batching import collate, encode
+from loralab.data.multiple_choice import read_questions
+from loralab.errors import LoralabError
+from loralab.strategies import Strategy, StrategyConfig, apply_strategy
+from loralab.strategies.lora import LoraConfig, LoraLinear, lora_layers, merge, unmerge
+from loralab.train import choice_logits
+
+
+def logits(model, batch):
+    model.eval()
+    with torch.no_grad():
+        return choice_logits(model, batch)
+
+
+def randomise_adapters(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in lora_layers(model):
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=g) * 0.1)
+
+
+@pytest.mark.parametrize("model_type", sorted(TINY))
+def test_adapted_model_equals_base_before_training(model_type):
+    base = tiny_model(model_type)
+    adapted = copy.deepcopy(base)
+    apply_strategy(adapted, StrategyConfig(Strategy.LORA, LoraConfig(r=4, targets=("all-linear",))))
+    batch = tiny_batch()
+    assert torch.equal(logits(base, batch), logits(adapted, batch))
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_merged_equals_unmerged_and_merge_is_idempotent(rslora):
+    model = tiny_model("bert")
+    apply_strategy(model, StrategyConfig(Strategy.LORA, LoraConfig(r=4, alpha=16, rslora=rslora,
+                                                                   targets=("query", "key", "value", "attention_output"))))
+    randomise_adapters(model)
+    batch = tiny_batch()
+    unmerged = logits(model, batch)
+    original = {n: p.clone() for n, p in model.state_dict().items()}
+    merge(model)
+    merge(model)  # a second merge must not add the update twice
+    torch.testing.assert_close(logits(model, batch), unmerged, atol=1e-5, rtol=0)
+    unmerge(model)
+    unmerge(model)
+    torch.testing.assert_close(logits(model, batch), unmerged, atol=1e-5, rtol=0)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, original[name], atol=1e-6, rtol=0)
+
+
+def test_eval_does_not_merge():
+    model = tiny_model("bert")
+    apply_strategy(model, StrategyConfig(Strategy.LORA))
+    model.eval()
+    assert not any(layer.merged for layer in lora_layers(model))
+
+
+def test_layer_formula_and_init():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(6, 5)
+    layer = LoraLinear(base, r=2, scaling=4.0)
+    assert torch.equal(layer.lora_B, torch.zeros(5, 2))
+    bound = 1 / math.sqrt(6)  # kaiming_uniform with a=sqrt(5) on fan_in 6
+    assert layer.lora_A.abs().max() <= bound and layer.lora_A.std() > 0
+    assert isinstance(layer.dropout, torch.nn.Identity)  # no copy of x when dropout is off
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(3, 6)
+    expected = base(x) + 4.0 * x @ layer.lora_A.t() @ layer.lora_B.t()
+    torch.testing.assert_close(layer(x), expected)
+    assert not base.weight.requires_grad and layer.lora_A.requires_grad
+
+
+def test_scaling_is_alpha_over_r_or_over_sqrt_r():
+    assert LoraConfig(r=16, alpha=32).scaling == 2.0
+    assert LoraConfig(r=16, alpha=32, rslora=True).scaling == 8.0
+
+
+@pytest.mark.parametrize("field,value", [("r", 0), ("alpha", -1.0), ("dropout", 1.0), ("targets", ())])
+def test_invalid_config_names_the_field(field, value):
+    with pytest.raises(LoralabError, match=field if field != "targets" else "target"):
+        LoraConfig(**{field: value})
+
+
+@pytest.mark.filterwarnings("ignore:the task head")
+@pytest.mark.parametrize("train_head", [True, False])
+def test_same_logits_and_trainable_count_as_peft_on_minilm(train_head):
+    peft = pytest.importorskip("peft")
+    from loralab.models import load_model, load_tokenizer
+
+    base = load_model("minilm", seed=0)
+    ours = copy.deepcopy(base)
+    config = LoraConfig(r=8, alpha=32, dropout=0.1, targets=("query", "value"))
+    report = apply_strategy(ours, StrategyConfig(Strategy.LORA, config, train_head=train_head))
+    randomise_adapters(ours)
+
+    theirs = peft.get_peft_model(
+        base,
+        peft.LoraConfig(r=8, lora_alpha=32, lora_dropout=0.1, target_modules=["query", "value"],
+                        modules_to_save=["classifier"] if train_head else None),
+    )
+    ours_state = dict(ours.named_parameters())
+    with torch.no_grad():
+        for name, module in theirs.named_modules():
+            if hasattr(module, "lora_A") and isinstance(module.lora_A, torch.nn.ModuleDict):
+                inner = name.removeprefix("base_model.model.")
+                module.lora_A["default"].weight.copy_(ours_state[f"{inner}.lora_A"])
+                module.lora_B["default"].weight.copy_(ours_state[f"{inner}.lora_B"])
+    trainable_peft = sum(p.numel() for p in theirs.parameters() if p.requires_grad)
+    assert report.trainable_params == trainable_peft
+
+    tokenizer = load_tokenizer("minilm")
+    batch = collate(encode(read_questions(SCIENCE / "valid.csv", limit=4), tokenizer, 128), tokenizer.pad_token_id)
+    torch.testing.assert_close(logits(ours, batch), logits(theirs, batch), atol=1e-5, rtol=0)
+    # and the adapters do change the output, so the comparison above is not vacuous
+    assert not torch.allclose(logits(ours, batch), logits(load_model("minilm", seed=0), batch), atol=1e-3)

@@ -1,0 +1,113 @@
+"""Per strategy: after one optimizer step exactly the intended parameters changed."""
+
+import pytest
+import torch
+
+from conftest import TINY, tiny_batch, tiny_model
+from loralab.models import ARCHITECTURES, architecture, matches
+from loralab.strategies import Strategy, StrategyConfig, apply_strategy
+from loralab.strategies.lora import LoraConfig
+from loralab.strategies.selection import find_modules
+from loralab.train import choice_logits
+
+
+def one_step(model):
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    model.train()
+    batch = tiny_batch()
+    loss = torch.nn.functional.cross_entropy(choice_logits(model, batch), batch["labels"])
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert (p.grad is not None) == p.requires_grad, f"{name}: gradient presence does not match requires_grad"
+    optimizer.step()
+
+
+def changed_after_step(model):
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    one_step(model)
+    return {n for n, p in model.named_parameters() if not torch.equal(before[n], p.detach())}
+
+
+HEAD = ("classifier.",)
+QV = (".attention.self.query.", ".attention.self.value.")
+ATTENTION = QV + (".attention.self.key.", ".attention.output.dense.")
+# strategy -> (name fragments of the parameters that must change; those that must not exist as trainable)
+CASES = {
+    "full": (None, StrategyConfig(Strategy.FULL)),
+    "attention": (ATTENTION + HEAD, StrategyConfig(Strategy.ATTENTION)),
+    "qv": (QV + HEAD, StrategyConfig(Strategy.QV)),
+    "qv, head frozen": (QV, StrategyConfig(Strategy.QV, train_head=False)),
+    "lora": ((".lora_A", ".lora_B") + HEAD, StrategyConfig(Strategy.LORA, LoraConfig(r=4, dropout=0.1))),
+    "lora, head frozen": ((".lora_A", ".lora_B"), StrategyConfig(Strategy.LORA, LoraConfig(r=4), train_head=False)),
+}
+
+
+@pytest.mark.filterwarnings("ignore:the task head")
+@pytest.mark.parametrize("fragments,config", CASES.values(), ids=CASES.keys())
+def test_exactly_the_intended_parameters_change(fragments, config):
+    model = tiny_model("bert")
+    apply_strategy(model, config)
+    # LoRA's B starts at zero, so its A gets no gradient on the first step; nudge B so both move.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("lora_B"):
+                p.normal_(std=0.1)
+    changed = changed_after_step(model)
+    # A bias added to every choice's score cancels in the softmax over choices: its gradient is
+    # exactly zero, so it trains but cannot move.
+    invariant = {"classifier.bias"}
+    names = {n for n, _ in model.named_parameters()}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if fragments is None:
+        assert trainable == names
+        assert changed == names - invariant
+    else:
+        wanted = {n for n in names if any(f in "." + n for f in fragments)}
+        assert wanted and trainable == wanted
+        assert changed == wanted - invariant
+
+
+def test_frozen_head_warns():
+    with pytest.warns(UserWarning, match="random initialisation"):
+        apply_strategy(tiny_model("bert"), StrategyConfig(Strategy.LORA, train_head=False))
+
+
+@pytest.mark.parametrize("model_type", sorted(TINY))
+def test_architecture_table_finds_each_projection_in_every_layer(model_type):
+    model = tiny_model(model_type)
+    arch = architecture(model)
+    layers = model.config.num_hidden_layers
+    for role in ("query", "key", "value", "attention_output"):
+        found = find_modules(model, arch, (role,))
+        assert len(found) == layers, f"{model_type} {role}: {found}"
+        assert all(isinstance(model.get_submodule(n), torch.nn.Linear) for n in found)
+    for head in arch.head:
+        assert hasattr(model, head)
+
+
+@pytest.mark.parametrize("model_type", sorted(TINY))
+def test_qv_strategy_on_every_architecture(model_type):
+    model = tiny_model(model_type)
+    report = apply_strategy(model, StrategyConfig(Strategy.QV))
+    arch = ARCHITECTURES[model_type]
+    trainable = {n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad}
+    projections = {n for n in trainable if n.split(".")[0] not in arch.head}
+    assert projections and all(matches(n, arch.query) or matches(n, arch.value) for n in projections)
+    assert report.trainable_params < report.total_params
+
+
+def test_all_linear_targets_every_linear_outside_the_head():
+    model = tiny_model("bert")
+    names = find_modules(model, architecture(model), ("all-linear",))
+    linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not n.startswith("classifier")]
+    assert names == linears
+
+
+def test_unknown_target_is_refused():
+    from loralab.errors import LoralabError
+
+    with pytest.raises(LoralabError, match="match no module"):
+        apply_strategy(tiny_model("bert"), StrategyConfig(Strategy.LORA, LoraConfig(targets=("nonexistent",))))
+    with pytest.raises(LoralabError, match="unknown strategy"):
+        StrategyConfig("bogus")
