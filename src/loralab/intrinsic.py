@@ -1,0 +1,231 @@
+"""The intrinsic dimension of a task: the smallest subspace in which training still works.
+
+Train in random subspaces of growing dimension d and score each. The intrinsic dimension d_int90
+is the smallest d whose score reaches 90% of the baseline, the score of training all weights
+directly (Li et al. 2018, "Measuring the Intrinsic Dimension of Objective Landscapes", Sec. 2):
+
+    d_int90 = min { d : score(d) >= 0.9 * baseline }
+
+Training is the expensive part, so the search spends few evaluations: a coarse log-spaced grid of
+d finds where the score crosses the threshold, then bisection on a grid of step `resolution`
+narrows the bracket. It assumes the score grows with d; under noise it reports the smallest d
+that was seen to reach the threshold. Nothing here knows what is trained: `score` is any callable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from loralab.errors import LoralabError
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Where and how finely to look for d_int90."""
+
+    d_min: int = 10
+    """Smallest d of the coarse grid."""
+    d_max: int = 10_000
+    """Largest d of the coarse grid."""
+    per_decade: int = 4
+    """Coarse grid points per factor of 10 in d."""
+    fraction: float = 0.9
+    """The threshold as a fraction of the baseline score (0.9 gives d_int90)."""
+    resolution: int = 10
+    """Bisection stops once the bracket around the crossing is this narrow, and probes multiples of it."""
+    after_crossing: int = 1
+    """Coarse points still scored past the first one that reaches the threshold, to show the curve flatten."""
+
+    def __post_init__(self):
+        for name in ("d_min", "d_max", "per_decade", "resolution"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LoralabError(f"invalid {name}={value!r}: expected a positive integer")
+        if self.d_max < self.d_min:
+            raise LoralabError(f"invalid d_max={self.d_max}: below d_min={self.d_min}")
+        if not 0 < self.fraction <= 1:
+            raise LoralabError(f"invalid fraction={self.fraction!r}: expected a number in (0, 1]")
+        if isinstance(self.after_crossing, bool) or not isinstance(self.after_crossing, int) or self.after_crossing < 0:
+            raise LoralabError(f"invalid after_crossing={self.after_crossing!r}: expected a non-negative integer")
+
+    def grid(self) -> tuple[int, ...]:
+        """The coarse grid: d_min, then per_decade points per decade up to and including d_max."""
+        steps = math.ceil(math.log10(self.d_max / self.d_min) * self.per_decade)
+        points = {round(self.d_min * 10 ** (i / self.per_decade)) for i in range(steps)}
+        return tuple(sorted(points | {self.d_max}))
+
+
+@dataclass(frozen=True)
+class IntrinsicResult:
+    """Every scored d, and the intrinsic dimension they imply."""
+
+    points: tuple[tuple[int, float], ...]
+    """(d, score) in increasing d."""
+    baseline: float
+    """Score of direct training, the 100% mark."""
+    fraction: float
+    """The threshold's fraction of the baseline."""
+    d_int: int | None
+    """Smallest scored d reaching the threshold; None if none did."""
+    lower: int | None
+    """Largest scored d below d_int that missed the threshold; None if d_int is the smallest scored d."""
+
+    @property
+    def threshold(self) -> float:
+        return self.fraction * self.baseline
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "baseline": self.baseline,
+            "fraction": self.fraction,
+            "threshold": self.threshold,
+            "d_int": self.d_int,
+            "lower": self.lower,
+            "points": [{"d": d, "score": s} for d, s in self.points],
+        }
+
+
+def find_intrinsic_dim(
+    score: Callable[[int], float],
+    baseline: float,
+    config: SearchConfig = SearchConfig(),
+    *,
+    on_point: Callable[[int, float], None] | None = None,
+) -> IntrinsicResult:
+    """Search d for the smallest subspace whose `score(d)` reaches `config.fraction * baseline`.
+
+    `score` trains in a d-dimensional subspace and returns a higher-is-better metric; each d is
+    scored at most once. `on_point(d, score)` is called after each evaluation (logging, saving).
+    """
+    threshold = config.fraction * baseline
+    scores: dict[int, float] = {}
+
+    def evaluate(d: int) -> float:
+        if d not in scores:
+            scores[d] = float(score(d))
+            if on_point is not None:
+                on_point(d, scores[d])
+        return scores[d]
+
+    crossing, extra = None, 0
+    for d in config.grid():
+        if crossing is not None:
+            if extra >= config.after_crossing:
+                break
+            extra += 1
+        if evaluate(d) >= threshold and crossing is None:
+            crossing = d
+
+    if crossing is not None:
+        below = [d for d in scores if d < crossing]
+        lo, hi = (max(below), crossing) if below else (None, crossing)
+        while lo is not None and hi - lo > config.resolution:
+            mid = _probe(lo, hi, config.resolution)
+            if mid is None:
+                break
+            if evaluate(mid) >= threshold:
+                hi = mid
+            else:
+                lo = mid
+
+    reached = [d for d, s in scores.items() if s >= threshold]
+    d_int = min(reached) if reached else None
+    missed = [d for d, s in scores.items() if d_int is not None and d < d_int]
+    return IntrinsicResult(
+        points=tuple(sorted(scores.items())),
+        baseline=float(baseline),
+        fraction=config.fraction,
+        d_int=d_int,
+        lower=max(missed) if missed else None,
+    )
+
+
+def _probe(lo: int, hi: int, resolution: int) -> int | None:
+    """A multiple of `resolution` strictly inside (lo, hi), near their geometric mean; None if none is."""
+    target = math.sqrt(lo * hi)
+    candidates = [math.floor(target / resolution) * resolution, math.ceil(target / resolution) * resolution]
+    inside = [c for c in candidates if lo < c < hi]
+    if inside:
+        return min(inside, key=lambda c: abs(c - target))
+    first = (lo // resolution + 1) * resolution
+    return first if first < hi else None
+
+
+def plot_intrinsic(result: IntrinsicResult, path: str | Path, *, metric: str = "score", title: str | None = None) -> Path:
+    """Score against d on a log axis, with the baseline and the threshold line; writes a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = [d for d, _ in result.points]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(ds, [s for _, s in result.points], "o-", color="tab:blue", label="subspace training")
+    ax.axhline(result.baseline, color="tab:gray", linestyle="--", label=f"baseline {result.baseline:.4g}")
+    ax.axhline(result.threshold, color="tab:red", linestyle=":",
+               label=f"{result.fraction:.0%} of baseline {result.threshold:.4g}")
+    if result.d_int is not None:
+        ax.axvline(result.d_int, color="tab:green", linestyle="-.", label=f"d_int{round(100 * result.fraction)} = {result.d_int}")
+    ax.set_xscale("log")
+    ax.set_xlabel("subspace dimension d")
+    ax.set_ylabel(metric)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_intrinsic(
+    result: IntrinsicResult,
+    folder: str | Path,
+    *,
+    name: str = "intrinsic",
+    metric: str = "score",
+    title: str = "Intrinsic dimension",
+    details: dict[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write `<name>.json`, `<name>.md` and `<name>.png` to `folder`; `details` records the protocol."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    details = dict(details or {})
+    label = f"d_int{round(100 * result.fraction)}"
+    paths = {kind: folder / f"{name}.{kind}" for kind in ("json", "md", "png")}
+
+    record = {"metric": metric, label: result.d_int, **result.to_dict(), "details": details}
+    paths["json"].write_text(json.dumps(record, indent=2) + "\n")
+    plot_intrinsic(result, paths["png"], metric=metric, title=title)
+
+    if result.d_int is None:
+        verdict = f"No scored d reached {result.fraction:.0%} of the baseline."
+    elif result.lower is None:
+        verdict = f"**{label} <= {result.d_int}**: the smallest d scored already reached the threshold."
+    else:
+        verdict = f"**{label} = {result.d_int}** (d = {result.lower} missed the threshold)."
+    lines = [
+        f"# {title}",
+        "",
+        verdict,
+        "",
+        f"- baseline {metric}: {result.baseline:.4f}",
+        f"- threshold ({result.fraction:.0%} of baseline): {result.threshold:.4f}",
+        "",
+        f"| d | {metric} | reaches threshold |",
+        "|---:|---:|:---:|",
+        *(f"| {d} | {s:.4f} | {'yes' if s >= result.threshold else 'no'} |" for d, s in result.points),
+        "",
+        f"![{metric} against d]({paths['png'].name})",
+    ]
+    if details:
+        lines += ["", "## Protocol", "", *(f"- {key}: {value}" for key, value in details.items())]
+    paths["md"].write_text("\n".join(lines) + "\n")
+    return paths
