@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from conftest import tiny_model
+from loralab.data.batching import EncodedQuestion
+from loralab.errors import LoralabError
+from loralab.strategies import Strategy, StrategyConfig, apply_strategy
+from loralab.train import TrainConfig, _linear_schedule, evaluate, train
+
+
+def items(n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        length = 6 + i % 5
+        ids = tuple(tuple(torch.randint(5, 100, (length,), generator=g).tolist()) for _ in range(4))
+        out.append(EncodedQuestion({"input_ids": ids}, label=i % 4))
+    return out
+
+
+def trained(config, strategy=Strategy.FULL):
+    model = tiny_model("bert")
+    apply_strategy(model, StrategyConfig(strategy))
+    return model, train(model, items(), config, pad_id=0, progress=False)
+
+
+def test_same_seed_same_run_bitwise():
+    config = TrainConfig(lr=1e-3, batch_size=4, epochs=2, seed=7)
+    (a, ra), (b, rb) = trained(config), trained(config)
+    assert ra.losses == rb.losses and ra.steps == 6
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+
+
+def test_different_seed_different_order():
+    assert trained(TrainConfig(lr=1e-3, batch_size=4, seed=1))[1].losses != \
+        trained(TrainConfig(lr=1e-3, batch_size=4, seed=2))[1].losses
+
+
+def test_gradient_accumulation_counts_optimizer_steps():
+    _, result = trained(TrainConfig(lr=1e-3, batch_size=2, grad_accum=3, epochs=1))
+    assert result.steps == 2 and len(result.losses) == 2 and len(result.step_seconds) == 2
+    _, result = trained(TrainConfig(lr=1e-3, batch_size=2, max_steps=1))
+    assert result.steps == 1
+
+
+def test_training_lowers_the_loss_and_records_costs():
+    model = tiny_model("bert")
+    apply_strategy(model, StrategyConfig(Strategy.FULL))
+    data = items(8)
+    before = evaluate(model, data, pad_id=0)
+    result = train(model, data, TrainConfig(lr=3e-3, batch_size=4, epochs=15, warmup_ratio=0.0), pad_id=0, progress=False)
+    assert result.losses[-1] < result.losses[0]
+    assert evaluate(model, data, pad_id=0)["accuracy"] > before["accuracy"]
+    assert result.tokens == 15 * sum(item.num_tokens for item in data)
+    assert result.peak_memory_mb > 0 and result.tokens_per_second > 0
+
+
+def test_non_finite_loss_is_recorded_as_diverged():
+    model = tiny_model("bert")
+    apply_strategy(model, StrategyConfig(Strategy.FULL))
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("inf"))
+    result = train(model, items(), TrainConfig(batch_size=4), pad_id=0, progress=False)
+    assert result.status == "diverged" and result.diverged_at_step == 1 and result.steps == 0
+
+
+def test_linear_warmup_then_decay():
+    factor = _linear_schedule(total_steps=10, warmup_steps=2)
+    assert [round(factor(s), 3) for s in range(10)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]
+
+
+def test_optimizer_state_only_for_what_trains():
+    model = tiny_model("bert")
+    apply_strategy(model, StrategyConfig(Strategy.LORA))
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    from loralab.train import _optimizer
+
+    optimizer = _optimizer(model, TrainConfig())
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == trainable
+
+
+@pytest.mark.parametrize("field,value", [("lr", 0.0), ("batch_size", 0), ("warmup_ratio", 1.0), ("max_length", 2)])
+def test_invalid_training_setting_names_the_field(field, value):
+    with pytest.raises(LoralabError, match=field):
+        TrainConfig(**{field: value})
