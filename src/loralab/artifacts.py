@@ -12,10 +12,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from loralab.errors import LoralabError
@@ -88,8 +88,22 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Copy saved tensors into the model, refusing unknown names and wrong shapes."""
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata stored in a safetensors header (empty when there is none)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise LoralabError(f"{path}: not a valid safetensors file ({e})") from None
+
+
+def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str | Path,
+                    required: Iterable[str] = ()) -> None:
+    """Copy saved tensors into the model, refusing unknown names, wrong shapes and missing `required` names."""
+    missing = sorted(set(required) - set(tensors))
+    if missing:
+        raise LoralabError(f"{source}: missing {len(missing)} tensor(s) the model needs, e.g. {missing[0]!r} "
+                           "(saved by a different strategy, or an incomplete file?)")
     state = model.state_dict()
     for name, tensor in tensors.items():
         if name not in state:

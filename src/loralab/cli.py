@@ -28,11 +28,22 @@ def _train(args: argparse.Namespace) -> None:
     training = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
                            seed=args.seed, max_steps=args.max_steps)
-    config = RunConfig(train=args.train, valid=args.valid, model=args.model,
-                       strategy=StrategyConfig(strategy=args.strategy, lora=lora, train_head=not args.freeze_head),
+    if args.adapter:
+        from loralab.peft_interop import read_peft_adapter
+
+        adapter = read_peft_adapter(args.adapter)
+        if args.strategy not in (None, "lora"):
+            raise LoralabError(f"--adapter continues training a LoRA adapter; it cannot use --strategy {args.strategy}")
+        strategy, model = adapter.strategy, args.model or adapter.base_model
+        if not model:
+            raise LoralabError(f"{args.adapter}: the adapter names no base model; pass --model")
+    else:
+        strategy = StrategyConfig(strategy=args.strategy or "full", lora=lora, train_head=not args.freeze_head)
+        model = args.model or "minilm"
+    config = RunConfig(train=args.train, valid=args.valid, model=model, strategy=strategy,
                        training=training, train_limit=args.train_limit, valid_limit=args.valid_limit,
                        device=args.device, offline=not args.online, trust_remote_code=args.trust_remote_code)
-    record = run(config, args.out, progress=not args.quiet)
+    record = run(config, args.out, progress=not args.quiet, adapter=args.adapter)
     print(summary(record, args.out))
 
 
@@ -61,7 +72,12 @@ def _scored(args: argparse.Namespace, require_answer: bool):
     from loralab.train import score
 
     questions = read_questions(args.data, require_answer=require_answer)
-    loaded = load_run(args.run, device=args.device)
+    if args.adapter:
+        from loralab.peft_interop import load_peft_adapter
+
+        loaded = load_peft_adapter(args.adapter, model=args.model, device=args.device)
+    else:
+        loaded = load_run(args.run, device=args.device)
     tokenizer = loaded.tokenizer
     items = encode(questions, tokenizer, loaded.config.training.max_length)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -105,6 +121,20 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(f"questions {len(items)}")
 
 
+def _merge(args: argparse.Namespace) -> None:
+    from loralab.merge import merge_run
+
+    out = merge_run(args.run, args.out)
+    print(f"wrote a standalone Hugging Face model to {out} (AutoModelForMultipleChoice.from_pretrained loads it)")
+
+
+def _export_peft(args: argparse.Namespace) -> None:
+    from loralab.peft_interop import export_peft
+
+    out = export_peft(args.run, args.out)
+    print(f"wrote a peft LoRA adapter to {out} (PeftModel.from_pretrained(base_model, {str(out)!r}) loads it)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loralab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"loralab {__version__}")
@@ -113,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="fine-tune a model on a multiple-choice CSV with one strategy")
     t.add_argument("--train", required=True, help="training CSV (id, prompt, A..E, answer)")
     t.add_argument("--valid", help="validation CSV, scored with MAP@3 and accuracy after training")
-    t.add_argument("--strategy", choices=["full", "attention", "qv", "lora"], default="full")
-    t.add_argument("--model", default="minilm", help="local folder, 'minilm' (packaged) or hub name (default: minilm)")
+    t.add_argument("--strategy", choices=["full", "attention", "qv", "lora"], help="default: full")
+    t.add_argument("--model", help="local folder, 'minilm' (packaged) or hub name (default: minilm)")
+    t.add_argument("--adapter", metavar="ADAPTER_DIR",
+                   help="continue training a peft LoRA adapter (its settings replace --strategy and --lora-*)")
     t.add_argument("--out", required=True, help="run folder to write run.json and weights into")
     t.add_argument("--lora-r", type=int, default=8)
     t.add_argument("--lora-alpha", type=float, default=32.0)
@@ -139,12 +171,26 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, help_ in (("predict", _predict, "write a Kaggle submission (id, prediction) from a trained run"),
                               ("evaluate", _evaluate, "print MAP@3 and accuracy of a trained run on a CSV")):
         p = sub.add_parser(name, help=help_)
-        p.add_argument("--run", required=True, help="run folder written by 'loralab train'")
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--run", help="run folder written by 'loralab train'")
+        source.add_argument("--adapter", metavar="ADAPTER_DIR", help="a peft LoRA adapter folder")
+        p.add_argument("--model", help="base model for --adapter (default: its base_model_name_or_path)")
         p.add_argument("--data", required=True, help="questions CSV")
         p.add_argument("--batch-size", type=int, default=32)
         if name == "predict":
             p.add_argument("--out", required=True, help="submission CSV to write")
             p.add_argument("--scores", help="also write every option's score to this CSV")
+        p.set_defaults(func=func)
+
+    for name, func, help_, out_help in (
+        ("merge", _merge, "fold a run's trained weights into a standalone Hugging Face model folder",
+         "model folder to write (weights, config, tokenizer)"),
+        ("export-peft", _export_peft, "write a LoRA run as a peft adapter folder",
+         "adapter folder to write (adapter_config.json, adapter_model.safetensors)"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("--run", required=True, help="run folder written by 'loralab train'")
+        p.add_argument("--out", required=True, help=out_help)
         p.set_defaults(func=func)
 
     for p in sub.choices.values():

@@ -42,8 +42,12 @@ def _trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train one configuration and leave `out_dir/run.json` and `out_dir/weights.safetensors`."""
+        log: Callable[[str], None] = print, adapter: str | Path | None = None) -> dict[str, Any]:
+    """Train one configuration and leave `out_dir/run.json` and `out_dir/weights.safetensors`.
+
+    `adapter` names a peft LoRA adapter folder to start from; `config.strategy` must then be the
+    adapter's own (`read_peft_adapter(adapter).strategy`).
+    """
     out_dir = Path(out_dir)
     offline_environment(config.offline)
     device = resolve_device(config.device)
@@ -55,13 +59,23 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
                        seed=config.training.seed)
     base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
             "fingerprint": fingerprint(model)}
-    report = apply_strategy(model, config.strategy)
+    if adapter is not None:
+        from loralab.peft_interop import apply_peft_adapter, read_peft_adapter
+
+        peft_adapter = read_peft_adapter(adapter)
+        if config.strategy != peft_adapter.strategy:
+            raise LoralabError(f"{adapter}: the run's strategy settings differ from the adapter's own")
+        report = apply_peft_adapter(model, peft_adapter)
+    else:
+        report = apply_strategy(model, config.strategy)
     model.to(device)
     record: dict[str, Any] = {
         "status": "running",
         "loralab_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "strategy": config.strategy.strategy.value,
+        "task": "multiple-choice",
+        "head": list(head_names(model)),
         "hyperparameters": config.flat(),
         "config": config.to_dict(),
         "base_model": base,
@@ -69,6 +83,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "total_params": report.total_params,
         "adapted_modules": len(report.adapted_modules),
         "train_questions": len(train_questions),
+        **({"started_from_adapter": str(adapter)} if adapter is not None else {}),
         "device": str(device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
@@ -124,6 +139,8 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     record = read_json(run_dir / RECORD)
     if record.get("status") != "completed":
         raise LoralabError(f"{run_dir / RECORD}: run status is {record.get('status')!r}, not 'completed'")
+    if "config" not in record:
+        raise LoralabError(f"{run_dir / RECORD}: no 'config' field; not a loralab run record")
     config = RunConfig.from_dict(record["config"])
     offline_environment(config.offline)
     tensors = load_weights(run_dir / record.get("weights", WEIGHTS), record.get("weights_sha256"))
@@ -136,7 +153,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
             f"now loads weights with fingerprint {fingerprint(model)}; refusing to apply it to a different model"
         )
     apply_strategy(model, config.strategy)
-    load_state_into(model, tensors, run_dir / record.get("weights", WEIGHTS))
+    load_state_into(model, tensors, run_dir / record.get("weights", WEIGHTS), required=_trained_state(model))
     device_ = resolve_device(device)
     model.to(device_).eval()
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)

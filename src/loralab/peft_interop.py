@@ -1,0 +1,250 @@
+"""LoRA adapters in peft's format: export a loralab run, import an adapter that peft saved.
+
+A peft LoRA adapter is a folder with `adapter_config.json` (r, lora_alpha, target_modules, ...) and
+`adapter_model.safetensors`. Both libraries compute h = W0 x + scaling * B A x with A: (r, in) and
+B: (out, r), so the tensors carry over unchanged; only the names differ:
+
+    loralab                                  peft
+    <module>.lora_A                          base_model.model.<module>.lora_A.weight
+    <module>.lora_B                          base_model.model.<module>.lora_B.weight
+    classifier.weight (task head)            base_model.model.classifier.weight   (modules_to_save)
+
+peft has no multiple-choice task type, so the head travels as `modules_to_save` with
+`task_type=None`. peft records no fingerprint of the base weights; loralab puts one in the
+safetensors header, where peft ignores it, and checks it when it finds one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from loralab import __version__
+from loralab.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
+from loralab.errors import LoralabError
+from loralab.models import architecture, fingerprint, is_head, matches
+from loralab.strategies import Strategy, StrategyConfig, StrategyReport, apply_strategy
+from loralab.strategies.lora import LoraConfig, LoraLinear
+
+CONFIG = "adapter_config.json"
+WEIGHTS = "adapter_model.safetensors"
+PREFIX = "base_model.model."
+FINGERPRINT_KEY = "loralab_base_fingerprint"
+
+# The packaged model's alias is loralab's; peft users know it by its hub name.
+_HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+
+# peft features loralab's LoraLinear does not compute: (config field, test for "in use", why refused).
+_UNSUPPORTED: tuple[tuple[str, Any, str], ...] = (
+    ("use_dora", lambda v: bool(v), "DoRA (weight-decomposed LoRA)"),
+    ("bias", lambda v: v not in (None, "none"), "trained biases (bias != 'none')"),
+    ("lora_bias", lambda v: bool(v), "a bias on lora_B"),
+    ("fan_in_fan_out", lambda v: bool(v), "fan_in_fan_out (transposed Conv1D weights)"),
+    ("rank_pattern", lambda v: bool(v), "per-module ranks (rank_pattern)"),
+    ("alpha_pattern", lambda v: bool(v), "per-module alphas (alpha_pattern)"),
+    ("target_parameters", lambda v: bool(v), "LoRA on bare parameters (target_parameters)"),
+    ("trainable_token_indices", lambda v: bool(v), "trainable tokens"),
+    ("layer_replication", lambda v: bool(v), "layer replication"),
+    ("use_qalora", lambda v: bool(v), "QA-LoRA"),
+    ("alora_invocation_tokens", lambda v: bool(v), "activated LoRA"),
+)
+
+
+@dataclass(frozen=True)
+class PeftAdapter:
+    """A peft LoRA adapter read from disk and translated into loralab's names and settings."""
+
+    path: Path
+    lora: LoraConfig
+    """LoRA settings; `targets` are the exact names of the modules the adapter has weights for."""
+    tensors: dict[str, torch.Tensor]
+    """Adapter and head tensors under loralab's state-dict names."""
+    head: tuple[str, ...]
+    """The adapter's `modules_to_save` (the task head, when it carries one)."""
+    base_model: str | None
+    """`base_model_name_or_path` as peft recorded it."""
+    fingerprint: str | None
+    """The base weights' fingerprint, when loralab wrote the adapter."""
+
+    @property
+    def strategy(self) -> StrategyConfig:
+        return StrategyConfig(strategy=Strategy.LORA, lora=self.lora, train_head=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Export
+
+
+def peft_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A LoRA-adapted model's adapters and task head under peft's key names."""
+    arch = architecture(model)
+    tensors = {}
+    for name, param in model.named_parameters():
+        module, _, leaf = name.rpartition(".")
+        if leaf in ("lora_A", "lora_B"):
+            tensors[f"{PREFIX}{name}.weight"] = param
+        elif is_head(module, arch):
+            tensors[PREFIX + name] = param
+    return tensors
+
+
+def peft_config(model: nn.Module, lora: LoraConfig, base_model: str) -> dict[str, Any]:
+    """The `adapter_config.json` that makes peft rebuild exactly this model's adapters."""
+    targets = sorted(name for name, m in model.named_modules() if isinstance(m, LoraLinear))
+    return {
+        "peft_type": "LORA",
+        "task_type": None,  # peft has no multiple-choice task; the head goes in modules_to_save
+        "base_model_name_or_path": base_model,
+        "r": lora.r,
+        "lora_alpha": lora.alpha,
+        "lora_dropout": lora.dropout,
+        "use_rslora": lora.rslora,
+        # Full module names: peft matches an entry equal to the name or a dot-bounded suffix, so
+        # these select exactly the modules loralab adapted, whatever targets chose them.
+        "target_modules": targets,
+        "modules_to_save": list(architecture(model).head),
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "use_dora": False,
+        "init_lora_weights": True,
+        "rank_pattern": {},
+        "alpha_pattern": {},
+        "inference_mode": True,
+    }
+
+
+def export_peft(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write a LoRA run as a peft adapter folder that `PeftModel.from_pretrained` loads."""
+    from loralab.runs import load_run
+
+    loaded = load_run(run_dir, device="cpu")
+    strategy = loaded.config.strategy
+    if strategy.strategy is not Strategy.LORA:
+        raise LoralabError(f"{run_dir}: export-peft writes LoRA adapters, but this run used strategy "
+                           f"{strategy.strategy.value!r}; use 'loralab merge' to get a standalone model")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise LoralabError(f"{out_dir}: exists and is not a folder")
+    name = loaded.config.model
+    base = _HUB_NAMES.get(name.lower(), name)
+    metadata = {"format": "pt", FINGERPRINT_KEY: loaded.record["base_model"]["fingerprint"],
+                "loralab_version": __version__}
+    # Weights first: a folder whose config exists always has its weights beside it.
+    save_weights(out_dir / WEIGHTS, peft_state(loaded.model), metadata)
+    write_json(out_dir / CONFIG, peft_config(loaded.model, strategy.lora, base))
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------
+# Import
+
+
+def _loralab_name(key: str, head: tuple[str, ...], path: Path) -> str:
+    name = key.removeprefix(PREFIX)
+    module, _, leaf = name.rpartition(".")
+    if leaf == "weight" and module.rpartition(".")[2] in ("lora_A", "lora_B"):
+        return module  # <module>.lora_A.weight -> <module>.lora_A
+    if any(part.startswith(("lora_", "magnitude")) for part in name.split(".")):
+        raise LoralabError(f"{path}: tensor {key!r} belongs to a LoRA variant loralab does not compute")
+    # Older peft versions kept the wrapper's `modules_to_save.` segment in the saved key.
+    name = name.replace(".modules_to_save.", ".")
+    if not any(name == h or name.startswith(h + ".") for h in head):
+        raise LoralabError(f"{path}: tensor {key!r} is neither a LoRA weight nor part of modules_to_save {list(head)}")
+    return name
+
+
+def read_peft_adapter(adapter_dir: str | Path) -> PeftAdapter:
+    """Read and validate a peft LoRA adapter folder; nothing is unpickled."""
+    adapter_dir = Path(adapter_dir)
+    if not adapter_dir.is_dir():
+        raise LoralabError(f"{adapter_dir}: no such adapter folder")
+    config_path, weights_path = adapter_dir / CONFIG, adapter_dir / WEIGHTS
+    config = read_json(config_path)
+    if not weights_path.is_file():
+        pickled = [p.name for p in adapter_dir.glob("adapter_model.bin")]
+        hint = f" ({pickled[0]} is a pickle, which loralab never loads)" if pickled else ""
+        raise LoralabError(f"{weights_path}: weights file missing{hint}")
+    if config.get("peft_type") != "LORA":
+        raise LoralabError(f"{config_path}: peft_type is {config.get('peft_type')!r}; loralab reads LORA adapters only")
+    for field, in_use, what in _UNSUPPORTED:
+        if in_use(config.get(field)):
+            raise LoralabError(f"{config_path}: {field}={config[field]!r} asks for {what}, which loralab does not support")
+    head = tuple(config.get("modules_to_save") or ())
+    saved = load_weights(weights_path)
+    tensors = {_loralab_name(key, head, weights_path): value for key, value in saved.items()}
+    targets = sorted({name.rpartition(".")[0] for name in tensors if name.endswith((".lora_A", ".lora_B"))})
+    if not targets:
+        raise LoralabError(f"{weights_path}: holds no lora_A / lora_B tensors")
+    try:
+        lora = LoraConfig(r=config["r"], alpha=float(config["lora_alpha"]), dropout=float(config.get("lora_dropout", 0.0)),
+                          targets=tuple(targets), rslora=bool(config.get("use_rslora", False)))
+    except KeyError as e:
+        raise LoralabError(f"{config_path}: missing field {e.args[0]!r}") from None
+    except LoralabError as e:
+        raise LoralabError(f"{config_path}: {e}") from None
+    return PeftAdapter(adapter_dir, lora, tensors, head, config.get("base_model_name_or_path"),
+                       read_metadata(weights_path).get(FINGERPRINT_KEY))
+
+
+def apply_peft_adapter(model: nn.Module, adapter: PeftAdapter) -> StrategyReport:
+    """Adapt `model` with the adapter's LoRA settings and load its tensors, in place.
+
+    Refuses a base model whose weights differ from the ones the adapter was exported from (when
+    the adapter records them) or whose shapes do not fit the adapter's tensors.
+    """
+    arch = architecture(model)
+    if adapter.fingerprint is not None and fingerprint(model) != adapter.fingerprint:
+        raise LoralabError(
+            f"{adapter.path}: this adapter was trained on a base model with fingerprint {adapter.fingerprint}, "
+            f"but the model given has fingerprint {fingerprint(model)}; refusing to apply it to a different model"
+        )
+    for module in adapter.head:
+        if not any(matches(h, module) for h in arch.head):
+            raise LoralabError(f"{adapter.path}: modules_to_save entry {module!r} is not this model's task head "
+                               f"({', '.join(arch.head)}); loralab trains only LoRA and the head")
+    if not adapter.head:
+        warnings.warn(f"{adapter.path}: the adapter carries no task head; the head ({', '.join(arch.head)}) is "
+                      "freshly initialised, so its scores carry no learned signal until it is trained", stacklevel=2)
+    modules = dict(model.named_modules())
+    for target in adapter.lora.targets:
+        if target not in modules:
+            raise LoralabError(f"{adapter.path}: the adapter adapts module {target!r}, which this "
+                               f"{type(model).__name__} does not have (a different base model?)")
+    report = apply_strategy(model, adapter.strategy)
+    lora = {f"{name}.{leaf}" for name in adapter.lora.targets for leaf in ("lora_A", "lora_B")}
+    load_state_into(model, adapter.tensors, adapter.path / WEIGHTS, required=lora)
+    return report
+
+
+def load_peft_adapter(adapter_dir: str | Path, *, model: str | None = None, device: str = "auto",
+                      offline: bool = True, trust_remote_code: bool = False, seed: int = 0):
+    """Load a base model and apply a peft adapter to it; returns a `LoadedRun` ready to score.
+
+    `model` overrides the adapter's `base_model_name_or_path`.
+    """
+    from loralab.config import RunConfig
+    from loralab.models import load_model, load_tokenizer, offline_environment, resolve_model
+    from loralab.runs import LoadedRun, resolve_device
+
+    adapter = read_peft_adapter(adapter_dir)
+    name = model or adapter.base_model
+    if not name:
+        raise LoralabError(f"{adapter.path / CONFIG}: names no base model (base_model_name_or_path); pass --model")
+    offline_environment(offline)
+    base = load_model(name, offline=offline, trust_remote_code=trust_remote_code, seed=seed)
+    base_fingerprint = fingerprint(base)
+    apply_peft_adapter(base, adapter)
+    device_ = resolve_device(device)
+    base.to(device_).eval()
+    tokenizer = load_tokenizer(name, offline=offline, trust_remote_code=trust_remote_code)
+    # The run this adapter would start: scoring reads the model and max_length from it.
+    config = RunConfig(train="", model=name, strategy=adapter.strategy, offline=offline,
+                       trust_remote_code=trust_remote_code)
+    record = {"adapter": str(adapter.path), "strategy": Strategy.LORA.value,
+              "base_model": {"name": name, "path": resolve_model(name), "fingerprint": base_fingerprint}}
+    return LoadedRun(base, tokenizer, config, record, device_)

@@ -1,0 +1,53 @@
+"""Helpers for tests that need real run folders: a tiny BERT saved on disk, and short runs on it.
+
+The tiny model has MiniLM's vocabulary, so real science-exam questions tokenize into it; one
+optimizer step at a large learning rate moves its weights far enough that an adapter visibly
+changes the outputs, which keeps "merged equals adapted" from passing on a no-op.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import transformers
+
+from conftest import SCIENCE
+from loralab.config import RunConfig
+from loralab.data.batching import collate, encode
+from loralab.data.multiple_choice import read_questions
+from loralab.runs import run
+from loralab.strategies import StrategyConfig
+from loralab.train import TrainConfig, choice_logits
+
+
+def save_tiny_bert(folder: Path, tokenizer, seed: int = 0, hidden: int = 32) -> Path:
+    """A 2-layer BERT with a multiple-choice head and MiniLM's tokenizer, saved as a model folder."""
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=2 * hidden,
+                                     initializer_range=0.3)  # logits of order 1, so atol=1e-5 is strict
+    transformers.BertForMultipleChoice(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def short_run(out: Path, model: str | Path, strategy: StrategyConfig, *, lr: float = 0.05, steps: int = 1,
+              adapter: Path | None = None) -> dict:
+    """`steps` optimizer steps on 4 science-exam questions; returns the run record."""
+    training = TrainConfig(lr=lr, batch_size=2, max_steps=steps, max_length=32, warmup_ratio=0.0, seed=0)
+    config = RunConfig(train=str(SCIENCE / "train.csv"), model=str(model), strategy=strategy, training=training,
+                       train_limit=4, device="cpu")
+    return run(config, out, progress=False, log=lambda _: None, adapter=adapter)
+
+
+def question_batch(tokenizer, n: int = 4, max_length: int = 32) -> dict[str, torch.Tensor]:
+    """Real questions from science-exam/valid.csv as one padded batch (batch, choices, seq)."""
+    items = encode(read_questions(SCIENCE / "valid.csv", limit=n), tokenizer, max_length)
+    return collate(items, tokenizer.pad_token_id)
+
+
+@torch.no_grad()
+def logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    model.eval()
+    return choice_logits(model, batch)

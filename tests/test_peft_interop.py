@@ -1,0 +1,165 @@
+import json
+
+import peft
+import pytest
+import torch
+from transformers import AutoModelForMultipleChoice
+
+from conftest import SCIENCE
+from loralab.cli import main
+from loralab.errors import LoralabError
+from loralab.metrics import accuracy, map_at_k
+from loralab.peft_interop import CONFIG, WEIGHTS, export_peft, load_peft_adapter, read_peft_adapter
+from loralab.runs import load_run
+from loralab.strategies import Strategy, StrategyConfig
+from loralab.strategies.lora import LoraConfig
+from run_fixtures import logits, question_batch, save_tiny_bert, short_run
+
+# loralab runs exported to peft: the settings that change peft's config (targets, scaling, dropout).
+EXPORTS = {
+    "qv": LoraConfig(r=4, alpha=8.0),
+    "all-linear-rslora": LoraConfig(r=2, alpha=4.0, targets=("all-linear",), rslora=True, dropout=0.1),
+}
+
+# Adapters trained with peft and read by loralab: target lists, regexes and rsLoRA scaling.
+IMPORTS = {
+    "qv-list": dict(r=4, lora_alpha=16, target_modules=["query", "value"]),
+    "output-regex-rslora": dict(r=2, lora_alpha=8, target_modules=r".*attention\.output\.dense", use_rslora=True),
+    "all-linear": dict(r=2, lora_alpha=4, target_modules="all-linear"),
+}
+
+
+@pytest.fixture(scope="module")
+def base_folder(tmp_path_factory, minilm_tokenizer, science_exam):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), minilm_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, base_folder):
+    root = tmp_path_factory.mktemp("runs")
+    for name, lora in EXPORTS.items():
+        short_run(root / name, base_folder, StrategyConfig(Strategy.LORA, lora=lora))
+    short_run(root / "selection-qv", base_folder, StrategyConfig(Strategy.QV))
+    return root
+
+
+def peft_adapter(folder, base_folder, settings, seed=0):
+    """A peft model on the tiny base with random non-zero adapters and head, saved to `folder`."""
+    base = AutoModelForMultipleChoice.from_pretrained(base_folder)
+    model = peft.get_peft_model(base, peft.LoraConfig(**settings, modules_to_save=["classifier"], task_type=None))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name:
+                param.copy_(torch.randn(param.shape, generator=g) * 0.3)
+    model.save_pretrained(folder)
+    return model
+
+
+@pytest.mark.parametrize("case", sorted(EXPORTS))
+def test_exported_adapter_loaded_by_peft_equals_loralab(case, runs, base_folder, tmp_path, minilm_tokenizer):
+    batch = question_batch(minilm_tokenizer)
+    ours = logits(load_run(runs / case).model, batch)
+    assert main(["export-peft", "--run", str(runs / case), "--out", str(tmp_path / "adapter")]) == 0
+    assert sorted(p.name for p in (tmp_path / "adapter").iterdir()) == [CONFIG, WEIGHTS]
+
+    base = AutoModelForMultipleChoice.from_pretrained(base_folder)
+    with torch.no_grad():  # a head unlike the trained one: the adapter must carry the head
+        base.classifier.weight.normal_()
+    assert (logits(base, batch) - ours).abs().max() > 1e-2
+    restored = peft.PeftModel.from_pretrained(base, tmp_path / "adapter")
+    torch.testing.assert_close(logits(restored, batch), ours, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("case", sorted(IMPORTS))
+def test_peft_saved_adapter_loaded_by_loralab_equals_peft(case, base_folder, tmp_path, minilm_tokenizer):
+    batch = question_batch(minilm_tokenizer)
+    model = peft_adapter(tmp_path / "adapter", base_folder, IMPORTS[case])
+    expected = logits(model, batch)
+    with model.disable_adapter():
+        assert (expected - logits(model, batch)).abs().max() > 1e-2  # the adapter changes the outputs
+
+    loaded = load_peft_adapter(tmp_path / "adapter", device="cpu")  # base from base_model_name_or_path
+    torch.testing.assert_close(logits(loaded.model, batch), expected, atol=1e-5, rtol=0)
+    trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
+    assert trainable == model.get_nb_trainable_parameters()[0]  # same adapters and head train in both
+
+
+def test_peft_adapter_keeps_training_in_loralab_from_its_weights(base_folder, tmp_path, minilm_tokenizer):
+    batch = question_batch(minilm_tokenizer)
+    expected = logits(peft_adapter(tmp_path / "adapter", base_folder, IMPORTS["qv-list"]), batch)
+    adapter = read_peft_adapter(tmp_path / "adapter")
+
+    # A learning rate too small to move the weights: the run must start exactly at the adapter.
+    record = short_run(tmp_path / "still", base_folder, adapter.strategy, lr=1e-12, adapter=tmp_path / "adapter")
+    assert record["started_from_adapter"] == str(tmp_path / "adapter")
+    torch.testing.assert_close(logits(load_run(tmp_path / "still").model, batch), expected, atol=1e-5, rtol=0)
+
+    short_run(tmp_path / "moved", base_folder, adapter.strategy, lr=0.05, adapter=tmp_path / "adapter")
+    moved = load_run(tmp_path / "moved").model.state_dict()
+    for name, tensor in adapter.tensors.items():
+        assert not torch.equal(moved[name], tensor), f"{name} did not train"
+
+
+def test_cli_evaluates_a_peft_adapter(base_folder, tmp_path, minilm_tokenizer, capsys):
+    model = peft_adapter(tmp_path / "adapter", base_folder, IMPORTS["qv-list"])
+    batch = question_batch(minilm_tokenizer, n=6, max_length=256)  # the CLI's default max_length
+    scores = logits(model, batch).tolist()
+    labels = batch["labels"].tolist()
+    data = tmp_path / "six.csv"
+    data.write_text("".join((SCIENCE / "valid.csv").read_text().splitlines(keepends=True)[:7]))
+    assert main(["evaluate", "--adapter", str(tmp_path / "adapter"), "--model", str(base_folder),
+                 "--data", str(data), "--quiet", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert f"MAP@3     {map_at_k(scores, labels, 3):.4f}" in out
+    assert f"accuracy  {accuracy(scores, labels):.4f}" in out
+
+
+def test_export_refuses_a_run_that_is_not_lora(runs, tmp_path, capsys):
+    assert main(["export-peft", "--run", str(runs / "selection-qv"), "--out", str(tmp_path / "a")]) == 2
+    assert "strategy 'qv'" in capsys.readouterr().err
+
+
+def test_exported_adapter_refuses_a_different_base_model(runs, tmp_path, minilm_tokenizer):
+    export_peft(runs / "qv", tmp_path / "adapter")
+    other = save_tiny_bert(tmp_path / "other-bert", minilm_tokenizer, seed=1)  # same shapes, other weights
+    with pytest.raises(LoralabError, match="fingerprint"):
+        load_peft_adapter(tmp_path / "adapter", model=str(other), device="cpu")
+
+
+def test_adapter_with_wrong_shapes_is_refused(base_folder, tmp_path, minilm_tokenizer):
+    peft_adapter(tmp_path / "adapter", base_folder, IMPORTS["qv-list"])
+    wider = save_tiny_bert(tmp_path / "wider-bert", minilm_tokenizer, hidden=48)
+    with pytest.raises(LoralabError, match="shape"):
+        load_peft_adapter(tmp_path / "adapter", model=str(wider), device="cpu")
+
+
+def test_truncated_adapter_file_is_refused(base_folder, tmp_path):
+    peft_adapter(tmp_path / "adapter", base_folder, IMPORTS["qv-list"])
+    weights = tmp_path / "adapter" / WEIGHTS
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(LoralabError, match="not a valid safetensors file"):
+        read_peft_adapter(tmp_path / "adapter")
+
+
+def test_pickled_adapter_is_never_loaded(base_folder, tmp_path):
+    peft_adapter(tmp_path / "adapter", base_folder, IMPORTS["qv-list"])
+    (tmp_path / "adapter" / WEIGHTS).rename(tmp_path / "adapter" / "adapter_model.bin")
+    with pytest.raises(LoralabError, match="pickle"):
+        read_peft_adapter(tmp_path / "adapter")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("use_dora", True, "DoRA"),
+    ("bias", "lora_only", "bias"),
+    ("rank_pattern", {"query": 8}, "rank_pattern"),
+    ("peft_type", "IA3", "LORA adapters only"),
+])
+def test_unsupported_peft_features_are_refused(field, value, message, base_folder, tmp_path):
+    peft_adapter(tmp_path / "adapter", base_folder, IMPORTS["qv-list"])
+    config_path = tmp_path / "adapter" / CONFIG
+    config = json.loads(config_path.read_text())
+    config[field] = value
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(LoralabError, match=message):
+        read_peft_adapter(tmp_path / "adapter")
