@@ -97,17 +97,41 @@ class SubspaceConfig:
 # vector of D weights, and returns one tensor's rows of P theta at a time.
 
 
+RADIX_BITS = 5  # Hadamard stages of up to 32 x 32: few, BLAS-sized steps instead of log2(n) tiny ones
+
+
 def hadamard(x: torch.Tensor) -> torch.Tensor:
-    """Unnormalised Walsh-Hadamard transform of the last axis (length a power of 2): x @ H."""
+    """Unnormalised Walsh-Hadamard transform of the last axis (length n, a power of 2): x @ H_n.
+
+    H_n is a Kronecker power of [[1, 1], [1, -1]], so for n = f1 * f2 * ... it factors as
+    H_f1 (x) H_f2 (x) ...: view the axis as (f1, f2, ...), apply each small H_f along its own axis,
+    and the result is the full transform in O(n log n). Each stage is one matmul on the last axis,
+    then a rotation that brings the next axis last; its backward is a matmul too.
+    """
     n = x.shape[-1]
     lead = x.shape[:-1]
-    h = 1
-    while h < n:
-        x = x.reshape(*lead, n // (2 * h), 2, h)  # (..., pairs of halves, 2, h)
-        a, b = x[..., 0, :], x[..., 1, :]
-        x = torch.stack((a + b, a - b), dim=-2).reshape(*lead, n)
-        h *= 2
-    return x
+    bits = n.bit_length() - 1
+    stages = -(-bits // RADIX_BITS)
+    y = x.reshape(-1, n)
+    m = y.shape[0]
+    for i in range(stages):
+        f = 1 << (bits * (i + 1) // stages - bits * i // stages)
+        y = y.reshape(-1, f) @ _sylvester(f, y.dtype, y.device)  # (m * n / f, f): H_f on the last axis
+        y = y.reshape(m, n // f, f).transpose(1, 2)  # (m, f, n / f): that axis moves first
+    return y.reshape(*lead, n)
+
+
+_SYLVESTER: dict[tuple[int, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _sylvester(f: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    key = (f, dtype, device)
+    if key not in _SYLVESTER:
+        h = torch.ones(1, 1, dtype=dtype)
+        while h.shape[0] < f:
+            h = torch.cat((torch.cat((h, h), 1), torch.cat((h, -h), 1)), 0)
+        _SYLVESTER[key] = h.to(device)
+    return _SYLVESTER[key]
 
 
 def _ranges(sizes: list[int]) -> list[tuple[int, int]]:
