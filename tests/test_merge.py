@@ -11,7 +11,7 @@ from transformers import AutoModelForMultipleChoice
 from conftest import tiny_batch, tiny_model
 from loralab.cli import main
 from loralab.errors import LoralabError
-from loralab.merge import PROVENANCE, materialise, merge_run
+from loralab.merge import PROVENANCE, fold_parametrizations, materialise, merge_run
 from loralab.runs import load_run
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers
@@ -52,6 +52,24 @@ def test_materialised_lora_model_has_the_plain_architecture():
     adapted = logits(model, batch)
     materialise(model, Strategy.LORA)
     assert {name: tuple(t.shape) for name, t in model.state_dict().items()} == plain_names
+    assert not any(type(m).__module__.startswith("loralab.") for m in model.modules())
+    torch.testing.assert_close(logits(model, batch), adapted, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("projection", ["dense", "said"])
+def test_folded_subspace_model_has_the_plain_architecture(projection):
+    from loralab.strategies.subspace import SubspaceConfig, apply_subspace, subspace_of
+
+    model = tiny_model("bert")
+    plain = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    apply_subspace(model, SubspaceConfig(dim=40, projection=projection, direct=("classifier",)))
+    with torch.no_grad():
+        subspace_of(model).theta.normal_(std=50.0)  # P has unit columns over ~70k weights: a big theta to show
+    batch = tiny_batch()
+    adapted = logits(model, batch)
+    assert (adapted - logits(tiny_model("bert"), batch)).abs().max() > 0.1 * adapted.abs().max()
+    fold_parametrizations(model)
+    assert {name: tuple(p.shape) for name, p in model.named_parameters()} == plain
     assert not any(type(m).__module__.startswith("loralab.") for m in model.modules())
     torch.testing.assert_close(logits(model, batch), adapted, atol=1e-5, rtol=0)
 

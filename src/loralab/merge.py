@@ -5,6 +5,8 @@ latency"): once every `LoraLinear` is merged and replaced by the `nn.Linear` it 
 has exactly the base architecture and parameter names, so `transformers` loads the folder with no
 loralab installed and runs it at the base model's speed. The selection strategies (full,
 attention, qv) train weights in place, so there is nothing to fold: their model is saved as is.
+Strategies that reparametrize weights (the random subspace) are folded by evaluating the
+parametrization once and keeping the result.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from torch import nn
+from torch.nn.utils import parametrize
 
 from loralab import __version__
 from loralab.artifacts import write_json
@@ -37,6 +40,22 @@ def _fold_lora(model: nn.Module) -> None:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, layer.base)  # `X.base.weight` becomes `X.weight` again, as in the base model
+
+
+def fold_parametrizations(model: nn.Module) -> None:
+    """Strategies built on `torch.nn.utils.parametrize` (the random subspace, W = W0 + P theta).
+
+    Each parametrized tensor is replaced by its current value, as a frozen parameter under its
+    original name. Weights tied before parametrization come out as separate copies.
+    """
+    for module in list(model.modules()):
+        if not parametrize.is_parametrized(module):
+            continue
+        for name in list(module.parametrizations):
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+            value = getattr(module, name).detach()
+            delattr(module, name)  # W0 may have been a buffer: make it a parameter again, as in the base model
+            module.register_parameter(name, nn.Parameter(value, requires_grad=False))
 
 
 # How each strategy turns an adapted model back into the plain base architecture.
