@@ -132,8 +132,10 @@ def export_peft(run_dir: str | Path, out_dir: str | Path) -> Path:
         raise LoralabError(f"{out_dir}: exists and is not a folder")
     name = loaded.config.model
     base = _HUB_NAMES.get(name.lower(), name)
-    metadata = {"format": "pt", FINGERPRINT_KEY: loaded.record["base_model"]["fingerprint"],
-                "loralab_version": __version__}
+    metadata = {"format": "pt", "loralab_version": __version__}
+    recorded = loaded.record.get("base_model", {}).get("fingerprint")
+    if recorded:
+        metadata[FINGERPRINT_KEY] = recorded
     # Weights first: a folder whose config exists always has its weights beside it.
     save_weights(out_dir / WEIGHTS, peft_state(loaded.model), metadata)
     write_json(out_dir / CONFIG, peft_config(loaded.model, strategy.lora, base))
