@@ -135,6 +135,40 @@ def _export_peft(args: argparse.Namespace) -> None:
     print(f"wrote a peft LoRA adapter to {out} (PeftModel.from_pretrained(base_model, {str(out)!r}) loads it)")
 
 
+def _sweep(args: argparse.Namespace) -> None:
+    import dataclasses
+
+    from loralab.experiment import Experiment, load_experiment, packaged_experiment, sweep
+    from loralab.report import write_report
+
+    if args.default == (args.file is not None):
+        raise LoralabError("give an experiment FILE or --default, not both or neither")
+    source = args.file
+    if args.default or (not Path(source).exists() and "/" not in source and not source.endswith((".yaml", ".toml"))):
+        source = packaged_experiment("default" if args.default else source)
+    experiment = load_experiment(source)
+    if args.device != "auto":  # the device is not part of what a run is, so a sweep may move
+        runs = tuple(dataclasses.replace(p, config=dataclasses.replace(p.config, device=args.device))
+                     for p in experiment.runs)
+        experiment = dataclasses.replace(experiment, runs=runs)
+    if args.dry_run:
+        for planned in experiment.runs:
+            print(f"{planned.folder}  ({', '.join(planned.labels)})")
+        return
+    sweep(experiment, args.out, progress=not args.quiet)
+    if not args.no_report:
+        report = write_report(args.out)
+        print(f"report: {', '.join(str(f) for f in report.files)}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from loralab.report import write_report
+
+    report = write_report(args.dir, args.out, metric=args.metric)
+    print(report.markdown)
+    print(f"wrote {', '.join(str(f) for f in report.files)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loralab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"loralab {__version__}")
@@ -192,6 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--run", required=True, help="run folder written by 'loralab train'")
         p.add_argument("--out", required=True, help=out_help)
         p.set_defaults(func=func)
+
+    s = sub.add_parser("sweep", help="run an experiment file's runs one after another (resumes where it stopped)")
+    s.add_argument("file", nargs="?", help="experiment file (YAML or TOML), or the name of a packaged experiment")
+    s.add_argument("--default", action="store_true", help="run the packaged default experiment (a few minutes on CPU)")
+    s.add_argument("--out", required=True, help="sweep folder: one run folder per run, then report.md and plots")
+    s.add_argument("--no-report", action="store_true", help="do not write the report when the sweep ends")
+    s.add_argument("--dry-run", action="store_true", help="list the planned run folders and stop")
+    s.set_defaults(func=_sweep)
+
+    r = sub.add_parser("report", help="Markdown table and PNG plots from a sweep folder's run records")
+    r.add_argument("dir", help="folder holding run folders (each with run.json)")
+    r.add_argument("--out", help="where to write report.md and the plots (default: DIR)")
+    r.add_argument("--metric", choices=["map@3", "accuracy"], default="map@3", help="metric to plot and rank by")
+    r.set_defaults(func=_report)
 
     for p in sub.choices.values():
         p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")

@@ -1,0 +1,412 @@
+"""Experiments: one base configuration, then runs and grids over any of its fields, run one by one.
+
+An experiment file (YAML, or TOML with Python >= 3.11) reads:
+
+    name: alpha-sweep                  # optional; the file's stem otherwise
+    base:                              # settings shared by every run
+      train: data/train.csv            # relative paths resolve against the file's folder
+      valid: data/valid.csv
+      training.lr: 1e-4                # dotted RunConfig.flat() names ...
+      lora_r: 8                        # ... or the friendly aliases in ALIASES
+    runs:
+      - name: full                     # a label the report shows
+        strategy: full
+        seeds: [0, 1, 2]               # repeats: shorthand for a grid over training.seed
+      - name: lora-alpha
+        strategy: lora
+        grid: {lora_alpha: [8, 32, 128]}   # the Cartesian product of every list
+
+Each expanded run gets a folder named from the settings that set it apart from the base, so a name
+is stable across invocations and readable (`lora_alpha-128_seed-0`). `sweep()` runs what is not
+finished and leaves a `run.json` per folder: a record that is complete and matches its planned
+configuration is kept; one that is unfinished (status "running": the process died mid-run, even by
+`kill -9`), unreadable or incomplete is redone; one that holds a *different* configuration is
+refused, since reusing it would silently mix two experiments. Records are written atomically by
+`loralab.runs`, so a kill never leaves half a record behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from tqdm.auto import tqdm
+
+from loralab.artifacts import RECORD, WEIGHTS, file_sha256, read_json, write_json
+from loralab.config import RunConfig
+from loralab.errors import LoralabError
+
+MANIFEST = "sweep.json"
+
+# Friendly names for the settings people sweep most; any RunConfig.flat() name works as well.
+ALIASES = {
+    "strategy": "strategy.strategy",
+    "lora_r": "strategy.lora.r",
+    "lora_alpha": "strategy.lora.alpha",
+    "lora_dropout": "strategy.lora.dropout",
+    "lora_targets": "strategy.lora.targets",
+    "rslora": "strategy.lora.rslora",
+    "train_head": "strategy.train_head",
+    "lr": "training.lr",
+    "seed": "training.seed",
+    "epochs": "training.epochs",
+    "batch_size": "training.batch_size",
+    "grad_accum": "training.grad_accum",
+    "max_length": "training.max_length",
+    "max_steps": "training.max_steps",
+    "warmup_ratio": "training.warmup_ratio",
+    "weight_decay": "training.weight_decay",
+}
+
+# Short names for folder names; any other setting uses the last part of its dotted name.
+_SHORT = {"strategy.lora.r": "r", "strategy.lora.alpha": "alpha", "strategy.lora.dropout": "dropout",
+          "strategy.train_head": "head", "training.seed": "seed", "training.batch_size": "bs",
+          "training.max_length": "len"}
+_PATHS = ("train", "valid", "model")
+_ENTRY_KEYS = ("name", "grid", "seeds")
+_TOP_KEYS = ("name", "description", "base", "runs")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One expanded run of an experiment: its configuration and the folder it lives in."""
+
+    folder: str
+    """Folder name inside the sweep's output folder."""
+    config: RunConfig
+    """What the run trains."""
+    labels: tuple[str, ...]
+    """The names of the experiment entries that asked for it (several when entries overlap)."""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment file, expanded into its runs."""
+
+    name: str
+    """The experiment's name."""
+    source: str
+    """Where it was read from."""
+    runs: tuple[PlannedRun, ...]
+    """Every run, in file order, without duplicates."""
+    description: str = ""
+    """Free text from the file."""
+
+
+def _defaults() -> dict[str, Any]:
+    return RunConfig(train="").flat()
+
+
+def _canonical(key: str, known: dict[str, Any], where: str) -> str:
+    key = ALIASES.get(key, key)
+    if key not in known:
+        options = ", ".join(sorted(set(known) | set(ALIASES)))
+        raise LoralabError(f"{where}: unknown setting {key!r} (known: {options})")
+    return key
+
+
+def _flatten(settings: dict[str, Any], known: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings and dotted names both become dotted RunConfig.flat() names."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, known, where, prefix=f"{name}."))
+        else:
+            out[_canonical(name if prefix else str(key), known, where)] = value
+    return out
+
+
+def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
+    """Give a value its field's type: YAML reads `1e-5` as a string, and `512` as an int for a float field."""
+    bad = LoralabError(f"{where}: invalid value {value!r} for {key} (expected {type(default).__name__})")
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad
+    elif isinstance(default, float):
+        if isinstance(value, bool):
+            raise bad
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+    elif isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+    elif isinstance(default, list) and isinstance(value, str):
+        value = [value]
+    elif key in ("training.max_steps", "train_limit", "valid_limit") and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _resolve_paths(flat: dict[str, Any], folder: Path) -> dict[str, Any]:
+    flat = dict(flat)
+    for key in ("train", "valid"):
+        if flat.get(key):
+            flat[key] = str((folder / flat[key]).resolve())
+    model = flat.get("model")
+    if model and (folder / model).exists():  # a local model folder; otherwise a packaged or hub name
+        flat["model"] = str((folder / model).resolve())
+    return flat
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "+".join(_format(v) for v in value)
+    if value is None:
+        return "none"
+    text = str(value)
+    return Path(text).stem if "/" in text else text
+
+
+def _folder_name(flat: dict[str, Any], base: dict[str, Any]) -> str:
+    """Strategy first, then every setting that differs from the base, then the seed."""
+    parts = [_format(flat["strategy.strategy"])]
+    for key, value in flat.items():
+        if key in ("strategy.strategy", "training.seed") or base.get(key) == value:
+            continue
+        parts.append(f"{_SHORT.get(key, key.rsplit('.', 1)[-1])}-{_format(value)}")
+    parts.append(f"seed-{flat['training.seed']}")
+    name = "_".join(parts)
+    name = "".join(c if c.isalnum() or c in "-_.+" else "-" for c in name)
+    if len(name) > 120:
+        name = f"{name[:100]}-{_digest(flat)}"
+    return name
+
+
+def _digest(data: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise LoralabError(f"{path}: experiment file not found") from None
+    except OSError as e:
+        raise LoralabError(f"{path}: cannot read ({e})") from None
+    if path.suffix == ".toml":
+        try:
+            import tomllib
+        except ImportError:
+            raise LoralabError(f"{path}: TOML experiment files need Python 3.11 or later; use YAML") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise LoralabError(f"{path}: not valid TOML ({e})") from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise LoralabError(f"{path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise LoralabError(f"{path}: expected a mapping with 'base' and 'runs'")
+    return data
+
+
+def packaged_experiment(name: str) -> Path:
+    """The path of an experiment shipped inside the package (`default`, ...)."""
+    source = resources.files("loralab").joinpath("experiments", f"{name}.yaml")
+    if not source.is_file():
+        shipped = sorted(p.name.removesuffix(".yaml") for p in resources.files("loralab").joinpath("experiments").iterdir()
+                         if p.name.endswith(".yaml"))
+        raise LoralabError(f"no packaged experiment named {name!r} (shipped: {', '.join(shipped) or 'none'})")
+    path = Path(str(source))
+    if not path.is_file():  # installed as a zip: the data files beside it could not be opened either
+        raise LoralabError(f"packaged experiment {name!r} is not on the file system ({source})")
+    return path
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read an experiment file and expand its entries, grids and seeds into runs."""
+    path = Path(path)
+    data = _read_file(path)
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise LoralabError(f"{path}: unknown top-level key {key!r} (expected: {', '.join(_TOP_KEYS)})")
+    defaults = _defaults()
+    base_settings = data.get("base") or {}
+    if not isinstance(base_settings, dict):
+        raise LoralabError(f"{path}: 'base' must be a mapping of settings")
+    base = dict(defaults)
+    for key, value in _flatten(base_settings, defaults, f"{path}: base").items():
+        base[key] = _coerce(key, value, defaults[key], f"{path}: base")
+    if not base.get("train"):
+        raise LoralabError(f"{path}: base.train (the training CSV) is required")
+
+    entries = data.get("runs") or [{}]
+    if not isinstance(entries, list):
+        raise LoralabError(f"{path}: 'runs' must be a list")
+    planned: dict[str, PlannedRun] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise LoralabError(f"{path}: runs[{index}] must be a mapping")
+        label = str(entry.get("name", f"run{index}"))
+        where = f"{path}: runs[{index}] ({label})"
+        settings = {k: v for k, v in entry.items() if k not in _ENTRY_KEYS}
+        fixed = _flatten(settings, defaults, where)
+        grid = _flatten(entry.get("grid") or {}, defaults, f"{where} grid")
+        if "seeds" in entry:
+            if "training.seed" in grid:
+                raise LoralabError(f"{where}: give either 'seeds' or a grid over the seed, not both")
+            grid["training.seed"] = entry["seeds"]
+        for key, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise LoralabError(f"{where}: grid values for {key} must be a non-empty list")
+        keys = list(grid)
+        for combination in itertools.product(*(grid[k] for k in keys)):
+            flat = dict(base)
+            for key, value in [*fixed.items(), *zip(keys, combination)]:
+                flat[key] = _coerce(key, value, defaults[key], where)
+            resolved = _resolve_paths(flat, path.parent)
+            try:
+                config = RunConfig.from_dict(_unflatten(resolved))
+            except LoralabError as e:
+                raise LoralabError(f"{where}: {e}") from None
+            name = _folder_name(flat, base)
+            existing = planned.get(name)
+            if existing is not None and _comparable(existing.config) != _comparable(config):
+                name = f"{name}-{_digest(config.to_dict())}"
+                existing = planned.get(name)
+            if existing is None:
+                planned[name] = PlannedRun(name, config, (label,))
+            elif label not in existing.labels:
+                planned[name] = PlannedRun(name, config, existing.labels + (label,))
+    return Experiment(name=str(data.get("name", path.stem)), source=str(path), runs=tuple(planned.values()),
+                      description=str(data.get("description", "")).strip())
+
+
+def _comparable(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
+    """A configuration as compared for reuse: the device it ran on does not change what it is."""
+    data = config.to_dict() if isinstance(config, RunConfig) else dict(config)
+    data.pop("device", None)
+    return json.loads(json.dumps(data))  # tuples and lists compare alike
+
+
+_REQUIRED = ("status", "config", "trainable_params", "total_params", "train_seconds", "peak_memory_mb", "loss")
+
+
+def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
+    """('done' | 'redo', why) for a planned run's folder; a different configuration is an error."""
+    path = folder / RECORD
+    if not path.exists():
+        return "redo", "not run yet"
+    try:
+        record = read_json(path)
+    except LoralabError as e:
+        return "redo", f"unreadable record ({e})"
+    if isinstance(record.get("config"), dict) and _comparable(record["config"]) != _comparable(config):
+        raise LoralabError(
+            f"{path}: this folder holds a run with a different configuration than the experiment plans; "
+            f"use another --out folder, or remove {folder} to rerun it"
+        )
+    status = record.get("status")
+    if status == "running":
+        return "redo", "unfinished (the previous sweep stopped during this run)"
+    missing = [key for key in _REQUIRED if key not in record]
+    if status == "diverged":
+        return ("done", "diverged") if "diverged_at_step" in record else ("redo", "incomplete record")
+    if status != "completed" or missing:
+        return "redo", f"incomplete record (status {status!r}, missing {', '.join(missing) or 'nothing'})"
+    if config.valid and "valid" not in record:
+        return "redo", "incomplete record (no validation metrics)"
+    weights = folder / record.get("weights", WEIGHTS)
+    if not weights.is_file() or file_sha256(weights) != record.get("weights_sha256"):
+        return "redo", "weights missing or do not match the record"
+    return "done", "completed"
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did."""
+
+    out_dir: Path
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _clear(folder: Path) -> None:
+    """Remove a stale record and weights so a redone run never pairs a new record with old weights."""
+    for name in (RECORD, WEIGHTS):
+        (folder / name).unlink(missing_ok=True)
+
+
+def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
+          progress: bool = True, log: Callable[[str], None] = print) -> SweepResult:
+    """Run every planned run that is not already done, one after another, into `out_dir/<folder>/`."""
+    if run_fn is None:
+        from loralab.runs import run as run_fn
+    out_dir = Path(out_dir)
+    # Every folder is checked before anything runs, so a clash is refused at once, not hours in.
+    states = {p.folder: record_state(out_dir / p.folder, p.config) for p in experiment.runs}
+    for p in experiment.runs:
+        for key in ("train", "valid"):
+            value = getattr(p.config, key)
+            if value and not Path(value).is_file():
+                raise LoralabError(f"{experiment.source}: run {p.folder}: {key} file {value} not found")
+    write_json(out_dir / MANIFEST, {
+        "experiment": experiment.name,
+        "source": experiment.source,
+        "description": experiment.description,
+        "runs": [{"folder": p.folder, "labels": list(p.labels)} for p in experiment.runs],
+    })
+    result = SweepResult(out_dir)
+    todo = [p for p in experiment.runs if states[p.folder][0] == "redo"]
+    result.skipped = [p.folder for p in experiment.runs if states[p.folder][0] == "done"]
+    log(f"{experiment.name}: {len(experiment.runs)} runs, {len(result.skipped)} already done, {len(todo)} to run")
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True, position=0)
+    for planned in todo:
+        folder = out_dir / planned.folder
+        why = states[planned.folder][1]
+        bar.write(f"[{len(result.ran) + 1}/{len(todo)}] {planned.folder}" + ("" if why == "not run yet" else f" ({why})"))
+        _clear(folder)
+        record = run_fn(planned.config, folder, progress=progress, log=bar.write if progress else log)
+        result.ran.append(planned.folder)
+        if record.get("status") == "diverged":
+            result.diverged.append(planned.folder)
+            bar.write(f"  diverged at step {record.get('diverged_at_step')}; going on")
+        elif "valid" in record:
+            bar.write(f"  MAP@3 {record['valid']['map@3']:.4f}  accuracy {record['valid']['accuracy']:.4f}  "
+                      f"({record['train_seconds']:.0f} s)")
+        bar.update(1)
+    bar.close()
+    result.seconds = time.perf_counter() - start
+    log(f"{experiment.name}: ran {len(result.ran)} ({len(result.diverged)} diverged), kept {len(result.skipped)}, "
+        f"{_duration(result.seconds)}")
+    return result
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(math.ceil(seconds)), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"

@@ -1,0 +1,242 @@
+"""Experiment files and sweeps: expansion, folder names, resume after a kill, damaged records, divergence."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import SCIENCE
+from loralab.artifacts import RECORD, WEIGHTS, save_weights, write_json
+from loralab.cli import main
+from loralab.errors import LoralabError
+from loralab.experiment import MANIFEST, load_experiment, packaged_experiment, record_state, sweep
+
+
+def write(folder: Path, text: str, name: str = "exp.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def experiment_file(folder: Path) -> Path:
+    """Three runs: full, and LoRA at two alphas; data paths relative to the file's folder."""
+    (folder / "data").mkdir(exist_ok=True)
+    for name in ("train.csv", "valid.csv"):
+        (folder / "data" / name).write_text("id,prompt,A,B,answer\n1,q,x,y,A\n")
+    return write(folder, """
+        name: tiny
+        base:
+          train: data/train.csv
+          valid: data/valid.csv
+          training.lr: 1e-4          # YAML reads this as a string; it must become a float
+          training: {max_steps: 2}
+        runs:
+          - {name: full, strategy: full}
+          - name: lora
+            strategy: lora
+            grid: {lora_alpha: [8, 512]}
+        """)
+
+
+class FakeRun:
+    """Stands in for loralab.runs.run: writes a complete record (and weights) without a model."""
+
+    def __init__(self, fail_on_call: int | None = None, diverge: set[str] = frozenset()):
+        self.calls: list[str] = []
+        self.fail_on_call = fail_on_call
+        self.diverge = diverge
+
+    def __call__(self, config, out, *, progress=True, log=print):
+        out = Path(out)
+        self.calls.append(out.name)
+        record = {"status": "running", "config": config.to_dict(), "hyperparameters": config.flat(),
+                  "strategy": config.strategy.strategy.value}
+        write_json(out / RECORD, record)
+        if self.fail_on_call == len(self.calls):
+            raise KeyboardInterrupt  # the process dies mid-run: the record stays "running"
+        record.update(trainable_params=10, total_params=100, train_seconds=1.0, peak_memory_mb=5.0, loss=[1.0, 0.9],
+                      steps=2)
+        if out.name in self.diverge:
+            record.update(status="diverged", diverged_at_step=2)
+        else:
+            import torch
+
+            record.update(status="completed", weights=WEIGHTS,
+                          weights_sha256=save_weights(out / WEIGHTS, {"w": torch.ones(2)}),
+                          valid={"map@3": 0.5, "accuracy": 0.3, "questions": 1})
+        write_json(out / RECORD, record)
+        return record
+
+
+def test_expansion_aliases_paths_and_folder_names(tmp_path):
+    experiment = load_experiment(experiment_file(tmp_path))
+    assert experiment.name == "tiny"
+    assert [p.folder for p in experiment.runs] == ["full_seed-0", "lora_alpha-8_seed-0", "lora_alpha-512_seed-0"]
+    full, low, high = (p.config for p in experiment.runs)
+    assert full.training.lr == 1e-4 and isinstance(full.training.lr, float) and full.training.max_steps == 2
+    assert (low.strategy.lora.alpha, high.strategy.lora.alpha) == (8.0, 512.0)
+    assert Path(full.train) == (tmp_path / "data" / "train.csv").resolve()  # relative to the file, not the cwd
+    assert load_experiment(tmp_path / "exp.yaml").runs == experiment.runs  # names are stable
+
+
+def test_seeds_repeat_and_overlapping_entries_run_once(tmp_path):
+    experiment_file(tmp_path)
+    path = write(tmp_path, """
+        base: {train: data/train.csv}
+        runs:
+          - {name: lora, strategy: lora, seeds: [0, 1, 2]}
+          - {name: sweep, strategy: lora, grid: {strategy.lora.alpha: [32, 64]}}
+        """, "seeds.yaml")
+    runs = load_experiment(path).runs
+    assert [p.folder for p in runs] == ["lora_seed-0", "lora_seed-1", "lora_seed-2", "lora_alpha-64_seed-0"]
+    assert runs[0].labels == ("lora", "sweep")  # alpha 32 is the base's alpha: the same run as lora seed 0
+    assert [p.config.training.seed for p in runs[:3]] == [0, 1, 2]
+
+
+def test_toml_files_read_like_yaml(tmp_path):
+    experiment_file(tmp_path)
+    path = write(tmp_path, """
+        [base]
+        train = "data/train.csv"
+        lr = 3e-4
+        [[runs]]
+        name = "qv"
+        strategy = "qv"
+        """, "exp.toml")
+    (planned,) = load_experiment(path).runs
+    assert planned.folder == "qv_seed-0" and planned.config.training.lr == 3e-4
+
+
+@pytest.mark.parametrize("body, message", [
+    ("base: {train: t.csv, lora_alpah: 8}", "unknown setting 'lora_alpah'"),
+    ("base: {train: t.csv}\nruns: [{grid: {training.lrr: [1]}}]", "unknown setting 'training.lrr'"),
+    ("base: {train: t.csv, lr: fast}", "invalid value 'fast' for training.lr"),
+    ("base: {train: t.csv}\nruns: [{strategy: dora}]", "unknown strategy 'dora'"),
+    ("base: {train: t.csv}\nruns: [{grid: {lr: 0.1}}]", "must be a non-empty list"),
+    ("base: {lr: 0.1}", "base.train"),
+    ("bases: {}", "unknown top-level key 'bases'"),
+])
+def test_bad_experiment_files_name_file_and_key(tmp_path, body, message):
+    path = write(tmp_path, body)
+    with pytest.raises(LoralabError, match=message) as info:
+        load_experiment(path)
+    assert str(path) in str(info.value)
+
+
+def test_sweep_interrupted_after_first_run_resumes_without_redoing_it(tmp_path):
+    experiment = load_experiment(experiment_file(tmp_path))
+    out = tmp_path / "out"
+    first = FakeRun(fail_on_call=2)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(experiment, out, run_fn=first, progress=False, log=lambda _: None)
+    assert json.loads((out / "lora_alpha-8_seed-0" / RECORD).read_text())["status"] == "running"
+
+    second = FakeRun()
+    result = sweep(experiment, out, run_fn=second, progress=False, log=lambda _: None)
+    assert second.calls == ["lora_alpha-8_seed-0", "lora_alpha-512_seed-0"]  # the finished run is kept
+    assert result.skipped == ["full_seed-0"]
+    assert all(record_state(out / p.folder, p.config)[0] == "done" for p in experiment.runs)
+
+    third = FakeRun()
+    sweep(experiment, out, run_fn=third, progress=False, log=lambda _: None)
+    assert third.calls == []  # rerunning a finished sweep does nothing
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert [r["folder"] for r in manifest["runs"]] == [p.folder for p in experiment.runs]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "drop_loss", "weights"])
+def test_damaged_record_is_detected_and_redone(tmp_path, damage):
+    experiment = load_experiment(experiment_file(tmp_path))
+    out = tmp_path / "out"
+    sweep(experiment, out, run_fn=FakeRun(), progress=False, log=lambda _: None)
+    folder = out / "full_seed-0"
+    text = (folder / RECORD).read_text()
+    if damage == "truncate":
+        (folder / RECORD).write_text(text[: len(text) // 2])
+    elif damage == "garbage":
+        (folder / RECORD).write_bytes(b"\x00\xff" * 10)
+    elif damage == "drop_loss":
+        record = json.loads(text)
+        del record["loss"]
+        (folder / RECORD).write_text(json.dumps(record))
+    else:
+        (folder / WEIGHTS).write_bytes(b"not the weights")
+    state, why = record_state(folder, experiment.runs[0].config)
+    assert state == "redo", why
+    again = FakeRun()
+    sweep(experiment, out, run_fn=again, progress=False, log=lambda _: None)
+    assert again.calls == ["full_seed-0"]
+    assert json.loads((folder / RECORD).read_text())["status"] == "completed"
+
+
+def test_folder_with_a_different_configuration_is_refused(tmp_path):
+    experiment = load_experiment(experiment_file(tmp_path))
+    out = tmp_path / "out"
+    sweep(experiment, out, run_fn=FakeRun(), progress=False, log=lambda _: None)
+    text = (tmp_path / "exp.yaml").read_text().replace("1e-4", "2e-4")  # same folder names, other runs
+    (tmp_path / "exp.yaml").write_text(text)
+    changed = load_experiment(tmp_path / "exp.yaml")
+    runner = FakeRun()
+    with pytest.raises(LoralabError, match="different configuration"):
+        sweep(changed, out, run_fn=runner, progress=False, log=lambda _: None)
+    assert runner.calls == []  # refused before anything ran
+
+
+def test_diverged_run_is_recorded_and_kept_and_the_sweep_goes_on(tmp_path):
+    experiment = load_experiment(experiment_file(tmp_path))
+    out = tmp_path / "out"
+    result = sweep(experiment, out, run_fn=FakeRun(diverge={"lora_alpha-8_seed-0"}), progress=False,
+                   log=lambda _: None)
+    assert result.diverged == ["lora_alpha-8_seed-0"] and len(result.ran) == 3
+    again = FakeRun()
+    sweep(experiment, out, run_fn=again, progress=False, log=lambda _: None)
+    assert again.calls == []  # a diverged run is a result, not an unfinished one
+
+
+def test_real_runs_on_a_tiny_model_diverge_and_complete(tmp_path, minilm_tokenizer, science_exam):
+    """The real run function: a huge learning rate makes the loss non-finite; the next run still trains."""
+    from run_fixtures import save_tiny_bert
+
+    model = save_tiny_bert(tmp_path / "tiny", minilm_tokenizer)
+    path = write(tmp_path, f"""
+        base:
+          train: {science_exam / 'train.csv'}
+          valid: {science_exam / 'valid.csv'}
+          model: tiny
+          train_limit: 8
+          valid_limit: 4
+          device: cpu
+          training: {{batch_size: 2, max_steps: 4, max_length: 32, warmup_ratio: 0.0, max_grad_norm: 0.0}}
+        runs:
+          - {{name: exploding, strategy: full, lr: 1.0e+30}}
+          - {{name: fine, strategy: lora, lr: 1.0e-3}}
+        """)
+    experiment = load_experiment(path)
+    assert experiment.runs[0].config.model == str(model.resolve())
+    out = tmp_path / "out"
+    result = sweep(experiment, out, progress=False, log=lambda _: None)
+    exploded = json.loads((out / experiment.runs[0].folder / RECORD).read_text())
+    assert exploded["status"] == "diverged" and exploded["diverged_at_step"] >= 2
+    fine = json.loads((out / experiment.runs[1].folder / RECORD).read_text())
+    assert fine["status"] == "completed" and fine["valid"]["questions"] == 4
+    assert result.diverged == [experiment.runs[0].folder]
+
+
+def test_cli_sweep_dry_run_and_errors(tmp_path, capsys):
+    path = experiment_file(tmp_path)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    assert capsys.readouterr().out.split()[::2] == ["full_seed-0", "lora_alpha-8_seed-0", "lora_alpha-512_seed-0"]
+    assert main(["sweep", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "experiment file not found" in capsys.readouterr().err
+    assert main(["sweep", "no-such-packaged", "--out", str(tmp_path / "o")]) == 2
+    assert "no packaged experiment" in capsys.readouterr().err
+
+
+def test_packaged_default_experiment_uses_the_packaged_data():
+    experiment = load_experiment(packaged_experiment("default"))
+    assert experiment.runs
+    for planned in experiment.runs:
+        assert Path(planned.config.train).is_file() and Path(planned.config.valid).is_file()
+        assert planned.config.model == "minilm"
+    assert len({p.folder for p in experiment.runs}) == len(experiment.runs)
