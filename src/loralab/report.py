@@ -307,12 +307,19 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path) -> Path | None
         ax.errorbar(alphas, means, yerr=sds, marker="o", color=color, capsize=3, label=text or "lora")
         for m, a in zip(members, alphas):
             ax.scatter([a] * len(m.values(metric)), m.values(metric), s=10, color=color, alpha=0.4)
+    for row in rows:  # diverged LoRA runs have no metric: a cross on the axis says where they were
+        if row.strategy == "lora" and row.diverged:
+            alpha = row.records[0]["hyperparameters"]["strategy.lora.alpha"]
+            ax.scatter([alpha], [0.0], marker="x", color="red", s=50, transform=ax.get_xaxis_transform(),
+                       clip_on=False, label="diverged" if "diverged" not in ax.get_legend_handles_labels()[1] else None)
     for row in rows:  # the other strategies as horizontal references
         if row.strategy != "lora" and row.completed:
             ax.axhline(row.mean(metric), linestyle=":", linewidth=1, color="grey")
             ax.annotate(row.label, (1.0, row.mean(metric)), xycoords=("axes fraction", "data"), fontsize=7,
                         ha="right", va="bottom", color="grey")
     ax.set_xscale("log", base=2)
+    alphas = [r.records[0]["hyperparameters"]["strategy.lora.alpha"] for r in rows if r.strategy == "lora"]
+    ax.set_xlim(min(alphas) / 1.5, max(alphas) * 1.5)  # the crosses do not widen the axis themselves
     ax.set_xlabel("lora_alpha (log scale)")
     ax.set_ylabel(f"validation {_label(metric)}")
     ax.set_title(f"{_label(metric)} against lora_alpha (mean ± s.d. over seeds)")
