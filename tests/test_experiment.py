@@ -183,6 +183,18 @@ def test_folder_with_a_different_configuration_is_refused(tmp_path):
     assert runner.calls == []  # refused before anything ran
 
 
+def test_moved_data_with_the_same_content_keeps_finished_runs(tmp_path):
+    experiment = load_experiment(experiment_file(tmp_path))
+    out = tmp_path / "out"
+    sweep(experiment, out, run_fn=FakeRun(), progress=False, log=lambda _: None)
+    (tmp_path / "data").rename(tmp_path / "moved")  # as in a clone at another absolute path
+    text = (tmp_path / "exp.yaml").read_text().replace("data/", "moved/")
+    (tmp_path / "exp.yaml").write_text(text)
+    again = FakeRun()
+    sweep(load_experiment(tmp_path / "exp.yaml"), out, run_fn=again, progress=False, log=lambda _: None)
+    assert again.calls == []
+
+
 def test_diverged_run_is_recorded_and_kept_and_the_sweep_goes_on(tmp_path):
     experiment = load_experiment(experiment_file(tmp_path))
     out = tmp_path / "out"

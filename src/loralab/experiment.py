@@ -27,6 +27,7 @@ refused, since reusing it would silently mix two experiments. Records are writte
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -311,6 +312,32 @@ def _comparable(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data))  # tuples and lists compare alike
 
 
+@functools.lru_cache(maxsize=64)
+def _content(path: str) -> str:
+    return file_sha256(path)
+
+
+def _same_file(recorded: str | None, planned: str | None) -> bool:
+    """Data files match by path, else by content; a recorded file that is gone (a clone at another
+    absolute path, another machine) can only match by name."""
+    if recorded == planned:
+        return True
+    if not recorded or not planned:
+        return False
+    if Path(recorded).is_file() and Path(planned).is_file():
+        return _content(str(Path(recorded).resolve())) == _content(str(Path(planned).resolve()))
+    return Path(recorded).name == Path(planned).name
+
+
+def same_config(recorded: dict[str, Any], planned: RunConfig) -> bool:
+    """Whether a record's configuration is the planned one (device aside; data files as above)."""
+    a, b = _comparable(recorded), _comparable(planned)
+    for key in ("train", "valid"):
+        if not _same_file(a.pop(key, None), b.pop(key, None)):
+            return False
+    return a == b
+
+
 _REQUIRED = ("status", "config", "trainable_params", "total_params", "train_seconds", "peak_memory_mb", "loss")
 
 
@@ -323,7 +350,7 @@ def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
         record = read_json(path)
     except LoralabError as e:
         return "redo", f"unreadable record ({e})"
-    if isinstance(record.get("config"), dict) and _comparable(record["config"]) != _comparable(config):
+    if isinstance(record.get("config"), dict) and not same_config(record["config"], config):
         raise LoralabError(
             f"{path}: this folder holds a run with a different configuration than the experiment plans; "
             f"use another --out folder, or remove {folder} to rerun it"
