@@ -88,6 +88,20 @@ class IntrinsicResult:
             "points": [{"d": d, "score": s} for d, s in self.points],
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "IntrinsicResult":
+        """Read back `to_dict()` (or a record written by `write_intrinsic`)."""
+        try:
+            return cls(
+                points=tuple((int(p["d"]), float(p["score"])) for p in data["points"]),
+                baseline=float(data["baseline"]),
+                fraction=float(data["fraction"]),
+                d_int=data["d_int"],
+                lower=data["lower"],
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise LoralabError(f"not an intrinsic-dimension record: {e!r}") from None
+
 
 def find_intrinsic_dim(
     score: Callable[[int], float],

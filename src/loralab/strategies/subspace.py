@@ -297,14 +297,12 @@ def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def _parameter_slots(model: nn.Module) -> dict[str, list[tuple[nn.Module, str]]]:
-    """Each distinct parameter by its first name, with every (module, attribute) that holds it (tied weights)."""
+    """Each distinct parameter by its first name, with every (module, attribute) holding it: tied weights."""
     first_name = {id(p): name for name, p in model.named_parameters()}
     slots: dict[str, list[tuple[nn.Module, str]]] = {name: [] for name in first_name.values()}
-    seen = set()
     for module in model.modules():
         for local, p in module._parameters.items():
-            if p is not None and (id(module), local) not in seen:
-                seen.add((id(module), local))
+            if p is not None:
                 slots[first_name[id(p)]].append((module, local))
     return slots
 
@@ -421,6 +419,12 @@ def load_subspace(folder: str | Path, model: nn.Module, *, base_model: str) -> S
         direct=tuple(metadata["config"]["direct"]),
     )
     params = dict(model.named_parameters())
+    direct = [name for name in params if _matches(name, config.direct)]
+    if direct != [entry["name"] for entry in metadata["direct"]]:
+        raise LoralabError(
+            f"{folder}: the prefixes {list(config.direct)} select {direct} here, "
+            f"{[entry['name'] for entry in metadata['direct']]} when saved"
+        )
     for entry in metadata["tensors"] + metadata["direct"]:
         name, shape = entry["name"], tuple(entry["shape"])
         if name not in params:
@@ -431,14 +435,17 @@ def load_subspace(folder: str | Path, model: nn.Module, *, base_model: str) -> S
         tensors = load_file(str(folder / WEIGHTS_FILE))
     except (OSError, SafetensorError) as e:
         raise LoralabError(f"{folder / WEIGHTS_FILE}: cannot read ({e})") from None
+    names = [entry["name"] for entry in metadata["tensors"]]
+    said = config.projection is Projection.SAID
+    expected = {"theta": (config.dim - len(names) if said else config.dim,)}
+    if said:
+        expected["scales"] = (len(names),)
+    expected.update({f"direct.{name}": tuple(params[name].shape) for name in direct})
+    found = {key: tuple(value.shape) for key, value in tensors.items()}
+    if found != expected:
+        raise LoralabError(f"{folder / WEIGHTS_FILE}: holds {found}, expected {expected}")
 
-    subspace = _attach(model, config, [entry["name"] for entry in metadata["tensors"]])
-    saved_direct = [entry["name"] for entry in metadata["direct"]]
-    if subspace.total != metadata["D"] or subspace.trainable != metadata["d"] or list(subspace.direct) != saved_direct:
-        raise LoralabError(
-            f"{folder}: rebuilt D={subspace.total}, d={subspace.trainable}, direct={list(subspace.direct)}; "
-            f"saved D={metadata['D']}, d={metadata['d']}, direct={saved_direct}"
-        )
+    subspace = _attach(model, config, names)
     params = dict(model.named_parameters())
     with torch.no_grad():
         subspace.theta.copy_(tensors["theta"])
