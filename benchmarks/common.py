@@ -1,0 +1,149 @@
+"""What every benchmark shares: the machine description, the data, the models under test, timing
+helpers and the result files.
+
+Figures are ratios measured inside one process, interleaved step by step, so that the noise of a
+shared machine falls on numerator and denominator alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "science-exam" / "train.csv"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# The LoRA setting compared everywhere: q and v adapted, r=8, alpha=32 (dropout given per variant).
+LORA = {"r": 8, "alpha": 32.0, "targets": ("query", "value")}
+
+
+def parser(description: str, default_name: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--model", default="minilm", help="packaged alias or local folder (mpnet: see ../shared/data/README.md)")
+    p.add_argument("--data", default=str(DATA), help="multiple-choice CSV (id,prompt,A..E,answer)")
+    p.add_argument("--batch-size", type=int, default=8, help="questions per step")
+    p.add_argument("--batches", type=int, default=6, help="distinct batches per round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over the batches; the first batch of round 1 is warm-up")
+    p.add_argument("--max-length", type=int, default=256)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default=default_name, help="result file stem under benchmarks/results/")
+    p.add_argument("--no-write", action="store_true", help="print the JSON only")
+    return p
+
+
+def setup(args) -> torch.device:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(args.device)
+
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = None
+    import transformers
+
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "load_average_1min": load,
+            "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+            "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    try:
+        import peft
+
+        info["peft"] = peft.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def load(args):
+    """(base model, tokenizer, encoded questions) for the run's model and data."""
+    from loralab.data.batching import encode
+    from loralab.data.multiple_choice import read_questions
+    from loralab.models import load_model, load_tokenizer
+
+    questions = read_questions(args.data, limit=args.batch_size * args.batches)
+    tokenizer = load_tokenizer(args.model)
+    items = encode(questions, tokenizer, args.max_length)
+    return load_model(args.model, seed=args.seed), tokenizer, items
+
+
+def groups(items, args) -> list[list]:
+    """Fixed random batches of questions (seeded), the same for every strategy."""
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    return [[items[i] for i in order[s : s + args.batch_size]] for s in range(0, len(order), args.batch_size)]
+
+
+def build(base: torch.nn.Module, variant: str, lora_dropout: float = 0.0) -> torch.nn.Module:
+    """A fresh copy of `base` prepared by loralab's strategy `variant`, or by peft for 'peft'."""
+    model = copy.deepcopy(base)
+    if variant == "peft":
+        from peft import LoraConfig as PeftLoraConfig, get_peft_model
+        from loralab.models import architecture
+
+        arch = architecture(model)
+        targets = [getattr(arch, role) for role in LORA["targets"]]
+        config = PeftLoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=lora_dropout,
+                                target_modules=targets, modules_to_save=list(arch.head))
+        return get_peft_model(model, config)
+    from loralab.strategies import StrategyConfig, apply_strategy
+    from loralab.strategies.lora import LoraConfig
+
+    lora = LoraConfig(r=LORA["r"], alpha=LORA["alpha"], dropout=lora_dropout, targets=LORA["targets"])
+    apply_strategy(model, StrategyConfig(variant, lora=lora))
+    return model
+
+
+def sync(device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def median(values) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def write(name: str, record: dict, markdown: str, no_write: bool = False) -> None:
+    print(json.dumps(record, indent=2))
+    if no_write:
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown)
+    print(f"wrote {RESULTS / name}.json and .md", file=sys.stderr)
+
+
+def machine_lines(info: dict) -> str:
+    return "\n".join(f"- {k}: {v}" for k, v in info.items())
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    def cell(v):
+        return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

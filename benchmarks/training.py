@@ -1,0 +1,147 @@
+"""Training step time, tokens/s and where the time goes, for each strategy and for peft's LoRA.
+
+Every variant gets its own model copy and optimizer and runs the same batches (fixed seed). Steps
+are interleaved: for each batch, every variant takes one step, in a rotating order, so the noise of
+a shared machine hits them all alike. Ratios are medians of per-batch ratios (same tokens in
+numerator and denominator).
+
+The step is loralab's: collate (dynamic padding), forward with `choice_logits`, cross-entropy,
+backward, `loss.item()`, global-norm clipping, AdamW from `loralab.train._optimizer`, zero_grad.
+peft's LoRA runs through the very same step, so the loralab/peft ratio isolates the adapter.
+
+    python benchmarks/training.py                 # MiniLM, CPU (CUDA when present)
+    python benchmarks/training.py --threads 1     # steadier on a shared CPU
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+from loralab.data.batching import collate  # noqa: E402
+from loralab.train import TrainConfig, _optimizer, choice_logits  # noqa: E402
+
+# (label, how the model is prepared, LoRA dropout)
+VARIANTS = [
+    ("full", "full", 0.0),
+    ("attention", "attention", 0.0),
+    ("qv", "qv", 0.0),
+    ("lora", "lora", 0.0),
+    ("lora-dropout0.1", "lora", 0.1),
+    ("peft-lora", "peft", 0.0),
+    ("peft-lora-dropout0.1", "peft", 0.1),
+]
+PHASES = ("data", "forward", "backward", "optimizer")
+
+
+class Runner:
+    """One variant: its model, its optimizer and the seconds of each phase of each step."""
+
+    def __init__(self, model, config: TrainConfig, device):
+        self.model = model.to(device).train()
+        self.optimizer = _optimizer(model, config)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.config, self.device = config, device
+        self.trainable = sum(p.numel() for p in self.params)
+        self.steps: list[dict] = []
+
+    def step(self, group, pad_id: int) -> dict:
+        t0 = common.sync(self.device)
+        batch = {k: v.to(self.device) for k, v in collate(group, pad_id).items()}
+        t1 = common.sync(self.device)
+        loss = torch.nn.functional.cross_entropy(choice_logits(self.model, batch), batch["labels"])
+        t2 = common.sync(self.device)
+        loss.backward()
+        loss.item()
+        t3 = common.sync(self.device)
+        torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        t4 = common.sync(self.device)
+        tokens = int(batch["attention_mask"].sum())
+        return {"data": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "optimizer": t4 - t3,
+                "step": t4 - t0, "tokens": tokens}
+
+
+def main(argv=None):
+    args = common.parser(__doc__.splitlines()[0], "training").parse_args(argv)
+    device = common.setup(args)
+    base, tokenizer, items = common.load(args)
+    groups = common.groups(items, args)
+    config = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
+    variants = [v for v in VARIANTS if v[1] != "peft" or _has_peft()]
+    runners = {}
+    for label, how, dropout in variants:
+        torch.manual_seed(args.seed)
+        runners[label] = Runner(common.build(base, how, dropout), config, device)
+    labels = list(runners)
+    paired = []  # per batch: label -> step record
+    for round_ in range(args.rounds):
+        for b, group in enumerate(groups):
+            shift = (round_ * len(groups) + b) % len(labels)
+            record = {}
+            for label in labels[shift:] + labels[:shift]:
+                torch.manual_seed(args.seed + b)  # same dropout masks across variants of a batch
+                record[label] = runners[label].step(group, tokenizer.pad_token_id)
+            if round_ or b:  # the very first batch warms caches and allocates optimizer state
+                paired.append(record)
+            print(f"round {round_ + 1} batch {b + 1}: " + " ".join(f"{k}={v['step']:.3f}s" for k, v in record.items()),
+                  file=sys.stderr)
+
+    results = {}
+    for label in labels:
+        steps = [r[label] for r in paired]
+        results[label] = {
+            "trainable_params": runners[label].trainable,
+            "step_seconds": common.median([s["step"] for s in steps]),
+            "tokens_per_second": common.median([s["tokens"] / s["step"] for s in steps]),
+            "step_over_full": common.median([r[label]["step"] / r["full"]["step"] for r in paired]),
+            "tokens_per_second_over_full": common.median(
+                [(r["full"]["step"] / r[label]["step"]) for r in paired]),
+            "phases_seconds": {p: common.median([s[p] for s in steps]) for p in PHASES},
+        }
+    ratios = {"lora_over_full": results["lora"]["step_over_full"]}
+    if "peft-lora" in results:
+        ratios["loralab_lora_over_peft_lora"] = common.median([r["lora"]["step"] / r["peft-lora"]["step"] for r in paired])
+        ratios["loralab_lora_dropout0.1_over_peft_lora_dropout0.1"] = common.median(
+            [r["lora-dropout0.1"]["step"] / r["peft-lora-dropout0.1"]["step"] for r in paired])
+    record = {
+        "benchmark": "training", "command": "python benchmarks/training.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": common.machine(device), "model": args.model, "data": Path(args.data).name,
+        "batch_size": args.batch_size, "batches": len(groups), "rounds": args.rounds, "paired_steps": len(paired),
+        "mean_tokens_per_batch": sum(r["full"]["tokens"] for r in paired) / len(paired),
+        "lora": {**common.LORA, "targets": list(common.LORA["targets"])},
+        "ratios": ratios, "variants": results,
+    }
+    rows = [[label, r["trainable_params"], r["step_seconds"], r["step_over_full"], r["tokens_per_second"],
+             *(r["phases_seconds"][p] for p in PHASES)] for label, r in results.items()]
+    markdown = "\n\n".join([
+        f"# Training step per strategy ({args.model}, batch {args.batch_size} questions)",
+        f"`{record['command']}`",
+        "## Machine\n" + common.machine_lines(record["machine"]),
+        f"{len(paired)} interleaved steps per variant over {len(groups)} fixed batches "
+        f"(about {record['mean_tokens_per_batch']:.0f} real tokens each); medians. LoRA: q,v, r=8, alpha=32.",
+        "## Ratios (median of per-batch ratios)\n" + common.table(["ratio", "value"], [[k, v] for k, v in ratios.items()]),
+        "## Per variant (seconds; phases are medians: data = collate, optimizer = clip + AdamW + zero_grad)\n"
+        + common.table(["variant", "trainable", "step s", "step / full", "tokens/s", *PHASES], rows),
+    ]) + "\n"
+    common.write(args.name, record, markdown, args.no_write)
+    return record
+
+
+def _has_peft() -> bool:
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        print("peft is not installed: the loralab/peft comparison is skipped", file=sys.stderr)
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()
