@@ -151,6 +151,12 @@ def _sweep(args: argparse.Namespace) -> None:
         runs = tuple(dataclasses.replace(p, config=dataclasses.replace(p.config, device=args.device))
                      for p in experiment.runs)
         experiment = dataclasses.replace(experiment, runs=runs)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise LoralabError(f"invalid --threads {args.threads}: expected a positive integer")
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.dry_run:
         for planned in experiment.runs:
             print(f"{planned.folder}  ({', '.join(planned.labels)})")
@@ -233,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="sweep folder: one run folder per run, then report.md and plots")
     s.add_argument("--no-report", action="store_true", help="do not write the report when the sweep ends")
     s.add_argument("--dry-run", action="store_true", help="list the planned run folders and stop")
+    s.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice); "
+                   "1 is much faster on a CPU shared with other jobs")
     s.set_defaults(func=_sweep)
 
     r = sub.add_parser("report", help="Markdown table and PNG plots from a sweep folder's run records")
