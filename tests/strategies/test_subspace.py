@@ -23,6 +23,17 @@ from loralab.strategies.subspace import (
     subspace_of,
 )
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models gain nothing from threads, and on a shared CPU two OpenMP threads waiting on each
+    # other made these tests ~100x slower. Restored afterwards for other test modules.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # Per-projection settings: said spends one of d on each weight tensor, so it needs a larger d.
 DIMS = {Projection.DENSE: 24, Projection.SPARSE: 24, Projection.FASTFOOD: 24, Projection.SAID: 64}
 
