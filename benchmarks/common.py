@@ -80,14 +80,24 @@ def machine(device: torch.device) -> dict:
 
 def load(args):
     """(base model, tokenizer, encoded questions) for the run's model and data."""
+    from loralab.models import load_model
+
+    items = load_items(args, args.batch_size * args.batches)
+    return load_model(args.model, seed=args.seed), _tokenizer(args.model), items
+
+
+def load_items(args, count: int):
+    """The first `count` questions of the data file, tokenized."""
     from loralab.data.batching import encode
     from loralab.data.multiple_choice import read_questions
-    from loralab.models import load_model, load_tokenizer
 
-    questions = read_questions(args.data, limit=args.batch_size * args.batches)
-    tokenizer = load_tokenizer(args.model)
-    items = encode(questions, tokenizer, args.max_length)
-    return load_model(args.model, seed=args.seed), tokenizer, items
+    return encode(read_questions(args.data, limit=count), _tokenizer(args.model), args.max_length)
+
+
+def _tokenizer(name: str):
+    from loralab.models import load_tokenizer
+
+    return load_tokenizer(name)
 
 
 def groups(items, args) -> list[list]:

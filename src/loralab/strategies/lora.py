@@ -52,6 +52,39 @@ class LoraConfig:
         return self.alpha / (math.sqrt(self.r) if self.rslora else self.r)
 
 
+class _MergedLinear(torch.autograd.Function):
+    """y = x (W0 + s B A)^T + b, with the gradients of A and B taken without forming s B A x.
+
+    Backward: dx = g (W0 + s B A), dB = s g^T (x A^T), dA = s (g B)^T x, where g = dL/dy. W0 + s B A
+    is rebuilt in backward (out * in * r flops) rather than saved, so no weight-sized tensor is kept.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_A, lora_B, scaling):
+        ctx.save_for_backward(x, weight, lora_A, lora_B)
+        ctx.scaling = scaling
+        return torch.nn.functional.linear(x, torch.addmm(weight, lora_B, lora_A, alpha=scaling), bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, lora_A, lora_B = ctx.saved_tensors
+        s = ctx.scaling
+        g = grad.reshape(-1, grad.shape[-1])  # (tokens, out)
+        x2 = x.reshape(-1, x.shape[-1])  # (tokens, in)
+        dx = dw = db = dA = dB = None
+        if ctx.needs_input_grad[0]:
+            dx = grad @ torch.addmm(weight, lora_B, lora_A, alpha=s)  # (..., in)
+        if ctx.needs_input_grad[1]:
+            dw = g.t() @ x2
+        if ctx.needs_input_grad[2]:
+            db = g.sum(0)
+        if ctx.needs_input_grad[3]:
+            dA = (g @ lora_B).t().mm(x2).mul_(s)  # (r, in)
+        if ctx.needs_input_grad[4]:
+            dB = g.t().mm(x2 @ lora_A.t()).mul_(s)  # (out, r)
+        return dx, dw, db, dA, dB, None
+
+
 class LoraLinear(nn.Module):
     """Wraps a frozen `nn.Linear` (`base`) and adds (alpha / r) B A dropout(x) to its output."""
 
@@ -71,11 +104,16 @@ class LoraLinear(nn.Module):
         return (self.lora_B @ self.lora_A) * self.scaling  # (out, in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
         if self.merged:
-            return out
-        update = (self.dropout(x) @ self.lora_A.t()) @ self.lora_B.t()  # (..., r) then (..., out)
-        return out + update * self.scaling
+            return self.base(x)
+        if (isinstance(self.dropout, nn.Identity) or not self.training) and not torch.is_autocast_enabled(x.device.type):
+            # Without dropout, W0 x + s B A x = (W0 + s B A) x: one product, no (..., out) update tensor.
+            return _MergedLinear.apply(x, self.base.weight, self.base.bias, self.lora_A, self.lora_B, self.scaling)
+        out = self.base(x)
+        update = self.dropout(x) @ self.lora_A.t()  # (..., r)
+        # addmm adds s * update B^T into out within the product: no separate scale and add passes.
+        return torch.addmm(out.reshape(-1, out.shape[-1]), update.reshape(-1, update.shape[-1]), self.lora_B.t(),
+                           alpha=self.scaling).view(out.shape)
 
     @torch.no_grad()
     def merge(self) -> None:

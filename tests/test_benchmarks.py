@@ -1,0 +1,67 @@
+"""The benchmark scripts run end to end on the packaged MiniLM, and the fast LoRA paths they
+measure compute the same values and gradients as the plain formula h = W0 x + s B A dropout(x)."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from loralab.strategies.lora import LoraLinear
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+# (training mode, dropout, base weight trains, bias): every branch of LoraLinear.forward
+PATHS = [
+    (True, 0.0, False, True),   # fused (W0 + s B A) x, training
+    (False, 0.0, False, True),  # fused, eval
+    (True, 0.0, True, False),   # fused, base weight unfrozen, no bias
+    (False, 0.3, False, True),  # dropout is off in eval: fused
+    (True, 0.3, False, True),   # dropout on: addmm path
+]
+
+
+@pytest.mark.parametrize("training,dropout,base_trains,bias", PATHS)
+def test_lora_paths_match_the_formula(training, dropout, base_trains, bias):
+    torch.manual_seed(0)
+    base = nn.Linear(6, 5, bias=bias).double()
+    layer = LoraLinear(base, r=3, scaling=2.0, dropout=dropout).double().train(training)
+    nn.init.normal_(layer.lora_B)
+    base.weight.requires_grad_(base_trains)
+    x = torch.randn(2, 4, 6, dtype=torch.double, requires_grad=True)
+    torch.manual_seed(1)
+    out = layer(x)
+    torch.manual_seed(1)  # the same dropout mask for the reference
+    ref = base(x) + (layer.dropout(x) @ layer.lora_A.t() @ layer.lora_B.t()) * 2.0
+    assert torch.allclose(out, ref)
+    wrt = [x, layer.lora_A, layer.lora_B] + ([base.weight] if base_trains else [])
+    g = torch.randn_like(out)
+    for got, want in zip(torch.autograd.grad(out, wrt, g), torch.autograd.grad(ref, wrt, g)):
+        assert torch.allclose(got, want)
+
+
+SMOKE = ["--batch-size", "2", "--batches", "2", "--rounds", "1", "--max-length", "32", "--no-write"]
+
+
+def test_training_benchmark_reports_ratios():
+    import training
+
+    record = training.main(SMOKE + ["--epoch-questions", "4"])
+    assert record["paired_steps"] == 1
+    assert record["variants"]["full"]["step_over_full"] == 1.0
+    for name, ratio in record["ratios"].items():
+        assert math.isfinite(ratio) and ratio > 0, name
+    lora = record["variants"]["lora"]
+    assert lora["trainable_params"] < record["variants"]["full"]["trainable_params"]
+    assert set(lora["phases_seconds"]) == {"data", "forward", "backward", "optimizer"}
+
+
+def test_inference_benchmark_merged_equals_unmerged():
+    import inference
+
+    record = inference.main(SMOKE)
+    assert record["merged_equals_unmerged"]
+    assert record["variants"]["base"]["over_base"] == 1.0
+    assert math.isfinite(record["ratios"]["merged_over_base"])
