@@ -170,6 +170,15 @@ def test_damaged_record_is_detected_and_redone(tmp_path, damage):
     assert json.loads((folder / RECORD).read_text())["status"] == "completed"
 
 
+def test_record_without_its_weights_file_stands(tmp_path):
+    """Results are committed without weights; a completed record whose weights were removed is kept."""
+    experiment = load_experiment(experiment_file(tmp_path))
+    out = tmp_path / "out"
+    sweep(experiment, out, run_fn=FakeRun(), progress=False, log=lambda _: None)
+    (out / "full_seed-0" / WEIGHTS).unlink()
+    assert record_state(out / "full_seed-0", experiment.runs[0].config)[0] == "done"
+
+
 def test_folder_with_a_different_configuration_is_refused(tmp_path):
     experiment = load_experiment(experiment_file(tmp_path))
     out = tmp_path / "out"

@@ -366,9 +366,11 @@ def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
     if config.valid and "valid" not in record:
         return "redo", "incomplete record (no validation metrics)"
     weights = folder / record.get("weights", WEIGHTS)
-    if not weights.is_file() or file_sha256(weights) != record.get("weights_sha256"):
-        return "redo", "weights missing or do not match the record"
-    return "done", "completed"
+    # run() writes the weights before the completed record, so absent weights were removed on
+    # purpose (results committed without them) and the record still stands; damaged ones do not.
+    if weights.is_file() and file_sha256(weights) != record.get("weights_sha256"):
+        return "redo", "weights do not match the record"
+    return "done", "completed" if weights.is_file() else "completed (weights not kept)"
 
 
 @dataclass

@@ -247,8 +247,14 @@ def markdown(rows: list[Row], skipped: list[str], metric: str, title: str, descr
         valid = next((r["valid"] for r in records if "valid" in r), {})
         lines += [f"{len(records)} runs in {len(rows)} rows; base model {first.get('base_model', {}).get('name', '?')} "
                   f"({first.get('total_params', 0):,} parameters); {first.get('train_questions', '?')} training "
-                  f"questions, {valid.get('questions', '?')} validation questions; device {first.get('device', '?')} "
-                  f"({first.get('machine', '?')}). Mean ± sample standard deviation over seeds.", ""]
+                  f"questions, {valid.get('questions', '?')} validation questions. Mean ± sample standard deviation "
+                  "over seeds.", ""]
+        machines = sorted({f"{r.get('device', '?')} ({r.get('machine', '?')})" for r in records})
+        if len(machines) > 1:  # times and memory only compare within one machine and thread count
+            lines += ["Runs ran on different devices or thread counts, so their times and memory do not compare "
+                      "directly: " + "; ".join(machines) + ".", ""]
+        else:
+            lines += [f"Device: {machines[0]}.", ""]
     lines += _table(rows, metric) + [""]
     lines += _differences(rows, metric)
     if skipped:
