@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+
 from loralab.config import RunConfig
 from loralab.runs import run
 from loralab.strategies import StrategyConfig
@@ -26,7 +28,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/four-strategies")
     parser.add_argument("--train-limit", type=int, default=2000)
     parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 is fastest on a shared CPU)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     records = {}
     for strategy, lr in LEARNING_RATES.items():
         config = RunConfig(
@@ -42,7 +46,9 @@ def main() -> None:
         for name, r in records.items()
     }
     summary["lora_over_full_median_step"] = records["lora"]["median_step_seconds"] / records["full"]["median_step_seconds"]
-    print(json.dumps(summary, indent=2))
+    text = json.dumps(summary, indent=2)
+    (Path(args.out) / "summary.json").write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,25 @@ from loralab import __version__
 from loralab.errors import LoralabError
 
 
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise LoralabError(f"invalid --threads {threads}: expected a positive integer")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _train(args: argparse.Namespace) -> None:
     from loralab.config import RunConfig
     from loralab.runs import run
     from loralab.strategies import StrategyConfig
     from loralab.strategies.lora import LoraConfig
+    from loralab.strategies.subspace import SubspaceConfig
     from loralab.train import TrainConfig
 
+    _set_threads(args.threads)
     lora = LoraConfig(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                       targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()), rslora=args.rslora)
     training = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
@@ -38,7 +50,9 @@ def _train(args: argparse.Namespace) -> None:
         if not model:
             raise LoralabError(f"{args.adapter}: the adapter names no base model; pass --model")
     else:
-        strategy = StrategyConfig(strategy=args.strategy or "full", lora=lora, train_head=not args.freeze_head)
+        subspace = SubspaceConfig(dim=args.subspace_dim, projection=args.projection, seed=args.subspace_seed)
+        strategy = StrategyConfig(strategy=args.strategy or "full", lora=lora, subspace=subspace,
+                                  train_head=not args.freeze_head)
         model = args.model or "minilm"
     config = RunConfig(train=args.train, valid=args.valid, model=model, strategy=strategy,
                        training=training, train_limit=args.train_limit, valid_limit=args.valid_limit,
@@ -151,12 +165,7 @@ def _sweep(args: argparse.Namespace) -> None:
         runs = tuple(dataclasses.replace(p, config=dataclasses.replace(p.config, device=args.device))
                      for p in experiment.runs)
         experiment = dataclasses.replace(experiment, runs=runs)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise LoralabError(f"invalid --threads {args.threads}: expected a positive integer")
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     if args.dry_run:
         for planned in experiment.runs:
             print(f"{planned.folder}  ({', '.join(planned.labels)})")
@@ -183,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="fine-tune a model on a multiple-choice CSV with one strategy")
     t.add_argument("--train", required=True, help="training CSV (id, prompt, A..E, answer)")
     t.add_argument("--valid", help="validation CSV, scored with MAP@3 and accuracy after training")
-    t.add_argument("--strategy", choices=["full", "attention", "qv", "lora"], help="default: full")
+    t.add_argument("--strategy", choices=["full", "attention", "qv", "lora", "subspace"], help="default: full")
     t.add_argument("--model", help="local folder, 'minilm' (packaged) or hub name (default: minilm)")
     t.add_argument("--adapter", metavar="ADAPTER_DIR",
                    help="continue training a peft LoRA adapter (its settings replace --strategy and --lora-*)")
@@ -194,7 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lora-targets", default="query,value",
                    help="comma list: query,key,value,attention_output, all-linear, or module-name suffixes")
     t.add_argument("--rslora", action="store_true", help="scale by alpha/sqrt(r) instead of alpha/r")
-    t.add_argument("--freeze-head", action="store_true", help="keep the task head at its random initialisation")
+    t.add_argument("--subspace-dim", type=int, default=1000, help="subspace: d, the number of trained coordinates")
+    t.add_argument("--projection", choices=["dense", "sparse", "fastfood", "said"], default="fastfood",
+                   help="subspace: how the fixed random projection P is built")
+    t.add_argument("--subspace-seed", type=int, default=0, help="subspace: seed of P")
+    t.add_argument("--freeze-head", action="store_true",
+                   help="do not train the task head directly (it keeps its random initialisation; "
+                        "under subspace it moves only through the subspace)")
     t.add_argument("--epochs", type=float, default=1.0)
     t.add_argument("--lr", type=float, default=2e-5)
     t.add_argument("--batch-size", type=int, default=8)
@@ -239,8 +254,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="sweep folder: one run folder per run, then report.md and plots")
     s.add_argument("--no-report", action="store_true", help="do not write the report when the sweep ends")
     s.add_argument("--dry-run", action="store_true", help="list the planned run folders and stop")
-    s.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice); "
-                   "1 is much faster on a CPU shared with other jobs")
     s.set_defaults(func=_sweep)
 
     r = sub.add_parser("report", help="Markdown table and PNG plots from a sweep folder's run records")
@@ -252,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     for p in sub.choices.values():
         p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if p.prog.endswith(("train", "sweep", "intrinsic-dim")):
+            p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice); "
+                           "1 is much faster on a CPU shared with other jobs")
         if p.prog.endswith("train"):
             p.add_argument("--online", action="store_true", help="allow downloading the model from a hub")
             p.add_argument("--trust-remote-code", action="store_true", help="run a hub model's own code (off by default)")

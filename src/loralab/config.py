@@ -14,6 +14,7 @@ from loralab.errors import LoralabError
 from loralab.models import DEFAULT_MODEL
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.lora import LoraConfig
+from loralab.strategies.subspace import SubspaceConfig
 from loralab.train import TrainConfig
 
 
@@ -54,6 +55,7 @@ class RunConfig:
         out = dataclasses.asdict(self)
         out["strategy"]["strategy"] = self.strategy.strategy.value
         out["strategy"]["lora"]["targets"] = list(self.strategy.lora.targets)
+        out["strategy"]["subspace"] = self.strategy.subspace.to_dict()
         return out
 
     @classmethod
@@ -62,7 +64,9 @@ class RunConfig:
         try:
             strategy = dict(data.pop("strategy", {}))
             lora = LoraConfig(**strategy.pop("lora", {}))
-            strategy_config = StrategyConfig(strategy=Strategy.parse(strategy.pop("strategy", "full")), lora=lora, **strategy)
+            subspace = SubspaceConfig(**{"dim": 1000, **strategy.pop("subspace", {})})
+            strategy_config = StrategyConfig(strategy=Strategy.parse(strategy.pop("strategy", "full")), lora=lora,
+                                             subspace=subspace, **strategy)
             training = TrainConfig(**data.pop("training", {}))
             return cls(strategy=strategy_config, training=training, **data)
         except TypeError as e:

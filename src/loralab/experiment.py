@@ -54,6 +54,9 @@ ALIASES = {
     "lora_targets": "strategy.lora.targets",
     "rslora": "strategy.lora.rslora",
     "train_head": "strategy.train_head",
+    "subspace_dim": "strategy.subspace.dim",
+    "projection": "strategy.subspace.projection",
+    "subspace_seed": "strategy.subspace.seed",
     "lr": "training.lr",
     "seed": "training.seed",
     "epochs": "training.epochs",
@@ -67,7 +70,7 @@ ALIASES = {
 
 # Short names for folder names; any other setting uses the last part of its dotted name.
 _SHORT = {"strategy.lora.r": "r", "strategy.lora.alpha": "alpha", "strategy.lora.dropout": "dropout",
-          "strategy.train_head": "head", "training.seed": "seed", "training.batch_size": "bs",
+          "strategy.train_head": "head", "strategy.subspace.dim": "d", "training.seed": "seed", "training.batch_size": "bs",
           "training.max_length": "len"}
 _PATHS = ("train", "valid", "model")
 _ENTRY_KEYS = ("name", "grid", "seeds")

@@ -64,6 +64,7 @@ MATERIALISE: dict[Strategy, Callable[[nn.Module], None]] = {
     Strategy.ATTENTION: _in_place,
     Strategy.QV: _in_place,
     Strategy.LORA: _fold_lora,
+    Strategy.SUBSPACE: fold_parametrizations,
 }
 
 

@@ -25,7 +25,7 @@ from loralab.errors import LoralabError
 
 METRICS = ("map@3", "accuracy")
 TABLE = "report.md"
-STRATEGY_ORDER = ("full", "attention", "qv", "lora")
+STRATEGY_ORDER = ("full", "attention", "qv", "lora", "subspace")
 # Settings that say where a run ran or what it read, not how it trained; never a row's "settings".
 _IGNORED = ("device", "offline", "trust_remote_code", "training.seed", "training.eval_batch_size")
 
@@ -129,13 +129,16 @@ def build_rows(records: list[tuple[str, dict[str, Any]]], manifest: dict[str, tu
 
 
 _SETTING_NAMES = {"strategy.lora.r": "r", "strategy.lora.alpha": "alpha", "strategy.lora.dropout": "dropout",
-                  "strategy.train_head": "head", "training.lr": "lr"}
+                  "strategy.train_head": "head", "training.lr": "lr", "strategy.subspace.dim": "d",
+                  "strategy.subspace.projection": "projection", "strategy.subspace.seed": "P seed"}
 
 
 def _settings_text(row: Row) -> str:
     parts = []
     for key, value in row.settings.items():
         if key.startswith("strategy.lora.") and row.strategy != "lora":
+            continue
+        if key.startswith("strategy.subspace.") and row.strategy != "subspace":
             continue
         name = _SETTING_NAMES.get(key, key.rsplit(".", 1)[-1])
         if key == "strategy.train_head":

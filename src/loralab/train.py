@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from loralab.data.batching import EncodedQuestion, batches
@@ -173,8 +174,9 @@ def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainCon
     with PeakMemory(device) as memory:
         step_start, step_loss, micro = time.perf_counter(), 0.0, 0
         while result.steps < total_steps and result.status == "completed":
-            epoch_batches = list(batches(items, config.batch_size, pad_id, shuffle=True, generator=generator,
-                                         group_by_length=config.group_by_length))
+            # Collated one batch at a time: an epoch of padded tensors never sits in memory at once.
+            epoch_batches = batches(items, config.batch_size, pad_id, shuffle=True, generator=generator,
+                                    group_by_length=config.group_by_length)
             for index, batch in enumerate(epoch_batches):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 loss = torch.nn.functional.cross_entropy(choice_logits(model, batch), batch["labels"])
@@ -182,7 +184,7 @@ def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainCon
                 step_loss += loss.item() / config.grad_accum
                 result.tokens += int(batch["attention_mask"].sum())
                 micro += 1
-                if micro % config.grad_accum and index != len(epoch_batches) - 1:
+                if micro % config.grad_accum and index != micro_per_epoch - 1:
                     continue
                 if not math.isfinite(step_loss):
                     result.status, result.diverged_at_step = "diverged", result.steps + 1
@@ -216,10 +218,14 @@ def score(model: torch.nn.Module, items: list[EncodedQuestion], *, pad_id: int, 
     """Each question's option scores (logits), in option order."""
     model.eval()
     scores = []
-    for batch in tqdm(list(batches(items, batch_size, pad_id)), desc="score", unit="batch", disable=not progress):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        logits = choice_logits(model, batch).float().cpu()
-        scores.extend(row[: int(mask.sum())].tolist() for row, mask in zip(logits, batch["choice_mask"].cpu()))
+    total = math.ceil(len(items) / batch_size)
+    # Parametrized weights (the random subspace) are computed once for the whole pass, not per batch.
+    with parametrize.cached():
+        for batch in tqdm(batches(items, batch_size, pad_id), total=total, desc="score", unit="batch",
+                          disable=not progress):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = choice_logits(model, batch).float().cpu()
+            scores.extend(row[: int(mask.sum())].tolist() for row, mask in zip(logits, batch["choice_mask"].cpu()))
     return scores
 
 

@@ -8,6 +8,7 @@ from loralab.models import ARCHITECTURES, architecture, matches
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig
 from loralab.strategies.selection import find_modules
+from loralab.strategies.subspace import SubspaceConfig
 from loralab.train import choice_logits
 
 
@@ -40,6 +41,10 @@ CASES = {
     "qv, head frozen": (QV, StrategyConfig(Strategy.QV, train_head=False)),
     "lora": ((".lora_A", ".lora_B") + HEAD, StrategyConfig(Strategy.LORA, LoraConfig(r=4, dropout=0.1))),
     "lora, head frozen": ((".lora_A", ".lora_B"), StrategyConfig(Strategy.LORA, LoraConfig(r=4), train_head=False)),
+    "subspace": ((".subspace.theta",) + HEAD, StrategyConfig(Strategy.SUBSPACE, subspace=SubspaceConfig(dim=50))),
+    "subspace said, head only in the subspace": (
+        (".subspace.theta", ".subspace.scales"),
+        StrategyConfig(Strategy.SUBSPACE, subspace=SubspaceConfig(dim=80, projection="said"), train_head=False)),
 }
 
 
@@ -49,9 +54,10 @@ def test_exactly_the_intended_parameters_change(fragments, config):
     model = tiny_model("bert")
     apply_strategy(model, config)
     # LoRA's B starts at zero, so its A gets no gradient on the first step; nudge B so both move.
+    # Likewise theta starts at zero, which leaves the SAID scales without gradient.
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("lora_B"):
+            if name.endswith(("lora_B", "subspace.theta")):
                 p.normal_(std=0.1)
     changed = changed_after_step(model)
     # A bias added to every choice's score cancels in the softmax over choices: its gradient is

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
@@ -15,6 +15,7 @@ from loralab.errors import LoralabError
 from loralab.models import architecture, count_parameters
 from loralab.strategies.lora import LoraConfig, apply_lora
 from loralab.strategies.selection import find_modules, freeze_all_but, head_modules
+from loralab.strategies.subspace import SubspaceConfig, apply_subspace
 
 
 class Strategy(enum.Enum):
@@ -22,6 +23,7 @@ class Strategy(enum.Enum):
     ATTENTION = "attention"
     QV = "qv"
     LORA = "lora"
+    SUBSPACE = "subspace"
 
     @classmethod
     def parse(cls, value: "str | Strategy") -> "Strategy":
@@ -46,9 +48,11 @@ class StrategyConfig:
     """Which strategy to apply, and its settings."""
 
     strategy: Strategy = Strategy.FULL
-    """The strategy: full, attention, qv or lora."""
+    """The strategy: full, attention, qv, lora or subspace."""
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA settings (used by the lora strategy only)."""
+    subspace: SubspaceConfig = field(default_factory=lambda: SubspaceConfig(dim=1000))
+    """Random-subspace settings (used by the subspace strategy only); the head decides `direct`."""
     train_head: bool = True
     """Train the task head; when False it stays at its random initialisation."""
 
@@ -56,6 +60,8 @@ class StrategyConfig:
         object.__setattr__(self, "strategy", Strategy.parse(self.strategy))
         if self.strategy is Strategy.FULL and not self.train_head:
             raise LoralabError("train_head=False conflicts with strategy 'full', which trains every weight")
+        if self.subspace.direct:
+            raise LoralabError("subspace.direct is set by train_head in a run; leave it empty")
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,15 @@ class StrategyReport:
 def apply_strategy(model: nn.Module, config: StrategyConfig) -> StrategyReport:
     arch = architecture(model)
     head = head_modules(model, arch) if config.train_head else []
+    if config.strategy is Strategy.SUBSPACE:
+        # Every weight moves through the subspace; a trained head trains directly beside it.
+        total = sum(p.numel() for p in model.parameters())
+        subspace = apply_subspace(model, replace(config.subspace, direct=tuple(head)))
+        direct = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad) - subspace.trainable
+        if not config.train_head:
+            warnings.warn(f"the task head ({', '.join(arch.head)}) trains only through the subspace, "
+                          "starting from its random initialisation", stacklevel=2)
+        return StrategyReport(subspace.trainable + direct, total, subspace.names)
     if config.strategy is Strategy.LORA:
         freeze_all_but(model, head)
         adapted = apply_lora(model, config.lora, find_modules(model, arch, config.lora.targets))
