@@ -176,6 +176,35 @@ def _sweep(args: argparse.Namespace) -> None:
         print(f"report: {', '.join(str(f) for f in report.files)}")
 
 
+def _intrinsic_dim(args: argparse.Namespace) -> None:
+    from loralab.config import RunConfig
+    from loralab.dimension import DimensionConfig, measure
+    from loralab.intrinsic import SearchConfig
+    from loralab.report import write_report
+    from loralab.train import TrainConfig
+
+    _set_threads(args.threads)
+    training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
+                           seed=args.seed, max_steps=args.max_steps, warmup_ratio=args.warmup_ratio)
+    base = RunConfig(train=args.train, valid=args.valid, model=args.model, training=training,
+                     train_limit=args.train_limit, valid_limit=args.valid_limit, device=args.device)
+    search = SearchConfig(d_min=args.d_min, d_max=args.d_max, per_decade=args.per_decade,
+                          resolution=args.resolution, fraction=args.fraction)
+    config = DimensionConfig(base=base, baseline_lr=args.baseline_lr, subspace_lr=args.lr,
+                             projection=args.projection, subspace_seed=args.subspace_seed, search=search,
+                             metric=args.metric)
+    result, files = measure(config, args.out, progress=not args.quiet)
+    label = f"d_int{round(100 * result.fraction)}"
+    if result.d_int is None:
+        print(f"{label}: not reached up to d = {max(d for d, _ in result.points)} "
+              f"(threshold {result.threshold:.4f}, baseline {result.baseline:.4f})")
+    else:
+        print(f"{label} = {result.d_int}  ({args.metric} {dict(result.points)[result.d_int]:.4f} >= threshold "
+              f"{result.threshold:.4f}, {result.fraction:.0%} of the baseline's {result.baseline:.4f})")
+    report = write_report(args.out, metric=args.metric)
+    print(f"wrote {', '.join(str(f) for f in list(files.values()) + list(report.files))}")
+
+
 def _report(args: argparse.Namespace) -> None:
     from loralab.report import write_report
 
@@ -255,6 +284,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-report", action="store_true", help="do not write the report when the sweep ends")
     s.add_argument("--dry-run", action="store_true", help="list the planned run folders and stop")
     s.set_defaults(func=_sweep)
+
+    i = sub.add_parser("intrinsic-dim", help="measure a task's intrinsic dimension: full baseline, then subspace "
+                       "runs over d, reporting the smallest d reaching 90%% of the baseline")
+    i.add_argument("--train", required=True, help="training CSV (id, prompt, A..E, answer)")
+    i.add_argument("--valid", required=True, help="validation CSV the metric is measured on")
+    i.add_argument("--model", default="minilm", help="local folder, 'minilm' (packaged) or hub name (default: minilm)")
+    i.add_argument("--out", required=True, help="folder for the runs (baseline, d-<d>), intrinsic.json/.md/.png")
+    i.add_argument("--projection", choices=["dense", "sparse", "fastfood", "said"], default="said")
+    i.add_argument("--subspace-seed", type=int, default=0, help="seed of P")
+    i.add_argument("--lr", type=float, default=1e-2, help="learning rate of theta in the subspace runs")
+    i.add_argument("--baseline-lr", type=float, default=5e-5, help="learning rate of the full fine-tuning baseline")
+    i.add_argument("--metric", choices=["accuracy", "map@3"], default="accuracy")
+    i.add_argument("--fraction", type=float, default=0.9, help="threshold as a fraction of the baseline (0.9: d_int90)")
+    i.add_argument("--d-min", type=int, default=100, help="smallest d of the coarse log grid")
+    i.add_argument("--d-max", type=int, default=10_000, help="largest d of the coarse log grid")
+    i.add_argument("--per-decade", type=int, default=2, help="coarse grid points per factor of 10")
+    i.add_argument("--resolution", type=int, default=100, help="bisection stops at a bracket this narrow")
+    i.add_argument("--epochs", type=float, default=1.0)
+    i.add_argument("--batch-size", type=int, default=8)
+    i.add_argument("--max-length", type=int, default=256)
+    i.add_argument("--max-steps", type=int)
+    i.add_argument("--warmup-ratio", type=float, default=0.1)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--train-limit", type=int, help="use only the first N training questions")
+    i.add_argument("--valid-limit", type=int, help="use only the first N validation questions")
+    i.set_defaults(func=_intrinsic_dim)
 
     r = sub.add_parser("report", help="Markdown table and PNG plots from a sweep folder's run records")
     r.add_argument("dir", help="folder holding run folders (each with run.json)")

@@ -1,0 +1,120 @@
+"""Measuring a task's intrinsic dimension with real runs: `loralab intrinsic-dim`.
+
+A baseline run trains the model directly (full fine-tuning); then `find_intrinsic_dim` asks for
+subspace runs of chosen dimensions d, each an ordinary run folder (`d-<d>/run.json`) trained with
+the subspace strategy on the same data, schedule and seed. Every run is skipped when a finished
+record for the same configuration is already there, so an interrupted measurement resumes.
+Writes `intrinsic.json`, `intrinsic.md` and `intrinsic.png` (metric against d, the 90% line) and
+the usual sweep report of all runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from loralab.artifacts import RECORD, read_json
+from loralab.config import RunConfig
+from loralab.errors import LoralabError
+from loralab.experiment import _clear, _release_memory, record_state
+from loralab.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
+from loralab.strategies import Strategy, StrategyConfig
+from loralab.strategies.subspace import Projection, SubspaceConfig
+
+METRICS = ("accuracy", "map@3")
+
+
+@dataclass(frozen=True)
+class DimensionConfig:
+    """How to measure: the baseline's and the subspace runs' settings, and where to look for d."""
+
+    base: RunConfig
+    """Data, model and training settings shared by every run (its strategy is ignored)."""
+    baseline_lr: float = 5e-5
+    """Learning rate of the full fine-tuning baseline."""
+    subspace_lr: float = 1e-2
+    """Learning rate of theta: much larger than the baseline's, as P's unit columns spread each step thin."""
+    projection: Projection = Projection.SAID
+    """How P is built."""
+    subspace_seed: int = 0
+    """Seed of P."""
+    search: SearchConfig = SearchConfig(d_min=100, d_max=10_000, per_decade=2, resolution=100)
+    """The coarse grid and the bisection's resolution."""
+    metric: str = "accuracy"
+    """The score compared with the baseline: accuracy or map@3."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "projection", Projection.parse(self.projection))
+        if self.metric not in METRICS:
+            raise LoralabError(f"invalid metric={self.metric!r}: choose one of {', '.join(METRICS)}")
+        if not self.base.valid:
+            raise LoralabError("measuring the intrinsic dimension needs validation data (--valid)")
+        for name in ("baseline_lr", "subspace_lr"):
+            if not getattr(self, name) > 0:
+                raise LoralabError(f"invalid {name}={getattr(self, name)!r}: expected a positive number")
+
+    def baseline(self) -> RunConfig:
+        return dataclasses.replace(self.base, strategy=StrategyConfig(Strategy.FULL),
+                                   training=dataclasses.replace(self.base.training, lr=self.baseline_lr))
+
+    def at(self, d: int) -> RunConfig:
+        subspace = SubspaceConfig(dim=d, projection=self.projection, seed=self.subspace_seed)
+        return dataclasses.replace(self.base, strategy=StrategyConfig(Strategy.SUBSPACE, subspace=subspace),
+                                   training=dataclasses.replace(self.base.training, lr=self.subspace_lr))
+
+
+def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
+            progress: bool = True, log: Callable[[str], None] = print) -> tuple[IntrinsicResult, dict[str, Path]]:
+    """Train the baseline and the subspace runs the search asks for; write and return d_int."""
+    if run_fn is None:
+        from loralab.runs import run as run_fn
+    out_dir = Path(out_dir)
+    for key in ("train", "valid"):
+        if not Path(getattr(config.base, key)).is_file():
+            raise LoralabError(f"{key} file {getattr(config.base, key)} not found")
+    start = time.perf_counter()
+
+    def score(name: str, run_config: RunConfig) -> float:
+        folder = out_dir / name
+        state, why = record_state(folder, run_config)
+        if state == "done":
+            record = read_json(folder / RECORD)
+            log(f"{name}: kept ({why})")
+        else:
+            _clear(folder)
+            _release_memory()
+            log(f"{name}: training" + ("" if why == "not run yet" else f" ({why})"))
+            record = run_fn(run_config, folder, progress=progress, log=log)
+        if record.get("status") == "diverged":
+            log(f"{name}: diverged at step {record.get('diverged_at_step')}; scored 0")
+            return 0.0
+        value = float(record["valid"][config.metric])
+        log(f"{name}: {config.metric} {value:.4f}  ({record['trainable_params']:,} trainable, "
+            f"{record['train_seconds']:.0f} s)")
+        return value
+
+    baseline = score("baseline", config.baseline())
+    log(f"baseline {config.metric} {baseline:.4f}; threshold {config.search.fraction:.0%} of it: "
+        f"{config.search.fraction * baseline:.4f}")
+    result = find_intrinsic_dim(lambda d: score(f"d-{d}", config.at(d)), baseline, config.search)
+    details: dict[str, Any] = {
+        "model": config.base.model,
+        "train": config.base.train,
+        "valid": config.base.valid,
+        "train_limit": config.base.train_limit,
+        "valid_limit": config.base.valid_limit,
+        "projection": config.projection.value,
+        "subspace_seed": config.subspace_seed,
+        "baseline_lr": config.baseline_lr,
+        "subspace_lr": config.subspace_lr,
+        "training": dataclasses.asdict(config.base.training),
+        "search": dataclasses.asdict(config.search),
+        "runs": ["baseline"] + [f"d-{d}" for d, _ in result.points],
+        "seconds_this_invocation": round(time.perf_counter() - start, 1),
+    }
+    title = f"Intrinsic dimension: {Path(str(config.base.model)).name}, {Path(config.base.train).name}, {config.projection.value}"
+    files = write_intrinsic(result, out_dir, metric=config.metric, title=title, details=details)
+    return result, files

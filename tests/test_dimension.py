@@ -1,0 +1,94 @@
+"""Intrinsic dimension with real runs: baseline and subspace runs, records, resume and the CLI."""
+
+import json
+
+import pytest
+
+from loralab.cli import main
+from loralab.config import RunConfig
+from loralab.dimension import DimensionConfig, measure
+from loralab.errors import LoralabError
+from loralab.intrinsic import SearchConfig
+from loralab.train import TrainConfig
+from run_fixtures import save_tiny_bert
+
+
+@pytest.fixture(scope="module")
+def base_folder(tmp_path_factory, minilm_tokenizer, science_exam):
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), minilm_tokenizer)
+
+
+def tiny_config(base_folder, science_exam, **overrides):
+    training = TrainConfig(batch_size=2, max_steps=2, max_length=32, warmup_ratio=0.0, seed=0)
+    base = RunConfig(train=str(science_exam / "train.csv"), valid=str(science_exam / "valid.csv"),
+                     model=str(base_folder), training=training, train_limit=4, valid_limit=8, device="cpu")
+    settings = dict(baseline_lr=0.05, subspace_lr=0.5, projection="fastfood",
+                    search=SearchConfig(d_min=10, d_max=100, per_decade=1, resolution=10))
+    return DimensionConfig(base=base, **{**settings, **overrides})
+
+
+def test_measure_trains_baseline_and_subspaces_then_resumes_without_training(tmp_path, base_folder, science_exam):
+    config = tiny_config(base_folder, science_exam)
+    result, files = measure(config, tmp_path, progress=False, log=lambda _: None)
+    baseline = json.loads((tmp_path / "baseline" / "run.json").read_text())
+    assert baseline["strategy"] == "full" and baseline["config"]["training"]["lr"] == 0.05
+    assert result.baseline == baseline["valid"]["accuracy"]
+    scored = dict(result.points)
+    assert 10 in scored
+    for d, value in scored.items():
+        record = json.loads((tmp_path / f"d-{d}" / "run.json").read_text())
+        assert record["strategy"] == "subspace" and record["config"]["strategy"]["subspace"]["dim"] == d
+        assert record["trainable_params"] == d + 33  # theta plus the directly trained head
+        assert record["valid"]["accuracy"] == value
+    saved = json.loads(files["json"].read_text())
+    assert saved["baseline"] == result.baseline and saved["details"]["projection"] == "fastfood"
+    assert files["png"].stat().st_size > 0
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    again, _ = measure(config, tmp_path, run_fn=must_not_train, progress=False, log=lambda _: None)
+    assert again.points == result.points and again.d_int == result.d_int
+
+
+def test_search_follows_the_scores_of_the_runs(tmp_path, base_folder, science_exam):
+    """Scores faked as d / 400 cross 90% of the baseline (1.0) at d = 360: the coarse grid brackets it,
+    bisection on multiples of 50 then lands on 400, with 350 the last miss."""
+    config = tiny_config(base_folder, science_exam, search=SearchConfig(d_min=100, d_max=1000, per_decade=2,
+                                                                         resolution=50))
+    asked = []
+
+    def fake_run(run_config, folder, **kwargs):
+        d = run_config.strategy.subspace.dim if run_config.strategy.strategy.value == "subspace" else None
+        asked.append(d)
+        return {"status": "completed", "trainable_params": d or 1, "train_seconds": 0.0,
+                "valid": {"accuracy": 1.0 if d is None else min(1.0, d / 400)}}
+
+    result, _ = measure(config, tmp_path, run_fn=fake_run, progress=False, log=lambda _: None)
+    assert asked[0] is None  # the baseline first
+    assert asked[1:4] == [100, 316, 1000]
+    assert result.d_int == 400 and result.lower == 350
+
+
+def test_missing_validation_is_refused(base_folder, science_exam):
+    with pytest.raises(LoralabError, match="validation data"):
+        DimensionConfig(base=RunConfig(train=str(science_exam / "train.csv")))
+
+
+def test_cli_reports_d_int(tmp_path, base_folder, science_exam, capsys):
+    code = main(["intrinsic-dim", "--train", str(science_exam / "train.csv"), "--valid", str(science_exam / "valid.csv"),
+                 "--model", str(base_folder), "--train-limit", "4", "--valid-limit", "8", "--batch-size", "2",
+                 "--max-length", "32", "--max-steps", "1", "--d-min", "10", "--d-max", "20", "--per-decade", "1",
+                 "--resolution", "10", "--projection", "sparse", "--threads", "1", "--quiet", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "d_int90" in out
+    assert (tmp_path / "intrinsic.md").is_file() and (tmp_path / "report.md").is_file()
+    assert json.loads((tmp_path / "intrinsic.json").read_text())["details"]["projection"] == "sparse"
+
+
+def test_cli_rejects_a_bad_metric_value(tmp_path, science_exam, capsys):
+    code = main(["intrinsic-dim", "--train", str(tmp_path / "missing.csv"), "--valid", str(science_exam / "valid.csv"),
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 2
+    assert "missing.csv" in capsys.readouterr().err
