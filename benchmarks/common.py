@@ -106,9 +106,19 @@ def groups(items, args) -> list[list]:
     return [[items[i] for i in order[s : s + args.batch_size]] for s in range(0, len(order), args.batch_size)]
 
 
+# The random subspace compared with full fine-tuning: Fastfood at d = 10,000 over every weight.
+SUBSPACE = {"dim": 10_000, "projection": "fastfood"}
+
+
 def build(base: torch.nn.Module, variant: str, lora_dropout: float = 0.0) -> torch.nn.Module:
     """A fresh copy of `base` prepared by loralab's strategy `variant`, or by peft for 'peft'."""
     model = copy.deepcopy(base)
+    if variant == "subspace":
+        from loralab.strategies import StrategyConfig, apply_strategy
+        from loralab.strategies.subspace import SubspaceConfig
+
+        apply_strategy(model, StrategyConfig(variant, subspace=SubspaceConfig(**SUBSPACE)))
+        return model
     if variant == "peft":
         from peft import LoraConfig as PeftLoraConfig, get_peft_model
         from loralab.models import architecture

@@ -39,6 +39,7 @@ VARIANTS = [
     ("lora-dropout0.1", "lora", 0.1),
     ("peft-lora", "peft", 0.0),
     ("peft-lora-dropout0.1", "peft", 0.1),
+    ("subspace-fastfood-10000", "subspace", 0.0),
 ]
 PHASES = ("data", "forward", "backward", "optimizer")
 
@@ -75,12 +76,18 @@ class Runner:
 def main(argv=None):
     p = common.parser(__doc__.splitlines()[0], "training")
     p.add_argument("--epoch-questions", type=int, default=96, help="questions per whole-pass comparison (0: skip)")
+    p.add_argument("--variants", default=",".join(v[0] for v in VARIANTS),
+                   help="comma list of variants to time (full is always included)")
     args = p.parse_args(argv)
+    chosen = {"full", *(v.strip() for v in args.variants.split(",") if v.strip())}
+    unknown = chosen - {v[0] for v in VARIANTS}
+    if unknown:
+        p.error(f"unknown variants {', '.join(sorted(unknown))}; choose from {', '.join(v[0] for v in VARIANTS)}")
     device = common.setup(args)
     base, tokenizer, items = common.load(args)
     groups = common.groups(items, args)
     config = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
-    variants = [v for v in VARIANTS if v[1] != "peft" or _has_peft()]
+    variants = [v for v in VARIANTS if v[0] in chosen and (v[1] != "peft" or _has_peft())]
     runners = {}
     for label, how, dropout in variants:
         torch.manual_seed(args.seed)
@@ -111,12 +118,14 @@ def main(argv=None):
                 [(r["full"]["step"] / r[label]["step"]) for r in paired]),
             "phases_seconds": {p: common.median([s[p] for s in steps]) for p in PHASES},
         }
-    ratios = {"lora_over_full": results["lora"]["step_over_full"]}
-    if "peft-lora" in results:
+    ratios = {f"{label}_over_full": results[label]["step_over_full"] for label in ("lora", "subspace-fastfood-10000")
+              if label in results}
+    if "peft-lora" in results and "lora" in results:
         ratios["loralab_lora_over_peft_lora"] = common.median([r["lora"]["step"] / r["peft-lora"]["step"] for r in paired])
+    if "peft-lora-dropout0.1" in results and "lora-dropout0.1" in results:
         ratios["loralab_lora_dropout0.1_over_peft_lora_dropout0.1"] = common.median(
             [r["lora-dropout0.1"]["step"] / r["peft-lora-dropout0.1"]["step"] for r in paired])
-    if "peft-lora" in results and args.epoch_questions:
+    if "peft-lora" in results and "lora" in results and args.epoch_questions:
         epoch = epochs(base, tokenizer, args, device)
         ratios["loralab_lora_grouped_over_peft_lora_random_epoch"] = epoch["ratio"]
     else:
@@ -126,7 +135,7 @@ def main(argv=None):
         "machine": common.machine(device), "model": args.model, "data": Path(args.data).name,
         "batch_size": args.batch_size, "batches": len(groups), "rounds": args.rounds, "paired_steps": len(paired),
         "mean_tokens_per_batch": sum(r["full"]["tokens"] for r in paired) / max(1, len(paired)),
-        "lora": {**common.LORA, "targets": list(common.LORA["targets"])},
+        "lora": {**common.LORA, "targets": list(common.LORA["targets"])}, "subspace": common.SUBSPACE,
         "ratios": ratios, "variants": results, "epoch": epoch,
     }
     rows = [[label, r["trainable_params"], r["step_seconds"], r["step_over_full"], r["tokens_per_second"],
@@ -136,7 +145,8 @@ def main(argv=None):
         f"`{record['command']}`",
         "## Machine\n" + common.machine_lines(record["machine"]),
         f"{len(paired)} interleaved steps per variant over {len(groups)} fixed batches "
-        f"(about {record['mean_tokens_per_batch']:.0f} real tokens each); medians. LoRA: q,v, r=8, alpha=32.",
+        f"(about {record['mean_tokens_per_batch']:.0f} real tokens each); medians. LoRA: q,v, r=8, alpha=32. "
+        f"Subspace: {common.SUBSPACE['projection']}, d = {common.SUBSPACE['dim']:,}, every weight (head trained directly).",
         "## Ratios (median of per-batch ratios)\n" + common.table(["ratio", "value"], [[k, v] for k, v in ratios.items()]),
         "## Per variant (seconds; phases are medians: data = collate, optimizer = clip + AdamW + zero_grad)\n"
         + common.table(["variant", "trainable", "step s", "step / full", "tokens/s", *PHASES], rows),

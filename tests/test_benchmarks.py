@@ -56,6 +56,8 @@ def test_training_benchmark_reports_ratios():
     lora = record["variants"]["lora"]
     assert lora["trainable_params"] < record["variants"]["full"]["trainable_params"]
     assert set(lora["phases_seconds"]) == {"data", "forward", "backward", "optimizer"}
+    assert "subspace-fastfood-10000_over_full" in record["ratios"]
+    assert record["variants"]["subspace-fastfood-10000"]["trainable_params"] == 10_000 + 385  # theta + MiniLM's head
 
 
 def test_inference_benchmark_merged_equals_unmerged():

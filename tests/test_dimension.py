@@ -27,6 +27,7 @@ def tiny_config(base_folder, science_exam, **overrides):
     return DimensionConfig(base=base, **{**settings, **overrides})
 
 
+@pytest.mark.filterwarnings("ignore:the task head")
 def test_measure_trains_baseline_and_subspaces_then_resumes_without_training(tmp_path, base_folder, science_exam):
     config = tiny_config(base_folder, science_exam)
     result, files = measure(config, tmp_path, progress=False, log=lambda _: None)
@@ -38,7 +39,7 @@ def test_measure_trains_baseline_and_subspaces_then_resumes_without_training(tmp
     for d, value in scored.items():
         record = json.loads((tmp_path / f"d-{d}" / "run.json").read_text())
         assert record["strategy"] == "subspace" and record["config"]["strategy"]["subspace"]["dim"] == d
-        assert record["trainable_params"] == d + 33  # theta plus the directly trained head
+        assert record["trainable_params"] == d  # the head moves through the subspace too
         assert record["valid"]["accuracy"] == value
     saved = json.loads(files["json"].read_text())
     assert saved["baseline"] == result.baseline and saved["details"]["projection"] == "fastfood"
@@ -49,6 +50,14 @@ def test_measure_trains_baseline_and_subspaces_then_resumes_without_training(tmp
 
     again, _ = measure(config, tmp_path, run_fn=must_not_train, progress=False, log=lambda _: None)
     assert again.points == result.points and again.d_int == result.d_int
+
+
+@pytest.mark.filterwarnings("ignore:the task head")
+def test_head_direct_trains_the_head_beside_theta(tmp_path, base_folder, science_exam):
+    config = tiny_config(base_folder, science_exam, head_direct=True)
+    record = json.loads(json.dumps(config.at(10).to_dict()))
+    assert record["strategy"]["train_head"] is True and config.at(10).strategy.subspace.dim == 10
+    assert tiny_config(base_folder, science_exam).at(10).strategy.train_head is False
 
 
 def test_search_follows_the_scores_of_the_runs(tmp_path, base_folder, science_exam):

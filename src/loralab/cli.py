@@ -192,8 +192,10 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
                           resolution=args.resolution, fraction=args.fraction)
     config = DimensionConfig(base=base, baseline_lr=args.baseline_lr, subspace_lr=args.lr,
                              projection=args.projection, subspace_seed=args.subspace_seed, search=search,
-                             metric=args.metric)
-    result, files = measure(config, args.out, progress=not args.quiet)
+                             metric=args.metric, head_direct=args.head_direct)
+    with warnings.catch_warnings():  # the head starts random and moves through the subspace: intended here
+        warnings.filterwarnings("ignore", message="the task head")
+        result, files = measure(config, args.out, progress=not args.quiet)
     label = f"d_int{round(100 * result.fraction)}"
     if result.d_int is None:
         print(f"{label}: not reached up to d = {max(d for d, _ in result.points)} "
@@ -296,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--lr", type=float, default=1e-2, help="learning rate of theta in the subspace runs")
     i.add_argument("--baseline-lr", type=float, default=5e-5, help="learning rate of the full fine-tuning baseline")
     i.add_argument("--metric", choices=["accuracy", "map@3"], default="accuracy")
+    i.add_argument("--head-direct", action="store_true",
+                   help="train the task head directly beside theta (default: it moves through the subspace too)")
     i.add_argument("--fraction", type=float, default=0.9, help="threshold as a fraction of the baseline (0.9: d_int90)")
     i.add_argument("--d-min", type=int, default=100, help="smallest d of the coarse log grid")
     i.add_argument("--d-max", type=int, default=10_000, help="largest d of the coarse log grid")

@@ -45,6 +45,9 @@ class DimensionConfig:
     """The coarse grid and the bisection's resolution."""
     metric: str = "accuracy"
     """The score compared with the baseline: accuracy or map@3."""
+    head_direct: bool = False
+    """Train the task head directly beside theta; by default it moves through the subspace like every
+    other weight (Li et al.), so exactly d numbers train."""
 
     def __post_init__(self):
         object.__setattr__(self, "projection", Projection.parse(self.projection))
@@ -62,7 +65,8 @@ class DimensionConfig:
 
     def at(self, d: int) -> RunConfig:
         subspace = SubspaceConfig(dim=d, projection=self.projection, seed=self.subspace_seed)
-        return dataclasses.replace(self.base, strategy=StrategyConfig(Strategy.SUBSPACE, subspace=subspace),
+        strategy = StrategyConfig(Strategy.SUBSPACE, subspace=subspace, train_head=self.head_direct)
+        return dataclasses.replace(self.base, strategy=strategy,
                                    training=dataclasses.replace(self.base.training, lr=self.subspace_lr))
 
 
@@ -107,6 +111,7 @@ def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..
         "train_limit": config.base.train_limit,
         "valid_limit": config.base.valid_limit,
         "projection": config.projection.value,
+        "head": "trained directly" if config.head_direct else "in the subspace",
         "subspace_seed": config.subspace_seed,
         "baseline_lr": config.baseline_lr,
         "subspace_lr": config.subspace_lr,
