@@ -188,7 +188,8 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
                            seed=args.seed, max_steps=args.max_steps, warmup_ratio=args.warmup_ratio)
     base = RunConfig(train=args.train, valid=args.valid, model=args.model, training=training,
                      train_limit=args.train_limit, valid_limit=args.valid_limit, device=args.device)
-    search = SearchConfig(d_min=args.d_min, d_max=args.d_max, per_decade=args.per_decade,
+    d_min = args.d_min or (300 if args.projection == "said" else 100)  # said spends one of d per weight tensor
+    search = SearchConfig(d_min=d_min, d_max=args.d_max, per_decade=args.per_decade,
                           resolution=args.resolution, fraction=args.fraction)
     config = DimensionConfig(base=base, baseline_lr=args.baseline_lr, subspace_lr=args.lr,
                              projection=args.projection, subspace_seed=args.subspace_seed, search=search,
@@ -301,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--head-direct", action="store_true",
                    help="train the task head directly beside theta (default: it moves through the subspace too)")
     i.add_argument("--fraction", type=float, default=0.9, help="threshold as a fraction of the baseline (0.9: d_int90)")
-    i.add_argument("--d-min", type=int, default=100, help="smallest d of the coarse log grid")
+    i.add_argument("--d-min", type=int, help="smallest d of the coarse log grid (default: 100; 300 with said, "
+                   "which spends one of the d numbers on each weight tensor)")
     i.add_argument("--d-max", type=int, default=10_000, help="largest d of the coarse log grid")
     i.add_argument("--per-decade", type=int, default=2, help="coarse grid points per factor of 10")
     i.add_argument("--resolution", type=int, default=100, help="bisection stops at a bracket this narrow")
