@@ -81,7 +81,8 @@ def test_cli_trains_a_subspace_run(tmp_path, base_folder, science_exam, capsys):
                  "--out", str(tmp_path / "run")])
     assert code == 0, capsys.readouterr().err
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["config"]["strategy"]["subspace"] == {"dim": 50, "projection": "sparse", "seed": 7, "direct": []}
+    assert record["config"]["strategy"]["subspace"] == {"dim": 50, "projection": "sparse", "seed": 7, "direct": [],
+                                                         "exclude": []}
     assert record["trainable_params"] == 50 + 33
     assert "subspace" in capsys.readouterr().out
 
@@ -92,3 +93,18 @@ def test_subspace_dim_larger_than_the_model_is_a_clear_error(tmp_path, base_fold
                  "--out", str(tmp_path / "run")])
     assert code == 2
     assert "only D=" in capsys.readouterr().err
+
+
+def test_excluded_weights_stay_frozen_outside_the_subspace(tmp_path, base_folder, science_exam, minilm_tokenizer):
+    strategy = StrategyConfig(Strategy.SUBSPACE, subspace=SubspaceConfig(
+        dim=40, projection="fastfood", exclude=("bert.embeddings.word_embeddings",)))
+    record = short_run(tmp_path / "run", base_folder, strategy, lr=2.0, steps=1)
+    assert record["trainable_params"] == 40 + 33
+    loaded = load_run(tmp_path / "run").model
+    embeddings = loaded.bert.embeddings.word_embeddings
+    assert "weight" in embeddings._parameters and not embeddings.weight.requires_grad  # plain, not parametrized
+    plain = AutoModelForMultipleChoice.from_pretrained(base_folder)
+    assert torch.equal(embeddings.weight, plain.bert.embeddings.word_embeddings.weight)
+    assert not torch.equal(loaded.bert.embeddings.position_embeddings.weight,
+                           plain.bert.embeddings.position_embeddings.weight)  # in the subspace, so it moved
+    assert "exclude" in (tmp_path / "run" / "run.json").read_text()

@@ -16,6 +16,10 @@ from loralab import __version__
 from loralab.errors import LoralabError
 
 
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
+
+
 def _set_threads(threads: int | None) -> None:
     if threads is None:
         return
@@ -50,7 +54,8 @@ def _train(args: argparse.Namespace) -> None:
         if not model:
             raise LoralabError(f"{args.adapter}: the adapter names no base model; pass --model")
     else:
-        subspace = SubspaceConfig(dim=args.subspace_dim, projection=args.projection, seed=args.subspace_seed)
+        subspace = SubspaceConfig(dim=args.subspace_dim, projection=args.projection, seed=args.subspace_seed,
+                                  exclude=_names(args.subspace_exclude))
         strategy = StrategyConfig(strategy=args.strategy or "full", lora=lora, subspace=subspace,
                                   train_head=not args.freeze_head)
         model = args.model or "minilm"
@@ -193,7 +198,7 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
                           resolution=args.resolution, fraction=args.fraction)
     config = DimensionConfig(base=base, baseline_lr=args.baseline_lr, subspace_lr=args.lr,
                              projection=args.projection, subspace_seed=args.subspace_seed, search=search,
-                             metric=args.metric, head_direct=args.head_direct)
+                             metric=args.metric, head_direct=args.head_direct, exclude=_names(args.exclude))
     with warnings.catch_warnings():  # the head starts random and moves through the subspace: intended here
         warnings.filterwarnings("ignore", message="the task head")
         result, files = measure(config, args.out, progress=not args.quiet)
@@ -239,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--projection", choices=["dense", "sparse", "fastfood", "said"], default="fastfood",
                    help="subspace: how the fixed random projection P is built")
     t.add_argument("--subspace-seed", type=int, default=0, help="subspace: seed of P")
+    t.add_argument("--subspace-exclude", metavar="PREFIXES",
+                   help="subspace: comma list of parameter-name prefixes kept frozen, outside the subspace "
+                        "(e.g. bert.embeddings.word_embeddings)")
     t.add_argument("--freeze-head", action="store_true",
                    help="do not train the task head directly (it keeps its random initialisation; "
                         "under subspace it moves only through the subspace)")
@@ -296,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True, help="folder for the runs (baseline, d-<d>), intrinsic.json/.md/.png")
     i.add_argument("--projection", choices=["dense", "sparse", "fastfood", "said"], default="said")
     i.add_argument("--subspace-seed", type=int, default=0, help="seed of P")
+    i.add_argument("--exclude", metavar="PREFIXES", help="comma list of parameter-name prefixes kept frozen, "
+                   "outside the subspace (e.g. bert.embeddings.word_embeddings)")
     i.add_argument("--lr", type=float, default=1e-2, help="learning rate of theta in the subspace runs")
     i.add_argument("--baseline-lr", type=float, default=5e-5, help="learning rate of the full fine-tuning baseline")
     i.add_argument("--metric", choices=["accuracy", "map@3"], default="accuracy")

@@ -48,6 +48,8 @@ class DimensionConfig:
     head_direct: bool = False
     """Train the task head directly beside theta; by default it moves through the subspace like every
     other weight (Li et al.), so exactly d numbers train."""
+    exclude: tuple[str, ...] = ()
+    """Parameter-name prefixes kept frozen outside the subspace (the baseline still trains them)."""
 
     def __post_init__(self):
         object.__setattr__(self, "projection", Projection.parse(self.projection))
@@ -64,7 +66,7 @@ class DimensionConfig:
                                    training=dataclasses.replace(self.base.training, lr=self.baseline_lr))
 
     def at(self, d: int) -> RunConfig:
-        subspace = SubspaceConfig(dim=d, projection=self.projection, seed=self.subspace_seed)
+        subspace = SubspaceConfig(dim=d, projection=self.projection, seed=self.subspace_seed, exclude=self.exclude)
         strategy = StrategyConfig(Strategy.SUBSPACE, subspace=subspace, train_head=self.head_direct)
         return dataclasses.replace(self.base, strategy=strategy,
                                    training=dataclasses.replace(self.base.training, lr=self.subspace_lr))
@@ -112,6 +114,7 @@ def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..
         "valid_limit": config.base.valid_limit,
         "projection": config.projection.value,
         "head": "trained directly" if config.head_direct else "in the subspace",
+        "excluded": list(config.exclude),
         "subspace_seed": config.subspace_seed,
         "baseline_lr": config.baseline_lr,
         "subspace_lr": config.subspace_lr,

@@ -57,6 +57,7 @@ ALIASES = {
     "subspace_dim": "strategy.subspace.dim",
     "projection": "strategy.subspace.projection",
     "subspace_seed": "strategy.subspace.seed",
+    "subspace_exclude": "strategy.subspace.exclude",
     "lr": "training.lr",
     "seed": "training.seed",
     "epochs": "training.epochs",

@@ -74,6 +74,8 @@ class SubspaceConfig:
     """Seed of the torch.Generator that builds P; with theta it reproduces the trained model."""
     direct: tuple[str, ...] = ()
     """Parameter-name prefixes (module names, dot-bounded) trained directly, outside the subspace."""
+    exclude: tuple[str, ...] = ()
+    """Parameter-name prefixes left out of the subspace and frozen (e.g. a word-embedding table)."""
 
     def __post_init__(self):
         if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
@@ -81,15 +83,18 @@ class SubspaceConfig:
         object.__setattr__(self, "projection", Projection.parse(self.projection))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
             raise LoralabError(f"invalid seed={self.seed!r}: expected an integer in [0, 2**63)")
-        if isinstance(self.direct, str):
-            raise LoralabError(f"invalid direct={self.direct!r}: expected a list of name prefixes, not one string")
-        object.__setattr__(self, "direct", tuple(self.direct))
-        for prefix in self.direct:
-            if not isinstance(prefix, str) or not prefix or prefix.startswith(".") or prefix.endswith("."):
-                raise LoralabError(f"invalid direct entry {prefix!r}: expected a module or parameter name")
+        for field in ("direct", "exclude"):
+            value = getattr(self, field)
+            if isinstance(value, str):
+                raise LoralabError(f"invalid {field}={value!r}: expected a list of name prefixes, not one string")
+            object.__setattr__(self, field, tuple(value))
+            for prefix in getattr(self, field):
+                if not isinstance(prefix, str) or not prefix or prefix.startswith(".") or prefix.endswith("."):
+                    raise LoralabError(f"invalid {field} entry {prefix!r}: expected a module or parameter name")
 
     def to_dict(self) -> dict:
-        return {"dim": self.dim, "projection": self.projection.value, "seed": self.seed, "direct": list(self.direct)}
+        return {"dim": self.dim, "projection": self.projection.value, "seed": self.seed, "direct": list(self.direct),
+                "exclude": list(self.exclude)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,7 +320,7 @@ def apply_subspace(model: nn.Module, config: SubspaceConfig, *, exclude: tuple[s
     scales and the direct parameters require grad, and before training the model computes exactly
     what it computed before.
     """
-    exclude = (exclude,) if isinstance(exclude, str) else tuple(exclude)
+    exclude = config.exclude + ((exclude,) if isinstance(exclude, str) else tuple(exclude))
     names = [name for name, _ in model.named_parameters()]
     for field, prefixes in (("direct", config.direct), ("exclude", exclude)):
         for prefix in prefixes:
@@ -417,6 +422,7 @@ def load_subspace(folder: str | Path, model: nn.Module, *, base_model: str) -> S
         projection=metadata["config"]["projection"],
         seed=metadata["config"]["seed"],
         direct=tuple(metadata["config"]["direct"]),
+        exclude=tuple(metadata["config"].get("exclude", ())),
     )
     params = dict(model.named_parameters())
     direct = [name for name in params if _matches(name, config.direct)]
