@@ -60,6 +60,23 @@ def test_head_direct_trains_the_head_beside_theta(tmp_path, base_folder, science
     assert tiny_config(base_folder, science_exam).at(10).strategy.train_head is False
 
 
+def test_lr_reference_dim_scales_only_thetas_learning_rate(base_folder, science_exam):
+    from conftest import tiny_model
+    from loralab.strategies import apply_strategy
+    from loralab.train import _optimizer
+
+    config = tiny_config(base_folder, science_exam, lr_reference_dim=1000, head_direct=True)
+    training = config.at(4000).training
+    assert training.lr == 0.5 and training.theta_lr == pytest.approx(0.5 * (1000 / 4000) ** 0.5)
+    assert tiny_config(base_folder, science_exam).at(4000).training.theta_lr is None
+    model = tiny_model("bert")
+    apply_strategy(model, config.at(40).strategy)
+    groups = _optimizer(model, config.at(40).training).param_groups
+    theta = [g for g in groups if any(p.dim() == 1 and p.numel() == 40 for p in g["params"])]
+    assert len(theta) == 1 and theta[0]["lr"] == pytest.approx(0.5 * 5.0) and len(theta[0]["params"]) == 1
+    assert all(g["lr"] == 0.5 for g in groups if g is not theta[0])
+
+
 def test_search_follows_the_scores_of_the_runs(tmp_path, base_folder, science_exam):
     """Scores faked as d / 400 cross 90% of the baseline (1.0) at d = 360: the coarse grid brackets it,
     bisection on multiples of 50 then lands on 400, with 350 the last miss."""

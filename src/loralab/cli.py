@@ -198,7 +198,8 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
                           resolution=args.resolution, fraction=args.fraction)
     config = DimensionConfig(base=base, baseline_lr=args.baseline_lr, subspace_lr=args.lr,
                              projection=args.projection, subspace_seed=args.subspace_seed, search=search,
-                             metric=args.metric, head_direct=args.head_direct, exclude=_names(args.exclude))
+                             metric=args.metric, head_direct=args.head_direct, exclude=_names(args.exclude),
+                             lr_reference_dim=args.lr_reference_dim)
     with warnings.catch_warnings():  # the head starts random and moves through the subspace: intended here
         warnings.filterwarnings("ignore", message="the task head")
         result, files = measure(config, args.out, progress=not args.quiet)
@@ -307,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--exclude", metavar="PREFIXES", help="comma list of parameter-name prefixes kept frozen, "
                    "outside the subspace (e.g. bert.embeddings.word_embeddings)")
     i.add_argument("--lr", type=float, default=1e-2, help="learning rate of theta in the subspace runs")
+    i.add_argument("--lr-reference-dim", type=int, metavar="D0",
+                   help="scale theta's learning rate by sqrt(D0 / d), so that a step moves the weights equally far "
+                        "at every d (default: the same --lr at every d)")
     i.add_argument("--baseline-lr", type=float, default=5e-5, help="learning rate of the full fine-tuning baseline")
     i.add_argument("--metric", choices=["accuracy", "map@3"], default="accuracy")
     i.add_argument("--head-direct", action="store_true",

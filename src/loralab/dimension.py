@@ -11,6 +11,7 @@ the usual sweep report of all runs.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,12 @@ class DimensionConfig:
     baseline_lr: float = 5e-5
     """Learning rate of the full fine-tuning baseline."""
     subspace_lr: float = 1e-2
-    """Learning rate of theta: much larger than the baseline's, as P's unit columns spread each step thin."""
+    """Learning rate of the subspace runs (theta, SAID scales, a directly trained head): much larger
+    than the baseline's, as P's unit columns spread each step thin."""
+    lr_reference_dim: int | None = None
+    """When set, theta's learning rate is `subspace_lr * sqrt(lr_reference_dim / d)`: an Adam step
+    moves each of the d coordinates by about the learning rate, hence the weights by lr * sqrt(d)
+    (P's columns have unit length); this keeps that distance the same at every d."""
     projection: Projection = Projection.SAID
     """How P is built."""
     subspace_seed: int = 0
@@ -57,6 +63,8 @@ class DimensionConfig:
             raise LoralabError(f"invalid metric={self.metric!r}: choose one of {', '.join(METRICS)}")
         if not self.base.valid:
             raise LoralabError("measuring the intrinsic dimension needs validation data (--valid)")
+        if self.lr_reference_dim is not None and not (isinstance(self.lr_reference_dim, int) and self.lr_reference_dim >= 1):
+            raise LoralabError(f"invalid lr_reference_dim={self.lr_reference_dim!r}: expected a positive integer")
         for name in ("baseline_lr", "subspace_lr"):
             if not getattr(self, name) > 0:
                 raise LoralabError(f"invalid {name}={getattr(self, name)!r}: expected a positive number")
@@ -68,8 +76,10 @@ class DimensionConfig:
     def at(self, d: int) -> RunConfig:
         subspace = SubspaceConfig(dim=d, projection=self.projection, seed=self.subspace_seed, exclude=self.exclude)
         strategy = StrategyConfig(Strategy.SUBSPACE, subspace=subspace, train_head=self.head_direct)
+        theta_lr = None if self.lr_reference_dim is None else self.subspace_lr * math.sqrt(self.lr_reference_dim / d)
         return dataclasses.replace(self.base, strategy=strategy,
-                                   training=dataclasses.replace(self.base.training, lr=self.subspace_lr))
+                                   training=dataclasses.replace(self.base.training, lr=self.subspace_lr,
+                                                                theta_lr=theta_lr))
 
 
 def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
@@ -118,6 +128,7 @@ def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..
         "subspace_seed": config.subspace_seed,
         "baseline_lr": config.baseline_lr,
         "subspace_lr": config.subspace_lr,
+        "lr_reference_dim": config.lr_reference_dim,
         "training": dataclasses.asdict(config.base.training),
         "search": dataclasses.asdict(config.search),
         "runs": ["baseline"] + [f"d-{d}" for d, _ in result.points],

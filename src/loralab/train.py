@@ -49,6 +49,8 @@ class TrainConfig:
     """Questions per forward pass when evaluating."""
     group_by_length: bool = True
     """Batch questions of similar length together to cut padding."""
+    theta_lr: float | None = None
+    """Peak learning rate of a random subspace's theta (None: `lr`); the head and SAID scales keep `lr`."""
 
     def __post_init__(self):
         checks = {
@@ -57,6 +59,7 @@ class TrainConfig:
             "weight_decay": self.weight_decay >= 0, "max_grad_norm": self.max_grad_norm >= 0,
             "max_length": self.max_length >= 8, "eval_batch_size": self.eval_batch_size >= 1,
             "max_steps": self.max_steps is None or self.max_steps >= 1,
+            "theta_lr": self.theta_lr is None or self.theta_lr > 0,
         }
         for name, ok in checks.items():
             if not ok:
@@ -133,12 +136,15 @@ def choice_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tor
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise LoralabError("nothing to train: the strategy left no parameter trainable")
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    theta = [p for n, p in named if n.endswith("subspace.theta")] if config.theta_lr is not None else []
+    rest = [p for _, p in named if not any(p is t for t in theta)]
+    decay = [p for p in rest if p.dim() >= 2]
+    no_decay = [p for p in rest if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0},
+              {"params": theta, "weight_decay": 0.0, "lr": config.theta_lr}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
 
 
