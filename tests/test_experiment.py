@@ -261,3 +261,17 @@ def test_packaged_default_experiment_uses_the_packaged_data():
         assert Path(planned.config.train).is_file() and Path(planned.config.valid).is_file()
         assert planned.config.model == "minilm"
     assert len({p.folder for p in experiment.runs}) == len(experiment.runs)
+
+
+def test_a_record_from_before_a_setting_existed_still_matches(tmp_path):
+    """Settings added to loralab later (subspace, theta_lr) read as their defaults in older records."""
+    from loralab.config import RunConfig
+    from loralab.experiment import same_config
+
+    planned = RunConfig(train=str(tmp_path / "t.csv"))
+    old = planned.to_dict()
+    del old["training"]["theta_lr"]
+    del old["strategy"]["subspace"]
+    assert same_config(old, planned)
+    old["training"]["lr"] = 1.0
+    assert not same_config(old, planned)

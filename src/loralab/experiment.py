@@ -311,6 +311,11 @@ def load_experiment(path: str | Path) -> Experiment:
 
 def _comparable(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
     """A configuration as compared for reuse: the device it ran on does not change what it is."""
+    if not isinstance(config, RunConfig):
+        try:  # a record from an older loralab lacks settings added since: they read as their defaults
+            config = RunConfig.from_dict(config)
+        except (LoralabError, TypeError, ValueError):
+            pass
     data = config.to_dict() if isinstance(config, RunConfig) else dict(config)
     data.pop("device", None)
     return json.loads(json.dumps(data))  # tuples and lists compare alike
