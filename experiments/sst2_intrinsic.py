@@ -12,9 +12,11 @@ multiple-choice head (385 weights, randomly initialised) trains directly beside 
 the subspace it barely moves and the encoder then gets almost no gradient (nothing was learned at
 d = 1,000 and 3,000, lr 0.01 to 0.3); and the word-embedding table (11.7M of the 22.7M weights,
 mostly rows of tokens absent from the data) stays frozen outside the subspace, which halves the cost
-of P. theta's learning rate 0.1 at d = 2,000 (0.01 learned nothing; 0.3 diverged upwards), scaled
-as 1/sqrt(d) at other d: with one learning rate for every d, a first sweep (d = 200 ... 20,000)
-scored 0.54, 0.53, 0.71, 0.51, 0.72, erratic because an Adam step moves the weights by lr sqrt(d).
+of P. theta's learning rate is 0.1 at d = 2,000 (0.01 learned nothing; 0.3 diverged upwards),
+scaled as 1/sqrt(d) at other d, since an Adam step moves the weights by about lr sqrt(d); the head
+and SAID scales train at 1e-3. With theta's rate on the head as well, a first sweep (d = 200 ...
+20,000) scored 0.54, 0.53, 0.71, 0.51, 0.72: runs that failed had swung the head into predicting
+one class (0.509); with the head at 1e-3 the failed d = 6,325 run learned (0.70 on 400 dev).
 
     python experiments/sst2_intrinsic.py --out runs/sst2-intrinsic
     cp runs/sst2-intrinsic/intrinsic.* runs/sst2-intrinsic/report.md experiments/results/sst2-intrinsic/
@@ -68,7 +70,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--projection", default="said")
-    parser.add_argument("--lr", type=float, default=1e-1, help="learning rate of theta (and of the head)")
+    parser.add_argument("--lr", type=float, default=1e-1, help="learning rate of theta at --lr-reference-dim")
+    parser.add_argument("--head-lr", type=float, default=1e-3, help="learning rate of the head and the SAID scales")
     parser.add_argument("--baseline-lr", type=float, default=1e-4)
     parser.add_argument("--d-min", type=int, default=200)
     parser.add_argument("--d-max", type=int, default=60_000)
@@ -92,6 +95,7 @@ def main() -> None:
         search=SearchConfig(d_min=args.d_min, d_max=args.d_max, per_decade=args.per_decade,
                             resolution=args.resolution),
         head_direct=True, exclude=("bert.embeddings.word_embeddings",), lr_reference_dim=args.lr_reference_dim or None,
+        head_lr=args.head_lr,
     )
     start = time.perf_counter()
     with warnings.catch_warnings():

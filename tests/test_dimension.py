@@ -69,6 +69,8 @@ def test_lr_reference_dim_scales_only_thetas_learning_rate(base_folder, science_
     training = config.at(4000).training
     assert training.lr == 0.5 and training.theta_lr == pytest.approx(0.5 * (1000 / 4000) ** 0.5)
     assert tiny_config(base_folder, science_exam).at(4000).training.theta_lr is None
+    split = tiny_config(base_folder, science_exam, head_lr=1e-3).at(4000).training
+    assert split.lr == 1e-3 and split.theta_lr == 0.5
     model = tiny_model("bert")
     apply_strategy(model, config.at(40).strategy)
     groups = _optimizer(model, config.at(40).training).param_groups

@@ -199,7 +199,7 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
     config = DimensionConfig(base=base, baseline_lr=args.baseline_lr, subspace_lr=args.lr,
                              projection=args.projection, subspace_seed=args.subspace_seed, search=search,
                              metric=args.metric, head_direct=args.head_direct, exclude=_names(args.exclude),
-                             lr_reference_dim=args.lr_reference_dim)
+                             lr_reference_dim=args.lr_reference_dim, head_lr=args.head_lr)
     with warnings.catch_warnings():  # the head starts random and moves through the subspace: intended here
         warnings.filterwarnings("ignore", message="the task head")
         result, files = measure(config, args.out, progress=not args.quiet)
@@ -308,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--exclude", metavar="PREFIXES", help="comma list of parameter-name prefixes kept frozen, "
                    "outside the subspace (e.g. bert.embeddings.word_embeddings)")
     i.add_argument("--lr", type=float, default=1e-2, help="learning rate of theta in the subspace runs")
+    i.add_argument("--head-lr", type=float, help="learning rate of a directly trained head (--head-direct) and of "
+                   "the SAID scales (default: --lr, which is usually far too large for them)")
     i.add_argument("--lr-reference-dim", type=int, metavar="D0",
                    help="scale theta's learning rate by sqrt(D0 / d), so that a step moves the weights equally far "
                         "at every d (default: the same --lr at every d)")

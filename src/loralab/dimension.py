@@ -37,8 +37,10 @@ class DimensionConfig:
     baseline_lr: float = 5e-5
     """Learning rate of the full fine-tuning baseline."""
     subspace_lr: float = 1e-2
-    """Learning rate of the subspace runs (theta, SAID scales, a directly trained head): much larger
-    than the baseline's, as P's unit columns spread each step thin."""
+    """Learning rate of theta: much larger than the baseline's, as P's unit columns spread each step thin."""
+    head_lr: float | None = None
+    """Learning rate of a directly trained head and of the SAID scales (None: `subspace_lr`). theta's
+    rate is far too large for a linear head, whose logits it would swing by hundreds per step."""
     lr_reference_dim: int | None = None
     """When set, theta's learning rate is `subspace_lr * sqrt(lr_reference_dim / d)`: an Adam step
     moves each of the d coordinates by about the learning rate, hence the weights by lr * sqrt(d)
@@ -65,8 +67,8 @@ class DimensionConfig:
             raise LoralabError("measuring the intrinsic dimension needs validation data (--valid)")
         if self.lr_reference_dim is not None and not (isinstance(self.lr_reference_dim, int) and self.lr_reference_dim >= 1):
             raise LoralabError(f"invalid lr_reference_dim={self.lr_reference_dim!r}: expected a positive integer")
-        for name in ("baseline_lr", "subspace_lr"):
-            if not getattr(self, name) > 0:
+        for name in ("baseline_lr", "subspace_lr", "head_lr"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise LoralabError(f"invalid {name}={getattr(self, name)!r}: expected a positive number")
 
     def baseline(self) -> RunConfig:
@@ -76,10 +78,13 @@ class DimensionConfig:
     def at(self, d: int) -> RunConfig:
         subspace = SubspaceConfig(dim=d, projection=self.projection, seed=self.subspace_seed, exclude=self.exclude)
         strategy = StrategyConfig(Strategy.SUBSPACE, subspace=subspace, train_head=self.head_direct)
-        theta_lr = None if self.lr_reference_dim is None else self.subspace_lr * math.sqrt(self.lr_reference_dim / d)
-        return dataclasses.replace(self.base, strategy=strategy,
-                                   training=dataclasses.replace(self.base.training, lr=self.subspace_lr,
-                                                                theta_lr=theta_lr))
+        scale = 1.0 if self.lr_reference_dim is None else math.sqrt(self.lr_reference_dim / d)
+        if self.head_lr is None and self.lr_reference_dim is None:
+            training = dataclasses.replace(self.base.training, lr=self.subspace_lr)
+        else:
+            training = dataclasses.replace(self.base.training, lr=self.head_lr or self.subspace_lr,
+                                           theta_lr=self.subspace_lr * scale)
+        return dataclasses.replace(self.base, strategy=strategy, training=training)
 
 
 def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
@@ -128,6 +133,7 @@ def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..
         "subspace_seed": config.subspace_seed,
         "baseline_lr": config.baseline_lr,
         "subspace_lr": config.subspace_lr,
+        "head_lr": config.head_lr,
         "lr_reference_dim": config.lr_reference_dim,
         "training": dataclasses.asdict(config.base.training),
         "search": dataclasses.asdict(config.search),
