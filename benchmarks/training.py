@@ -145,8 +145,9 @@ def main(argv=None):
         f"`{record['command']}`",
         "## Machine\n" + common.machine_lines(record["machine"]),
         f"{len(paired)} interleaved steps per variant over {len(groups)} fixed batches "
-        f"(about {record['mean_tokens_per_batch']:.0f} real tokens each); medians. LoRA: q,v, r=8, alpha=32. "
-        f"Subspace: {common.SUBSPACE['projection']}, d = {common.SUBSPACE['dim']:,}, every weight (head trained directly).",
+        f"(about {record['mean_tokens_per_batch']:.0f} real tokens each); medians. LoRA: q,v, r=8, alpha=32."
+        + (f" Subspace: {common.SUBSPACE['projection']}, d = {common.SUBSPACE['dim']:,}, every weight (head trained "
+           "directly)." if "subspace-fastfood-10000" in results else ""),
         "## Ratios (median of per-batch ratios)\n" + common.table(["ratio", "value"], [[k, v] for k, v in ratios.items()]),
         "## Per variant (seconds; phases are medians: data = collate, optimizer = clip + AdamW + zero_grad)\n"
         + common.table(["variant", "trainable", "step s", "step / full", "tokens/s", *PHASES], rows),
