@@ -40,7 +40,7 @@ def _train(args: argparse.Namespace) -> None:
 
     _set_threads(args.threads)
     lora = LoraConfig(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
-                      targets=tuple(t.strip() for t in args.lora_targets.split(",") if t.strip()), rslora=args.rslora)
+                      targets=_names(args.lora_targets), rslora=args.rslora)
     training = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
                            seed=args.seed, max_steps=args.max_steps)

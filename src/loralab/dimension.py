@@ -20,7 +20,7 @@ from typing import Any, Callable
 from loralab.artifacts import RECORD, read_json
 from loralab.config import RunConfig
 from loralab.errors import LoralabError
-from loralab.experiment import _clear, _release_memory, record_state
+from loralab.experiment import record_state, rerun
 from loralab.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.subspace import Projection, SubspaceConfig
@@ -105,10 +105,8 @@ def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..
             record = read_json(folder / RECORD)
             log(f"{name}: kept ({why})")
         else:
-            _clear(folder)
-            _release_memory()
             log(f"{name}: training" + ("" if why == "not run yet" else f" ({why})"))
-            record = run_fn(run_config, folder, progress=progress, log=log)
+            record = rerun(run_fn, run_config, folder, progress=progress, log=log)
         if record.get("status") == "diverged":
             log(f"{name}: diverged at step {record.get('diverged_at_step')}; scored 0")
             return 0.0

@@ -413,6 +413,13 @@ def _clear(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
+def rerun(run_fn: Callable[..., dict], config: RunConfig, folder: Path, **kwargs: Any) -> dict:
+    """Run `config` into `folder` afresh: stale files removed, the previous run's memory released."""
+    _clear(folder)
+    _release_memory()
+    return run_fn(config, folder, **kwargs)
+
+
 def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
           progress: bool = True, log: Callable[[str], None] = print) -> SweepResult:
     """Run every planned run that is not already done, one after another, into `out_dir/<folder>/`."""
@@ -442,9 +449,7 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
         folder = out_dir / planned.folder
         why = states[planned.folder][1]
         bar.write(f"[{len(result.ran) + 1}/{len(todo)}] {planned.folder}" + ("" if why == "not run yet" else f" ({why})"))
-        _clear(folder)
-        _release_memory()
-        record = run_fn(planned.config, folder, progress=progress, log=bar.write if progress else log)
+        record = rerun(run_fn, planned.config, folder, progress=progress, log=bar.write if progress else log)
         result.ran.append(planned.folder)
         if record.get("status") == "diverged":
             result.diverged.append(planned.folder)
