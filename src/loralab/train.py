@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from loralab.data.batching import EncodedQuestion, batches
 from loralab.errors import LoralabError
 from loralab.metrics import accuracy, map_at_k
+from loralab.packed import packed_logits
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class TrainConfig:
     """Batch questions of similar length together to cut padding."""
     theta_lr: float | None = None
     """Peak learning rate of a random subspace's theta (None: `lr`); the head and SAID scales keep `lr`."""
+    packed: bool = True
+    """Compute on real tokens only where loralab.packed supports the model (off: the model's padded forward)."""
 
     def __post_init__(self):
         checks = {
@@ -128,10 +131,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def choice_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Scores (batch, choices) with filler choices pushed to the minimum."""
+def choice_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], packed: bool = True) -> torch.Tensor:
+    """Scores (batch, choices) with filler choices pushed to the minimum.
+
+    `packed` runs supported encoders on their real tokens only (`loralab.packed`), else the model's own forward.
+    """
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "choice_mask")}
-    logits = model(**inputs).logits  # (batch, choices)
+    logits = packed_logits(model, inputs) if packed else None
+    if logits is None:
+        logits = model(**inputs).logits  # (batch, choices)
     return logits.masked_fill(~batch["choice_mask"], torch.finfo(logits.dtype).min)
 
 
@@ -185,7 +193,7 @@ def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainCon
                                     group_by_length=config.group_by_length)
             for index, batch in enumerate(epoch_batches):
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss = torch.nn.functional.cross_entropy(choice_logits(model, batch), batch["labels"])
+                loss = torch.nn.functional.cross_entropy(choice_logits(model, batch, config.packed), batch["labels"])
                 (loss / config.grad_accum).backward()
                 step_loss += loss.item() / config.grad_accum
                 result.tokens += int(batch["attention_mask"].sum())
@@ -220,7 +228,7 @@ def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainCon
 
 @torch.no_grad()
 def score(model: torch.nn.Module, items: list[EncodedQuestion], *, pad_id: int, batch_size: int = 32,
-          device: str | torch.device = "cpu", progress: bool = False) -> list[list[float]]:
+          device: str | torch.device = "cpu", progress: bool = False, packed: bool = True) -> list[list[float]]:
     """Each question's option scores (logits), in option order."""
     model.eval()
     scores = []
@@ -230,7 +238,7 @@ def score(model: torch.nn.Module, items: list[EncodedQuestion], *, pad_id: int, 
         for batch in tqdm(batches(items, batch_size, pad_id), total=total, desc="score", unit="batch",
                           disable=not progress):
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = choice_logits(model, batch).float().cpu()
+            logits = choice_logits(model, batch, packed).float().cpu()
             scores.extend(row[: int(mask.sum())].tolist() for row, mask in zip(logits, batch["choice_mask"].cpu()))
     return scores
 
