@@ -100,9 +100,11 @@ def _tokenizer(name: str):
     return load_tokenizer(name)
 
 
-def groups(items, args) -> list[list]:
-    """Fixed random batches of questions (seeded), the same for every strategy."""
+def groups(items, args, grouped: bool = False) -> list[list]:
+    """Fixed random batches of questions (seeded), the same for every strategy; `grouped` sorts by length first."""
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(args.seed)).tolist()
+    if grouped:  # neighbours in length share a batch, as loralab.train's length-grouped batches
+        order = sorted(order, key=lambda i: items[i].longest)
     return [[items[i] for i in order[s : s + args.batch_size]] for s in range(0, len(order), args.batch_size)]
 
 

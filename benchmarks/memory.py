@@ -40,7 +40,8 @@ def child(args, how: str, dropout: float) -> dict:
     device = common.setup(args)
     base, tokenizer, items = common.load(args)
     torch.manual_seed(args.seed)
-    runner = Runner(common.build(base, how, dropout), TrainConfig(batch_size=args.batch_size, seed=args.seed), device)
+    runner = Runner(common.build(base, how, dropout), TrainConfig(batch_size=args.batch_size, seed=args.seed), device,
+                    packed=how != "peft")
     del base
     groups = common.groups(items, args)
     before = _current_mb(device)

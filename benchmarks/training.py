@@ -7,7 +7,10 @@ numerator and denominator).
 
 The step is loralab's: collate (dynamic padding), forward with `choice_logits`, cross-entropy,
 backward, `loss.item()`, global-norm clipping, AdamW from `loralab.train._optimizer`, zero_grad.
-peft's LoRA runs through the very same step, so the loralab/peft ratio isolates the adapter.
+loralab's variants use its packed forward (real tokens only, `loralab.packed`), as `loralab.train`
+does; peft's LoRA runs through the same step with the model's own padded forward, which is what
+peft gives. `lora-padded` (loralab's LoRA layer in the padded forward) against peft isolates the
+adapter layer. `--grouped` times length-grouped batches (little padding) instead of random ones.
 
 A second comparison times whole passes of `loralab.train` over the same questions: loralab's LoRA
 with its default length-grouped batches against peft's LoRA batched the way transformers does by
@@ -30,16 +33,19 @@ import common  # noqa: E402
 from loralab.data.batching import collate  # noqa: E402
 from loralab.train import TrainConfig, _optimizer, choice_logits, train  # noqa: E402
 
-# (label, how the model is prepared, LoRA dropout)
+# (label, how the model is prepared, LoRA dropout, packed forward). loralab's variants run as `loralab.train` runs
+# them (packed: real tokens only); "lora-padded" is loralab's LoRA through the model's own padded forward, which is
+# the forward peft's LoRA gets, so lora-padded / peft-lora isolates the adapter layer itself.
 VARIANTS = [
-    ("full", "full", 0.0),
-    ("attention", "attention", 0.0),
-    ("qv", "qv", 0.0),
-    ("lora", "lora", 0.0),
-    ("lora-dropout0.1", "lora", 0.1),
-    ("peft-lora", "peft", 0.0),
-    ("peft-lora-dropout0.1", "peft", 0.1),
-    ("subspace-fastfood-10000", "subspace", 0.0),
+    ("full", "full", 0.0, True),
+    ("attention", "attention", 0.0, True),
+    ("qv", "qv", 0.0, True),
+    ("lora", "lora", 0.0, True),
+    ("lora-padded", "lora", 0.0, False),
+    ("lora-dropout0.1", "lora", 0.1, True),
+    ("peft-lora", "peft", 0.0, False),
+    ("peft-lora-dropout0.1", "peft", 0.1, False),
+    ("subspace-fastfood-10000", "subspace", 0.0, True),
 ]
 PHASES = ("data", "forward", "backward", "optimizer")
 
@@ -47,8 +53,9 @@ PHASES = ("data", "forward", "backward", "optimizer")
 class Runner:
     """One variant: its model, its optimizer and the seconds of each phase of each step."""
 
-    def __init__(self, model, config: TrainConfig, device):
+    def __init__(self, model, config: TrainConfig, device, packed: bool = True):
         self.model = model.to(device).train()
+        self.packed = packed
         self.optimizer = _optimizer(model, config)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.config, self.device = config, device
@@ -59,7 +66,7 @@ class Runner:
         t0 = common.sync(self.device)
         batch = {k: v.to(self.device) for k, v in collate(group, pad_id).items()}
         t1 = common.sync(self.device)
-        loss = torch.nn.functional.cross_entropy(choice_logits(self.model, batch), batch["labels"])
+        loss = torch.nn.functional.cross_entropy(choice_logits(self.model, batch, self.packed), batch["labels"])
         t2 = common.sync(self.device)
         loss.backward()
         loss.item()
@@ -70,12 +77,14 @@ class Runner:
         t4 = common.sync(self.device)
         tokens = int(batch["attention_mask"].sum())
         return {"data": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "optimizer": t4 - t3,
-                "step": t4 - t0, "tokens": tokens}
+                "step": t4 - t0, "tokens": tokens, "padded": batch["attention_mask"].numel()}
 
 
 def main(argv=None):
     p = common.parser(__doc__.splitlines()[0], "training")
     p.add_argument("--epoch-questions", type=int, default=96, help="questions per whole-pass comparison (0: skip)")
+    p.add_argument("--grouped", action="store_true",
+                   help="length-grouped batches (as loralab.train makes them) instead of random ones")
     p.add_argument("--variants", default=",".join(v[0] for v in VARIANTS),
                    help="comma list of variants to time (full is always included)")
     args = p.parse_args(argv)
@@ -85,13 +94,13 @@ def main(argv=None):
         p.error(f"unknown variants {', '.join(sorted(unknown))}; choose from {', '.join(v[0] for v in VARIANTS)}")
     device = common.setup(args)
     base, tokenizer, items = common.load(args)
-    groups = common.groups(items, args)
+    groups = common.groups(items, args, grouped=args.grouped)
     config = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
     variants = [v for v in VARIANTS if v[0] in chosen and (v[1] != "peft" or _has_peft())]
     runners = {}
-    for label, how, dropout in variants:
+    for label, how, dropout, packed in variants:
         torch.manual_seed(args.seed)
-        runners[label] = Runner(common.build(base, how, dropout), config, device)
+        runners[label] = Runner(common.build(base, how, dropout), config, device, packed)
     labels = list(runners)
     paired = []  # per batch: label -> step record
     for round_ in range(args.rounds):
@@ -122,6 +131,9 @@ def main(argv=None):
               if label in results}
     if "peft-lora" in results and "lora" in results:
         ratios["loralab_lora_over_peft_lora"] = common.median([r["lora"]["step"] / r["peft-lora"]["step"] for r in paired])
+    if "peft-lora" in results and "lora-padded" in results:
+        ratios["loralab_lora_padded_over_peft_lora"] = common.median(
+            [r["lora-padded"]["step"] / r["peft-lora"]["step"] for r in paired])
     if "peft-lora-dropout0.1" in results and "lora-dropout0.1" in results:
         ratios["loralab_lora_dropout0.1_over_peft_lora_dropout0.1"] = common.median(
             [r["lora-dropout0.1"]["step"] / r["peft-lora-dropout0.1"]["step"] for r in paired])
@@ -133,8 +145,10 @@ def main(argv=None):
     record = {
         "benchmark": "training", "command": "python benchmarks/training.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": common.machine(device), "model": args.model, "data": Path(args.data).name,
-        "batch_size": args.batch_size, "batches": len(groups), "rounds": args.rounds, "paired_steps": len(paired),
+        "batch_size": args.batch_size, "batching": "length-grouped" if args.grouped else "random",
+        "batches": len(groups), "rounds": args.rounds, "paired_steps": len(paired),
         "mean_tokens_per_batch": sum(r["full"]["tokens"] for r in paired) / max(1, len(paired)),
+        "real_token_share": sum(r["full"]["tokens"] for r in paired) / max(1, sum(r["full"]["padded"] for r in paired)),
         "lora": {**common.LORA, "targets": list(common.LORA["targets"])}, "subspace": common.SUBSPACE,
         "ratios": ratios, "variants": results, "epoch": epoch,
     }
@@ -144,8 +158,10 @@ def main(argv=None):
         f"# Training step per strategy ({args.model}, batch {args.batch_size} questions)",
         f"`{record['command']}`",
         "## Machine\n" + common.machine_lines(record["machine"]),
-        f"{len(paired)} interleaved steps per variant over {len(groups)} fixed batches "
-        f"(about {record['mean_tokens_per_batch']:.0f} real tokens each); medians. LoRA: q,v, r=8, alpha=32."
+        f"{len(paired)} interleaved steps per variant over {len(groups)} fixed {record['batching']} batches "
+        f"(about {record['mean_tokens_per_batch']:.0f} real tokens each, {record['real_token_share']:.0%} of the padded "
+        "layout); medians. LoRA: q,v, r=8, alpha=32. loralab's variants run packed (real tokens only) as `loralab.train`"
+        " does, except lora-padded; peft's run the model's own padded forward."
         + (f" Subspace: {common.SUBSPACE['projection']}, d = {common.SUBSPACE['dim']:,}, every weight (head trained "
            "directly)." if "subspace-fastfood-10000" in results else ""),
         "## Ratios (median of per-batch ratios)\n" + common.table(["ratio", "value"], [[k, v] for k, v in ratios.items()]),
@@ -174,7 +190,7 @@ def epochs(base, tokenizer, args, device) -> dict:
     for round_ in range(args.rounds):
         for label, (_, grouped) in (list(setups.items())[::-1] if round_ % 2 else setups.items()):
             config = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed + round_,
-                                 group_by_length=grouped)
+                                 group_by_length=grouped, packed=label != "peft-lora")
             seconds[label].append(train(models[label], items, config, pad_id=tokenizer.pad_token_id, device=device,
                                         progress=False).train_seconds)
             print(f"pass {round_ + 1} {label}: {seconds[label][-1]:.2f}s", file=sys.stderr)

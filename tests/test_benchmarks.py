@@ -57,6 +57,8 @@ def test_training_benchmark_reports_ratios():
     assert lora["trainable_params"] < record["variants"]["full"]["trainable_params"]
     assert set(lora["phases_seconds"]) == {"data", "forward", "backward", "optimizer"}
     assert "subspace-fastfood-10000_over_full" in record["ratios"]
+    assert {"loralab_lora_over_peft_lora", "loralab_lora_padded_over_peft_lora"} <= set(record["ratios"])
+    assert 0 < record["real_token_share"] <= 1
     assert record["variants"]["subspace-fastfood-10000"]["trainable_params"] == 10_000 + 385  # theta + MiniLM's head
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from loralab.packed import packed_logits, supports
+from loralab.packed import dropout, packed_logits, supports
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers
 from loralab.strategies.subspace import SubspaceConfig
@@ -32,10 +32,10 @@ def inputs(batch):
     return {k: v for k, v in batch.items() if k not in ("labels", "choice_mask")}
 
 
-def no_dropout(model):
+def no_dropout(model, p=0.0):
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
+            module.p = p
     return model
 
 
@@ -72,8 +72,9 @@ def test_packed_scores_equal_padded_scores(model_type, strategy):
 
 @pytest.mark.parametrize("model_type", PACKED_TYPES)
 @pytest.mark.parametrize("strategy", ["full", "lora"])
-def test_packed_gradients_equal_padded_gradients(model_type, strategy):
-    model = no_dropout(prepared(model_type, strategy)).train()
+@pytest.mark.parametrize("p", [0.0, 1e-9])  # 1e-9: every dropout path runs (ours, and attention spelled out), keeps all
+def test_packed_gradients_equal_padded_gradients(model_type, strategy, p):
+    model = no_dropout(prepared(model_type, strategy), p).train()
     batch = ragged_batch(model.config.pad_token_id, seed=3)
     grads = []
     for packed in (False, True):
@@ -97,6 +98,22 @@ def test_dropout_is_active_in_training_only():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(packed_logits(model, batch), model(**batch).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_dropout_keeps_one_minus_p_and_rescales():
+    module = torch.nn.Dropout(0.1).train()
+    x = torch.ones(1000, 1000, requires_grad=True)
+    torch.manual_seed(0)
+    out = dropout(x, module)
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.002  # 1e6 draws: s.d. 0.0003
+    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.9))
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, out.detach())  # the gradient is the same mask, same scale
+    torch.manual_seed(0)
+    assert torch.equal(dropout(x, module), out)  # seeded by torch's generator
+    assert not torch.equal(dropout(x, module), out)
+    assert dropout(x, module.eval()) is x
 
 
 def test_padding_positions_do_not_change_real_scores():
@@ -128,3 +145,20 @@ def test_peft_wrapped_models_are_not_packed():
     model = peft.get_peft_model(copy.deepcopy(tiny_model("bert")),
                                 peft.LoraConfig(r=4, target_modules=["query", "value"], modules_to_save=["classifier"]))
     assert not supports(model)
+
+
+def test_training_packed_follows_the_padded_run():
+    from test_train import items
+
+    from loralab.train import TrainConfig, evaluate, train
+
+    runs = []
+    for packed in (True, False):
+        model = no_dropout(tiny_model("bert"))
+        config = TrainConfig(lr=1e-3, batch_size=4, epochs=2, seed=3, group_by_length=False, packed=packed)
+        result = train(model, items(), config, pad_id=0, progress=False)
+        runs.append((result.losses, evaluate(model, items(seed=1), pad_id=0, batch_size=4, packed=packed)))
+    (packed_losses, packed_scores), (padded_losses, padded_scores) = runs
+    assert len(packed_losses) == 6 and packed_losses[0] != packed_losses[-1]
+    assert packed_losses == pytest.approx(padded_losses, abs=1e-5)
+    assert packed_scores == pytest.approx(padded_scores, abs=1e-6)

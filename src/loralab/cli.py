@@ -43,7 +43,7 @@ def _train(args: argparse.Namespace) -> None:
                       targets=_names(args.lora_targets), rslora=args.rslora)
     training = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
-                           seed=args.seed, max_steps=args.max_steps)
+                           seed=args.seed, max_steps=args.max_steps, packed=not args.no_packing)
     if args.adapter:
         from loralab.peft_interop import read_peft_adapter
 
@@ -260,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-length", type=int, default=256)
     t.add_argument("--max-steps", type=int)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-packing", action="store_true",
+                   help="use the model's own padded forward (default: compute on real tokens only where supported)")
     t.add_argument("--train-limit", type=int, help="use only the first N training questions")
     t.add_argument("--valid-limit", type=int, help="use only the first N validation questions")
     t.set_defaults(func=_train)

@@ -115,7 +115,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     if valid_questions is not None:
         valid_items = encode(valid_questions, tokenizer, config.training.max_length)
         record["valid"] = evaluate(model, valid_items, pad_id=pad_id, batch_size=config.training.eval_batch_size,
-                                   device=device, progress=progress)
+                                   device=device, progress=progress, packed=config.training.packed)
         record["valid"]["path"] = str(config.valid)
     write_json(out_dir / RECORD, record)
     return record

@@ -244,8 +244,8 @@ def score(model: torch.nn.Module, items: list[EncodedQuestion], *, pad_id: int, 
 
 
 def evaluate(model: torch.nn.Module, items: list[EncodedQuestion], *, pad_id: int, batch_size: int = 32,
-             device: str | torch.device = "cpu", progress: bool = False) -> dict[str, float]:
+             device: str | torch.device = "cpu", progress: bool = False, packed: bool = True) -> dict[str, float]:
     """MAP@3 and accuracy over questions with known answers."""
-    scores = score(model, items, pad_id=pad_id, batch_size=batch_size, device=device, progress=progress)
+    scores = score(model, items, pad_id=pad_id, batch_size=batch_size, device=device, progress=progress, packed=packed)
     labels = [item.label for item in items]
     return {"map@3": map_at_k(scores, labels, 3), "accuracy": accuracy(scores, labels), "questions": len(items)}

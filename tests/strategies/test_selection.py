@@ -60,18 +60,18 @@ def test_exactly_the_intended_parameters_change(fragments, config):
             if name.endswith(("lora_B", "subspace.theta")):
                 p.normal_(std=0.1)
     changed = changed_after_step(model)
-    # A bias added to every choice's score cancels in the softmax over choices: its gradient is
-    # exactly zero, so it trains but cannot move.
+    # A bias added to every choice's score cancels in the softmax over choices: its gradient is zero
+    # up to rounding (which AdamW's normalisation may blow up into a step), so whether it moves is moot.
     invariant = {"classifier.bias"}
     names = {n for n, _ in model.named_parameters()}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if fragments is None:
         assert trainable == names
-        assert changed == names - invariant
+        assert changed - invariant == names - invariant
     else:
         wanted = {n for n in names if any(f in "." + n for f in fragments)}
         assert wanted and trainable == wanted
-        assert changed == wanted - invariant
+        assert changed - invariant == wanted - invariant and changed <= wanted
 
 
 def test_frozen_head_warns():
