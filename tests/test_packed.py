@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from loralab.packed import dropout, packed_logits, supports
+from loralab.packed import packed_logits, supports
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers
 from loralab.strategies.subspace import SubspaceConfig
@@ -98,22 +98,6 @@ def test_dropout_is_active_in_training_only():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(packed_logits(model, batch), model(**batch).logits, atol=1e-5, rtol=1e-5)
-
-
-def test_fast_dropout_keeps_one_minus_p_and_rescales():
-    module = torch.nn.Dropout(0.1).train()
-    x = torch.ones(1000, 1000, requires_grad=True)
-    torch.manual_seed(0)
-    out = dropout(x, module)
-    kept = out != 0
-    assert abs(kept.float().mean().item() - 0.9) < 0.002  # 1e6 draws: s.d. 0.0003
-    torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / 0.9))
-    out.sum().backward()
-    torch.testing.assert_close(x.grad, out.detach())  # the gradient is the same mask, same scale
-    torch.manual_seed(0)
-    assert torch.equal(dropout(x, module), out)  # seeded by torch's generator
-    assert not torch.equal(dropout(x, module), out)
-    assert dropout(x, module.eval()) is x
 
 
 def test_padding_positions_do_not_change_real_scores():

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from loralab.dropout import dropout
 from loralab.errors import LoralabError
 
 
@@ -110,7 +111,7 @@ class LoraLinear(nn.Module):
             # Without dropout, W0 x + s B A x = (W0 + s B A) x: one product, no (..., out) update tensor.
             return _MergedLinear.apply(x, self.base.weight, self.base.bias, self.lora_A, self.lora_B, self.scaling)
         out = self.base(x)
-        update = self.dropout(x) @ self.lora_A.t()  # (..., r)
+        update = dropout(x, self.dropout) @ self.lora_A.t()  # (..., r)
         # addmm adds s * update B^T into out within the product: no separate scale and add passes.
         return torch.addmm(out.reshape(-1, out.shape[-1]), update.reshape(-1, update.shape[-1]), self.lora_B.t(),
                            alpha=self.scaling).view(out.shape)
