@@ -67,6 +67,7 @@ ALIASES = {
     "max_steps": "training.max_steps",
     "warmup_ratio": "training.warmup_ratio",
     "weight_decay": "training.weight_decay",
+    "packed": "training.packed",
 }
 
 # Short names for folder names; any other setting uses the last part of its dotted name.
