@@ -20,6 +20,9 @@ left padding) takes the model's own forward, so `choice_logits` is always correc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,30 +32,30 @@ from loralab.dropout import dropout
 
 def supports(model: nn.Module) -> bool:
     """True when `packed_logits` can run `model`."""
-    return _encoder_kind(model) is not None
+    return _family(model) is not None
 
 
 def packed_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
     """Choice scores (batch, choices) computed on real tokens only, or None when not applicable."""
-    kind = _encoder_kind(model)
+    family = _family(model)
     mask = batch.get("attention_mask")
-    if kind is None or mask is None or set(batch) - {"input_ids", "attention_mask", "token_type_ids"}:
+    if family is None or mask is None or set(batch) - {"input_ids", "attention_mask", "token_type_ids"}:
         return None
     batch_size, choices, seq = batch["input_ids"].shape  # (batch, choices, seq)
     mask = mask.reshape(-1, seq).bool()  # (sequences, seq)
     if not bool(mask[:, 0].all()):
         return None  # left padding: the pooled first token would be padding, keep the model's own semantics
-    encoder = getattr(model, _ENCODER_ATTR[model.config.model_type])
+    encoder = getattr(model, family.encoder)
     index = mask.reshape(-1).nonzero().squeeze(1)  # (tokens,) positions of real tokens in the padded layout
     layout = _Layout(index, *mask.shape)
     ids = batch["input_ids"].reshape(-1, seq)  # (sequences, seq)
-    hidden = _embed(kind, encoder, model.config, ids, batch.get("token_type_ids"), layout)  # (tokens, hidden)
+    hidden = _embed(family, encoder.embeddings, ids, batch.get("token_type_ids"), layout)  # (tokens, hidden)
     bias = None
-    if kind == "mpnet":
+    if family.relative_bias:
         bias = encoder.encoder.compute_position_bias(ids[:1])  # (1, heads, seq, seq) relative position bias
     attend = _attention_mask(mask, bias, hidden.dtype)
     for layer in encoder.encoder.layer:
-        hidden = _LAYERS[kind](layer, hidden, layout, attend)
+        hidden = family.layer(layer, hidden, layout, attend)
     first = layout.first_tokens()  # (sequences,) packed row of each sequence's first token
     pooled = encoder.pooler.activation(encoder.pooler.dense(hidden.index_select(0, first)))
     logits = model.classifier(dropout(pooled, model.dropout))  # (sequences, 1)
@@ -80,22 +83,21 @@ class _Layout:
         return torch.nonzero(self.columns() == 0).squeeze(1)
 
 
-def _encoder_kind(model: nn.Module) -> str | None:
+def _family(model: nn.Module) -> _Family | None:
     config = getattr(model, "config", None)
-    kind = getattr(config, "model_type", None)
-    if kind not in _ENCODER_ATTR or not type(model).__name__.endswith("ForMultipleChoice"):
+    family = _FAMILIES.get(getattr(config, "model_type", None))
+    if family is None or not type(model).__name__.endswith("ForMultipleChoice"):
         return None
-    encoder = getattr(model, _ENCODER_ATTR[kind], None)
+    encoder = getattr(model, family.encoder, None)
     if (encoder is None or getattr(encoder, "pooler", None) is None or getattr(config, "is_decoder", False)
             or getattr(config, "chunk_size_feed_forward", 0) or getattr(config, "output_attentions", False)
             or getattr(config, "position_embedding_type", "absolute") != "absolute"):
         return None
-    return "mpnet" if kind == "mpnet" else "bert"
+    return family
 
 
-def _embed(kind, encoder, config, ids, token_type_ids, layout: _Layout) -> torch.Tensor:
-    embeddings = encoder.embeddings
-    if kind == "mpnet" or config.model_type in ("roberta", "xlm-roberta"):
+def _embed(family: _Family, embeddings: nn.Module, ids, token_type_ids, layout: _Layout) -> torch.Tensor:
+    if family.positions_from_padding:
         # Positions count real tokens from padding_idx + 1, as the padded model numbers them.
         pad = embeddings.padding_idx
         positions = (torch.cumsum(ids.ne(pad).long(), dim=1) * ids.ne(pad).long() + pad).reshape(-1)
@@ -103,7 +105,7 @@ def _embed(kind, encoder, config, ids, token_type_ids, layout: _Layout) -> torch
     else:
         positions = layout.columns()
     hidden = embeddings.word_embeddings(ids.reshape(-1).index_select(0, layout.index))  # (tokens, hidden)
-    if kind == "bert":
+    if family.token_types:
         types = torch.zeros_like(ids) if token_type_ids is None else token_type_ids.reshape(ids.shape)
         hidden = hidden + embeddings.token_type_embeddings(types.reshape(-1).index_select(0, layout.index))
     hidden = hidden + embeddings.position_embeddings(positions)
@@ -156,5 +158,18 @@ def _feed_forward(layer, hidden):
     return output.LayerNorm(dropout(output.dense(layer.intermediate(hidden)), output.dropout) + hidden)
 
 
-_ENCODER_ATTR = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "mpnet": "mpnet"}
-_LAYERS = {"bert": _bert_layer, "mpnet": _mpnet_layer}
+@dataclass(frozen=True)
+class _Family:
+    """How one architecture's multiple-choice model is laid out, as the packed forward needs it."""
+
+    encoder: str  # attribute of the task model holding the encoder
+    layer: Callable  # one encoder layer on packed rows
+    positions_from_padding: bool  # positions count real tokens from padding_idx + 1 (RoBERTa, MPNet)
+    token_types: bool  # embeddings add a token-type table
+    relative_bias: bool = False  # attention adds a relative position bias (MPNet)
+
+
+_BERT = _Family("bert", _bert_layer, positions_from_padding=False, token_types=True)
+_ROBERTA = _Family("roberta", _bert_layer, positions_from_padding=True, token_types=True)
+_FAMILIES = {"bert": _BERT, "roberta": _ROBERTA, "xlm-roberta": _ROBERTA,
+             "mpnet": _Family("mpnet", _mpnet_layer, positions_from_padding=True, token_types=False, relative_bias=True)}
