@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -38,11 +39,28 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
+def strict(value: Any) -> Any:
+    """`value` with every non-finite float replaced by the string "NaN", "Infinity" or "-Infinity".
+
+    JSON has no such numbers (Python's `json` writes bare NaN, which other readers refuse); the
+    strings read back with `float()`, so a loss curve that ended in inf is still plotted as one.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
 def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    """Write strict JSON (no NaN or Infinity, see `strict`) atomically."""
+    text = json.dumps(strict(data), indent=2, allow_nan=False) + "\n"
+
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
+            f.write(text)
 
     _atomic_write(Path(path), write)
 

@@ -14,6 +14,14 @@ from pathlib import Path
 
 from loralab import __version__
 from loralab.errors import LoralabError
+from loralab.validate import SettingError, number, output_file, output_folder
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (no usage block), exit status 2 as usual."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
 def _names(text: str | None) -> tuple[str, ...]:
@@ -23,8 +31,7 @@ def _names(text: str | None) -> tuple[str, ...]:
 def _set_threads(threads: int | None) -> None:
     if threads is None:
         return
-    if threads < 1:
-        raise LoralabError(f"invalid --threads {threads}: expected a positive integer")
+    number("--threads", threads, integer=True, low=1)
     import torch
 
     torch.set_num_threads(threads)
@@ -38,6 +45,9 @@ def _train(args: argparse.Namespace) -> None:
     from loralab.strategies.subspace import SubspaceConfig
     from loralab.train import TrainConfig
 
+    from loralab.artifacts import RECORD, WEIGHTS
+
+    output_folder(args.out, "--out", forbid=(RECORD, WEIGHTS))
     _set_threads(args.threads)
     lora = LoraConfig(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                       targets=_names(args.lora_targets), rslora=args.rslora)
@@ -77,7 +87,9 @@ def summary(record: dict, out: str | Path) -> str:
         f"memory     peak {record['peak_memory_mb']:.0f} MB",
     ]
     if record.get("loss"):
-        lines.append(f"loss       {record['loss'][0]:.4f} -> {record['loss'][-1]:.4f}")
+        lines.append(f"loss       {float(record['loss'][0]):.4f} -> {float(record['loss'][-1]):.4f}")
+    if record.get("diverged_reason"):
+        lines.append(f"diverged   at step {record.get('diverged_at_step')}: {record['diverged_reason']}")
     if "valid" in record:
         v = record["valid"]
         lines.append(f"valid      MAP@3 {v['map@3']:.4f}  accuracy {v['accuracy']:.4f}  ({v['questions']} questions)")
@@ -90,6 +102,7 @@ def _scored(args: argparse.Namespace, require_answer: bool):
     from loralab.runs import load_run
     from loralab.train import score
 
+    number("--batch-size", args.batch_size, integer=True, low=1)
     questions = read_questions(args.data, require_answer=require_answer)
     if args.adapter:
         from loralab.peft_interop import load_peft_adapter
@@ -109,6 +122,11 @@ def _predict(args: argparse.Namespace) -> None:
     from loralab.artifacts import _atomic_write
     from loralab.metrics import ranking
 
+    output_file(args.out, "--out", inputs=[args.data])
+    if args.scores:
+        output_file(args.scores, "--scores", inputs=[args.data])
+        if Path(args.scores).absolute() == Path(args.out).absolute():
+            raise LoralabError(f"--scores {args.scores}: is the same file as --out")
     questions, _, scores = _scored(args, require_answer=False)
 
     def write_rows(path: str, header: list[str], rows: list[list]) -> None:
@@ -143,6 +161,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _merge(args: argparse.Namespace) -> None:
     from loralab.merge import merge_run
 
+    output_folder(args.out, "--out", nonempty_ok=False)
     out = merge_run(args.run, args.out)
     print(f"wrote a standalone Hugging Face model to {out} (AutoModelForMultipleChoice.from_pretrained loads it)")
 
@@ -150,6 +169,7 @@ def _merge(args: argparse.Namespace) -> None:
 def _export_peft(args: argparse.Namespace) -> None:
     from loralab.peft_interop import export_peft
 
+    output_folder(args.out, "--out", nonempty_ok=False)
     out = export_peft(args.run, args.out)
     print(f"wrote a peft LoRA adapter to {out} (PeftModel.from_pretrained(base_model, {str(out)!r}) loads it)")
 
@@ -162,6 +182,7 @@ def _sweep(args: argparse.Namespace) -> None:
 
     if args.default == (args.file is not None):
         raise LoralabError("give an experiment FILE or --default, not both or neither")
+    output_folder(args.out, "--out")
     source = args.file
     if args.default or (not Path(source).exists() and "/" not in source and not source.endswith((".yaml", ".toml"))):
         source = packaged_experiment("default" if args.default else source)
@@ -188,6 +209,7 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
     from loralab.report import write_report
     from loralab.train import TrainConfig
 
+    output_folder(args.out, "--out")
     _set_threads(args.threads)
     training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
                            seed=args.seed, max_steps=args.max_steps, warmup_ratio=args.warmup_ratio)
@@ -217,13 +239,15 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from loralab.report import write_report
 
+    if args.out:
+        output_folder(args.out, "--out")
     report = write_report(args.dir, args.out, metric=args.metric)
     print(report.markdown)
     print(f"wrote {', '.join(str(f) for f in report.files)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loralab", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="loralab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"loralab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -353,12 +377,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _option(error: SettingError, parser: argparse.ArgumentParser) -> LoralabError:
+    """A setting's error named by the option that sets it (`training.lr` -> `--lr`), where there is one."""
+    name = error.name
+    for prefix, replacement in (("training.", ""), ("strategy.lora.", "lora-"), ("strategy.subspace.", "subspace-"),
+                                ("strategy.", "")):
+        if name.startswith(prefix):
+            name = replacement + name[len(prefix):]
+            break
+    option = "--" + name.replace("_", "-")
+    known = {o for action in parser._actions for o in action.option_strings}
+    if error.name.startswith("--") or option not in known:
+        return error
+    return LoralabError(f"invalid {option} {error.value!r}: expected {error.expected}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            args.func(args)
+            try:
+                args.func(args)
+            except SettingError as e:
+                raise _option(e, parser._subparsers._group_actions[0].choices[args.command]) from None
     except LoralabError as e:
         print(f"loralab: error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loralab.errors import LoralabError
+from loralab.validate import SettingError, number
 from loralab.models import DEFAULT_MODEL
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.lora import LoraConfig
@@ -45,10 +46,13 @@ class RunConfig:
 
     def __post_init__(self):
         for name in ("train_limit", "valid_limit"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise LoralabError(f"invalid {name}={value!r}: expected a positive integer")
-        if not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
+            number(name, getattr(self, name), integer=True, low=1, optional=True)
+        for name in ("train", "model"):
+            if not isinstance(getattr(self, name), str):
+                raise SettingError(name, getattr(self, name), "a path or name")
+        if self.valid is not None and not isinstance(self.valid, str):
+            raise SettingError("valid", self.valid, "a path")
+        if not isinstance(self.device, str) or not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise LoralabError(f"invalid device={self.device!r}: expected auto, cpu or cuda[:N]")
 
     def to_dict(self) -> dict[str, Any]:

@@ -323,8 +323,14 @@ def _comparable(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _content(path: str) -> str:
+def _content(path: str, mtime_ns: int = 0) -> str:
+    """A file's sha256, cached per path and modification time (an edit in place is seen)."""
     return file_sha256(path)
+
+
+def _hash(path: str | Path) -> str:
+    path = Path(path).resolve()
+    return _content(str(path), path.stat().st_mtime_ns)
 
 
 def _same_file(recorded: str | None, planned: str | None) -> bool:
@@ -335,7 +341,7 @@ def _same_file(recorded: str | None, planned: str | None) -> bool:
     if not recorded or not planned:
         return False
     if Path(recorded).is_file() and Path(planned).is_file():
-        return _content(str(Path(recorded).resolve())) == _content(str(Path(planned).resolve()))
+        return _hash(recorded) == _hash(planned)
     return Path(recorded).name == Path(planned).name
 
 
@@ -346,6 +352,22 @@ def same_config(recorded: dict[str, Any], planned: RunConfig) -> bool:
         if not _same_file(a.pop(key, None), b.pop(key, None)):
             return False
     return a == b
+
+
+def _changed_data(record: dict[str, Any], config: RunConfig) -> str | None:
+    """Why the data a record was trained or scored on is not the data planned now, or None.
+    Records from before data hashes were kept cannot tell, and stand."""
+    data = record.get("data")
+    if not isinstance(data, dict):
+        return None
+    for key, what in (("train", "training"), ("valid", "validation")):
+        path, recorded = getattr(config, key), data.get(key)
+        if not path or not isinstance(recorded, dict) or not Path(path).is_file():
+            continue
+        now = _hash(path)
+        if recorded.get("sha256") != now:
+            return f"the {what} file {path} changed since this run (sha256 {str(recorded.get('sha256'))[:12]} -> {now[:12]})"
+    return None
 
 
 _REQUIRED = ("status", "config", "trainable_params", "total_params", "train_seconds", "peak_memory_mb", "loss")
@@ -365,6 +387,9 @@ def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
             f"{path}: this folder holds a run with a different configuration than the experiment plans; "
             f"use another --out folder, or remove {folder} to rerun it"
         )
+    changed = _changed_data(record, config)
+    if changed:
+        return "redo", changed
     status = record.get("status")
     if status == "running":
         return "redo", "unfinished (the previous sweep stopped during this run)"

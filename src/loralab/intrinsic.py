@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from loralab.artifacts import write_json
 from loralab.errors import LoralabError
 
 
@@ -216,7 +217,7 @@ def write_intrinsic(
     paths = {kind: folder / f"{name}.{kind}" for kind in ("json", "md", "png")}
 
     record = {"metric": metric, label: result.d_int, **result.to_dict(), "details": details}
-    paths["json"].write_text(json.dumps(record, indent=2) + "\n")
+    write_json(paths["json"], record)
     plot_intrinsic(result, paths["png"], metric=metric, title=title)
 
     if result.d_int is None:

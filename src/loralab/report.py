@@ -27,7 +27,8 @@ METRICS = ("map@3", "accuracy")
 TABLE = "report.md"
 STRATEGY_ORDER = ("full", "attention", "qv", "lora", "subspace")
 # Settings that say where a run ran or what it read, not how it trained; never a row's "settings".
-_IGNORED = ("device", "offline", "trust_remote_code", "training.seed", "training.eval_batch_size")
+_IGNORED = ("device", "offline", "trust_remote_code", "training.seed", "training.eval_batch_size",
+            "training.divergence_factor", "training.divergence_window")
 
 
 @dataclass
@@ -69,6 +70,11 @@ class Report:
     skipped: list[str]
     files: list[Path] = field(default_factory=list)
     markdown: str = ""
+
+
+def _is_number(value: Any) -> bool:
+    """A number, or one of the strings strict JSON records non-finite numbers as."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("NaN", "Infinity", "-Infinity")
 
 
 def _key(hyperparameters: dict[str, Any]) -> str:
@@ -395,7 +401,7 @@ def plot_loss_curves(rows: list[Row], out: Path) -> Path | None:
     ax = fig.add_subplot()
     for color, row in zip(_colors(len(rows)), rows):
         for i, record in enumerate(row.records):
-            loss = [x for x in record["loss"] if math.isfinite(x)]
+            loss = [float(x) for x in record["loss"] if _is_number(x) and math.isfinite(float(x))]
             if not loss:
                 continue
             smooth = _smooth(loss, max(1, len(loss) // 20))

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 
 from loralab import __version__
-from loralab.artifacts import RECORD, WEIGHTS, load_state_into, load_weights, read_json, save_weights, write_json
+from loralab.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights, write_json
 from loralab.config import RunConfig
 from loralab.data.batching import encode
 from loralab.data.multiple_choice import read_questions
@@ -39,6 +39,13 @@ def _trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     names = {n for n, p in model.named_parameters() if p.requires_grad}
     names |= {n for n, _ in model.named_parameters() if n.split(".")[0] in heads}
     return {n: p for n, p in model.named_parameters() if n in names}
+
+
+def data_identity(config: RunConfig) -> dict[str, dict[str, str]]:
+    """The data files a run reads, by path and by content (sha256), so a resumed sweep can tell
+    that a file was edited in place."""
+    return {key: {"path": str(getattr(config, key)), "sha256": file_sha256(getattr(config, key))}
+            for key in ("train", "valid") if getattr(config, key)}
 
 
 def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
@@ -83,6 +90,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "total_params": report.total_params,
         "adapted_modules": len(report.adapted_modules),
         "train_questions": len(train_questions),
+        "data": data_identity(config),
         **({"started_from_adapter": str(adapter)} if adapter is not None else {}),
         "device": str(device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
@@ -106,8 +114,9 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     })
     if result.status == "diverged":
         record["diverged_at_step"] = result.diverged_at_step
+        record["diverged_reason"] = result.diverged_reason
         write_json(out_dir / RECORD, record)
-        log(f"diverged at step {result.diverged_at_step}: the loss is not finite")
+        log(f"diverged at step {result.diverged_at_step}: {result.diverged_reason}")
         return record
 
     record["weights"] = WEIGHTS

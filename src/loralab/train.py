@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from loralab.data.batching import EncodedQuestion, batches
 from loralab.errors import LoralabError
 from loralab.metrics import accuracy, map_at_k
+from loralab.validate import SettingError, number
 from loralab.packed import packed_logits
 
 
@@ -55,18 +56,32 @@ class TrainConfig:
     packed: bool = True
     """Compute on real tokens only where loralab.packed supports the model (off: the model's padded forward)."""
 
+    divergence_factor: float = 10.0
+    """A run diverges when its loss stays above this many times the first step's loss (0: only NaN/inf)."""
+    divergence_window: int = 10
+    """... for this many consecutive optimizer steps (or for every step of a shorter run, from the second on)."""
+
     def __post_init__(self):
-        checks = {
-            "epochs": self.epochs > 0, "lr": self.lr > 0, "batch_size": self.batch_size >= 1,
-            "grad_accum": self.grad_accum >= 1, "warmup_ratio": 0 <= self.warmup_ratio < 1,
-            "weight_decay": self.weight_decay >= 0, "max_grad_norm": self.max_grad_norm >= 0,
-            "max_length": self.max_length >= 8, "eval_batch_size": self.eval_batch_size >= 1,
-            "max_steps": self.max_steps is None or self.max_steps >= 1,
-            "theta_lr": self.theta_lr is None or self.theta_lr > 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise LoralabError(f"invalid training setting {name}={getattr(self, name)!r}")
+        def check(name: str, **rule) -> None:
+            number(f"training.{name}", getattr(self, name), **rule)
+
+        check("epochs", low=0, low_open=True, high=1e6)
+        check("lr", low=0, low_open=True)
+        check("batch_size", integer=True, low=1)
+        check("grad_accum", integer=True, low=1)
+        check("warmup_ratio", low=0, high=1, high_open=True)
+        check("weight_decay", low=0)
+        check("max_grad_norm", low=0)
+        check("max_length", integer=True, low=8)
+        check("seed", integer=True, low=0, high=2**63 - 1)
+        check("max_steps", integer=True, low=1, optional=True)
+        check("eval_batch_size", integer=True, low=1)
+        check("theta_lr", low=0, low_open=True, optional=True)
+        check("divergence_factor", low=0)
+        check("divergence_window", integer=True, low=1)
+        for name in ("group_by_length", "packed"):
+            if not isinstance(getattr(self, name), bool):
+                raise SettingError(f"training.{name}", getattr(self, name), "true or false")
 
 
 @dataclass
@@ -81,6 +96,7 @@ class TrainResult:
     tokens: int
     peak_memory_mb: float
     diverged_at_step: int | None = None
+    diverged_reason: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -156,6 +172,34 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
 
 
+def runaway_loss(losses: list[float], config: TrainConfig, *, finished: bool = False) -> str | None:
+    """Why the loss counts as diverged without being NaN/inf, or None.
+
+    The rule: the loss stayed above `divergence_factor` times the first step's loss (the loss of
+    the model before any update) for `divergence_window` consecutive steps; a run that ends before
+    that many steps counts when every step after the first stayed above. A loss that spikes and
+    recovers does not count.
+    """
+    factor, window = config.divergence_factor, config.divergence_window
+    if not factor or len(losses) < 2:
+        return None
+    if len(losses) <= window:
+        if not finished:
+            return None
+        window = len(losses) - 1
+    limit = factor * losses[0]
+    recent = losses[-window:]
+    if min(recent) > limit:
+        return (f"the loss stayed above {factor:g} x the first step's {losses[0]:.4g} for {window} steps "
+                f"(last {recent[-1]:.4g})")
+    return None
+
+
+def _diverge(result: TrainResult, why: str, at: int | None = None) -> None:
+    result.status, result.diverged_reason = "diverged", why
+    result.diverged_at_step = at if at is not None else result.steps + 1
+
+
 def _linear_schedule(total_steps: int, warmup_steps: int):
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -201,8 +245,8 @@ def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainCon
                 if micro % config.grad_accum and index != micro_per_epoch - 1:
                     continue
                 if not math.isfinite(step_loss):
-                    result.status, result.diverged_at_step = "diverged", result.steps + 1
                     result.losses.append(step_loss)
+                    _diverge(result, "the loss is not finite")
                     break
                 if config.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -216,6 +260,10 @@ def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainCon
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{result.tokens / (now - start):.0f}")
                 step_start, step_loss, micro = now, 0.0, 0
+                why = runaway_loss(result.losses, config, finished=result.steps >= total_steps)
+                if why:
+                    _diverge(result, why, at=result.steps)
+                    break
                 if result.steps >= total_steps:
                     break
     if device.type == "cuda":

@@ -71,7 +71,7 @@ def test_unreadable_files(tmp_path):
         read_questions(tmp_path / "absent.csv")
     binary = tmp_path / "q.csv"
     binary.write_bytes(b"\xff\xfe\x00\x81garbage")
-    with pytest.raises(LoralabError, match="cannot read"):
+    with pytest.raises(LoralabError, match="not UTF-8"):
         read_questions(binary)
     with pytest.raises(LoralabError, match="directory"):
         read_questions(tmp_path)

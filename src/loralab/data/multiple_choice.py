@@ -8,10 +8,10 @@ non-empty option; files without an `answer` column can be read for prediction.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from loralab.data.table import read_table
 from loralab.errors import LoralabError
 
 LETTERS = ("A", "B", "C", "D", "E")
@@ -34,20 +34,8 @@ class Question:
 
 def read_questions(path: str | Path, *, require_answer: bool = True, limit: int | None = None) -> list[Question]:
     """Read and validate a multiple-choice CSV; every problem names the file, row and field."""
-    path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except FileNotFoundError:
-        raise LoralabError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise LoralabError(f"{path}: is a directory, expected a CSV file") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise LoralabError(f"{path}: cannot read as a UTF-8 CSV file ({e})") from None
-    if not rows:
-        raise LoralabError(f"{path}: the file is empty; expected a header with prompt, A, B, ..., answer")
-
-    header = [name.strip() for name in rows[0]]
+    table = read_table(path, delimiter=",", what="a multiple-choice CSV file")
+    path, header = table.path, list(table.header)
     column = {name: i for i, name in enumerate(header)}
     letters = tuple(letter for letter in LETTERS if letter in column)
     missing = [name for name in ("prompt",) if name not in column]
@@ -59,11 +47,7 @@ def read_questions(path: str | Path, *, require_answer: bool = True, limit: int 
         raise LoralabError(f"{path}: missing column(s) {', '.join(missing)} in header {header}")
 
     questions = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue  # blank line
-        if len(row) != len(header):
-            raise LoralabError(f"{path}, row {line}: has {len(row)} fields, the header has {len(header)}")
+    for line, row in table.rows:
         qid = row[column["id"]].strip() if "id" in column else str(line - 2)
         prompt = row[column["prompt"]].strip()
         if not prompt:

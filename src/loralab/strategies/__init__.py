@@ -31,7 +31,7 @@ class Strategy(enum.Enum):
             return value
         try:
             return cls(value)
-        except ValueError:
+        except (ValueError, TypeError):
             raise LoralabError(f"unknown strategy {value!r}; choose one of {', '.join(s.value for s in cls)}") from None
 
 
@@ -58,6 +58,8 @@ class StrategyConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "strategy", Strategy.parse(self.strategy))
+        if not isinstance(self.train_head, bool):
+            raise LoralabError(f"invalid strategy.train_head={self.train_head!r}: expected true or false")
         if self.strategy is Strategy.FULL and not self.train_head:
             raise LoralabError("train_head=False conflicts with strategy 'full', which trains every weight")
         if self.subspace.direct:

@@ -20,6 +20,7 @@ from torch import nn
 
 from loralab.dropout import dropout
 from loralab.errors import LoralabError
+from loralab.validate import SettingError, names, number
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,12 @@ class LoraConfig:
     """Scale by alpha / sqrt(r) (rank-stabilised LoRA)."""
 
     def __post_init__(self):
-        if not isinstance(self.r, int) or self.r < 1:
-            raise LoralabError(f"lora r must be a positive integer, got {self.r!r}")
-        if not self.alpha > 0:
-            raise LoralabError(f"lora alpha must be positive, got {self.alpha!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise LoralabError(f"lora dropout must be in [0, 1), got {self.dropout!r}")
-        if not self.targets:
-            raise LoralabError("lora targets must name at least one module")
-        object.__setattr__(self, "targets", tuple(self.targets))
+        number("strategy.lora.r", self.r, integer=True, low=1)
+        number("strategy.lora.alpha", self.alpha, low=0, low_open=True)
+        number("strategy.lora.dropout", self.dropout, low=0, high=1, high_open=True)
+        object.__setattr__(self, "targets", names("strategy.lora.targets", self.targets))
+        if not isinstance(self.rslora, bool):
+            raise SettingError("strategy.lora.rslora", self.rslora, "true or false")
 
     @property
     def scaling(self) -> float:

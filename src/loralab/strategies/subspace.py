@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from loralab.errors import LoralabError
+from loralab.validate import number
 
 WEIGHTS_FILE = "subspace.safetensors"
 METADATA_FILE = "subspace.json"
@@ -56,7 +57,7 @@ class Projection(enum.Enum):
             return value
         try:
             return cls(value)
-        except ValueError:
+        except (ValueError, TypeError):
             raise LoralabError(
                 f"invalid projection={value!r}: choose one of {', '.join(p.value for p in cls)}"
             ) from None
@@ -78,15 +79,13 @@ class SubspaceConfig:
     """Parameter-name prefixes left out of the subspace and frozen (e.g. a word-embedding table)."""
 
     def __post_init__(self):
-        if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim < 1:
-            raise LoralabError(f"invalid dim={self.dim!r}: expected a positive integer")
+        number("strategy.subspace.dim", self.dim, integer=True, low=1)
         object.__setattr__(self, "projection", Projection.parse(self.projection))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
-            raise LoralabError(f"invalid seed={self.seed!r}: expected an integer in [0, 2**63)")
+        number("strategy.subspace.seed", self.seed, integer=True, low=0, high=2**63 - 1)
         for field in ("direct", "exclude"):
             value = getattr(self, field)
-            if isinstance(value, str):
-                raise LoralabError(f"invalid {field}={value!r}: expected a list of name prefixes, not one string")
+            if not isinstance(value, (list, tuple)):
+                raise LoralabError(f"invalid {field}={value!r}: expected a list of name prefixes")
             object.__setattr__(self, field, tuple(value))
             for prefix in getattr(self, field):
                 if not isinstance(prefix, str) or not prefix or prefix.startswith(".") or prefix.endswith("."):
