@@ -10,6 +10,7 @@ from conftest import SCIENCE
 from loralab.artifacts import RECORD, WEIGHTS, save_weights, write_json
 from loralab.cli import main
 from loralab.errors import LoralabError
+from loralab.runs import data_identity
 from loralab.experiment import MANIFEST, load_experiment, packaged_experiment, record_state, sweep
 
 
@@ -51,7 +52,7 @@ class FakeRun:
         out = Path(out)
         self.calls.append(out.name)
         record = {"status": "running", "config": config.to_dict(), "hyperparameters": config.flat(),
-                  "strategy": config.strategy.strategy.value}
+                  "strategy": config.strategy.strategy.value, "data": data_identity(config)}
         write_json(out / RECORD, record)
         if self.fail_on_call == len(self.calls):
             raise KeyboardInterrupt  # the process dies mid-run: the record stays "running"
@@ -116,6 +117,11 @@ def test_toml_files_read_like_yaml(tmp_path):
     ("base: {train: t.csv}\nruns: [{grid: {lr: 0.1}}]", "must be a non-empty list"),
     ("base: {lr: 0.1}", "base.train"),
     ("bases: {}", "unknown top-level key 'bases'"),
+    ("base: {train: t.csv, lora_alpha: .inf}", r"invalid strategy.lora.alpha=inf: expected a finite number > 0"),
+    ("base: {train: t.csv}\nruns: [{lora_targets: 5}]", r"invalid value 5 for strategy.lora.targets \(expected a list"),
+    ("base: {train: t.csv, lr: -1}", r"invalid training.lr=-1.0"),
+    ("base: {train: t.csv, epochs: .nan}", r"invalid training.epochs=nan"),
+    ("base: {train: 5}", r"invalid value 5 for train \(expected a path"),
 ])
 def test_bad_experiment_files_name_file_and_key(tmp_path, body, message):
     path = write(tmp_path, body)
@@ -202,6 +208,29 @@ def test_moved_data_with_the_same_content_keeps_finished_runs(tmp_path):
     again = FakeRun()
     sweep(load_experiment(tmp_path / "exp.yaml"), out, run_fn=again, progress=False, log=lambda _: None)
     assert again.calls == []
+
+
+def test_data_edited_in_place_is_redone_and_says_why(tmp_path):
+    experiment = load_experiment(experiment_file(tmp_path))
+    out = tmp_path / "out"
+    sweep(experiment, out, run_fn=FakeRun(), progress=False, log=lambda _: None)
+    train = tmp_path / "data" / "train.csv"
+    train.write_text(train.read_text() + "2,another q,x,y,B\n")  # same path, new content
+    folder = experiment.runs[0].folder
+    state, why = record_state(out / folder, experiment.runs[0].config)
+    assert state == "redo" and f"the training file {train.resolve()} changed since this run" in why
+    again = FakeRun()
+    sweep(load_experiment(tmp_path / "exp.yaml"), out, run_fn=again, progress=False, log=lambda _: None)
+    assert again.calls == [p.folder for p in experiment.runs]
+
+
+def test_diverged_record_is_strict_json(tmp_path):
+    write_json(tmp_path / RECORD, {"status": "diverged", "loss": [1.5, float("inf"), float("nan")],
+                                   "x": {"y": -float("inf")}})
+    text = (tmp_path / RECORD).read_text()
+    record = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in a record"))
+    assert record["loss"] == [1.5, "Infinity", "NaN"] and record["x"]["y"] == "-Infinity"
+    assert [float(x) for x in record["loss"]][1] == float("inf")
 
 
 def test_diverged_run_is_recorded_and_kept_and_the_sweep_goes_on(tmp_path):

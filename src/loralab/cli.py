@@ -379,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _option(error: SettingError, parser: argparse.ArgumentParser) -> LoralabError:
     """A setting's error named by the option that sets it (`training.lr` -> `--lr`), where there is one."""
-    name = error.name
+    name = {"subspace_lr": "lr"}.get(error.name, error.name)  # intrinsic-dim's --lr is theta's
     for prefix, replacement in (("training.", ""), ("strategy.lora.", "lora-"), ("strategy.subspace.", "subspace-"),
                                 ("strategy.", "")):
         if name.startswith(prefix):
@@ -389,7 +389,7 @@ def _option(error: SettingError, parser: argparse.ArgumentParser) -> LoralabErro
     known = {o for action in parser._actions for o in action.option_strings}
     if error.name.startswith("--") or option not in known:
         return error
-    return LoralabError(f"invalid {option} {error.value!r}: expected {error.expected}")
+    return error.renamed(option)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,9 @@ from typing import Any, Callable
 
 from loralab.artifacts import RECORD, read_json
 from loralab.config import RunConfig
+from loralab.data.multiple_choice import read_questions
 from loralab.errors import LoralabError
+from loralab.validate import number
 from loralab.experiment import record_state, rerun
 from loralab.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
 from loralab.strategies import Strategy, StrategyConfig
@@ -65,11 +67,9 @@ class DimensionConfig:
             raise LoralabError(f"invalid metric={self.metric!r}: choose one of {', '.join(METRICS)}")
         if not self.base.valid:
             raise LoralabError("measuring the intrinsic dimension needs validation data (--valid)")
-        if self.lr_reference_dim is not None and not (isinstance(self.lr_reference_dim, int) and self.lr_reference_dim >= 1):
-            raise LoralabError(f"invalid lr_reference_dim={self.lr_reference_dim!r}: expected a positive integer")
+        number("lr_reference_dim", self.lr_reference_dim, integer=True, low=1, optional=True)
         for name in ("baseline_lr", "subspace_lr", "head_lr"):
-            if getattr(self, name) is not None and not getattr(self, name) > 0:
-                raise LoralabError(f"invalid {name}={getattr(self, name)!r}: expected a positive number")
+            number(name, getattr(self, name), low=0, low_open=True, optional=name == "head_lr")
 
     def baseline(self) -> RunConfig:
         return dataclasses.replace(self.base, strategy=StrategyConfig(Strategy.FULL),
@@ -96,6 +96,7 @@ def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..
     for key in ("train", "valid"):
         if not Path(getattr(config.base, key)).is_file():
             raise LoralabError(f"{key} file {getattr(config.base, key)} not found")
+        read_questions(getattr(config.base, key))  # a bad row stops the measurement before anything is written
     start = time.perf_counter()
 
     def score(name: str, run_config: RunConfig) -> float:

@@ -130,8 +130,11 @@ def _flatten(settings: dict[str, Any], known: dict[str, Any], where: str, prefix
 
 
 def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
-    """Give a value its field's type: YAML reads `1e-5` as a string, and `512` as an int for a float field."""
-    bad = LoralabError(f"{where}: invalid value {value!r} for {key} (expected {type(default).__name__})")
+    """Give a value its field's type: YAML reads `1e-5` as a string, and `512` as an int for a float field.
+    Ranges are not checked here: the configuration classes judge every value by one rule (`validate`)."""
+    expected = ("a list of names" if isinstance(default, list) else "a path or name" if key in _PATHS
+                else type(default).__name__)
+    bad = LoralabError(f"{where}: invalid value {value!r} for {key} (expected {expected})")
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise bad
@@ -140,17 +143,29 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
             raise bad
         try:
             value = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise bad from None
     elif isinstance(default, int):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad
-    elif isinstance(default, list) and isinstance(value, str):
-        value = [value]
-    elif key in ("training.max_steps", "train_limit", "valid_limit") and isinstance(value, float) and value.is_integer():
-        value = int(value)
+    elif isinstance(default, list):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad
+    elif key in _PATHS:
+        if not (isinstance(value, str) or (value is None and key == "valid")):
+            raise bad
+    elif key in ("training.max_steps", "training.theta_lr", "train_limit", "valid_limit"):
+        if isinstance(value, float) and value.is_integer() and key != "training.theta_lr":
+            value = int(value)
+        if isinstance(value, str) and key == "training.theta_lr":
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad from None
     return value
 
 
@@ -459,6 +474,11 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
             value = getattr(p.config, key)
             if value and not Path(value).is_file():
                 raise LoralabError(f"{experiment.source}: run {p.folder}: {key} file {value} not found")
+    # Every data file is read once before anything is written, so a bad row stops the sweep at once.
+    from loralab.data.multiple_choice import read_questions
+
+    for data in sorted({path for p in experiment.runs for path in (p.config.train, p.config.valid) if path}):
+        read_questions(data)
     write_json(out_dir / MANIFEST, {
         "experiment": experiment.name,
         "source": experiment.source,

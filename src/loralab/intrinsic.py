@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from loralab.artifacts import write_json
 from loralab.errors import LoralabError
+from loralab.validate import number
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,11 @@ class SearchConfig:
 
     def __post_init__(self):
         for name in ("d_min", "d_max", "per_decade", "resolution"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise LoralabError(f"invalid {name}={value!r}: expected a positive integer")
+            number(name, getattr(self, name), integer=True, low=1)
         if self.d_max < self.d_min:
             raise LoralabError(f"invalid d_max={self.d_max}: below d_min={self.d_min}")
-        if not 0 < self.fraction <= 1:
-            raise LoralabError(f"invalid fraction={self.fraction!r}: expected a number in (0, 1]")
-        if isinstance(self.after_crossing, bool) or not isinstance(self.after_crossing, int) or self.after_crossing < 0:
-            raise LoralabError(f"invalid after_crossing={self.after_crossing!r}: expected a non-negative integer")
+        number("fraction", self.fraction, low=0, low_open=True, high=1)
+        number("after_crossing", self.after_crossing, integer=True, low=0)
 
     def grid(self) -> tuple[int, ...]:
         """The coarse grid: d_min, then per_decade points per decade up to and including d_max."""

@@ -20,7 +20,8 @@ class SettingError(LoralabError):
 
     def __init__(self, name: str, value: Any, expected: str):
         self.name, self.value, self.expected = name, value, expected
-        super().__init__(f"invalid {name}={value!r}: expected {expected}")
+        shown = f"{name} {value!r}" if name.startswith("--") else f"{name}={value!r}"  # an option, or a setting
+        super().__init__(f"invalid {shown}: expected {expected}")
 
     def renamed(self, name: str) -> "SettingError":
         return SettingError(name, self.value, self.expected)
