@@ -53,7 +53,8 @@ def _train(args: argparse.Namespace) -> None:
                       targets=_names(args.lora_targets), rslora=args.rslora)
     training = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
-                           seed=args.seed, max_steps=args.max_steps, packed=not args.no_packing)
+                           seed=args.seed, max_steps=args.max_steps, packed=not args.no_packing,
+                           divergence_factor=args.divergence_factor, divergence_window=args.divergence_window)
     if args.adapter:
         from loralab.peft_interop import read_peft_adapter
 
@@ -284,6 +285,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-length", type=int, default=256)
     t.add_argument("--max-steps", type=int)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--divergence-factor", type=float, default=10.0,
+                   help="diverged when the loss stays above this many times the first step's loss (0: NaN/inf only)")
+    t.add_argument("--divergence-window", type=int, default=10, help="... for this many consecutive steps")
     t.add_argument("--no-packing", action="store_true",
                    help="use the model's own padded forward (default: compute on real tokens only where supported)")
     t.add_argument("--train-limit", type=int, help="use only the first N training questions")

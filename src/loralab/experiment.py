@@ -68,6 +68,8 @@ ALIASES = {
     "warmup_ratio": "training.warmup_ratio",
     "weight_decay": "training.weight_decay",
     "packed": "training.packed",
+    "divergence_factor": "training.divergence_factor",
+    "divergence_window": "training.divergence_window",
 }
 
 # Short names for folder names; any other setting uses the last part of its dotted name.

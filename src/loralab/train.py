@@ -57,9 +57,10 @@ class TrainConfig:
     """Compute on real tokens only where loralab.packed supports the model (off: the model's padded forward)."""
 
     divergence_factor: float = 10.0
-    """A run diverges when its loss stays above this many times the first step's loss (0: only NaN/inf)."""
+    """A run diverges when its median loss over a window of steps is above this many times the first step's
+    loss (0: only a NaN/inf loss counts)."""
     divergence_window: int = 10
-    """... for this many consecutive optimizer steps (or for every step of a shorter run, from the second on)."""
+    """The window's length in optimizer steps (a shorter run is judged on its steps after the first)."""
 
     def __post_init__(self):
         def check(name: str, **rule) -> None:
@@ -175,10 +176,10 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optim
 def runaway_loss(losses: list[float], config: TrainConfig, *, finished: bool = False) -> str | None:
     """Why the loss counts as diverged without being NaN/inf, or None.
 
-    The rule: the loss stayed above `divergence_factor` times the first step's loss (the loss of
-    the model before any update) for `divergence_window` consecutive steps; a run that ends before
-    that many steps counts when every step after the first stayed above. A loss that spikes and
-    recovers does not count.
+    The rule: the median loss of the last `divergence_window` optimizer steps is above
+    `divergence_factor` times the first step's loss (the loss of the model before any update); a run
+    that ends before that many steps is judged on every step after the first. The median ignores a
+    spike that comes back down, and a dip inside a loss that stays up.
     """
     factor, window = config.divergence_factor, config.divergence_window
     if not factor or len(losses) < 2:
@@ -188,10 +189,10 @@ def runaway_loss(losses: list[float], config: TrainConfig, *, finished: bool = F
             return None
         window = len(losses) - 1
     limit = factor * losses[0]
-    recent = losses[-window:]
-    if min(recent) > limit:
-        return (f"the loss stayed above {factor:g} x the first step's {losses[0]:.4g} for {window} steps "
-                f"(last {recent[-1]:.4g})")
+    median = statistics.median(losses[-window:])
+    if median > limit:
+        return (f"the median loss of the last {window} steps, {median:.4g}, is above {factor:g} x the first "
+                f"step's {losses[0]:.4g}")
     return None
 
 
