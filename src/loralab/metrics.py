@@ -1,12 +1,18 @@
-"""Metrics as pure functions of per-question option scores and the correct option.
+"""Metrics as pure functions of per-example model outputs and the true labels; the one table of them.
 
-MAP@k as scored in the Kaggle LLM Science Exam: each question has one correct answer, so its
-average precision is 1 / rank of that answer when it is among the top k predictions, else 0.
+- MAP@k as scored in the Kaggle LLM Science Exam: each question has one correct answer, so its
+  average precision is 1 / rank of that answer when it is among the top k predictions, else 0.
+- Classification as GLUE reports it: accuracy, F1 of the positive class (the second label of a
+  binary task, as MRPC's "1"), Matthews correlation (CoLA; Matthews 1975, in its multi-class form
+  by Gorodkin 2004).
+- Regression: Pearson and Spearman correlation (STS-B), mean squared error.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 
 def ranking(scores: Sequence[float]) -> list[int]:
@@ -14,9 +20,13 @@ def ranking(scores: Sequence[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
+def _check(outputs: Sequence, labels: Sequence) -> None:
+    if len(outputs) != len(labels) or not labels:
+        raise ValueError(f"need one label per example and at least one example, got {len(outputs)} and {len(labels)}")
+
+
 def map_at_k(scores: Sequence[Sequence[float]], labels: Sequence[int], k: int = 3) -> float:
-    if len(scores) != len(labels) or not labels:
-        raise ValueError(f"need one label per question and at least one question, got {len(scores)} and {len(labels)}")
+    _check(scores, labels)
     total = 0.0
     for option_scores, label in zip(scores, labels):
         top = ranking(option_scores)[:k]
@@ -26,3 +36,92 @@ def map_at_k(scores: Sequence[Sequence[float]], labels: Sequence[int], k: int = 
 
 def accuracy(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
     return map_at_k(scores, labels, k=1)
+
+
+def _predictions(scores: Sequence[Sequence[float]]) -> list[int]:
+    return [ranking(row)[0] for row in scores]
+
+
+def f1(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
+    """F1 of class 1 (the positive class of a binary task); macro-averaged over classes otherwise."""
+    _check(scores, labels)
+    predicted = _predictions(scores)
+    classes = [1] if len(scores[0]) == 2 else sorted(set(labels) | set(predicted))
+    values = []
+    for c in classes:
+        tp = sum(p == c and y == c for p, y in zip(predicted, labels))
+        fp = sum(p == c and y != c for p, y in zip(predicted, labels))
+        fn = sum(p != c and y == c for p, y in zip(predicted, labels))
+        values.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(values) / len(values)
+
+
+def mcc(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
+    """Matthews correlation coefficient over K classes (0 when a side is constant, as sklearn)."""
+    _check(scores, labels)
+    predicted = _predictions(scores)
+    n = len(labels)
+    classes = sorted(set(labels) | set(predicted))
+    correct = sum(p == y for p, y in zip(predicted, labels))
+    t = {c: sum(y == c for y in labels) for c in classes}
+    p = {c: sum(q == c for q in predicted) for c in classes}
+    numerator = correct * n - sum(t[c] * p[c] for c in classes)
+    denominator = math.sqrt(n * n - sum(v * v for v in p.values())) * math.sqrt(n * n - sum(v * v for v in t.values()))
+    return numerator / denominator if denominator else 0.0
+
+
+def pearson(values: Sequence[Sequence[float]], labels: Sequence[float]) -> float:
+    _check(values, labels)
+    x, y = [float(v[0]) for v in values], [float(t) for t in labels]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
+    sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
+    return sxy / math.sqrt(sxx * syy) if sxx and syy else 0.0
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 1, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(values: Sequence[Sequence[float]], labels: Sequence[float]) -> float:
+    _check(values, labels)
+    return pearson([[r] for r in _ranks([float(v[0]) for v in values])], _ranks([float(t) for t in labels]))
+
+
+def mse(values: Sequence[Sequence[float]], labels: Sequence[float]) -> float:
+    _check(values, labels)
+    return sum((float(v[0]) - float(t)) ** 2 for v, t in zip(values, labels)) / len(labels)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric's function of (outputs, labels) and whether higher is better."""
+
+    function: object
+    higher_is_better: bool = True
+    label: str = ""
+
+    def __call__(self, outputs, labels) -> float:
+        return self.function(outputs, labels)
+
+
+METRICS: dict[str, Metric] = {
+    "map@3": Metric(lambda s, y: map_at_k(s, y, 3), label="MAP@3"),
+    "accuracy": Metric(accuracy, label="accuracy"),
+    "f1": Metric(f1, label="F1"),
+    "mcc": Metric(mcc, label="Matthews corr."),
+    "pearson": Metric(pearson, label="Pearson"),
+    "spearman": Metric(spearman, label="Spearman"),
+    "mse": Metric(mse, higher_is_better=False, label="MSE"),
+}
