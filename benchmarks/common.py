@@ -88,8 +88,8 @@ def load(args):
 
 def load_items(args, count: int):
     """The first `count` questions of the data file, tokenized."""
-    from loralab.data.batching import encode
-    from loralab.data.multiple_choice import read_questions
+    from loralab.tasks.multiple_choice import encode
+    from loralab.tasks.multiple_choice import read_questions
 
     return encode(read_questions(args.data, limit=count), _tokenizer(args.model), args.max_length)
 

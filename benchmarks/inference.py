@@ -18,9 +18,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from loralab.data.batching import collate  # noqa: E402
+from loralab.tasks.multiple_choice import collate  # noqa: E402
 from loralab.strategies.lora import lora_layers, merge  # noqa: E402
-from loralab.train import choice_logits  # noqa: E402
+from loralab.tasks.multiple_choice import choice_logits  # noqa: E402
 
 
 def main(argv=None):

@@ -22,6 +22,7 @@ default (random batches padded to their longest sequence). That ratio is what a 
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -30,8 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from loralab.data.batching import collate  # noqa: E402
-from loralab.train import TrainConfig, _optimizer, choice_logits, train  # noqa: E402
+from loralab.tasks.multiple_choice import TASK as MC  # noqa: E402
+from loralab.tasks.multiple_choice import choice_logits, collate  # noqa: E402
+from loralab.train import TrainConfig, _optimizer, train  # noqa: E402
 
 # (label, how the model is prepared, LoRA dropout, packed forward). loralab's variants run as `loralab.train` runs
 # them (packed: real tokens only); "lora-padded" is loralab's LoRA through the model's own padded forward, which is
@@ -181,7 +183,7 @@ def main(argv=None):
 
 def epochs(base, tokenizer, args, device) -> dict:
     """Interleaved whole passes of `loralab.train`: loralab LoRA (grouped) against peft LoRA (random)."""
-    from loralab.data.batching import batches
+    from loralab.tasks.batching import batches
 
     items = common.load_items(args, args.epoch_questions)
     setups = {"loralab-lora": ("lora", True), "peft-lora": ("peft", False)}
@@ -191,12 +193,13 @@ def epochs(base, tokenizer, args, device) -> dict:
         for label, (_, grouped) in (list(setups.items())[::-1] if round_ % 2 else setups.items()):
             config = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed + round_,
                                  group_by_length=grouped, packed=label != "peft-lora")
-            seconds[label].append(train(models[label], items, config, pad_id=tokenizer.pad_token_id, device=device,
-                                        progress=False).train_seconds)
+            seconds[label].append(train(models[label], items, config, task=MC, pad_id=tokenizer.pad_token_id,
+                                        device=device, progress=False).train_seconds)
             print(f"pass {round_ + 1} {label}: {seconds[label][-1]:.2f}s", file=sys.stderr)
     variants = {}
     for label, (_, grouped) in setups.items():
-        padded = sum(b["input_ids"].numel() for b in batches(items, args.batch_size, tokenizer.pad_token_id, shuffle=True,
+        pad = functools.partial(collate, pad_id=tokenizer.pad_token_id)
+        padded = sum(b["input_ids"].numel() for b in batches(items, args.batch_size, pad, shuffle=True,
                                                              generator=torch.Generator().manual_seed(args.seed),
                                                              group_by_length=grouped))
         variants[label] = {"batching": "length-grouped" if grouped else "random, padded to longest",

@@ -20,7 +20,7 @@ import transformers
 
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers
-from loralab.train import choice_logits
+from loralab.tasks.multiple_choice import choice_logits
 
 
 def build(p: float) -> torch.nn.Module:

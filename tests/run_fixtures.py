@@ -14,11 +14,12 @@ import transformers
 
 from conftest import SCIENCE
 from loralab.config import RunConfig
-from loralab.data.batching import collate, encode
-from loralab.data.multiple_choice import read_questions
+from loralab.tasks.multiple_choice import collate, encode
+from loralab.tasks.multiple_choice import read_questions
 from loralab.runs import run
 from loralab.strategies import StrategyConfig
-from loralab.train import TrainConfig, choice_logits
+from loralab.tasks.multiple_choice import choice_logits
+from loralab.train import TrainConfig
 
 
 def save_tiny_bert(folder: Path, tokenizer, seed: int = 0, hidden: int = 32) -> Path:

@@ -5,12 +5,14 @@ import copy
 import pytest
 import torch
 
+from loralab.tasks.multiple_choice import TASK as MC
+
 from conftest import tiny_model
 from loralab.packed import packed_logits, supports
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers
 from loralab.strategies.subspace import SubspaceConfig
-from loralab.train import choice_logits
+from loralab.tasks.multiple_choice import choice_logits
 
 PACKED_TYPES = ("bert", "roberta", "mpnet")
 
@@ -140,8 +142,8 @@ def test_training_packed_follows_the_padded_run():
     for packed in (True, False):
         model = no_dropout(tiny_model("bert"))
         config = TrainConfig(lr=1e-3, batch_size=4, epochs=2, seed=3, group_by_length=False, packed=packed)
-        result = train(model, items(), config, pad_id=0, progress=False)
-        runs.append((result.losses, evaluate(model, items(seed=1), pad_id=0, batch_size=4, packed=packed)))
+        result = train(model, items(), config, task=MC, pad_id=0, progress=False)
+        runs.append((result.losses, evaluate(model, items(seed=1), task=MC, pad_id=0, batch_size=4, packed=packed)))
     (packed_losses, packed_scores), (padded_losses, padded_scores) = runs
     assert len(packed_losses) == 6 and packed_losses[0] != packed_losses[-1]
     assert packed_losses == pytest.approx(padded_losses, abs=1e-5)

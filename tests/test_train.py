@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import tiny_model
-from loralab.data.batching import EncodedQuestion
+from loralab.tasks.multiple_choice import TASK as MC, EncodedQuestion
 from loralab.errors import LoralabError
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.train import TrainConfig, _linear_schedule, evaluate, train
@@ -23,7 +23,7 @@ def items(n=12, seed=0):
 def trained(config, strategy=Strategy.FULL):
     model = tiny_model("bert")
     apply_strategy(model, StrategyConfig(strategy))
-    return model, train(model, items(), config, pad_id=0, progress=False)
+    return model, train(model, items(), config, task=MC, pad_id=0, progress=False)
 
 
 def test_same_seed_same_run_bitwise():
@@ -50,10 +50,10 @@ def test_training_lowers_the_loss_and_records_costs():
     model = tiny_model("bert")
     apply_strategy(model, StrategyConfig(Strategy.FULL))
     data = items(8)
-    before = evaluate(model, data, pad_id=0)
-    result = train(model, data, TrainConfig(lr=3e-3, batch_size=4, epochs=15, warmup_ratio=0.0), pad_id=0, progress=False)
+    before = evaluate(model, data, task=MC, pad_id=0)
+    result = train(model, data, TrainConfig(lr=3e-3, batch_size=4, epochs=15, warmup_ratio=0.0), task=MC, pad_id=0, progress=False)
     assert result.losses[-1] < result.losses[0]
-    assert evaluate(model, data, pad_id=0)["accuracy"] > before["accuracy"]
+    assert evaluate(model, data, task=MC, pad_id=0)["accuracy"] > before["accuracy"]
     assert result.tokens == 15 * sum(item.num_tokens for item in data)
     assert result.peak_memory_mb > 0 and result.tokens_per_second > 0
 
@@ -63,7 +63,7 @@ def test_non_finite_loss_is_recorded_as_diverged():
     apply_strategy(model, StrategyConfig(Strategy.FULL))
     with torch.no_grad():
         model.classifier.weight.fill_(float("inf"))
-    result = train(model, items(), TrainConfig(batch_size=4), pad_id=0, progress=False)
+    result = train(model, items(), TrainConfig(batch_size=4), task=MC, pad_id=0, progress=False)
     assert result.status == "diverged" and result.diverged_at_step == 1 and result.steps == 0
 
 

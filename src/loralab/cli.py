@@ -14,6 +14,7 @@ from pathlib import Path
 
 from loralab import __version__
 from loralab.errors import LoralabError
+from loralab.metrics import METRICS as METRIC_NAMES
 from loralab.validate import SettingError, number, output_file, output_folder
 
 
@@ -70,11 +71,24 @@ def _train(args: argparse.Namespace) -> None:
         strategy = StrategyConfig(strategy=args.strategy or "full", lora=lora, subspace=subspace,
                                   train_head=not args.freeze_head)
         model = args.model or "minilm"
-    config = RunConfig(train=args.train, valid=args.valid, model=model, strategy=strategy,
+    config = RunConfig(train=args.train, valid=args.valid, model=model, strategy=strategy, task=_task(args),
                        training=training, train_limit=args.train_limit, valid_limit=args.valid_limit,
                        device=args.device, offline=not args.online, trust_remote_code=args.trust_remote_code)
     record = run(config, args.out, progress=not args.quiet, adapter=args.adapter)
     print(summary(record, args.out))
+
+
+def _task(args: argparse.Namespace):
+    from loralab.tasks import TaskConfig
+
+    return TaskConfig(name=args.task, text=args.text_column, text_pair=args.text_pair_column,
+                      label=args.label_column, columns=_names(args.columns))
+
+
+def _metrics_line(values: dict) -> str:
+    from loralab.metrics import METRICS
+
+    return "  ".join(f"{METRICS[k].label} {v:.4f}" for k, v in values.items() if k in METRICS)
 
 
 def summary(record: dict, out: str | Path) -> str:
@@ -93,42 +107,57 @@ def summary(record: dict, out: str | Path) -> str:
         lines.append(f"diverged   at step {record.get('diverged_at_step')}: {record['diverged_reason']}")
     if "valid" in record:
         v = record["valid"]
-        lines.append(f"valid      MAP@3 {v['map@3']:.4f}  accuracy {v['accuracy']:.4f}  ({v['questions']} questions)")
+        count = v.get("questions", v.get("examples"))
+        lines.append(f"valid      {_metrics_line(v)}  ({count} {'questions' if 'questions' in v else 'examples'})")
     return "\n".join(lines)
 
 
-def _scored(args: argparse.Namespace, require_answer: bool):
-    from loralab.data.batching import encode
-    from loralab.data.multiple_choice import read_questions
+def _scored(args: argparse.Namespace, labelled: bool):
     from loralab.runs import load_run
     from loralab.train import score
 
     number("--batch-size", args.batch_size, integer=True, low=1)
-    questions = read_questions(args.data, require_answer=require_answer)
     if args.adapter:
         from loralab.peft_interop import load_peft_adapter
 
         loaded = load_peft_adapter(args.adapter, model=args.model, device=args.device)
     else:
+        if not Path(args.run).is_dir():
+            raise LoralabError(f"{args.run}: no such run folder")
+        loaded = None
+    if loaded is None:
+        # The data is read before the model loads, so a bad file is refused at once; the run's
+        # record says which task reads it.
+        from loralab.artifacts import RECORD, read_json
+        from loralab.config import RunConfig
+        from loralab.tasks import get_task
+
+        record = read_json(Path(args.run) / RECORD)
+        task = get_task(record.get("task", "multiple-choice"))
+        config = RunConfig.from_dict(record["config"]) if isinstance(record.get("config"), dict) else RunConfig(train="")
+        examples = task.read(args.data, config.task, labelled=labelled)
         loaded = load_run(args.run, device=args.device)
+    else:
+        task = loaded.task
+        examples = task.read(args.data, loaded.config.task, labelled=labelled)
     tokenizer = loaded.tokenizer
-    items = encode(questions, tokenizer, loaded.config.training.max_length)
+    items = task.encode(examples, tokenizer, loaded.config.training.max_length, loaded.space, source=args.data)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    scores = score(loaded.model, items, pad_id=pad_id, batch_size=args.batch_size, device=loaded.device,
-                   progress=not args.quiet)
-    return questions, items, scores
+    outputs = score(loaded.model, items, task=task, pad_id=pad_id, batch_size=args.batch_size, device=loaded.device,
+                    progress=not args.quiet)
+    return loaded, examples, items, outputs
 
 
 def _predict(args: argparse.Namespace) -> None:
     from loralab.artifacts import _atomic_write
-    from loralab.metrics import ranking
 
     output_file(args.out, "--out", inputs=[args.data])
     if args.scores:
         output_file(args.scores, "--scores", inputs=[args.data])
         if Path(args.scores).absolute() == Path(args.out).absolute():
             raise LoralabError(f"--scores {args.scores}: is the same file as --out")
-    questions, _, scores = _scored(args, require_answer=False)
+    loaded, examples, _, outputs = _scored(args, labelled=False)
+    header, rows, score_header, score_rows = loaded.task.predictions(examples, outputs, loaded.space)
 
     def write_rows(path: str, header: list[str], rows: list[list]) -> None:
         def write(tmp: str) -> None:
@@ -139,24 +168,21 @@ def _predict(args: argparse.Namespace) -> None:
 
         _atomic_write(Path(path), write)
 
-    write_rows(args.out, ["id", "prediction"],
-               [[q.id, " ".join(q.letters[i] for i in ranking(s)[:3])] for q, s in zip(questions, scores)])
-    if args.scores:
-        letters = sorted({letter for q in questions for letter in q.letters})
-        rows = [[q.id] + [f"{dict(zip(q.letters, s)).get(letter, float('nan')):.6f}" for letter in letters]
-                for q, s in zip(questions, scores)]
-        write_rows(args.scores, ["id"] + letters, rows)
-    print(f"wrote {len(questions)} predictions to {args.out}" + (f" and scores to {args.scores}" if args.scores else ""))
+    write_rows(args.out, header, rows)
+    if args.scores and score_header:
+        write_rows(args.scores, score_header, score_rows)
+    print(f"wrote {len(rows)} predictions to {args.out}" + (f" and scores to {args.scores}" if args.scores else ""))
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from loralab.metrics import accuracy, map_at_k
+    from loralab.metrics import METRICS
 
-    _, items, scores = _scored(args, require_answer=True)
-    labels = [item.label for item in items]
-    print(f"MAP@3     {map_at_k(scores, labels, 3):.4f}")
-    print(f"accuracy  {accuracy(scores, labels):.4f}")
-    print(f"questions {len(items)}")
+    loaded, _, items, outputs = _scored(args, labelled=True)
+    values = loaded.task.scores(outputs, loaded.task.targets(items))
+    for name, value in values.items():
+        if name in METRICS:
+            print(f"{METRICS[name].label:<9} {value:.4f}")
+    print(f"{'questions' if 'questions' in values else 'examples':<9} {len(items)}")
 
 
 def _merge(args: argparse.Namespace) -> None:
@@ -164,7 +190,7 @@ def _merge(args: argparse.Namespace) -> None:
 
     output_folder(args.out, "--out", nonempty_ok=False)
     out = merge_run(args.run, args.out)
-    print(f"wrote a standalone Hugging Face model to {out} (AutoModelForMultipleChoice.from_pretrained loads it)")
+    print(f"wrote a standalone Hugging Face model to {out} (transformers' Auto classes load it)")
 
 
 def _export_peft(args: argparse.Namespace) -> None:
@@ -214,7 +240,7 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
     _set_threads(args.threads)
     training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length,
                            seed=args.seed, max_steps=args.max_steps, warmup_ratio=args.warmup_ratio)
-    base = RunConfig(train=args.train, valid=args.valid, model=args.model, training=training,
+    base = RunConfig(train=args.train, valid=args.valid, model=args.model, training=training, task=_task(args),
                      train_limit=args.train_limit, valid_limit=args.valid_limit, device=args.device)
     d_min = args.d_min or (300 if args.projection == "said" else 100)  # said spends one of d per weight tensor
     search = SearchConfig(d_min=d_min, d_max=args.d_max, per_decade=args.per_decade,
@@ -247,15 +273,30 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {', '.join(str(f) for f in report.files)}")
 
 
+def _task_options(p: argparse.ArgumentParser) -> None:
+    from loralab.tasks import AUTO, TASK_NAMES
+
+    p.add_argument("--task", choices=(AUTO,) + TASK_NAMES, default=AUTO,
+                   help="what the data is (default: inferred from the training file's columns and labels)")
+    p.add_argument("--text-column", help="classification/regression: column of the (first) text "
+                   "(default: a GLUE name such as sentence, sentence1, question, '#1 String')")
+    p.add_argument("--text-pair-column", help="classification/regression: column of the second text of a pair")
+    p.add_argument("--label-column", help="classification/regression: label column (default: label, Quality or score)")
+    p.add_argument("--columns", metavar="NAMES", help="comma list naming the columns of a file without a header row "
+                   "(GLUE's CoLA: source,label,notes,sentence)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="loralab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"loralab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="fine-tune a model on a multiple-choice CSV with one strategy")
-    t.add_argument("--train", required=True, help="training CSV (id, prompt, A..E, answer)")
-    t.add_argument("--valid", help="validation CSV, scored with MAP@3 and accuracy after training")
+    t = sub.add_parser("train", help="fine-tune a model on a task's data with one strategy")
+    t.add_argument("--train", required=True, help="training file: multiple-choice CSV (id, prompt, A..E, answer), "
+                   "or a classification/regression CSV or TSV (text or pair, label)")
+    t.add_argument("--valid", help="validation file, scored with the task's metrics after training")
     t.add_argument("--strategy", choices=["full", "attention", "qv", "lora", "subspace"], help="default: full")
+    _task_options(t)
     t.add_argument("--model", help="local folder, 'minilm' (packaged) or hub name (default: minilm)")
     t.add_argument("--adapter", metavar="ADAPTER_DIR",
                    help="continue training a peft LoRA adapter (its settings replace --strategy and --lora-*)")
@@ -294,14 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--valid-limit", type=int, help="use only the first N validation questions")
     t.set_defaults(func=_train)
 
-    for name, func, help_ in (("predict", _predict, "write a Kaggle submission (id, prediction) from a trained run"),
-                              ("evaluate", _evaluate, "print MAP@3 and accuracy of a trained run on a CSV")):
+    for name, func, help_ in (("predict", _predict, "write predictions (id, prediction) of a trained run, as a Kaggle submission"),
+                              ("evaluate", _evaluate, "print a trained run's metrics on a data file")):
         p = sub.add_parser(name, help=help_)
         source = p.add_mutually_exclusive_group(required=True)
         source.add_argument("--run", help="run folder written by 'loralab train'")
         source.add_argument("--adapter", metavar="ADAPTER_DIR", help="a peft LoRA adapter folder")
         p.add_argument("--model", help="base model for --adapter (default: its base_model_name_or_path)")
-        p.add_argument("--data", required=True, help="questions CSV")
+        p.add_argument("--data", required=True, help="data file of the run's task")
         p.add_argument("--batch-size", type=int, default=32)
         if name == "predict":
             p.add_argument("--out", required=True, help="submission CSV to write")
@@ -329,8 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("intrinsic-dim", help="measure a task's intrinsic dimension: full baseline, then subspace "
                        "runs over d, reporting the smallest d reaching 90%% of the baseline")
-    i.add_argument("--train", required=True, help="training CSV (id, prompt, A..E, answer)")
-    i.add_argument("--valid", required=True, help="validation CSV the metric is measured on")
+    i.add_argument("--train", required=True, help="training file of any task")
+    i.add_argument("--valid", required=True, help="validation file the metric is measured on")
+    _task_options(i)
     i.add_argument("--model", default="minilm", help="local folder, 'minilm' (packaged) or hub name (default: minilm)")
     i.add_argument("--out", required=True, help="folder for the runs (baseline, d-<d>), intrinsic.json/.md/.png")
     i.add_argument("--projection", choices=["dense", "sparse", "fastfood", "said"], default="said")
@@ -344,7 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scale theta's learning rate by sqrt(D0 / d), so that a step moves the weights equally far "
                         "at every d (default: the same --lr at every d)")
     i.add_argument("--baseline-lr", type=float, default=5e-5, help="learning rate of the full fine-tuning baseline")
-    i.add_argument("--metric", choices=["accuracy", "map@3"], default="accuracy")
+    i.add_argument("--metric", choices=list(METRIC_NAMES), default="accuracy",
+                   help="the score compared with the baseline (regression: pearson or spearman)")
     i.add_argument("--head-direct", action="store_true",
                    help="train the task head directly beside theta (default: it moves through the subspace too)")
     i.add_argument("--fraction", type=float, default=0.9, help="threshold as a fraction of the baseline (0.9: d_int90)")

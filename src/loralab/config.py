@@ -16,6 +16,7 @@ from loralab.models import DEFAULT_MODEL
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.lora import LoraConfig
 from loralab.strategies.subspace import SubspaceConfig
+from loralab.tasks import TaskConfig
 from loralab.train import TrainConfig
 
 
@@ -24,19 +25,21 @@ class RunConfig:
     """Everything that defines one training run."""
 
     train: str
-    """Path of the training CSV."""
+    """Path of the training file (CSV, or TSV for classification and regression)."""
     valid: str | None = None
-    """Path of the validation CSV (None: no evaluation)."""
+    """Path of the validation file (None: no evaluation)."""
     model: str = DEFAULT_MODEL
     """A local model folder, 'minilm' for the packaged MiniLM, or a hub name."""
+    task: TaskConfig = field(default_factory=TaskConfig)
+    """Which task the data is (multiple choice, classification, regression) and where its columns are."""
     strategy: StrategyConfig = field(default_factory=StrategyConfig)
     """What trains, and how."""
     training: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation settings."""
     train_limit: int | None = None
-    """Use only the first N training questions."""
+    """Use only the first N training examples."""
     valid_limit: int | None = None
-    """Use only the first N validation questions."""
+    """Use only the first N validation examples."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu' or 'cuda[:N]'."""
     offline: bool = True
@@ -60,6 +63,7 @@ class RunConfig:
         out["strategy"]["strategy"] = self.strategy.strategy.value
         out["strategy"]["lora"]["targets"] = list(self.strategy.lora.targets)
         out["strategy"]["subspace"] = self.strategy.subspace.to_dict()
+        out["task"]["columns"] = list(self.task.columns)
         return out
 
     @classmethod
@@ -72,8 +76,9 @@ class RunConfig:
             strategy_config = StrategyConfig(strategy=Strategy.parse(strategy.pop("strategy", "full")), lora=lora,
                                              subspace=subspace, **strategy)
             training = TrainConfig(**data.pop("training", {}))
-            return cls(strategy=strategy_config, training=training, **data)
-        except TypeError as e:
+            task = TaskConfig(**data.pop("task", {}))  # records from before tasks existed: auto, i.e. their own
+            return cls(strategy=strategy_config, training=training, task=task, **data)
+        except (TypeError, AttributeError) as e:
             raise LoralabError(f"invalid run configuration: {e}") from None
 
     def flat(self) -> dict[str, Any]:

@@ -19,15 +19,15 @@ from typing import Any, Callable
 
 from loralab.artifacts import RECORD, read_json
 from loralab.config import RunConfig
-from loralab.data.multiple_choice import read_questions
+from loralab.tasks import check_data, get_task
 from loralab.errors import LoralabError
+from loralab.metrics import METRICS
 from loralab.validate import number
 from loralab.experiment import record_state, rerun
 from loralab.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.subspace import Projection, SubspaceConfig
 
-METRICS = ("accuracy", "map@3")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class DimensionConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "projection", Projection.parse(self.projection))
-        if self.metric not in METRICS:
+        if self.metric not in METRICS:  # which of them the task reports is checked when the baseline is scored
             raise LoralabError(f"invalid metric={self.metric!r}: choose one of {', '.join(METRICS)}")
         if not self.base.valid:
             raise LoralabError("measuring the intrinsic dimension needs validation data (--valid)")
@@ -96,7 +96,10 @@ def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..
     for key in ("train", "valid"):
         if not Path(getattr(config.base, key)).is_file():
             raise LoralabError(f"{key} file {getattr(config.base, key)} not found")
-        read_questions(getattr(config.base, key))  # a bad row stops the measurement before anything is written
+    task = get_task(check_data(config.base))  # a bad row stops the measurement before anything is written
+    if config.metric not in task.metrics:
+        raise LoralabError(f"the {task.name} task reports {', '.join(task.metrics)}, not {config.metric}; "
+                           "choose one of them with --metric")
     start = time.perf_counter()
 
     def score(name: str, run_config: RunConfig) -> float:

@@ -48,6 +48,11 @@ MANIFEST = "sweep.json"
 # Friendly names for the settings people sweep most; any RunConfig.flat() name works as well.
 ALIASES = {
     "strategy": "strategy.strategy",
+    "task": "task.name",
+    "text_column": "task.text",
+    "text_pair_column": "task.text_pair",
+    "label_column": "task.label",
+    "columns": "task.columns",
     "lora_r": "strategy.lora.r",
     "lora_alpha": "strategy.lora.alpha",
     "lora_dropout": "strategy.lora.dropout",
@@ -121,6 +126,8 @@ def _canonical(key: str, known: dict[str, Any], where: str) -> str:
 
 def _flatten(settings: dict[str, Any], known: dict[str, Any], where: str, prefix: str = "") -> dict[str, Any]:
     """Nested mappings and dotted names both become dotted RunConfig.flat() names."""
+    if not isinstance(settings, dict):
+        raise LoralabError(f"{where}: expected a mapping of settings, got {settings!r}")
     out: dict[str, Any] = {}
     for key, value in settings.items():
         name = f"{prefix}{key}"
@@ -158,7 +165,7 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad
     elif key in _PATHS:
-        if not (isinstance(value, str) or (value is None and key == "valid")):
+        if not (isinstance(value, str) or (value is None and key == "valid")) or (value and "\0" in value):
             raise bad
     elif key in ("training.max_steps", "training.theta_lr", "train_limit", "valid_limit"):
         if isinstance(value, float) and value.is_integer() and key != "training.theta_lr":
@@ -188,7 +195,11 @@ def _resolve_paths(flat: dict[str, Any], folder: Path) -> dict[str, Any]:
         if flat.get(key):
             flat[key] = str((folder / flat[key]).resolve())
     model = flat.get("model")
-    if model and (folder / model).exists():  # a local model folder; otherwise a packaged or hub name
+    try:
+        local = bool(model) and (folder / model).exists()
+    except OSError:  # a name no file system holds (too long, say): a packaged or hub name, then
+        local = False
+    if local:  # a local model folder; otherwise a packaged or hub name
         flat["model"] = str((folder / model).resolve())
     return flat
 
@@ -232,8 +243,12 @@ def _read_file(path: Path) -> dict[str, Any]:
         text = path.read_text()
     except FileNotFoundError:
         raise LoralabError(f"{path}: experiment file not found") from None
+    except IsADirectoryError:
+        raise LoralabError(f"{path}: is a directory, expected an experiment file") from None
+    except UnicodeDecodeError as e:
+        raise LoralabError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
     except OSError as e:
-        raise LoralabError(f"{path}: cannot read ({e})") from None
+        raise LoralabError(f"{path}: cannot read ({e.strerror or e})") from None
     if path.suffix == ".toml":
         try:
             import tomllib
@@ -241,14 +256,14 @@ def _read_file(path: Path) -> dict[str, Any]:
             raise LoralabError(f"{path}: TOML experiment files need Python 3.11 or later; use YAML") from None
         try:
             data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise LoralabError(f"{path}: not valid TOML ({e})") from None
+        except (tomllib.TOMLDecodeError, RecursionError) as e:
+            raise LoralabError(f"{path}: not valid TOML ({e or 'nested too deeply'})") from None
     else:
         import yaml
 
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
+        except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as e:  # a bad date is a ValueError
             raise LoralabError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise LoralabError(f"{path}: expected a mapping with 'base' and 'runs'")
@@ -270,7 +285,13 @@ def packaged_experiment(name: str) -> Path:
 
 def load_experiment(path: str | Path) -> Experiment:
     """Read an experiment file and expand its entries, grids and seeds into runs."""
-    path = Path(path)
+    try:
+        return _load_experiment(Path(path))
+    except RecursionError:  # YAML anchors can make a mapping contain itself
+        raise LoralabError(f"{path}: a setting refers to itself or nests too deeply") from None
+
+
+def _load_experiment(path: Path) -> Experiment:
     data = _read_file(path)
     for key in data:
         if key not in _TOP_KEYS:
@@ -477,10 +498,11 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
             if value and not Path(value).is_file():
                 raise LoralabError(f"{experiment.source}: run {p.folder}: {key} file {value} not found")
     # Every data file is read once before anything is written, so a bad row stops the sweep at once.
-    from loralab.data.multiple_choice import read_questions
+    from loralab.tasks import check_data
 
-    for data in sorted({path for p in experiment.runs for path in (p.config.train, p.config.valid) if path}):
-        read_questions(data)
+    checked: set = set()
+    for p in experiment.runs:
+        check_data(p.config, checked)
     write_json(out_dir / MANIFEST, {
         "experiment": experiment.name,
         "source": experiment.source,
@@ -503,8 +525,10 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
             result.diverged.append(planned.folder)
             bar.write(f"  diverged at step {record.get('diverged_at_step')}; going on")
         elif "valid" in record:
-            bar.write(f"  MAP@3 {record['valid']['map@3']:.4f}  accuracy {record['valid']['accuracy']:.4f}  "
-                      f"({record['train_seconds']:.0f} s)")
+            from loralab.metrics import METRICS
+
+            shown = "  ".join(f"{METRICS[k].label} {v:.4f}" for k, v in record["valid"].items() if k in METRICS)
+            bar.write(f"  {shown}  ({record['train_seconds']:.0f} s)")
         bar.update(1)
     bar.close()
     result.seconds = time.perf_counter() - start

@@ -11,10 +11,14 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from loralab.errors import LoralabError
+
+if TYPE_CHECKING:
+    from loralab.tasks import Task
 
 DEFAULT_MODEL = "minilm"  # the packaged sentence-transformers/all-MiniLM-L6-v2
 
@@ -99,22 +103,25 @@ def resolve_model(name: str | None) -> str:
 
 
 def load_model(name: str | None = None, *, offline: bool = True, trust_remote_code: bool = False,
-               seed: int = 0) -> torch.nn.Module:
-    """A pretrained encoder with a multiple-choice head, weights from safetensors only.
+               seed: int = 0, task: "Task | None" = None, space: dict | None = None) -> torch.nn.Module:
+    """A pretrained encoder with the head of `task` (default: multiple choice), weights from safetensors only.
 
-    The head is new, so it is initialised from `seed`: the same seed gives the same model.
+    The head is new, so it is initialised from `seed`: the same seed gives the same model. `space`
+    is the task's label space (`Task.label_space`), which sizes a classification head.
     """
-    from transformers import AutoModelForMultipleChoice
+    import transformers
     from transformers.utils import logging as hf_logging
 
+    if task is None:
+        from loralab.tasks.multiple_choice import TASK as task
+    auto_class = getattr(transformers, task.model_class)
     path = resolve_model(name)
     hf_logging.set_verbosity_error()  # the "newly initialized head" notice is expected here
     hf_logging.disable_progress_bar()
     torch.manual_seed(seed)
     try:
-        model = AutoModelForMultipleChoice.from_pretrained(
-            path, local_files_only=offline, use_safetensors=True, trust_remote_code=trust_remote_code
-        )
+        model = auto_class.from_pretrained(path, local_files_only=offline, use_safetensors=True,
+                                           trust_remote_code=trust_remote_code, **task.model_kwargs(space or {}))
     except (OSError, ValueError) as e:
         hint = " (offline: pass a local folder, or allow downloads with --online)" if offline and not Path(path).exists() else ""
         raise LoralabError(f"cannot load model {name or DEFAULT_MODEL!r} from {path}{hint}: {str(e).splitlines()[0]}") from None

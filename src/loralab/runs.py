@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,8 +17,7 @@ import torch
 from loralab import __version__
 from loralab.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights, write_json
 from loralab.config import RunConfig
-from loralab.data.batching import encode
-from loralab.data.multiple_choice import read_questions
+from loralab.tasks import Task, get_task, infer_task
 from loralab.errors import LoralabError
 from loralab.models import fingerprint, head_names, load_model, load_tokenizer, offline_environment, resolve_model
 from loralab.strategies import apply_strategy
@@ -58,12 +57,14 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     out_dir = Path(out_dir)
     offline_environment(config.offline)
     device = resolve_device(config.device)
-    train_questions = read_questions(config.train, limit=config.train_limit)
-    valid_questions = read_questions(config.valid, limit=config.valid_limit) if config.valid else None
+    task = get_task(infer_task(config.train, config.task))
+    train_examples = task.read(config.train, config.task, limit=config.train_limit)
+    valid_examples = task.read(config.valid, config.task, limit=config.valid_limit) if config.valid else None
+    space = task.label_space(train_examples)
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
     model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
-                       seed=config.training.seed)
+                       seed=config.training.seed, task=task, space=space)
     base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
             "fingerprint": fingerprint(model)}
     if adapter is not None:
@@ -81,7 +82,9 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "loralab_version": __version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "strategy": config.strategy.strategy.value,
-        "task": "multiple-choice",
+        "task": task.name,
+        "metric": task.metrics[0],
+        **({"label_space": space} if space else {}),
         "head": list(head_names(model)),
         "hyperparameters": config.flat(),
         "config": config.to_dict(),
@@ -89,19 +92,19 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "trainable_params": report.trainable_params,
         "total_params": report.total_params,
         "adapted_modules": len(report.adapted_modules),
-        "train_questions": len(train_questions),
+        "train_examples": len(train_examples),
         "data": data_identity(config),
         **({"started_from_adapter": str(adapter)} if adapter is not None else {}),
         "device": str(device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
     write_json(out_dir / RECORD, record)
-    log(f"{config.strategy.strategy.value}: {report.trainable_params:,} of {report.total_params:,} parameters train "
-        f"({100 * report.trainable_fraction:.2f}%), {len(train_questions)} questions, device {device}")
+    log(f"{task.name}, {config.strategy.strategy.value}: {report.trainable_params:,} of {report.total_params:,} "
+        f"parameters train ({100 * report.trainable_fraction:.2f}%), {len(train_examples)} examples, device {device}")
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    items = encode(train_questions, tokenizer, config.training.max_length)
-    result = train(model, items, config.training, pad_id=pad_id, device=device, progress=progress)
+    items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
+    result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress)
     record.update({
         "status": result.status,
         "steps": result.steps,
@@ -121,10 +124,11 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
 
     record["weights"] = WEIGHTS
     record["weights_sha256"] = save_weights(out_dir / WEIGHTS, _trained_state(model), {"format": "loralab"})
-    if valid_questions is not None:
-        valid_items = encode(valid_questions, tokenizer, config.training.max_length)
-        record["valid"] = evaluate(model, valid_items, pad_id=pad_id, batch_size=config.training.eval_batch_size,
-                                   device=device, progress=progress, packed=config.training.packed)
+    if valid_examples is not None:
+        valid_items = task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
+        record["valid"] = evaluate(model, valid_items, task=task, pad_id=pad_id,
+                                   batch_size=config.training.eval_batch_size, device=device, progress=progress,
+                                   packed=config.training.packed)
         record["valid"]["path"] = str(config.valid)
     write_json(out_dir / RECORD, record)
     return record
@@ -139,6 +143,9 @@ class LoadedRun:
     config: RunConfig
     record: dict[str, Any]
     device: torch.device
+    task: Task = field(default_factory=lambda: get_task("multiple-choice"))
+    space: dict[str, Any] = field(default_factory=dict)
+    """The task's label space as recorded (a classification run's labels)."""
 
 
 def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
@@ -153,8 +160,10 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     config = RunConfig.from_dict(record["config"])
     offline_environment(config.offline)
     tensors = load_weights(run_dir / record.get("weights", WEIGHTS), record.get("weights_sha256"))
+    task = get_task(record.get("task", "multiple-choice"))  # records from before tasks were all multiple choice
+    space = record.get("label_space") or {}
     model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
-                       seed=config.training.seed)
+                       seed=config.training.seed, task=task, space=space)
     expected = record.get("base_model", {}).get("fingerprint")
     if expected and fingerprint(model) != expected:
         raise LoralabError(
@@ -166,4 +175,4 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     device_ = resolve_device(device)
     model.to(device_).eval()
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
-    return LoadedRun(model, tokenizer, config, record, device_)
+    return LoadedRun(model, tokenizer, config, record, device_, task, space)

@@ -1,4 +1,4 @@
-"""The training loop and evaluation: plain functions that know nothing of the strategy in use.
+"""The training loop and evaluation: plain functions that know nothing of the strategy or task in use.
 
 `train` optimises whatever parameters require grad with AdamW (Loshchilov & Hutter 2019) under a
 linear warm-up then linear decay schedule, with gradient accumulation and dynamic padding, and
@@ -7,20 +7,23 @@ measures what the run cost: wall time per optimizer step, tokens per second and 
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
-from loralab.data.batching import EncodedQuestion, batches
 from loralab.errors import LoralabError
-from loralab.metrics import accuracy, map_at_k
+from loralab.tasks.batching import batches
 from loralab.validate import SettingError, number
-from loralab.packed import packed_logits
+
+if TYPE_CHECKING:
+    from loralab.tasks import Task
 
 
 @dataclass(frozen=True)
@@ -148,18 +151,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def choice_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], packed: bool = True) -> torch.Tensor:
-    """Scores (batch, choices) with filler choices pushed to the minimum.
-
-    `packed` runs supported encoders on their real tokens only (`loralab.packed`), else the model's own forward.
-    """
-    inputs = {k: v for k, v in batch.items() if k not in ("labels", "choice_mask")}
-    logits = packed_logits(model, inputs) if packed else None
-    if logits is None:
-        logits = model(**inputs).logits  # (batch, choices)
-    return logits.masked_fill(~batch["choice_mask"], torch.finfo(logits.dtype).min)
-
-
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not named:
@@ -210,9 +201,11 @@ def _linear_schedule(total_steps: int, warmup_steps: int):
     return factor
 
 
-def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainConfig, *, pad_id: int,
+def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, task: Task, pad_id: int,
           device: str | torch.device = "cpu", progress: bool = True) -> TrainResult:
-    """Train `model` in place on encoded questions; returns losses, timing and memory."""
+    """Train `model` in place on a task's encoded examples; returns losses, timing and memory.
+
+    The task supplies the batches (`collate`) and the loss; the loop knows nothing else of it."""
     device = torch.device(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -234,11 +227,11 @@ def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainCon
         step_start, step_loss, micro = time.perf_counter(), 0.0, 0
         while result.steps < total_steps and result.status == "completed":
             # Collated one batch at a time: an epoch of padded tensors never sits in memory at once.
-            epoch_batches = batches(items, config.batch_size, pad_id, shuffle=True, generator=generator,
-                                    group_by_length=config.group_by_length)
+            epoch_batches = batches(items, config.batch_size, functools.partial(task.collate, pad_id=pad_id),
+                                    shuffle=True, generator=generator, group_by_length=config.group_by_length)
             for index, batch in enumerate(epoch_batches):
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss = torch.nn.functional.cross_entropy(choice_logits(model, batch, config.packed), batch["labels"])
+                loss = task.loss(model, batch, config.packed)
                 (loss / config.grad_accum).backward()
                 step_loss += loss.item() / config.grad_accum
                 result.tokens += int(batch["attention_mask"].sum())
@@ -276,25 +269,24 @@ def train(model: torch.nn.Module, items: list[EncodedQuestion], config: TrainCon
 
 
 @torch.no_grad()
-def score(model: torch.nn.Module, items: list[EncodedQuestion], *, pad_id: int, batch_size: int = 32,
+def score(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: int, batch_size: int = 32,
           device: str | torch.device = "cpu", progress: bool = False, packed: bool = True) -> list[list[float]]:
-    """Each question's option scores (logits), in option order."""
+    """Each example's outputs (option scores, label logits or the predicted value), in file order."""
     model.eval()
-    scores = []
+    outputs = []
     total = math.ceil(len(items) / batch_size)
     # Parametrized weights (the random subspace) are computed once for the whole pass, not per batch.
     with parametrize.cached():
-        for batch in tqdm(batches(items, batch_size, pad_id), total=total, desc="score", unit="batch",
-                          disable=not progress):
+        for batch in tqdm(batches(items, batch_size, functools.partial(task.collate, pad_id=pad_id)), total=total,
+                          desc="score", unit="batch", disable=not progress):
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = choice_logits(model, batch, packed).float().cpu()
-            scores.extend(row[: int(mask.sum())].tolist() for row, mask in zip(logits, batch["choice_mask"].cpu()))
-    return scores
+            outputs.extend(task.outputs(model, batch, packed))
+    return outputs
 
 
-def evaluate(model: torch.nn.Module, items: list[EncodedQuestion], *, pad_id: int, batch_size: int = 32,
+def evaluate(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: int, batch_size: int = 32,
              device: str | torch.device = "cpu", progress: bool = False, packed: bool = True) -> dict[str, float]:
-    """MAP@3 and accuracy over questions with known answers."""
-    scores = score(model, items, pad_id=pad_id, batch_size=batch_size, device=device, progress=progress, packed=packed)
-    labels = [item.label for item in items]
-    return {"map@3": map_at_k(scores, labels, 3), "accuracy": accuracy(scores, labels), "questions": len(items)}
+    """The task's metrics over examples with known labels."""
+    outputs = score(model, items, task=task, pad_id=pad_id, batch_size=batch_size, device=device, progress=progress,
+                    packed=packed)
+    return task.scores(outputs, task.targets(items))

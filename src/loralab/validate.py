@@ -46,6 +46,8 @@ def number(name: str, value: Any, *, integer: bool = False, low: float | None = 
         raise SettingError(name, value, expected)
     if integer and not isinstance(value, int):
         raise SettingError(name, value, expected)
+    if isinstance(value, int) and abs(value) >= 2**63:  # beyond any count or seed; and float() would overflow
+        raise SettingError(name, value, expected + " (within 64 bits)")
     if not math.isfinite(value):
         raise SettingError(name, value, expected)
     if low is not None and (value < low or (low_open and value == low)):

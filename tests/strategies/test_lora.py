@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from conftest import SCIENCE, TINY, tiny_batch, tiny_model
-from loralab.data.batching import collate, encode
-from loralab.data.multiple_choice import read_questions
+from loralab.tasks.multiple_choice import collate, encode
+from loralab.tasks.multiple_choice import read_questions
 from loralab.errors import LoralabError
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, LoraLinear, lora_layers, merge, unmerge
-from loralab.train import choice_logits
+from loralab.tasks.multiple_choice import choice_logits
 
 
 def logits(model, batch):

@@ -9,7 +9,7 @@ from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig
 from loralab.strategies.selection import find_modules
 from loralab.strategies.subspace import SubspaceConfig
-from loralab.train import choice_logits
+from loralab.tasks.multiple_choice import choice_logits
 
 
 def one_step(model):

@@ -1,1 +1,1 @@
-"""Readers that turn user files into validated examples, and batching for the models."""
+"""MNIST, read from its IDX files: the data set of the intrinsic-dimension check (Li et al. 2018)."""

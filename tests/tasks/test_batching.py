@@ -1,7 +1,8 @@
 import torch
 
-from loralab.data.batching import batches, collate, encode
-from loralab.data.multiple_choice import Question
+from loralab.tasks.batching import batches
+from loralab.tasks.multiple_choice import collate, encode
+from loralab.tasks.multiple_choice import Question
 
 
 def questions():
@@ -35,7 +36,7 @@ def test_shuffled_batches_are_seeded_and_cover_every_question(minilm_tokenizer):
 
     def labels(seed):
         g = torch.Generator().manual_seed(seed)
-        return [b["labels"].tolist() for b in batches(items, 3, 0, shuffle=True, generator=g, group_by_length=True)]
+        return [b["labels"].tolist() for b in batches(items, 3, lambda b: collate(b, 0), shuffle=True, generator=g, group_by_length=True)]
 
     assert labels(1) == labels(1)
     assert sorted(sum(labels(1), [])) == sorted([0, 1] * 5)

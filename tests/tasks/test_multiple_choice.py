@@ -1,7 +1,7 @@
 import pytest
 
 from conftest import DATA
-from loralab.data.multiple_choice import read_questions
+from loralab.tasks.multiple_choice import read_questions
 from loralab.errors import LoralabError
 
 ALL_FILES = sorted(DATA.glob("*/*.csv")) if DATA.is_dir() else []

@@ -2,8 +2,8 @@
 
 import pytest
 
-from loralab.data.multiple_choice import read_questions
-from loralab.data.table import read_table
+from loralab.tasks.multiple_choice import read_questions
+from loralab.tasks.table import read_table
 from loralab.errors import LoralabError
 
 

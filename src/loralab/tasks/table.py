@@ -47,11 +47,12 @@ def sniff_delimiter(path: Path, text: str) -> str:
 
 
 def read_table(path: str | Path, *, delimiter: str | None = None, quoting: bool | None = None,
-               what: str = "a CSV file") -> Table:
-    """Read a delimited text file with a header row.
+               names: tuple[str, ...] | None = None, what: str = "a CSV file") -> Table:
+    """Read a delimited text file with a header row (or, with `names`, without one).
 
     `delimiter`: None guesses from the name and header; `quoting`: None quotes CSV but not TSV
-    (GLUE's TSV files contain bare quote characters and are read with quoting off).
+    (GLUE's TSV files contain bare quote characters and are read with quoting off). `names` names
+    the columns of a file without a header row; fields after the last named one are ignored.
     """
     path = Path(path)
     try:
@@ -86,9 +87,13 @@ def read_table(path: str | Path, *, delimiter: str | None = None, quoting: bool 
             raise LoralabError(f"{path}, row {reader.line_num}: cannot parse as {what} ({e})") from None
     finally:
         csv.field_size_limit(old_limit)
+    if names:
+        rows.insert(0, (0, list(names)))
     if not rows:
         raise LoralabError(f"{path}: the file is empty; expected a header row")
     header = tuple(name.strip() for name in rows[0][1])
+    if not any(header):
+        raise LoralabError(f"{path}, row {rows[0][0] or 1}: the header row names no columns")
     seen: dict[str, int] = {}
     for index, name in enumerate(header):
         if name and name in seen:
@@ -99,7 +104,10 @@ def read_table(path: str | Path, *, delimiter: str | None = None, quoting: bool 
     for line, row in rows[1:]:
         if not any(cell.strip() for cell in row):
             continue  # a blank line
+        if names and len(row) > len(header):
+            row = row[: len(header)]
         if len(row) != len(header):
-            raise LoralabError(f"{path}, row {line}: has {len(row)} fields, the header has {len(header)}")
+            raise LoralabError(f"{path}, row {line}: has {len(row)} fields, "
+                               + (f"{len(header)} columns are named" if names else f"the header has {len(header)}"))
         body.append((line, tuple(row)))
     return Table(path, header, tuple(body))

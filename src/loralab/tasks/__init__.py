@@ -1,0 +1,138 @@
+"""Tasks: what the data is and how a model is scored on it, one module each.
+
+A task owns reading its files (by column name, through the one tabular reader `tasks.table`),
+encoding examples for the model, the model's head, the loss, turning model outputs into metrics,
+and writing predictions. The training loop and the strategies never look inside a task; a run
+records which task it was, so it can be rebuilt from its record.
+
+| task | data | head | loss | metrics |
+|---|---|---|---|---|
+| `multiple-choice` | `prompt, A..E, answer` | one score per option | cross-entropy over options | MAP@3, accuracy |
+| `classification` | a text or a pair, a label | one logit per label | cross-entropy | accuracy, F1, Matthews corr. |
+| `regression` | a text or a pair, a number | one output | mean squared error | Pearson, Spearman, MSE |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import torch
+
+from loralab.errors import LoralabError
+from loralab.validate import SettingError
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """Which task a run is, and where its columns are when their names are not the usual ones."""
+
+    name: str = AUTO
+    """multiple-choice, classification, regression, or auto (inferred from the training file's columns)."""
+    text: str | None = None
+    """Classification/regression: the column of the (first) text (None: a GLUE name such as `sentence`)."""
+    text_pair: str | None = None
+    """Classification/regression: the column of the second text of a pair (None: a GLUE name, if any)."""
+    label: str | None = None
+    """Classification/regression: the label column (None: `label`, `Quality` or `score`)."""
+    columns: tuple[str, ...] = ()
+    """Names for the columns of files without a header row, in order (GLUE's CoLA, the STS Benchmark);
+    fields after the last named one are ignored."""
+
+    def __post_init__(self):
+        if self.name != AUTO and self.name not in TASK_NAMES:
+            raise SettingError("task.name", self.name, f"one of {', '.join((AUTO,) + TASK_NAMES)}")
+        for name in ("text", "text_pair", "label"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise SettingError(f"task.{name}", value, "a column name")
+        columns = self.columns
+        if isinstance(columns, str) or not isinstance(columns, (list, tuple)) or not all(
+                isinstance(c, str) for c in columns):
+            raise SettingError("task.columns", columns, "a list of column names")
+        object.__setattr__(self, "columns", tuple(columns))
+
+
+class Task(Protocol):
+    """What every task module provides (duck-typed: the modules do not inherit from anything)."""
+
+    name: str
+    metrics: tuple[str, ...]  # the first is the headline metric
+    model_class: str  # the transformers Auto class whose head fits the task
+
+    def read(self, path: str | Path, config: TaskConfig, *, labelled: bool = True,
+             limit: int | None = None) -> list[Any]: ...
+
+    def label_space(self, examples: Sequence[Any]) -> dict[str, Any]: ...
+
+    def model_kwargs(self, space: dict[str, Any]) -> dict[str, Any]: ...
+
+    def encode(self, examples: Sequence[Any], tokenizer, max_length: int, space: dict[str, Any],
+               source: str = "") -> list[Any]: ...
+
+    def collate(self, items: list[Any], pad_id: int) -> dict[str, torch.Tensor]: ...
+
+    def loss(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], packed: bool) -> torch.Tensor: ...
+
+    def outputs(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], packed: bool) -> list[list[float]]: ...
+
+    def targets(self, items: Sequence[Any]) -> list[Any]: ...
+
+    def scores(self, outputs: Sequence[Sequence[float]], targets: Sequence[Any]) -> dict[str, float]: ...
+
+    def predictions(self, examples: Sequence[Any], outputs: Sequence[Sequence[float]],
+                    space: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str], list[list[Any]]]: ...
+
+
+TASK_NAMES = ("multiple-choice", "classification", "regression")
+
+
+def get_task(name: str) -> Task:
+    """The task module's object for a task name."""
+    from loralab.tasks import classification, multiple_choice
+
+    table: dict[str, Task] = {
+        "multiple-choice": multiple_choice.TASK,
+        "classification": classification.CLASSIFICATION,
+        "regression": classification.REGRESSION,
+    }
+    if name not in table:
+        raise LoralabError(f"unknown task {name!r}; choose one of {', '.join(table)}")
+    return table[name]
+
+
+def infer_task(path: str | Path, config: TaskConfig) -> str:
+    """The task a training file is, from its columns (and, for labels, their values); `config.name`
+    when it is not auto."""
+    if config.name != AUTO:
+        return config.name
+    from loralab.tasks import classification, multiple_choice
+
+    if not config.columns:
+        table = _header_only(path)
+        if multiple_choice.looks_like(table):
+            return "multiple-choice"
+    return classification.infer(path, config)
+
+
+def _header_only(path: str | Path):
+    from loralab.tasks.table import read_table
+
+    return read_table(path)
+
+
+def check_data(config, checked: set | None = None) -> str:
+    """Read a run's training and validation files with its task, so a bad row is refused before
+    anything runs; returns the task's name. `checked` remembers files already read."""
+    checked = set() if checked is None else checked
+    name = infer_task(config.train, config.task)
+    task = get_task(name)
+    for path in (config.train, config.valid):
+        key = (path, name, config.task)
+        if path and key not in checked:
+            task.read(path, config.task)
+            checked.add(key)
+    return name
