@@ -28,3 +28,42 @@ def test_options_of_different_counts():
 def test_mismatched_lengths_are_refused():
     with pytest.raises(ValueError):
         map_at_k([[0.1, 0.2]], [0, 1])
+
+
+def onehot(predicted, classes=2):
+    return [[1.0 if c == p else 0.0 for c in range(classes)] for p in predicted]
+
+
+def test_f1_and_matthews_hand_computed():
+    from loralab.metrics import f1, mcc
+
+    labels = [1, 1, 1, 0, 0, 0, 1, 0]
+    predicted = [1, 1, 0, 0, 1, 0, 1, 0]  # tp 3, fn 1, fp 1, tn 3
+    scores = onehot(predicted)
+    assert f1(scores, labels) == pytest.approx(2 * 3 / (2 * 3 + 1 + 1))
+    assert mcc(scores, labels) == pytest.approx((3 * 3 - 1 * 1) / ((3 + 1) * (3 + 1) * (3 + 1) * (3 + 1)) ** 0.5)
+    assert mcc(onehot([1] * 8), labels) == 0.0  # a constant prediction carries no correlation
+    assert mcc(onehot(labels), labels) == pytest.approx(1.0)
+    assert mcc(onehot([1 - y for y in labels]), labels) == pytest.approx(-1.0)
+    # three classes: MCC in Gorodkin's form, checked against the formula written out by hand
+    labels3, predicted3 = [0, 1, 2, 2, 1, 0], [0, 2, 2, 2, 1, 1]
+    c, s = 4, 6
+    t, p = [2, 2, 2], [1, 2, 3]
+    expected = (c * s - sum(a * b for a, b in zip(t, p))) / (
+        (s * s - sum(x * x for x in p)) ** 0.5 * (s * s - sum(x * x for x in t)) ** 0.5)
+    assert mcc(onehot(predicted3, 3), labels3) == pytest.approx(expected)
+
+
+def test_pearson_spearman_and_mse_hand_computed():
+    from loralab.metrics import mse, pearson, spearman
+
+    predicted, gold = [[1.0], [2.0], [3.0], [4.0]], [2.0, 4.0, 6.0, 9.0]
+    mx, my = 2.5, 5.25
+    sxy = sum((a[0] - mx) * (b - my) for a, b in zip(predicted, gold))
+    sxx = sum((a[0] - mx) ** 2 for a in predicted)
+    syy = sum((b - my) ** 2 for b in gold)
+    assert pearson(predicted, gold) == pytest.approx(sxy / (sxx * syy) ** 0.5)
+    assert spearman(predicted, gold) == pytest.approx(1.0)  # monotone, not linear
+    assert spearman([[1.0], [2.0], [2.0], [3.0]], [1.0, 3.0, 2.0, 4.0]) == pytest.approx(
+        pearson([[1.0], [2.5], [2.5], [4.0]], [1.0, 3.0, 2.0, 4.0]))  # ties share their mean rank
+    assert mse(predicted, gold) == pytest.approx((1 + 4 + 9 + 25) / 4)

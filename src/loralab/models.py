@@ -120,12 +120,20 @@ def load_model(name: str | None = None, *, offline: bool = True, trust_remote_co
     hf_logging.disable_progress_bar()
     torch.manual_seed(seed)
     try:
-        model = auto_class.from_pretrained(path, local_files_only=offline, use_safetensors=True,
-                                           trust_remote_code=trust_remote_code, **task.model_kwargs(space or {}))
+        # A folder saved with another head (a multiple-choice model given to a classification run,
+        # say) has a head of another shape: the head is new anyway, so it is initialised afresh.
+        model, info = auto_class.from_pretrained(path, local_files_only=offline, use_safetensors=True,
+                                                 trust_remote_code=trust_remote_code, ignore_mismatched_sizes=True,
+                                                 output_loading_info=True, **task.model_kwargs(space or {}))
     except (OSError, ValueError) as e:
         hint = " (offline: pass a local folder, or allow downloads with --online)" if offline and not Path(path).exists() else ""
         raise LoralabError(f"cannot load model {name or DEFAULT_MODEL!r} from {path}{hint}: {str(e).splitlines()[0]}") from None
-    architecture(model)  # fail early on architectures we cannot adapt
+    arch = architecture(model)  # fail early on architectures we cannot adapt
+    mismatched = sorted(str(key[0] if isinstance(key, tuple) else key) for key in info.get("mismatched_keys", ()))
+    outside = [key for key in mismatched if not is_head(key, arch)]
+    if outside:  # only the head may differ; a base weight of another shape means another model
+        raise LoralabError(f"cannot load model {name or DEFAULT_MODEL!r} from {path}: weight {outside[0]!r} has "
+                           "another shape than its configuration says")
     return model
 
 
