@@ -1,4 +1,5 @@
-"""A subspace on a model: exact at theta = 0, only theta (and what trains directly) moves, clear errors."""
+"""A subspace on a model: exact at theta = 0, only theta (and what trains directly) moves, rebuilt from its seed,
+clear errors."""
 
 from __future__ import annotations
 
@@ -62,6 +63,26 @@ def test_only_theta_scales_and_direct_parameters_train(kind, model_name):
     assert subspace.theta.abs().sum() > 0
     with torch.no_grad():
         assert not torch.equal(outputs(model, inputs), before_step)
+
+
+@pytest.mark.parametrize("kind", list(Projection))
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_seed_and_trained_numbers_rebuild_the_model_bitwise(kind, model_name):
+    # All a run folder keeps of a subspace run (loralab.runs): the config with its seed, and what trained.
+    build, batch, direct = MODELS[model_name]
+    model, inputs = build(), batch()
+    config = SubspaceConfig(dim=DIMS[kind], projection=kind, seed=11, direct=direct)
+    apply_subspace(model, config)
+    train_a_little(model, inputs)
+    trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    assert sum(t.numel() for name, t in trained.items() if not name.startswith(direct[0] + ".")) == DIMS[kind]
+
+    fresh = build()
+    apply_subspace(fresh, config)
+    assert not fresh.load_state_dict(trained, strict=False).unexpected_keys
+    with torch.no_grad():
+        assert torch.equal(outputs(fresh, inputs), outputs(model, inputs))
+        assert not torch.equal(outputs(fresh, inputs), outputs(build(), inputs))
 
 
 def test_tied_weights_are_one_tensor_of_the_subspace():

@@ -1,4 +1,4 @@
-"""Random projections: unit-norm columns, the promised sparsity, Fastfood equal to its dense form, rebuilt from a seed."""
+"""Random projections: unit-norm columns, the promised sparsity, Fastfood equals its dense form, seeded rebuilds."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Random-subspace training, W = W0 + P theta: the random projections P (`projections`), a subspace
-attached to a model (`attach`) and its standalone checkpoint format (`checkpoint`)."""
+"""Random-subspace training, W = W0 + P theta: the random projections P (`projections`) and a subspace
+attached to a model (`attach`). A subspace run is saved like any other run (`loralab.runs`): its config,
+with the seed that rebuilds P, and the tensors that trained."""
 
 from loralab.strategies.subspace.attach import Subspace, SubspaceConfig, apply_subspace, subspace_of
-from loralab.strategies.subspace.checkpoint import load_subspace, read_subspace_metadata, save_subspace
 from loralab.strategies.subspace.projections import (
     BUILDERS,
     DenseProjection,
@@ -22,8 +22,5 @@ __all__ = [
     "SubspaceConfig",
     "apply_subspace",
     "hadamard",
-    "load_subspace",
-    "read_subspace_metadata",
-    "save_subspace",
     "subspace_of",
 ]

@@ -66,13 +66,11 @@ class SubspaceConfig:
 class Subspace(nn.Module):
     """theta (and the SAID scales) plus the projection, shared by the parametrizations of all tensors."""
 
-    def __init__(self, config: SubspaceConfig, names: list[str], shapes: list[torch.Size], direct: list[str]):
+    def __init__(self, config: SubspaceConfig, names: list[str], shapes: list[torch.Size]):
         super().__init__()
         self.config = config
         self.names = tuple(names)
-        self.shapes = tuple(tuple(s) for s in shapes)
-        self.direct = tuple(direct)
-        sizes = [math.prod(s) for s in self.shapes]
+        sizes = [math.prod(s) for s in shapes]
         self.total = sum(sizes)
         said = config.projection is Projection.SAID
         free = config.dim - len(names) if said else config.dim
@@ -150,20 +148,15 @@ def apply_subspace(model: nn.Module, config: SubspaceConfig, *, exclude: tuple[s
         for prefix in prefixes:
             if not any(_matches(name, (prefix,)) for name in names):
                 raise LoralabError(f"{field} entry {prefix!r} matches no parameter of this {type(model).__name__}")
-    chosen = [n for n in names if not _matches(n, config.direct) and not _matches(n, exclude)]
-    return _attach(model, config, chosen)
-
-
-def _attach(model: nn.Module, config: SubspaceConfig, chosen: list[str]) -> Subspace:
     if any(isinstance(m, Subspace) for m in model.modules()):
         raise LoralabError(f"this {type(model).__name__} already has a subspace; apply it to a fresh model")
     slots = _parameter_slots(model)
     params = dict(model.named_parameters())
-    chosen = [n for n in chosen if params[n].numel() > 0]
+    chosen = [n for n in names if not _matches(n, config.direct) and not _matches(n, exclude) and params[n].numel() > 0]
     if not chosen:
         raise LoralabError(f"no parameter of this {type(model).__name__} is left for the subspace")
     direct = [n for n in params if _matches(n, config.direct)]
-    subspace = Subspace(config, chosen, [params[n].shape for n in chosen], direct)
+    subspace = Subspace(config, chosen, [params[n].shape for n in chosen])
     subspace.to(next(iter(params.values())).device)
 
     model.requires_grad_(False)
