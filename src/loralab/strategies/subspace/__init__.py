@@ -2,7 +2,7 @@
 attached to a model (`attach`). A subspace run is saved like any other run (`loralab.runs`): its config,
 with the seed that rebuilds P, and the tensors that trained."""
 
-from loralab.strategies.subspace.attach import Subspace, SubspaceConfig, apply_subspace, subspace_of
+from loralab.strategies.subspace.attach import Subspace, SubspaceConfig, apply_subspace, merge_subspace, subspace_of
 from loralab.strategies.subspace.projections import (
     BUILDERS,
     DenseProjection,
@@ -22,5 +22,6 @@ __all__ = [
     "SubspaceConfig",
     "apply_subspace",
     "hadamard",
+    "merge_subspace",
     "subspace_of",
 ]

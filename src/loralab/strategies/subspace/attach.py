@@ -178,3 +178,19 @@ def subspace_of(model: nn.Module) -> Subspace:
     if not found:
         raise LoralabError(f"this {type(model).__name__} has no subspace; call apply_subspace first")
     return found[0]
+
+
+def merge_subspace(model: nn.Module) -> None:
+    """Merge the subspace into the weights: each parametrized tensor becomes its current W0 + P theta, in place.
+
+    The value stays a frozen parameter under its original name, as in the base model; weights tied
+    before the subspace was applied come out as separate copies.
+    """
+    for module in list(model.modules()):
+        if not parametrize.is_parametrized(module):
+            continue
+        for name in list(module.parametrizations):
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+            value = getattr(module, name).detach()
+            delattr(module, name)  # W0 may have been a buffer: make it a parameter again, as in the base model
+            module.register_parameter(name, nn.Parameter(value, requires_grad=False))
