@@ -6,7 +6,8 @@ has exactly the base architecture and parameter names, so `transformers` loads t
 loralab installed and runs it at the base model's speed. The selection strategies (full,
 attention, qv) train weights in place, so there is nothing to merge: their model is saved as is.
 The random subspace is merged by evaluating W0 + P theta once and keeping the result. Each merge
-lives with its strategy; this module turns a run folder into a model folder.
+lives with its strategy, in the table `loralab.strategies.STRATEGIES`; this module turns a run
+folder into a model folder.
 """
 
 from __future__ import annotations
@@ -14,40 +15,20 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
 
 from torch import nn
 
 from loralab import __version__
 from loralab.artifacts import write_json
 from loralab.errors import LoralabError
-from loralab.strategies import Strategy
-from loralab.strategies.lora import merge_lora
-from loralab.strategies.subspace import merge_subspace
+from loralab.strategies import STRATEGIES, Strategy
 
 PROVENANCE = "loralab_merge.json"
 
 
-def _in_place(model: nn.Module) -> None:
-    """Selection strategies: the trained tensors already sit where the base model keeps them."""
-
-
-# How each strategy merges an adapted model back into the plain base architecture.
-MERGE: dict[Strategy, Callable[[nn.Module], None]] = {
-    Strategy.FULL: _in_place,
-    Strategy.ATTENTION: _in_place,
-    Strategy.QV: _in_place,
-    Strategy.LORA: merge_lora,
-    Strategy.SUBSPACE: merge_subspace,
-}
-
-
 def merge_into_base(model: nn.Module, strategy: Strategy) -> nn.Module:
     """Turn `model`, adapted by `strategy`, into the plain base architecture in place; returns it."""
-    strategy = Strategy.parse(strategy)
-    if strategy not in MERGE:
-        raise LoralabError(f"merging a {strategy.value!r} run into a plain model is not supported yet")
-    MERGE[strategy](model)
+    STRATEGIES[Strategy.parse(strategy)].merge(model)
     leftover = [name for name, m in model.named_modules() if type(m).__module__.startswith("loralab.")]
     if leftover:
         raise LoralabError(f"cannot merge: loralab modules remain after merging ({', '.join(leftover[:3])})")
