@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from torch import nn
 
@@ -69,6 +69,14 @@ class StrategyConfig:
             raise LoralabError("subspace.direct is set by train_head in a run; leave it empty")
 
 
+class ParamGroup(NamedTuple):
+    """Trainable parameters that share their optimiser settings."""
+
+    role: str
+    """"weights", or "theta": a subspace's coordinates, which train at `training.theta_lr` when it is set."""
+    params: tuple[nn.Parameter, ...]
+
+
 @dataclass(frozen=True)
 class StrategyReport:
     """What a strategy made trainable."""
@@ -76,10 +84,32 @@ class StrategyReport:
     trainable_params: int
     total_params: int
     adapted_modules: tuple[str, ...]
+    groups: tuple[ParamGroup, ...]
+    """Every parameter that trains, in the model's parameter order, grouped by role (see `_groups`)."""
 
     @property
     def trainable_fraction(self) -> float:
         return self.trainable_params / self.total_params
+
+
+def _groups(model: nn.Module, roles: dict[int, str] | None = None) -> tuple[ParamGroup, ...]:
+    """The parameters that require grad, in the model's order, cut into runs of one role.
+
+    `roles` gives a parameter (by id) its role; any other is "weights". Runs, not one group per role,
+    keep the model's order: a training loop that has no learning rate of its own for a role pools it
+    back with the weights, and its gradient-norm clipping sums in that order, bit for bit as before.
+    """
+    roles = roles or {}
+    runs: list[tuple[str, list[nn.Parameter]]] = []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        role = roles.get(id(p), "weights")
+        if runs and runs[-1][0] == role:
+            runs[-1][1].append(p)
+        else:
+            runs.append((role, [p]))
+    return tuple(ParamGroup(role, tuple(params)) for role, params in runs)
 
 
 def _head(model: nn.Module, arch: Architecture, config: StrategyConfig) -> list[str]:
@@ -104,7 +134,7 @@ def _apply_selection(model: nn.Module, config: StrategyConfig) -> StrategyReport
     if not config.train_head:
         _warn_frozen_head(arch)
     trainable, total = count_parameters(model)
-    return StrategyReport(trainable, total, tuple(adapted or []))
+    return StrategyReport(trainable, total, tuple(adapted or []), _groups(model))
 
 
 def _apply_lora(model: nn.Module, config: StrategyConfig) -> StrategyReport:
@@ -115,7 +145,7 @@ def _apply_lora(model: nn.Module, config: StrategyConfig) -> StrategyReport:
     if not config.train_head:
         _warn_frozen_head(arch)
     trainable, total = count_parameters(model)
-    return StrategyReport(trainable, total, tuple(adapted))
+    return StrategyReport(trainable, total, tuple(adapted), _groups(model))
 
 
 def _apply_subspace(model: nn.Module, config: StrategyConfig) -> StrategyReport:
@@ -128,7 +158,8 @@ def _apply_subspace(model: nn.Module, config: StrategyConfig) -> StrategyReport:
     if not config.train_head:
         warnings.warn(f"the task head ({', '.join(arch.head)}) trains only through the subspace, "
                       "starting from its random initialisation", stacklevel=3)
-    return StrategyReport(subspace.trainable + direct, total, subspace.names)
+    return StrategyReport(subspace.trainable + direct, total, subspace.names,
+                          _groups(model, {id(subspace.theta): "theta"}))
 
 
 def _trained_in_place(model: nn.Module) -> None:
