@@ -34,9 +34,10 @@ def save_tiny_bert(folder: Path, tokenizer, seed: int = 0, hidden: int = 32) -> 
 
 
 def short_run(out: Path, model: str | Path, strategy: StrategyConfig, *, lr: float = 0.05, steps: int = 1,
-              adapter: Path | None = None) -> dict:
+              adapter: Path | None = None, theta_lr: float | None = None) -> dict:
     """`steps` optimizer steps on 4 science-exam questions; returns the run record."""
-    training = TrainConfig(lr=lr, batch_size=2, max_steps=steps, max_length=32, warmup_ratio=0.0, seed=0)
+    training = TrainConfig(lr=lr, batch_size=2, max_steps=steps, max_length=32, warmup_ratio=0.0, seed=0,
+                           theta_lr=theta_lr)
     config = RunConfig(train=str(SCIENCE / "train.csv"), model=str(model), strategy=strategy, training=training,
                        train_limit=4, device="cpu")
     return run(config, out, progress=False, log=lambda _: None, adapter=adapter)

@@ -72,8 +72,8 @@ def test_lr_reference_dim_scales_only_thetas_learning_rate(base_folder, science_
     split = tiny_config(base_folder, science_exam, head_lr=1e-3).at(4000).training
     assert split.lr == 1e-3 and split.theta_lr == 0.5
     model = tiny_model("bert")
-    apply_strategy(model, config.at(40).strategy)
-    groups = _optimizer(model, config.at(40).training).param_groups
+    report = apply_strategy(model, config.at(40).strategy)
+    groups = _optimizer(model, config.at(40).training, report.groups).param_groups
     theta = [g for g in groups if any(p.dim() == 1 and p.numel() == 40 for p in g["params"])]
     assert len(theta) == 1 and theta[0]["lr"] == pytest.approx(0.5 * 5.0) and len(theta[0]["params"]) == 1
     assert all(g["lr"] == 0.5 for g in groups if g is not theta[0])

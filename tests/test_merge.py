@@ -11,13 +11,13 @@ from transformers import AutoModelForMultipleChoice
 from conftest import tiny_batch, tiny_model
 from loralab.cli import main
 from loralab.errors import LoralabError
-from loralab.merge import PROVENANCE, fold_parametrizations, materialise, merge_run
+from loralab.merge import PROVENANCE, merge_into_base, merge_run
 from loralab.runs import load_run
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers
 from run_fixtures import logits, question_batch, save_tiny_bert, short_run
 
-# Every strategy, and LoRA in the settings whose fold differs: scaling (rslora) and targets.
+# Every strategy, and LoRA in the settings whose merge differs: scaling (rslora) and targets.
 CASES = {
     "full": StrategyConfig(Strategy.FULL),
     "attention": StrategyConfig(Strategy.ATTENTION),
@@ -41,7 +41,7 @@ def runs(tmp_path_factory, base_folder):
     return root
 
 
-def test_materialised_lora_model_has_the_plain_architecture():
+def test_merged_lora_model_has_the_plain_architecture():
     model = tiny_model("bert")
     plain_names = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     apply_strategy(model, StrategyConfig(Strategy.LORA))
@@ -50,14 +50,14 @@ def test_materialised_lora_model_has_the_plain_architecture():
             layer.lora_B.normal_()
     batch = tiny_batch()
     adapted = logits(model, batch)
-    materialise(model, Strategy.LORA)
+    merge_into_base(model, Strategy.LORA)
     assert {name: tuple(t.shape) for name, t in model.state_dict().items()} == plain_names
     assert not any(type(m).__module__.startswith("loralab.") for m in model.modules())
     torch.testing.assert_close(logits(model, batch), adapted, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("projection", ["dense", "said"])
-def test_folded_subspace_model_has_the_plain_architecture(projection):
+def test_merged_subspace_model_has_the_plain_architecture(projection):
     from loralab.strategies.subspace import SubspaceConfig, apply_subspace, subspace_of
 
     model = tiny_model("bert")
@@ -68,7 +68,7 @@ def test_folded_subspace_model_has_the_plain_architecture(projection):
     batch = tiny_batch()
     adapted = logits(model, batch)
     assert (adapted - logits(tiny_model("bert"), batch)).abs().max() > 0.1 * adapted.abs().max()
-    fold_parametrizations(model)
+    merge_into_base(model, Strategy.SUBSPACE)
     assert {name: tuple(p.shape) for name, p in model.named_parameters()} == plain
     assert not any(type(m).__module__.startswith("loralab.") for m in model.modules())
     torch.testing.assert_close(logits(model, batch), adapted, atol=1e-5, rtol=0)
@@ -132,7 +132,7 @@ def test_merge_refuses_a_non_empty_output_folder(runs, tmp_path):
 
 def test_merge_of_an_unknown_strategy_is_refused():
     with pytest.raises(LoralabError, match="unknown strategy"):
-        materialise(tiny_model("bert"), "subspace-of-nothing")
+        merge_into_base(tiny_model("bert"), "subspace-of-nothing")
 
 
 def test_cli_merge_reports_a_bad_run_folder_without_traceback(tmp_path, capsys):

@@ -68,6 +68,18 @@ def test_merged_subspace_run_loads_in_plain_transformers(subspace_run, tmp_path,
     torch.testing.assert_close(logits(merged, batch), adapted, atol=1e-5, rtol=0)
 
 
+def test_theta_lr_reaches_theta_alone(tmp_path, base_folder):
+    strategy = StrategyConfig(Strategy.SUBSPACE, subspace=SubspaceConfig(dim=64, seed=3))
+    short_run(tmp_path / "lr", base_folder, strategy, lr=0.5, steps=1)
+    short_run(tmp_path / "theta-lr", base_folder, strategy, lr=0.5, steps=1, theta_lr=1.0)
+    shared, own = (load_file(str(tmp_path / name / "weights.safetensors")) for name in ("lr", "theta-lr"))
+    theta = next(name for name in shared if name.endswith(".theta"))
+    # One Adam step from theta = 0 is -lr times about the gradient's sign: twice the lr, twice the step.
+    assert shared[theta].abs().min() > 0.4
+    torch.testing.assert_close(own[theta], 2 * shared[theta])
+    assert all(torch.equal(own[name], shared[name]) for name in shared if name != theta)  # the head keeps lr
+
+
 def test_export_peft_refuses_a_subspace_run(subspace_run, tmp_path, capsys):
     folder, _ = subspace_run
     assert main(["export-peft", "--run", str(folder), "--out", str(tmp_path / "adapter")]) == 2

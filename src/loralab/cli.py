@@ -350,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     for name, func, help_, out_help in (
-        ("merge", _merge, "fold a run's trained weights into a standalone Hugging Face model folder",
+        ("merge", _merge, "merge a run's trained weights into a standalone Hugging Face model folder",
          "model folder to write (weights, config, tokenizer)"),
         ("export-peft", _export_peft, "write a LoRA run as a peft adapter folder",
          "adapter folder to write (adapter_config.json, adapter_model.safetensors)"),

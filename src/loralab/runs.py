@@ -104,7 +104,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
-    result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress)
+    result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress,
+                   groups=report.groups)
     record.update({
         "status": result.status,
         "steps": result.steps,

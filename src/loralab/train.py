@@ -151,17 +151,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
+# What trains, as a strategy reports it: (role, parameters) pairs in the model's parameter order.
+ParamGroups = tuple[tuple[str, tuple[torch.nn.Parameter, ...]], ...]
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig, groups: ParamGroups | None = None) -> torch.optim.Optimizer:
+    """AdamW over `groups` (None: every parameter that requires grad, as "weights"). A role with a
+    learning rate of its own (theta: `theta_lr`, when set) gets an optimizer group; the rest share
+    `lr`, and only their matrices decay.
+    """
+    if groups is None:
+        groups = (("weights", tuple(p for p in model.parameters() if p.requires_grad)),)
+    if not any(params for _, params in groups):
         raise LoralabError("nothing to train: the strategy left no parameter trainable")
-    theta = [p for n, p in named if n.endswith("subspace.theta")] if config.theta_lr is not None else []
-    rest = [p for _, p in named if not any(p is t for t in theta)]
+    own_lr = {"theta": config.theta_lr}
+    own = [(own_lr[role], list(params)) for role, params in groups if own_lr.get(role) is not None]
+    rest = [p for role, params in groups if own_lr.get(role) is None for p in params]
     decay = [p for p in rest if p.dim() >= 2]
     no_decay = [p for p in rest if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0},
-              {"params": theta, "weight_decay": 0.0, "lr": config.theta_lr}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    optimizer_groups = [{"params": decay, "weight_decay": config.weight_decay},
+                        {"params": no_decay, "weight_decay": 0.0}]
+    optimizer_groups += [{"params": params, "weight_decay": 0.0, "lr": lr} for lr, params in own]
+    return torch.optim.AdamW([g for g in optimizer_groups if g["params"]], lr=config.lr)
 
 
 def runaway_loss(losses: list[float], config: TrainConfig, *, finished: bool = False) -> str | None:
@@ -202,14 +213,16 @@ def _linear_schedule(total_steps: int, warmup_steps: int):
 
 
 def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, task: Task, pad_id: int,
-          device: str | torch.device = "cpu", progress: bool = True) -> TrainResult:
+          device: str | torch.device = "cpu", progress: bool = True, groups: ParamGroups | None = None) -> TrainResult:
     """Train `model` in place on a task's encoded examples; returns losses, timing and memory.
 
-    The task supplies the batches (`collate`) and the loss; the loop knows nothing else of it."""
+    The task supplies the batches (`collate`) and the loss; the loop knows nothing else of it.
+    `groups`: what trains, as the strategy reported it; None: whatever requires grad.
+    """
     device = torch.device(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    optimizer = _optimizer(model, config)
+    optimizer = _optimizer(model, config, groups)
     micro_per_epoch = math.ceil(len(items) / config.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))

@@ -5,7 +5,7 @@ import torch
 
 from conftest import TINY, tiny_batch, tiny_model
 from loralab.models import ARCHITECTURES, architecture, matches
-from loralab.strategies import Strategy, StrategyConfig, apply_strategy
+from loralab.strategies import STRATEGIES, Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig
 from loralab.strategies.selection import find_modules
 from loralab.strategies.subspace import SubspaceConfig
@@ -74,9 +74,16 @@ def test_exactly_the_intended_parameters_change(fragments, config):
         assert changed - invariant == wanted - invariant and changed <= wanted
 
 
-def test_frozen_head_warns():
-    with pytest.warns(UserWarning, match="random initialisation"):
-        apply_strategy(tiny_model("bert"), StrategyConfig(Strategy.LORA, train_head=False))
+@pytest.mark.parametrize("strategy", [Strategy.QV, Strategy.LORA, Strategy.SUBSPACE])
+def test_frozen_head_warns_where_the_strategy_is_applied(strategy):
+    config = StrategyConfig(strategy, subspace=SubspaceConfig(dim=50), train_head=False)
+    with pytest.warns(UserWarning, match="random initialisation") as caught:
+        apply_strategy(tiny_model("bert"), config)
+    assert caught[0].filename == __file__
+
+
+def test_every_strategy_has_one_mechanism():
+    assert set(STRATEGIES) == set(Strategy)
 
 
 @pytest.mark.parametrize("model_type", sorted(TINY))

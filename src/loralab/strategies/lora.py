@@ -6,8 +6,9 @@ A frozen linear layer W0 gets a trainable low-rank update:
 
 A starts Kaiming-uniform and B at zero, so an adapted model equals its base before training
 (Sec. 4.1). rsLoRA (Kalajdzievski 2023) scales by alpha / sqrt(r) instead, which keeps the
-update's magnitude stable as r grows. `merge()` folds the update into W0 for inference at the base
-model's speed; `unmerge()` takes it out again. Both are explicit and idempotent.
+update's magnitude stable as r grows. `merge()` adds the update to W0 for inference at the base
+model's speed; `unmerge()` takes it out again. Both are explicit and idempotent. `merge_lora()`
+merges for good: it also puts each base layer back in its adapter's place.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def lora_layers(model: nn.Module) -> list[LoraLinear]:
 
 
 def merge(model: nn.Module) -> None:
-    """Fold every adapter into its base weight (idempotent)."""
+    """Merge every adapter into its base weight (idempotent)."""
     for layer in lora_layers(model):
         layer.merge()
 
@@ -156,3 +157,18 @@ def unmerge(model: nn.Module) -> None:
     """Take every merged adapter back out of its base weight (idempotent)."""
     for layer in lora_layers(model):
         layer.unmerge()
+
+
+def merge_lora(model: nn.Module) -> None:
+    """Merge every adapter into its base weight and put the base `nn.Linear` back in its place, in place.
+
+    Afterwards the model has exactly the base architecture and parameter names (Hu et al. 2021,
+    Sec. 4.1, "no additional inference latency"); unlike `merge`, there is no way back.
+    """
+    # Collect first: replacing children while iterating named_modules() would skip some.
+    wrapped = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLinear)]
+    for name, layer in wrapped:
+        layer.merge()
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, layer.base)  # `X.base.weight` becomes `X.weight` again, as in the base model
