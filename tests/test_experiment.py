@@ -115,7 +115,7 @@ def test_toml_files_read_like_yaml(tmp_path):
     ("base: {train: t.csv, lr: fast}", "invalid value 'fast' for training.lr"),
     ("base: {train: t.csv}\nruns: [{strategy: dora}]", "unknown strategy 'dora'"),
     ("base: {train: t.csv}\nruns: [{grid: {lr: 0.1}}]", "must be a non-empty list"),
-    ("base: {lr: 0.1}", "base.train"),
+    ("base: {lr: 0.1}", "no training file: set train in base or in this entry"),
     ("bases: {}", "unknown top-level key 'bases'"),
     ("base: {train: t.csv, lora_alpha: .inf}", r"invalid strategy.lora.alpha=inf: expected a finite number > 0"),
     ("base: {train: t.csv}\nruns: [{lora_targets: 5}]", r"invalid value 5 for strategy.lora.targets \(expected a list"),
@@ -304,3 +304,30 @@ def test_a_record_from_before_a_setting_existed_still_matches(tmp_path):
     assert same_config(old, planned)
     old["training"]["lr"] = 1.0
     assert not same_config(old, planned)
+
+
+def test_shards_split_a_sweep_between_processes(tmp_path):
+    experiment = load_experiment(experiment_file(tmp_path))
+    out = tmp_path / "out"
+    first, second = FakeRun(), FakeRun()
+    sweep(experiment, out, run_fn=first, progress=False, log=lambda _: None, shard=(1, 2))
+    sweep(experiment, out, run_fn=second, progress=False, log=lambda _: None, shard=(2, 2))
+    assert first.calls == ["full_seed-0", "lora_alpha-512_seed-0"] and second.calls == ["lora_alpha-8_seed-0"]
+    again = FakeRun()
+    sweep(experiment, out, run_fn=again, progress=False, log=lambda _: None)
+    assert again.calls == []  # together the shards ran everything
+    with pytest.raises(LoralabError, match="invalid shard 3/2"):
+        sweep(experiment, out, run_fn=again, progress=False, log=lambda _: None, shard=(3, 2))
+
+
+def test_data_sets_name_their_run_folders(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "train.tsv").write_text("sentence\tlabel\nx\t1\ny\t0\n")
+    path = write(tmp_path, """
+        base: {model: minilm}
+        runs:
+          - {train: a/train.tsv, valid: a/train.tsv, strategy: full}
+          - {train: b/train.tsv, valid: b/train.tsv, strategy: full, columns: [sentence, label]}
+        """)
+    assert [p.folder for p in load_experiment(path).runs] == ["full_a-train_seed-0", "full_b-train_seed-0"]

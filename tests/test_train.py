@@ -124,3 +124,13 @@ def test_a_loss_that_explodes_without_reaching_inf_is_diverged():
     assert result.status == "diverged" and "is above 10 x the first step's" in result.diverged_reason  # ... yet diverged
     calm = TrainConfig(lr=1e-3, batch_size=4, epochs=5, warmup_ratio=0.0, divergence_window=3)
     assert trained(calm)[1].status == "completed"
+
+
+def test_a_training_sample_is_drawn_at_random_in_file_order():
+    from loralab.runs import sample
+
+    examples = list(range(100))
+    drawn = sample(examples, 10, seed=3)
+    assert len(drawn) == 10 and drawn == sorted(drawn) and drawn != examples[:10]
+    assert drawn == sample(examples, 10, seed=3) and drawn != sample(examples, 10, seed=4)
+    assert sample(examples, 10, seed=None) == examples[:10] and sample(examples, 500, seed=3) == examples

@@ -73,6 +73,7 @@ def _train(args: argparse.Namespace) -> None:
         model = args.model or "minilm"
     config = RunConfig(train=args.train, valid=args.valid, model=model, strategy=strategy, task=_task(args),
                        training=training, train_limit=args.train_limit, valid_limit=args.valid_limit,
+                       train_sample_seed=args.train_sample_seed,
                        device=args.device, offline=not args.online, trust_remote_code=args.trust_remote_code)
     record = run(config, args.out, progress=not args.quiet, adapter=args.adapter)
     print(summary(record, args.out))
@@ -223,7 +224,13 @@ def _sweep(args: argparse.Namespace) -> None:
         for planned in experiment.runs:
             print(f"{planned.folder}  ({', '.join(planned.labels)})")
         return
-    sweep(experiment, args.out, progress=not args.quiet)
+    shard = (1, 1)
+    if args.shard:
+        k, _, n = args.shard.partition("/")
+        if not (k.isdigit() and n.isdigit()):
+            raise LoralabError(f"invalid --shard {args.shard!r}: expected K/N, e.g. 1/2")
+        shard = (int(k), int(n))
+    sweep(experiment, args.out, progress=not args.quiet, shard=shard)
     if not args.no_report:
         report = write_report(args.out)
         print(f"report: {', '.join(str(f) for f in report.files)}")
@@ -331,7 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--divergence-window", type=int, default=10, help="... for this many consecutive steps")
     t.add_argument("--no-packing", action="store_true",
                    help="use the model's own padded forward (default: compute on real tokens only where supported)")
-    t.add_argument("--train-limit", type=int, help="use only the first N training questions")
+    t.add_argument("--train-limit", type=int, help="use only the first N training examples")
+    t.add_argument("--train-sample-seed", type=int, help="with --train-limit: draw the N examples at random "
+                   "with this seed instead of taking the first N")
     t.add_argument("--valid-limit", type=int, help="use only the first N validation questions")
     t.set_defaults(func=_train)
 
@@ -366,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="sweep folder: one run folder per run, then report.md and plots")
     s.add_argument("--no-report", action="store_true", help="do not write the report when the sweep ends")
     s.add_argument("--dry-run", action="store_true", help="list the planned run folders and stop")
+    s.add_argument("--shard", metavar="K/N", help="run only every N-th planned run from the K-th, so N processes "
+                   "can share one sweep folder (e.g. two processes with --shard 1/2 and --shard 2/2)")
     s.set_defaults(func=_sweep)
 
     i = sub.add_parser("intrinsic-dim", help="measure a task's intrinsic dimension: full baseline, then subspace "

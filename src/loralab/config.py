@@ -40,6 +40,9 @@ class RunConfig:
     """Use only the first N training examples."""
     valid_limit: int | None = None
     """Use only the first N validation examples."""
+    train_sample_seed: int | None = None
+    """With train_limit: take N training examples drawn at random with this seed (file order kept)
+    instead of the first N; for files sorted by source or genre (CoLA, the STS Benchmark)."""
     device: str = "auto"
     """'auto' (CUDA when present), 'cpu' or 'cuda[:N]'."""
     offline: bool = True
@@ -50,6 +53,7 @@ class RunConfig:
     def __post_init__(self):
         for name in ("train_limit", "valid_limit"):
             number(name, getattr(self, name), integer=True, low=1, optional=True)
+        number("train_sample_seed", self.train_sample_seed, integer=True, low=0, high=2**63 - 1, optional=True)
         for name in ("train", "model"):
             if not isinstance(getattr(self, name), str):
                 raise SettingError(name, getattr(self, name), "a path or name")

@@ -49,6 +49,7 @@ MANIFEST = "sweep.json"
 ALIASES = {
     "strategy": "strategy.strategy",
     "task": "task.name",
+    "train_sample_seed": "train_sample_seed",
     "text_column": "task.text",
     "text_pair_column": "task.text_pair",
     "label_column": "task.label",
@@ -82,6 +83,7 @@ _SHORT = {"strategy.lora.r": "r", "strategy.lora.alpha": "alpha", "strategy.lora
           "strategy.train_head": "head", "strategy.subspace.dim": "d", "training.seed": "seed", "training.batch_size": "bs",
           "training.max_length": "len"}
 _PATHS = ("train", "valid", "model")
+_WITH_THE_DATA = ("valid", "task.name", "task.text", "task.text_pair", "task.label", "task.columns")
 _ENTRY_KEYS = ("name", "grid", "seeds")
 _TOP_KEYS = ("name", "description", "base", "runs")
 
@@ -167,7 +169,7 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
     elif key in _PATHS:
         if not (isinstance(value, str) or (value is None and key == "valid")) or (value and "\0" in value):
             raise bad
-    elif key in ("training.max_steps", "training.theta_lr", "train_limit", "valid_limit"):
+    elif key in ("training.max_steps", "training.theta_lr", "train_limit", "valid_limit", "train_sample_seed"):
         if isinstance(value, float) and value.is_integer() and key != "training.theta_lr":
             value = int(value)
         if isinstance(value, str) and key == "training.theta_lr":
@@ -214,7 +216,10 @@ def _format(value: Any) -> str:
     if value is None:
         return "none"
     text = str(value)
-    return Path(text).stem if "/" in text else text
+    if "/" not in text:
+        return text
+    path = Path(text)  # a data file: its folder says which data set (GLUE's files are all train.tsv)
+    return f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
 
 
 def _folder_name(flat: dict[str, Any], base: dict[str, Any]) -> str:
@@ -223,7 +228,9 @@ def _folder_name(flat: dict[str, Any], base: dict[str, Any]) -> str:
     for key, value in flat.items():
         if key in ("strategy.strategy", "training.seed") or base.get(key) == value:
             continue
-        parts.append(f"{_SHORT.get(key, key.rsplit('.', 1)[-1])}-{_format(value)}")
+        if key in _WITH_THE_DATA:  # the training file names the data set; these go with it
+            continue
+        parts.append(_format(value) if key == "train" else f"{_SHORT.get(key, key.rsplit('.', 1)[-1])}-{_format(value)}")
     parts.append(f"seed-{flat['training.seed']}")
     name = "_".join(parts)
     name = "".join(c if c.isalnum() or c in "-_.+" else "-" for c in name)
@@ -303,8 +310,6 @@ def _load_experiment(path: Path) -> Experiment:
     base = dict(defaults)
     for key, value in _flatten(base_settings, defaults, f"{path}: base").items():
         base[key] = _coerce(key, value, defaults[key], f"{path}: base")
-    if not base.get("train"):
-        raise LoralabError(f"{path}: base.train (the training CSV) is required")
 
     entries = data.get("runs") or [{}]
     if not isinstance(entries, list):
@@ -330,6 +335,8 @@ def _load_experiment(path: Path) -> Experiment:
             flat = dict(base)
             for key, value in [*fixed.items(), *zip(keys, combination)]:
                 flat[key] = _coerce(key, value, defaults[key], where)
+            if not flat.get("train"):
+                raise LoralabError(f"{where}: no training file: set train in base or in this entry")
             resolved = _resolve_paths(flat, path.parent)
             try:
                 config = RunConfig.from_dict(_unflatten(resolved))
@@ -485,8 +492,15 @@ def rerun(run_fn: Callable[..., dict], config: RunConfig, folder: Path, **kwargs
 
 
 def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
-          progress: bool = True, log: Callable[[str], None] = print) -> SweepResult:
-    """Run every planned run that is not already done, one after another, into `out_dir/<folder>/`."""
+          progress: bool = True, log: Callable[[str], None] = print, shard: tuple[int, int] = (1, 1)) -> SweepResult:
+    """Run every planned run that is not already done, one after another, into `out_dir/<folder>/`.
+
+    `shard` (k, n) runs only every n-th planned run starting from the k-th, so n processes (or
+    machines sharing the folder) split one sweep between them without touching each other's runs.
+    """
+    k, n = shard
+    if not (isinstance(k, int) and isinstance(n, int) and 1 <= k <= n):
+        raise LoralabError(f"invalid shard {k}/{n}: expected K/N with 1 <= K <= N")
     if run_fn is None:
         from loralab.runs import run as run_fn
     out_dir = Path(out_dir)
@@ -510,9 +524,11 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
         "runs": [{"folder": p.folder, "labels": list(p.labels)} for p in experiment.runs],
     })
     result = SweepResult(out_dir)
-    todo = [p for p in experiment.runs if states[p.folder][0] == "redo"]
-    result.skipped = [p.folder for p in experiment.runs if states[p.folder][0] == "done"]
-    log(f"{experiment.name}: {len(experiment.runs)} runs, {len(result.skipped)} already done, {len(todo)} to run")
+    mine = [p for i, p in enumerate(experiment.runs) if i % n == k - 1]
+    todo = [p for p in mine if states[p.folder][0] == "redo"]
+    result.skipped = [p.folder for p in mine if states[p.folder][0] == "done"]
+    log(f"{experiment.name}: {len(experiment.runs)} runs" + (f", shard {k}/{n} of {len(mine)}" if n > 1 else "")
+        + f", {len(result.skipped)} already done, {len(todo)} to run")
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True, position=0)
     for planned in todo:

@@ -40,6 +40,14 @@ def _trained_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {n: p for n, p in model.named_parameters() if n in names}
 
 
+def sample(examples: list, limit: int | None, seed: int | None) -> list:
+    """`limit` examples drawn at random with `seed`, in file order (all of them when there are fewer)."""
+    if seed is None or limit is None or limit >= len(examples):
+        return examples if limit is None else examples[:limit]
+    chosen = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))[:limit]
+    return [examples[i] for i in sorted(chosen.tolist())]
+
+
 def data_identity(config: RunConfig) -> dict[str, dict[str, str]]:
     """The data files a run reads, by path and by content (sha256), so a resumed sweep can tell
     that a file was edited in place."""
@@ -58,7 +66,9 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     offline_environment(config.offline)
     device = resolve_device(config.device)
     task = get_task(infer_task(config.train, config.task))
-    train_examples = task.read(config.train, config.task, limit=config.train_limit)
+    train_examples = sample(task.read(config.train, config.task,
+                                      limit=None if config.train_sample_seed is not None else config.train_limit),
+                            config.train_limit, config.train_sample_seed)
     valid_examples = task.read(config.valid, config.task, limit=config.valid_limit) if config.valid else None
     space = task.label_space(train_examples)
 
