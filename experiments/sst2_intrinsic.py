@@ -92,10 +92,10 @@ def main() -> None:
     training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_length=128, seed=0)
     config = DimensionConfig(
         base=RunConfig(train=str(train), valid=str(valid), model="minilm", training=training, device="cpu"),
-        baseline_lr=args.baseline_lr, subspace_lr=args.lr, projection=args.projection,
+        baseline_lr=args.baseline_lr, theta_lr=args.lr, projection=args.projection,
         search=SearchConfig(d_min=args.d_min, d_max=args.d_max, per_decade=args.per_decade,
                             resolution=args.resolution),
-        head_direct=True, exclude=("bert.embeddings.word_embeddings",), lr_reference_dim=args.lr_reference_dim or None,
+        train_head=True, exclude=("bert.embeddings.word_embeddings",), lr_reference_dim=args.lr_reference_dim or None,
         head_lr=args.head_lr,
     )
     start = time.perf_counter()

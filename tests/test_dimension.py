@@ -22,7 +22,7 @@ def tiny_config(base_folder, science_exam, **overrides):
     training = TrainConfig(batch_size=2, max_steps=2, max_length=32, warmup_ratio=0.0, seed=0)
     base = RunConfig(train=str(science_exam / "train.csv"), valid=str(science_exam / "valid.csv"),
                      model=str(base_folder), training=training, train_limit=4, valid_limit=8, device="cpu")
-    settings = dict(baseline_lr=0.05, subspace_lr=0.5, projection="fastfood",
+    settings = dict(baseline_lr=0.05, theta_lr=0.5, projection="fastfood",
                     search=SearchConfig(d_min=10, d_max=100, per_decade=1, resolution=10))
     return DimensionConfig(base=base, **{**settings, **overrides})
 
@@ -53,8 +53,8 @@ def test_measure_trains_baseline_and_subspaces_then_resumes_without_training(tmp
 
 
 @pytest.mark.filterwarnings("ignore:the task head")
-def test_head_direct_trains_the_head_beside_theta(tmp_path, base_folder, science_exam):
-    config = tiny_config(base_folder, science_exam, head_direct=True)
+def test_train_head_trains_the_head_beside_theta(tmp_path, base_folder, science_exam):
+    config = tiny_config(base_folder, science_exam, train_head=True)
     record = json.loads(json.dumps(config.at(10).to_dict()))
     assert record["strategy"]["train_head"] is True and config.at(10).strategy.subspace.dim == 10
     assert tiny_config(base_folder, science_exam).at(10).strategy.train_head is False
@@ -65,7 +65,7 @@ def test_lr_reference_dim_scales_only_thetas_learning_rate(base_folder, science_
     from loralab.strategies import apply_strategy
     from loralab.train import _optimizer
 
-    config = tiny_config(base_folder, science_exam, lr_reference_dim=1000, head_direct=True)
+    config = tiny_config(base_folder, science_exam, lr_reference_dim=1000, train_head=True)
     training = config.at(4000).training
     assert training.lr == 0.5 and training.theta_lr == pytest.approx(0.5 * (1000 / 4000) ** 0.5)
     assert tiny_config(base_folder, science_exam).at(4000).training.theta_lr is None

@@ -62,7 +62,7 @@ def test_merged_subspace_model_has_the_plain_architecture(projection):
 
     model = tiny_model("bert")
     plain = {name: tuple(p.shape) for name, p in model.named_parameters()}
-    apply_subspace(model, SubspaceConfig(dim=40, projection=projection, direct=("classifier",)))
+    apply_subspace(model, SubspaceConfig(dim=40, projection=projection), head=("classifier",))
     with torch.no_grad():
         subspace_of(model).theta.normal_(std=50.0)  # P has unit columns over ~70k weights: a big theta to show
     batch = tiny_batch()

@@ -93,7 +93,7 @@ def test_cli_trains_a_subspace_run(tmp_path, base_folder, science_exam, capsys):
                  "--out", str(tmp_path / "run")])
     assert code == 0, capsys.readouterr().err
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert record["config"]["strategy"]["subspace"] == {"dim": 50, "projection": "sparse", "seed": 7, "direct": [],
+    assert record["config"]["strategy"]["subspace"] == {"dim": 50, "projection": "sparse", "seed": 7,
                                                          "exclude": []}
     assert record["trainable_params"] == 50 + 33
     assert "subspace" in capsys.readouterr().out

@@ -55,7 +55,8 @@ def _train(args: argparse.Namespace) -> None:
     training = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, grad_accum=args.grad_accum,
                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
                            seed=args.seed, max_steps=args.max_steps, packed=not args.no_packing,
-                           divergence_factor=args.divergence_factor, divergence_window=args.divergence_window)
+                           divergence_factor=args.divergence_factor, divergence_window=args.divergence_window,
+                           theta_lr=args.theta_lr)
     if args.adapter:
         from loralab.peft_interop import read_peft_adapter
 
@@ -69,7 +70,7 @@ def _train(args: argparse.Namespace) -> None:
         subspace = SubspaceConfig(dim=args.subspace_dim, projection=args.projection, seed=args.subspace_seed,
                                   exclude=_names(args.subspace_exclude))
         strategy = StrategyConfig(strategy=args.strategy or "full", lora=lora, subspace=subspace,
-                                  train_head=not args.freeze_head)
+                                  train_head=args.train_head)
         model = args.model or "minilm"
     config = RunConfig(train=args.train, valid=args.valid, model=model, strategy=strategy, task=_task(args),
                        training=training, train_limit=args.train_limit, valid_limit=args.valid_limit,
@@ -252,9 +253,9 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
     d_min = args.d_min or (300 if args.projection == "said" else 100)  # said spends one of d per weight tensor
     search = SearchConfig(d_min=d_min, d_max=args.d_max, per_decade=args.per_decade,
                           resolution=args.resolution, fraction=args.fraction)
-    config = DimensionConfig(base=base, baseline_lr=args.baseline_lr, subspace_lr=args.lr,
+    config = DimensionConfig(base=base, baseline_lr=args.baseline_lr, theta_lr=args.theta_lr,
                              projection=args.projection, subspace_seed=args.subspace_seed, search=search,
-                             metric=args.metric, head_direct=args.head_direct, exclude=_names(args.exclude),
+                             metric=args.metric, train_head=args.train_head, exclude=_names(args.exclude),
                              lr_reference_dim=args.lr_reference_dim, head_lr=args.head_lr)
     with warnings.catch_warnings():  # the head starts random and moves through the subspace: intended here
         warnings.filterwarnings("ignore", message="the task head")
@@ -321,9 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--subspace-exclude", metavar="PREFIXES",
                    help="subspace: comma list of parameter-name prefixes kept frozen, outside the subspace "
                         "(e.g. bert.embeddings.word_embeddings)")
-    t.add_argument("--freeze-head", action="store_true",
-                   help="do not train the task head directly (it keeps its random initialisation; "
-                        "under subspace it moves only through the subspace)")
+    t.add_argument("--train-head", action=argparse.BooleanOptionalAction, default=True,
+                   help="train the task head (default); --no-train-head keeps it at its random initialisation "
+                        "(under subspace it then moves only through the subspace)")
+    t.add_argument("--freeze-head", dest="train_head", action="store_false", help=argparse.SUPPRESS)  # before 0.2
+    t.add_argument("--theta-lr", type=float, help="subspace: learning rate of theta (default: --lr)")
     t.add_argument("--epochs", type=float, default=1.0)
     t.add_argument("--lr", type=float, default=2e-5)
     t.add_argument("--batch-size", type=int, default=8)
@@ -390,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--subspace-seed", type=int, default=0, help="seed of P")
     i.add_argument("--exclude", metavar="PREFIXES", help="comma list of parameter-name prefixes kept frozen, "
                    "outside the subspace (e.g. bert.embeddings.word_embeddings)")
-    i.add_argument("--lr", type=float, default=1e-2, help="learning rate of theta in the subspace runs")
-    i.add_argument("--head-lr", type=float, help="learning rate of a directly trained head (--head-direct) and of "
+    i.add_argument("--theta-lr", type=float, default=1e-2, help="learning rate of theta in the subspace runs")
+    i.add_argument("--lr", dest="theta_lr", type=float, help=argparse.SUPPRESS)  # its name before 0.2
+    i.add_argument("--head-lr", type=float, help="learning rate of a directly trained head (--train-head) and of "
                    "the SAID scales (default: --lr, which is usually far too large for them)")
     i.add_argument("--lr-reference-dim", type=int, metavar="D0",
                    help="scale theta's learning rate by sqrt(D0 / d), so that a step moves the weights equally far "
@@ -399,8 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--baseline-lr", type=float, default=5e-5, help="learning rate of the full fine-tuning baseline")
     i.add_argument("--metric", choices=list(METRIC_NAMES), default="accuracy",
                    help="the score compared with the baseline (regression: pearson or spearman)")
-    i.add_argument("--head-direct", action="store_true",
-                   help="train the task head directly beside theta (default: it moves through the subspace too)")
+    i.add_argument("--train-head", action=argparse.BooleanOptionalAction, default=False,
+                   help="train the task head directly, beside theta (default: it moves through the subspace too)")
+    i.add_argument("--head-direct", dest="train_head", action="store_true", help=argparse.SUPPRESS)  # before 0.2
     i.add_argument("--fraction", type=float, default=0.9, help="threshold as a fraction of the baseline (0.9: d_int90)")
     i.add_argument("--d-min", type=int, help="smallest d of the coarse log grid (default: 100; 300 with said, "
                    "which spends one of the d numbers on each weight tensor)")
@@ -437,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _option(error: SettingError, parser: argparse.ArgumentParser) -> LoralabError:
     """A setting's error named by the option that sets it (`training.lr` -> `--lr`), where there is one."""
-    name = {"subspace_lr": "lr"}.get(error.name, error.name)  # intrinsic-dim's --lr is theta's
+    name = error.name
     for prefix, replacement in (("training.", ""), ("strategy.lora.", "lora-"), ("strategy.subspace.", "subspace-"),
                                 ("strategy.", "")):
         if name.startswith(prefix):

@@ -76,7 +76,10 @@ class RunConfig:
         try:
             strategy = dict(data.pop("strategy", {}))
             lora = LoraConfig(**strategy.pop("lora", {}))
-            subspace = SubspaceConfig(**{"dim": 1000, **strategy.pop("subspace", {})})
+            subspace_settings = dict(strategy.pop("subspace", {}))
+            if subspace_settings.pop("direct", []):  # records before 0.2 kept the head here; it was always empty
+                raise LoralabError("strategy.subspace.direct is no longer a setting; the head trains when train_head is set")
+            subspace = SubspaceConfig(**{"dim": 1000, **subspace_settings})
             strategy_config = StrategyConfig(strategy=Strategy.parse(strategy.pop("strategy", "full")), lora=lora,
                                              subspace=subspace, **strategy)
             training = TrainConfig(**data.pop("training", {}))

@@ -38,13 +38,13 @@ class DimensionConfig:
     """Data, model and training settings shared by every run (its strategy is ignored)."""
     baseline_lr: float = 5e-5
     """Learning rate of the full fine-tuning baseline."""
-    subspace_lr: float = 1e-2
+    theta_lr: float = 1e-2
     """Learning rate of theta: much larger than the baseline's, as P's unit columns spread each step thin."""
     head_lr: float | None = None
-    """Learning rate of a directly trained head and of the SAID scales (None: `subspace_lr`). theta's
+    """Learning rate of a directly trained head and of the SAID scales (None: `theta_lr`). theta's
     rate is far too large for a linear head, whose logits it would swing by hundreds per step."""
     lr_reference_dim: int | None = None
-    """When set, theta's learning rate is `subspace_lr * sqrt(lr_reference_dim / d)`: an Adam step
+    """When set, theta's learning rate is `theta_lr * sqrt(lr_reference_dim / d)`: an Adam step
     moves each of the d coordinates by about the learning rate, hence the weights by lr * sqrt(d)
     (P's columns have unit length); this keeps that distance the same at every d."""
     projection: Projection = Projection.SAID
@@ -55,8 +55,8 @@ class DimensionConfig:
     """The coarse grid and the bisection's resolution."""
     metric: str = "accuracy"
     """The score compared with the baseline: accuracy or map@3."""
-    head_direct: bool = False
-    """Train the task head directly beside theta; by default it moves through the subspace like every
+    train_head: bool = False
+    """Train the task head directly, beside theta; by default it moves through the subspace like every
     other weight (Li et al.), so exactly d numbers train."""
     exclude: tuple[str, ...] = ()
     """Parameter-name prefixes kept frozen outside the subspace (the baseline still trains them)."""
@@ -68,7 +68,7 @@ class DimensionConfig:
         if not self.base.valid:
             raise LoralabError("measuring the intrinsic dimension needs validation data (--valid)")
         number("lr_reference_dim", self.lr_reference_dim, integer=True, low=1, optional=True)
-        for name in ("baseline_lr", "subspace_lr", "head_lr"):
+        for name in ("baseline_lr", "theta_lr", "head_lr"):
             number(name, getattr(self, name), low=0, low_open=True, optional=name == "head_lr")
 
     def baseline(self) -> RunConfig:
@@ -77,13 +77,13 @@ class DimensionConfig:
 
     def at(self, d: int) -> RunConfig:
         subspace = SubspaceConfig(dim=d, projection=self.projection, seed=self.subspace_seed, exclude=self.exclude)
-        strategy = StrategyConfig(Strategy.SUBSPACE, subspace=subspace, train_head=self.head_direct)
+        strategy = StrategyConfig(Strategy.SUBSPACE, subspace=subspace, train_head=self.train_head)
         scale = 1.0 if self.lr_reference_dim is None else math.sqrt(self.lr_reference_dim / d)
         if self.head_lr is None and self.lr_reference_dim is None:
-            training = dataclasses.replace(self.base.training, lr=self.subspace_lr)
+            training = dataclasses.replace(self.base.training, lr=self.theta_lr)
         else:
-            training = dataclasses.replace(self.base.training, lr=self.head_lr or self.subspace_lr,
-                                           theta_lr=self.subspace_lr * scale)
+            training = dataclasses.replace(self.base.training, lr=self.head_lr or self.theta_lr,
+                                           theta_lr=self.theta_lr * scale)
         return dataclasses.replace(self.base, strategy=strategy, training=training)
 
 
@@ -130,11 +130,11 @@ def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..
         "train_limit": config.base.train_limit,
         "valid_limit": config.base.valid_limit,
         "projection": config.projection.value,
-        "head": "trained directly" if config.head_direct else "in the subspace",
+        "head": "trained directly" if config.train_head else "in the subspace",
         "excluded": list(config.exclude),
         "subspace_seed": config.subspace_seed,
         "baseline_lr": config.baseline_lr,
-        "subspace_lr": config.subspace_lr,
+        "theta_lr": config.theta_lr,
         "head_lr": config.head_lr,
         "lr_reference_dim": config.lr_reference_dim,
         "training": dataclasses.asdict(config.base.training),

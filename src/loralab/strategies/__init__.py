@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 from torch import nn
@@ -55,7 +55,7 @@ class StrategyConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     """LoRA settings (used by the lora strategy only)."""
     subspace: SubspaceConfig = field(default_factory=lambda: SubspaceConfig(dim=1000))
-    """Random-subspace settings (used by the subspace strategy only); the head decides `direct`."""
+    """Random-subspace settings (used by the subspace strategy only)."""
     train_head: bool = True
     """Train the task head; when False it stays at its random initialisation."""
 
@@ -65,8 +65,6 @@ class StrategyConfig:
             raise LoralabError(f"invalid strategy.train_head={self.train_head!r}: expected true or false")
         if self.strategy is Strategy.FULL and not self.train_head:
             raise LoralabError("train_head=False conflicts with strategy 'full', which trains every weight")
-        if self.subspace.direct:
-            raise LoralabError("subspace.direct is set by train_head in a run; leave it empty")
 
 
 class ParamGroup(NamedTuple):
@@ -153,7 +151,7 @@ def _apply_subspace(model: nn.Module, config: StrategyConfig) -> StrategyReport:
     head = _head(model, arch, config)
     # Every weight moves through the subspace; a trained head trains directly beside it.
     total = sum(p.numel() for p in model.parameters())
-    subspace = apply_subspace(model, replace(config.subspace, direct=tuple(head)))
+    subspace = apply_subspace(model, config.subspace, head=tuple(head))
     direct = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad) - subspace.trainable
     if not config.train_head:
         warnings.warn(f"the task head ({', '.join(arch.head)}) trains only through the subspace, "

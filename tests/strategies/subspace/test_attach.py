@@ -31,7 +31,7 @@ def test_only_theta_scales_and_direct_parameters_train(kind, model_name):
     build, batch, direct = MODELS[model_name]
     model, inputs = build(), batch()
     before = {name: t.clone() for name, t in model.state_dict().items()}
-    subspace = apply_subspace(model, SubspaceConfig(dim=DIMS[kind], projection=kind, direct=direct))
+    subspace = apply_subspace(model, SubspaceConfig(dim=DIMS[kind], projection=kind), head=direct)
     trainable = [p for p in model.parameters() if p.requires_grad]
     expected = [subspace.theta] + ([subspace.scales] if kind is Projection.SAID else [])
     expected += [p for name, p in model.named_parameters() if name.startswith(direct[0] + ".")]
@@ -71,14 +71,14 @@ def test_seed_and_trained_numbers_rebuild_the_model_bitwise(kind, model_name):
     # All a run folder keeps of a subspace run (loralab.runs): the config with its seed, and what trained.
     build, batch, direct = MODELS[model_name]
     model, inputs = build(), batch()
-    config = SubspaceConfig(dim=DIMS[kind], projection=kind, seed=11, direct=direct)
-    apply_subspace(model, config)
+    config = SubspaceConfig(dim=DIMS[kind], projection=kind, seed=11)
+    apply_subspace(model, config, head=direct)
     train_a_little(model, inputs)
     trained = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     assert sum(t.numel() for name, t in trained.items() if not name.startswith(direct[0] + ".")) == DIMS[kind]
 
     fresh = build()
-    apply_subspace(fresh, config)
+    apply_subspace(fresh, config, head=direct)
     assert not fresh.load_state_dict(trained, strict=False).unexpected_keys
     with torch.no_grad():
         assert torch.equal(outputs(fresh, inputs), outputs(model, inputs))
@@ -106,7 +106,7 @@ def test_tied_weights_are_one_tensor_of_the_subspace():
 
 def test_exclude_freezes_and_leaves_out():
     model = bert()
-    subspace = apply_subspace(model, SubspaceConfig(dim=16, direct=("classifier",)), exclude=("bert.embeddings",))
+    subspace = apply_subspace(model, SubspaceConfig(dim=16), head=("classifier",), exclude=("bert.embeddings",))
     assert not any(name.startswith("bert.embeddings") for name in subspace.names)
     assert not any(p.requires_grad for name, p in model.named_parameters() if name.startswith("bert.embeddings"))
 
@@ -118,8 +118,8 @@ def test_exclude_freezes_and_leaves_out():
         (dict(dim=2.5), "dim=2.5"),
         (dict(dim=8, projection="gaussian"), "projection='gaussian'"),
         (dict(dim=8, seed=-1), "seed=-1"),
-        (dict(dim=8, direct="classifier"), "direct='classifier'"),
-        (dict(dim=8, direct=("",)), "direct entry ''"),
+        (dict(dim=8, exclude="classifier"), "exclude='classifier'"),
+        (dict(dim=8, exclude=("",)), "exclude entry ''"),
     ],
 )
 def test_config_errors_name_the_field_and_value(kwargs, message):
@@ -128,8 +128,8 @@ def test_config_errors_name_the_field_and_value(kwargs, message):
 
 
 def test_apply_errors_are_clear():
-    with pytest.raises(LoralabError, match="direct entry 'head'"):
-        apply_subspace(mlp(), SubspaceConfig(dim=8, direct=("head",)))
+    with pytest.raises(LoralabError, match="head entry 'head'"):
+        apply_subspace(mlp(), SubspaceConfig(dim=8), head=("head",))
     with pytest.raises(LoralabError, match="dim must exceed 6"):
         apply_subspace(mlp(), SubspaceConfig(dim=6, projection="said"))
     with pytest.raises(LoralabError, match="D=531"):

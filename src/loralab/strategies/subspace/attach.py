@@ -10,7 +10,7 @@ Dimensionality Explains the Effectiveness of Language Model Fine-Tuning", Sec. 3
 the m scales come out of the budget: theta has d - m entries, so exactly d numbers train. lambda
 starts at 1.
 
-Parameters named by `direct` (a task head, say) train normally, outside the subspace. Each
+Parameters named as the `head` (the task head, when it trains) train normally, outside the subspace. Each
 subspace weight becomes a parametrization (`torch.nn.utils.parametrize`) over a frozen buffer W0,
 so the model stays an ordinary nn.Module: call it, and optimise the parameters that require grad.
 `merge_subspace` evaluates W0 + P theta once and gives the model back its plain weights.
@@ -40,8 +40,6 @@ class SubspaceConfig:
     """How P is built: dense, sparse, fastfood or said."""
     seed: int = 0
     """Seed of the torch.Generator that builds P; with theta it reproduces the trained model."""
-    direct: tuple[str, ...] = ()
-    """Parameter-name prefixes (module names, dot-bounded) trained directly, outside the subspace."""
     exclude: tuple[str, ...] = ()
     """Parameter-name prefixes left out of the subspace and frozen (e.g. a word-embedding table)."""
 
@@ -49,7 +47,7 @@ class SubspaceConfig:
         number("strategy.subspace.dim", self.dim, integer=True, low=1)
         object.__setattr__(self, "projection", Projection.parse(self.projection))
         number("strategy.subspace.seed", self.seed, integer=True, low=0, high=2**63 - 1)
-        for field in ("direct", "exclude"):
+        for field in ("exclude",):
             value = getattr(self, field)
             if not isinstance(value, (list, tuple)):
                 raise LoralabError(f"invalid {field}={value!r}: expected a list of name prefixes")
@@ -59,7 +57,7 @@ class SubspaceConfig:
                     raise LoralabError(f"invalid {field} entry {prefix!r}: expected a module or parameter name")
 
     def to_dict(self) -> dict:
-        return {"dim": self.dim, "projection": self.projection.value, "seed": self.seed, "direct": list(self.direct),
+        return {"dim": self.dim, "projection": self.projection.value, "seed": self.seed, 
                 "exclude": list(self.exclude)}
 
 
@@ -134,17 +132,19 @@ def _parameter_slots(model: nn.Module) -> dict[str, list[tuple[nn.Module, str]]]
     return slots
 
 
-def apply_subspace(model: nn.Module, config: SubspaceConfig, *, exclude: tuple[str, ...] = ()) -> Subspace:
+def apply_subspace(model: nn.Module, config: SubspaceConfig, *, head: tuple[str, ...] = (),
+                   exclude: tuple[str, ...] = ()) -> Subspace:
     """Put every parameter of `model` into one random subspace, in place, and return it.
 
-    Parameters under `config.direct` keep training directly; those under `exclude` are frozen and
-    left out of the subspace (both are dot-bounded name prefixes). Afterwards only theta, the SAID
-    scales and the direct parameters require grad, and before training the model computes exactly
-    what it computed before.
+    Parameters under `head` (the task head, when it trains) keep training directly, beside the
+    subspace; those under `exclude` are frozen and left out of it (both are dot-bounded name
+    prefixes). Afterwards only theta, the SAID scales and the head require grad, and before
+    training the model computes exactly what it computed before.
     """
+    head = (head,) if isinstance(head, str) else tuple(head)
     exclude = config.exclude + ((exclude,) if isinstance(exclude, str) else tuple(exclude))
     names = [name for name, _ in model.named_parameters()]
-    for field, prefixes in (("direct", config.direct), ("exclude", exclude)):
+    for field, prefixes in (("head", head), ("exclude", exclude)):
         for prefix in prefixes:
             if not any(_matches(name, (prefix,)) for name in names):
                 raise LoralabError(f"{field} entry {prefix!r} matches no parameter of this {type(model).__name__}")
@@ -152,10 +152,10 @@ def apply_subspace(model: nn.Module, config: SubspaceConfig, *, exclude: tuple[s
         raise LoralabError(f"this {type(model).__name__} already has a subspace; apply it to a fresh model")
     slots = _parameter_slots(model)
     params = dict(model.named_parameters())
-    chosen = [n for n in names if not _matches(n, config.direct) and not _matches(n, exclude) and params[n].numel() > 0]
+    chosen = [n for n in names if not _matches(n, head) and not _matches(n, exclude) and params[n].numel() > 0]
     if not chosen:
         raise LoralabError(f"no parameter of this {type(model).__name__} is left for the subspace")
-    direct = [n for n in params if _matches(n, config.direct)]
+    direct = [n for n in params if _matches(n, head)]
     subspace = Subspace(config, chosen, [params[n].shape for n in chosen])
     subspace.to(next(iter(params.values())).device)
 
