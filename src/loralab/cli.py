@@ -179,7 +179,7 @@ def _sweep(args: argparse.Namespace) -> None:
     import dataclasses
 
     from loralab.experiment import Experiment, load_experiment, packaged_experiment, sweep
-    from loralab.report import write_report
+    from loralab.reports import write_report
 
     if args.default == (args.file is not None):
         raise LoralabError("give an experiment FILE or --default, not both or neither")
@@ -207,7 +207,7 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
     from loralab.config import RunConfig
     from loralab.dimension import DimensionConfig, measure
     from loralab.intrinsic import SearchConfig
-    from loralab.report import write_report
+    from loralab.reports import write_report
     from loralab.train import TrainConfig
 
     output_folder(args.out, "--out")
@@ -238,7 +238,7 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from loralab.report import write_report
+    from loralab.reports import write_report
 
     if args.out:
         output_folder(args.out, "--out")
