@@ -366,7 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="Markdown table and PNG plots from a sweep folder's run records")
     r.add_argument("dir", help="folder holding run folders (each with run.json)")
     r.add_argument("--out", help="where to write report.md and the plots (default: DIR)")
-    r.add_argument("--metric", choices=["map@3", "accuracy"], default="map@3", help="metric to plot and rank by")
+    from loralab.metrics import METRICS
+
+    r.add_argument("--metric", choices=list(METRICS),
+                   help="metric to rank and plot by (default: the records' own headline metric, else map@3)")
     r.set_defaults(func=_report)
 
     for p in sub.choices.values():

@@ -52,3 +52,15 @@ def write_sweep(folder: Path) -> Path:
 def row_line(text: str, label: str, settings: str) -> str:
     (line,) = [line for line in text.splitlines() if line.startswith(f"| {label} |") and settings in line]
     return line
+
+
+def write_run(folder: Path, strategy: str, seed: int, params: int, valid: dict, *, train="/data/train.csv",
+              task=None, metric=None, lr=1e-4) -> None:
+    """One completed run's record; `task` and `metric` are left out, as older records do, when None."""
+    c = config(strategy, lr, 32.0, seed, train=train, valid=train.replace("train", "valid"))
+    record = {"status": "completed", "strategy": strategy, "config": c.to_dict(), "hyperparameters": c.flat(),
+              "trainable_params": params, "total_params": 1000, "train_seconds": 1.0, "peak_memory_mb": 1.0,
+              "loss": [1.0, 0.9], "base_model": {"name": "tiny"}, "device": "cpu", "machine": "test", "valid": valid}
+    record.update({k: v for k, v in (("task", task), ("metric", metric)) if v is not None})
+    record["train_questions" if task in (None, "multiple-choice") else "train_examples"] = 8
+    write_json(folder / RECORD, record)

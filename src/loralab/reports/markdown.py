@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loralab.reports.rows import Row, compare, pooled_sd, settings_text
+from loralab.reports.rows import DEFAULT_TASK, Section, against_best, higher_is_better, metric_label, settings_text
 
 if TYPE_CHECKING:
     from loralab.intrinsic import IntrinsicResult
@@ -21,34 +21,62 @@ def _mean_sd(values: list[float], digits: int = 3) -> str:
     return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def _table(rows: list[Row], metric: str) -> list[str]:
-    lines = ["| run | strategy | settings | trainable params | train time (s) | peak memory (MB) | MAP@3 | accuracy | seeds |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
+def _count(counts: dict[str, Any], prefix: str, task: str) -> tuple[Any, str]:
+    """(how many, noun) of the questions or examples `counts` holds under `prefix` + the noun: multiple-choice
+    records count questions, other tasks' records count examples."""
+    for noun in ("questions", "examples"):
+        if prefix + noun in counts:
+            return counts[prefix + noun], noun
+    return "?", "questions" if task == DEFAULT_TASK else "examples"
+
+
+def _summary(section: Section) -> list[str]:
+    records = section.records
+    first = records[0]
+    valid = next((r["valid"] for r in records if "valid" in r), {})
+    (n_train, train_noun), (n_valid, valid_noun) = _count(first, "train_", section.task), _count(valid, "", section.task)
+    lines = [f"{len(records)} runs in {len(section.rows)} rows; base model {first.get('base_model', {}).get('name', '?')} "
+             f"({first.get('total_params', 0):,} parameters); {n_train} training {train_noun}, {n_valid} validation "
+             f"{valid_noun}. Mean ± sample standard deviation over seeds.", ""]
+    machines = sorted({f"{r.get('device', '?')} ({r.get('machine', '?')})" for r in records})
+    if len(machines) > 1:  # times and memory only compare within one machine and thread count
+        lines += ["Runs ran on different devices or thread counts, so their times and memory do not compare "
+                  "directly: " + "; ".join(machines) + ".", ""]
+    else:
+        lines += [f"Device: {machines[0]}.", ""]
+    return lines
+
+
+def _table(section: Section) -> list[str]:
+    columns = section.metrics or [section.metric]  # a column for the divergence notes even when no run scored
+    lines = ["| run | strategy | settings | trainable params | train time (s) | peak memory (MB) | "
+             + "".join(f"{metric_label(m)} | " for m in columns) + "seeds |",
+             "|---|---|---|---:|---:|---:|" + "---:|" * len(columns) + "---:|"]
+    for row in section.rows:
         ok, bad = row.completed, row.diverged
         first = row.records[0]
         time_ = _mean_sd([r["train_seconds"] for r in row.records if "train_seconds" in r], 0)
         memory = _mean_sd([r["peak_memory_mb"] for r in row.records if "peak_memory_mb" in r], 0)
-        maps, accs = _mean_sd(row.values("map@3")), _mean_sd(row.values("accuracy"))
+        cells = [_mean_sd(row.values(m)) for m in columns]
         if bad:
             steps = ", ".join(str(r.get("diverged_at_step")) for r in bad)
             note = f"diverged at step {steps}" if not ok else f"({len(bad)} of {len(row.records)} diverged at step {steps})"
-            maps = note if not ok else f"{maps} {note}"
-            accs = "–" if not ok else accs
+            cells[0] = note if not ok else f"{cells[0]} {note}"
         seeds = ", ".join(str(r["hyperparameters"].get("training.seed")) for r in row.records)
         lines.append(f"| {row.label} | {row.strategy} | {settings_text(row)} | {first.get('trainable_params', 0):,} | "
-                     f"{time_} | {memory} | {maps} | {accs} | {seeds} |")
+                     f"{time_} | {memory} | {' | '.join(cells)} | {seeds} |")
     return lines
 
 
-def _differences(rows: list[Row], metric: str) -> list[str]:
-    scored = [r for r in rows if r.mean(metric) is not None]
-    if len(scored) < 2:
+def _differences(section: Section, heading: str) -> list[str]:
+    metric = section.metric
+    verdicts = against_best(section.rows, metric)
+    if verdicts is None:
         return []
-    best = max(scored, key=lambda r: r.mean(metric))
-    pooled = pooled_sd(rows, metric)
-    name = "MAP@3" if metric == "map@3" else metric
-    lines = [f"## Against the best row ({best.label}: {name} {best.mean(metric):.3f})", ""]
+    best, pooled = verdicts.best, verdicts.pooled
+    name = metric_label(metric)
+    direction = "" if higher_is_better(metric) else ", lower is better"
+    lines = [f"{heading} Against the best row ({best.label}: {name} {best.mean(metric):.3f}{direction})", ""]
     if pooled is None:
         lines += ["No row has two or more seeds, so training noise is unknown: no difference below can be "
                   "called real or noise.", ""]
@@ -57,47 +85,38 @@ def _differences(rows: list[Row], metric: str) -> list[str]:
                   "when it is smaller than twice its standard error (single-seed rows borrow the pooled deviation).",
                   ""]
     lines += [f"| run | settings | Δ {name} | 2 × s.e. | verdict |", "|---|---|---:|---:|---|"]
-    for row in scored:
-        if row is best:
-            continue
-        diff, se = compare(row, best, metric, pooled)
-        if se is None:
-            verdict, bound = "noise unknown (single seed)", "–"
-        else:
-            verdict = "within noise" if abs(diff) < 2 * se else "worse beyond noise"
-            bound = f"{2 * se:.3f}"
-        lines.append(f"| {row.label} | {settings_text(row)} | {diff:+.3f} | {bound} | {verdict} |")
-    questions = best.completed[0]["valid"].get("questions", 0)
-    acc = best.mean("accuracy")
-    if questions:
-        lines += ["", f"Sampling error of the validation set itself ({questions} questions): accuracy "
-                      f"{acc:.3f} ± {math.sqrt(acc * (1 - acc) / questions):.3f} (binomial standard error); "
+    for c in verdicts.others:
+        bound = "–" if c.se is None else f"{2 * c.se:.3f}"
+        lines.append(f"| {c.row.label} | {settings_text(c.row)} | {c.diff:+.3f} | {bound} | {c.verdict} |")
+    valid = best.completed[0]["valid"]
+    noun = "questions" if "questions" in valid else "examples"
+    n, acc = valid.get(noun, 0), best.mean("accuracy")
+    if n and acc is not None:  # the binomial error only makes sense for a proportion
+        lines += ["", f"Sampling error of the validation set itself ({n} {noun}): accuracy "
+                      f"{acc:.3f} ± {math.sqrt(acc * (1 - acc) / n):.3f} (binomial standard error); "
                       "seed noise above is measured on this same fixed set."]
     return lines + [""]
 
 
-def report_markdown(rows: list[Row], skipped: list[str], metric: str, title: str, description: str = "",
+def _section(section: Section, heading: str) -> list[str]:
+    return _summary(section) + _table(section) + [""] + _differences(section, heading)
+
+
+def report_markdown(sections: list[Section], skipped: list[str], title: str, description: str = "",
                     plots: list[Path] = ()) -> str:
-    """The text of `report.md`: a summary, the table, the rows against the best, what was left out, the plots."""
+    """The text of `report.md`: a summary, the table and the rows against the best, per data set when
+    there are several; then what was left out, and the plots."""
     lines = [f"# {title}", ""]
     if description:
         lines += [description, ""]
-    records = [r for row in rows for r in row.records]
-    if records:
-        first = records[0]
-        valid = next((r["valid"] for r in records if "valid" in r), {})
-        lines += [f"{len(records)} runs in {len(rows)} rows; base model {first.get('base_model', {}).get('name', '?')} "
-                  f"({first.get('total_params', 0):,} parameters); {first.get('train_questions', '?')} training "
-                  f"questions, {valid.get('questions', '?')} validation questions. Mean ± sample standard deviation "
-                  "over seeds.", ""]
-        machines = sorted({f"{r.get('device', '?')} ({r.get('machine', '?')})" for r in records})
-        if len(machines) > 1:  # times and memory only compare within one machine and thread count
-            lines += ["Runs ran on different devices or thread counts, so their times and memory do not compare "
-                      "directly: " + "; ".join(machines) + ".", ""]
-        else:
-            lines += [f"Device: {machines[0]}.", ""]
-    lines += _table(rows, metric) + [""]
-    lines += _differences(rows, metric)
+    if len(sections) == 1:
+        lines += _section(sections[0], "##")
+    else:
+        runs = sum(len(s.records) for s in sections)
+        lines += [f"{runs} runs on {len(sections)} data sets, one section each: a metric measured on one data set "
+                  "does not compare with one measured on another.", ""]
+        for section in sections:
+            lines += [f"## {section.name}", ""] + _section(section, "###")
     if skipped:
         lines += ["## Records left out", ""] + [f"- {s}" for s in skipped] + [""]
     if plots:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loralab.artifacts import _atomic_write
-from loralab.reports.rows import IGNORED, Row, is_number, settings_text
+from loralab.reports.rows import IGNORED, Row, is_number, metric_label, metric_value, settings_text
 
 if TYPE_CHECKING:
     from loralab.intrinsic import IntrinsicResult
@@ -21,8 +21,16 @@ def _slug(metric: str) -> str:
     return metric.replace("@", "")
 
 
-def _label(metric: str) -> str:
-    return "MAP@3" if metric == "map@3" else metric
+def _name(stem: str, tag: str) -> str:
+    """A plot's file name; `tag` tells apart the plots of a report's several data sets."""
+    return f"{stem}_{tag}.png" if tag else f"{stem}.png"
+
+
+def _title(ax, title: str, subtitle: str) -> None:
+    if subtitle:  # the data set on a second line, smaller, so that two lines fit above the axes
+        ax.set_title(f"{title}\n{subtitle}", fontsize="medium")
+    else:
+        ax.set_title(title)
 
 
 def _colors(n: int) -> list:
@@ -38,11 +46,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path) -> Path | None:
+def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
     """The metric against lora_alpha (log axis): one line per LoRA setting other than alpha, seeds as dots."""
     from matplotlib.figure import Figure
 
-    lora = [r for r in rows if r.strategy == "lora" and r.completed]
+    lora = [r for r in rows if r.strategy == "lora" and r.mean(metric) is not None]
     if not lora:
         return None
     groups: dict[str, list[Row]] = {}
@@ -68,7 +76,7 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path) -> Path | None
             ax.scatter([alpha], [0.0], marker="x", color="red", s=50, transform=ax.get_xaxis_transform(),
                        clip_on=False, label="diverged" if "diverged" not in ax.get_legend_handles_labels()[1] else None)
     for row in rows:  # the other strategies as horizontal references
-        if row.strategy != "lora" and row.completed:
+        if row.strategy != "lora" and row.mean(metric) is not None:
             ax.axhline(row.mean(metric), linestyle=":", linewidth=1, color="grey")
             ax.annotate(row.label, (1.0, row.mean(metric)), xycoords=("axes fraction", "data"), fontsize=7,
                         ha="right", va="bottom", color="grey")
@@ -76,11 +84,11 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path) -> Path | None
     alphas = [r.records[0]["hyperparameters"]["strategy.lora.alpha"] for r in rows if r.strategy == "lora"]
     ax.set_xlim(min(alphas) / 1.5, max(alphas) * 1.5)  # the crosses do not widen the axis themselves
     ax.set_xlabel("lora_alpha (log scale)")
-    ax.set_ylabel(f"validation {_label(metric)}")
-    ax.set_title(f"{_label(metric)} against lora_alpha (mean ± s.d. over seeds)")
+    ax.set_ylabel(f"validation {metric_label(metric)}")
+    _title(ax, f"{metric_label(metric)} against lora_alpha (mean ± s.d. over seeds)", subtitle)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, out / f"{_slug(metric)}_vs_lora_alpha.png")
+    return _save(fig, out / _name(f"{_slug(metric)}_vs_lora_alpha", tag))
 
 
 def best_per_budget(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -93,11 +101,12 @@ def best_per_budget(points: list[tuple[float, float]]) -> list[tuple[float, floa
     return front
 
 
-def plot_metric_vs_params(rows: list[Row], metric: str, out: Path) -> Path | None:
+def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
     """The metric against trainable parameters (log axis), one point per run, the best-per-budget front marked."""
     from matplotlib.figure import Figure
 
-    points = [(r["trainable_params"], r["valid"][metric], row) for row in rows for r in row.completed]
+    points = [(r["trainable_params"], value, row) for row in rows for r in row.completed
+              if (value := metric_value(r, metric)) is not None]
     if not points:
         return None
     fig = Figure(figsize=(7, 4.5))
@@ -113,11 +122,11 @@ def plot_metric_vs_params(rows: list[Row], metric: str, out: Path) -> Path | Non
     ax.scatter([p for p, _ in front], [v for _, v in front], facecolors="none", edgecolors="black", s=70)
     ax.set_xscale("log")
     ax.set_xlabel("trainable parameters (log scale)")
-    ax.set_ylabel(f"validation {_label(metric)}")
-    ax.set_title(f"{_label(metric)} against trainable parameters (one point per run)")
+    ax.set_ylabel(f"validation {metric_label(metric)}")
+    _title(ax, f"{metric_label(metric)} against trainable parameters (one point per run)", subtitle)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, out / f"{_slug(metric)}_vs_trainable_params.png")
+    return _save(fig, out / _name(f"{_slug(metric)}_vs_trainable_params", tag))
 
 
 def _smooth(values: list[float], window: int) -> list[float]:
@@ -130,7 +139,7 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_loss_curves(rows: list[Row], out: Path) -> Path | None:
+def plot_loss_curves(rows: list[Row], out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
     """Training loss per optimizer step (moving average), one colour per row, one line per seed."""
     from matplotlib.figure import Figure
 
@@ -152,10 +161,10 @@ def plot_loss_curves(rows: list[Row], out: Path) -> Path | None:
                 ax.scatter([len(smooth)], [smooth[-1]], marker="x", color=color, s=40)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss (moving average)")
-    ax.set_title("Training loss (x: diverged)")
+    _title(ax, "Training loss (x: diverged)", subtitle)
     ax.legend(fontsize=6, ncol=2 if len(rows) > 8 else 1)
     ax.grid(alpha=0.3)
-    return _save(fig, out / "loss_curves.png")
+    return _save(fig, out / _name("loss_curves", tag))
 
 
 def plot_intrinsic(result: IntrinsicResult, path: str | Path, *, metric: str = "score", title: str | None = None) -> Path:

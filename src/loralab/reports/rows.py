@@ -5,6 +5,9 @@ rows differ "beyond noise" when their means are further apart than twice the sta
 difference, sqrt(s1^2/n1 + s2^2/n2) (a rough two-sided 95% rule); a row with a single seed borrows
 the pooled seed-to-seed deviation of the repeated rows. This measures training noise on a fixed
 validation set; the validation set's own sampling error is reported beside it.
+
+Rows are only compared within a section: the runs of one data set (task, training file, validation
+file), since MAP@3 on one task says nothing against accuracy, or even MAP@3, on another.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from typing import Any
 
 from loralab.artifacts import RECORD, read_json
 from loralab.errors import LoralabError
+from loralab.metrics import METRICS
 
 STRATEGY_ORDER = ("full", "attention", "qv", "lora", "subspace")
 # Settings that say where a run ran or what it read, not how it trained; never a row's "settings".
 IGNORED = ("device", "offline", "trust_remote_code", "training.seed", "training.eval_batch_size",
            "training.divergence_factor", "training.divergence_window")
+# Records written before tasks named their headline metric are all multiple choice, ranked by MAP@3.
+DEFAULT_TASK, DEFAULT_METRIC = "multiple-choice", "map@3"
 
 
 @dataclass
@@ -44,7 +50,8 @@ class Row:
         return [r for r in self.records if r.get("status") == "diverged"]
 
     def values(self, metric: str) -> list[float]:
-        return [r["valid"][metric] for r in self.completed]
+        """The metric of each completed run that reports it as a finite number."""
+        return [v for v in (metric_value(r, metric) for r in self.completed) if v is not None]
 
     def mean(self, metric: str) -> float | None:
         values = self.values(metric)
@@ -55,9 +62,44 @@ class Row:
         return statistics.stdev(values) if len(values) >= 2 else None
 
 
+@dataclass
+class Section:
+    """The rows of one data set, ranked by one metric."""
+
+    task: str
+    train: str
+    valid: str
+    rows: list[Row]
+    metric: str
+    """The metric the rows are ranked and plotted by."""
+    metrics: list[str]
+    """The metrics its records report, in the order of `loralab.metrics.METRICS`."""
+    name: str = ""
+    """The task and the files, by as much of their paths as tells this section from the others."""
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [r for row in self.rows for r in row.records]
+
+
 def is_number(value: Any) -> bool:
     """A number, or one of the strings strict JSON records non-finite numbers as."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("NaN", "Infinity", "-Infinity")
+
+
+def metric_value(record: dict[str, Any], metric: str) -> float | None:
+    """The record's validation `metric` as a float; None when it has none, or a NaN or infinite one."""
+    value = record.get("valid", {}).get(metric)
+    return float(value) if is_number(value) and math.isfinite(float(value)) else None
+
+
+def higher_is_better(metric: str) -> bool:
+    return METRICS[metric].higher_is_better if metric in METRICS else True
+
+
+def metric_label(metric: str) -> str:
+    """How tables and plots name a metric ("MAP@3")."""
+    return METRICS[metric].label if metric in METRICS else metric
 
 
 def _key(hyperparameters: dict[str, Any]) -> str:
@@ -97,7 +139,7 @@ def read_manifest(folder: Path) -> dict[str, tuple[int, str]]:
 
 
 def build_rows(records: list[tuple[str, dict[str, Any]]], manifest: dict[str, tuple[int, str]] | None = None) -> list[Row]:
-    """Group records into rows; a row's settings are the ones that vary across the whole report."""
+    """Group records into rows; a row's settings are the ones that vary across all the records given."""
     manifest = manifest or {}
     flats = [r["hyperparameters"] for _, r in records]
     varying = [k for k in (flats[0] if flats else {})
@@ -115,6 +157,52 @@ def build_rows(records: list[tuple[str, dict[str, Any]]], manifest: dict[str, tu
     strategy_rank = {s: i for i, s in enumerate(STRATEGY_ORDER)}
     return sorted(rows.values(), key=lambda r: (r.order, strategy_rank.get(r.strategy, 99),
                                                 r.records[0].get("trainable_params", 0)))
+
+
+def data_set(record: dict[str, Any]) -> tuple[str, str, str]:
+    """(task, training file, validation file): the records that share these measure the same thing."""
+    config = record.get("config") if isinstance(record.get("config"), dict) else {}
+    flat = record["hyperparameters"]
+    train, valid = config.get("train", flat.get("train")), config.get("valid", flat.get("valid"))
+    return str(record.get("task") or DEFAULT_TASK), str(train or ""), str(valid or "")
+
+
+def reported_metrics(rows: list[Row]) -> list[str]:
+    """The metrics of `loralab.metrics.METRICS` that some completed run of `rows` reports, in that order."""
+    present = {key for row in rows for r in row.completed for key in r["valid"]}
+    return [m for m in METRICS if m in present]
+
+
+def short_paths(paths: list[str]) -> dict[str, str]:
+    """Each path by as few of its last parts as tell it from the others ("sst2/train.tsv", not "train.tsv")."""
+    parts = {p: Path(p).parts for p in set(paths)}
+    out = {}
+    for path, mine in parts.items():
+        n = 1
+        while n < len(mine) and any(other[-n:] == mine[-n:] for p, other in parts.items() if p != path):
+            n += 1
+        out[path] = str(Path(*mine[-n:])) if mine else path
+    return out
+
+
+def build_sections(records: list[tuple[str, dict[str, Any]]], manifest: dict[str, tuple[int, str]] | None = None,
+                   metric: str | None = None) -> list[Section]:
+    """One section of rows per data set, in sweep order; each ranked by `metric` where its records report
+    it, else by their own headline metric (the record's `metric`, else MAP@3)."""
+    groups: dict[tuple[str, str, str], list[tuple[str, dict[str, Any]]]] = {}
+    for name, record in records:
+        groups.setdefault(data_set(record), []).append((name, record))
+    sections = []
+    for (task, train, valid), members in groups.items():
+        rows = build_rows(members, manifest)
+        metrics = reported_metrics(rows)
+        own = members[0][1].get("metric", DEFAULT_METRIC)
+        chosen = next((m for m in (metric, own) if m in metrics), metrics[0] if metrics else own)
+        sections.append(Section(task, train, valid, rows, chosen, metrics))
+    trains, valids = short_paths([s.train for s in sections]), short_paths([s.valid for s in sections])
+    for s in sections:
+        s.name = f"{s.task}: {trains[s.train]}" + (f", validated on {valids[s.valid]}" if s.valid else "")
+    return sorted(sections, key=lambda s: min(r.order for r in s.rows))
 
 
 _SETTING_NAMES = {"strategy.lora.r": "r", "strategy.lora.alpha": "alpha", "strategy.lora.dropout": "dropout",
@@ -164,3 +252,40 @@ def compare(a: Row, b: Row, metric: str, pooled: float | None) -> tuple[float, f
             return diff, None
         terms.append(sd**2 / len(row.values(metric)))
     return diff, math.sqrt(sum(terms))
+
+
+@dataclass
+class Comparison:
+    """One row against the best row: the difference of their means and its standard error."""
+
+    row: Row
+    diff: float
+    se: float | None
+    """None when no row has repeated seeds, so training noise is unknown."""
+
+    @property
+    def verdict(self) -> str:
+        if self.se is None:
+            return "noise unknown (single seed)"
+        return "within noise" if abs(self.diff) < 2 * self.se else "worse beyond noise"
+
+
+@dataclass
+class Verdicts:
+    """The best row by one metric, the pooled seed-to-seed deviation, and every other scored row against it."""
+
+    best: Row
+    pooled: float | None
+    others: list[Comparison]
+
+
+def against_best(rows: list[Row], metric: str) -> Verdicts | None:
+    """Every scored row against the best one (the lowest mean where lower is better); None under two scored rows."""
+    scored = [r for r in rows if r.mean(metric) is not None]
+    if len(scored) < 2:
+        return None
+    pick = max if higher_is_better(metric) else min
+    best = pick(scored, key=lambda r: r.mean(metric))
+    pooled = pooled_sd(rows, metric)
+    return Verdicts(best, pooled, [Comparison(row, *compare(row, best, metric, pooled))
+                                   for row in scored if row is not best])
