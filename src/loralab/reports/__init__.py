@@ -21,15 +21,15 @@ from loralab.artifacts import _atomic_write, read_json
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
 from loralab.reports.markdown import intrinsic_markdown, report_markdown
-from loralab.reports.plots import (best_per_budget, plot_intrinsic, plot_loss_curves, plot_metric_vs_alpha,
-                                   plot_metric_vs_params)
+from loralab.reports.plots import (best_per_budget, budget_front, plot_intrinsic, plot_loss_curves,
+                                   plot_metric_vs_alpha, plot_metric_vs_params)
 from loralab.reports.rows import (Comparison, Row, Section, Verdicts, against_best, build_rows, build_sections,
                                   compare, load_records, read_manifest, short_paths)
 
 __all__ = ["Comparison", "Report", "Row", "Section", "TABLE", "Verdicts", "against_best", "best_per_budget",
-           "build_rows", "build_sections", "compare", "intrinsic_markdown", "load_records", "plot_intrinsic",
-           "plot_loss_curves", "plot_metric_vs_alpha", "plot_metric_vs_params", "read_manifest", "report_markdown",
-           "write_report"]
+           "budget_front", "build_rows", "build_sections", "compare", "intrinsic_markdown", "load_records",
+           "plot_intrinsic", "plot_loss_curves", "plot_metric_vs_alpha", "plot_metric_vs_params", "read_manifest",
+           "report_markdown", "write_report"]
 
 TABLE = "report.md"
 

@@ -34,8 +34,10 @@ def _summary(section: Section) -> list[str]:
     records = section.records
     first = records[0]
     valid = next((r["valid"] for r in records if "valid" in r), {})
-    (n_train, train_noun), (n_valid, valid_noun) = _count(first, "train_", section.task), _count(valid, "", section.task)
-    lines = [f"{len(records)} runs in {len(section.rows)} rows; base model {first.get('base_model', {}).get('name', '?')} "
+    n_train, train_noun = _count(first, "train_", section.task)
+    n_valid, valid_noun = _count(valid, "", section.task)
+    model = first.get("base_model", {}).get("name", "?")
+    lines = [f"{len(records)} runs in {len(section.rows)} rows; base model {model} "
              f"({first.get('total_params', 0):,} parameters); {n_train} training {train_noun}, {n_valid} validation "
              f"{valid_noun}. Mean ± sample standard deviation over seeds.", ""]
     machines = sorted({f"{r.get('device', '?')} ({r.get('machine', '?')})" for r in records})

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loralab.artifacts import _atomic_write
-from loralab.reports.rows import IGNORED, Row, is_number, metric_label, metric_value, settings_text
+from loralab.reports.rows import IGNORED, Row, higher_is_better, is_number, metric_label, metric_value, settings_text
 
 if TYPE_CHECKING:
     from loralab.intrinsic import IntrinsicResult
@@ -91,22 +91,43 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = 
     return _save(fig, out / _name(f"{_slug(metric)}_vs_lora_alpha", tag))
 
 
-def best_per_budget(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The front of (parameters, metric) points: those no cheaper point matches or beats."""
-    front, best = [], -math.inf
-    for params, value in sorted(points, key=lambda p: (p[0], -p[1])):
-        if value > best:
-            front.append((params, value))
-            best = value
+def best_per_budget(points: list[tuple[float, float]], higher_is_better: bool = True) -> list[tuple[float, float]]:
+    """The Pareto front of (trainable parameters, metric) points, cheapest first.
+
+    A point is on the front when no point with as many parameters does better and every point with
+    fewer does worse: the front passes through the best point of each budget it includes, never
+    another one of that budget, and leaves off a more expensive point that only ties a cheaper one.
+    Points whose metric is NaN or infinite are left out.
+    """
+    sign = 1.0 if higher_is_better else -1.0  # compare sign * value, so that larger is always better
+    best_at: dict[float, float] = {}
+    for params, value in points:
+        if math.isfinite(value) and (params not in best_at or sign * value > sign * best_at[params]):
+            best_at[params] = value
+    front, record = [], -math.inf
+    for params in sorted(best_at):
+        if sign * best_at[params] > record:
+            front.append((params, best_at[params]))
+            record = sign * best_at[params]
     return front
+
+
+def _run_points(rows: list[Row], metric: str) -> list[tuple[int, float, Row]]:
+    """(trainable parameters, metric, row) for every completed run reporting the metric as a finite number."""
+    return [(r["trainable_params"], value, row) for row in rows for r in row.completed
+            if (value := metric_value(r, metric)) is not None]
+
+
+def budget_front(rows: list[Row], metric: str) -> list[tuple[float, float]]:
+    """The best-per-budget front of the rows' runs, in the metric's own direction (lowest MSE is best)."""
+    return best_per_budget([(p, v) for p, v, _ in _run_points(rows, metric)], higher_is_better(metric))
 
 
 def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
     """The metric against trainable parameters (log axis), one point per run, the best-per-budget front marked."""
     from matplotlib.figure import Figure
 
-    points = [(r["trainable_params"], value, row) for row in rows for r in row.completed
-              if (value := metric_value(r, metric)) is not None]
+    points = _run_points(rows, metric)
     if not points:
         return None
     fig = Figure(figsize=(7, 4.5))
@@ -116,7 +137,7 @@ def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str =
         xs = [p for p, _, row in points if row.strategy == strategy]
         ys = [v for _, v, row in points if row.strategy == strategy]
         ax.scatter(xs, ys, color=color, label=strategy, s=22, alpha=0.8)
-    front = best_per_budget([(p, v) for p, v, _ in points])
+    front = budget_front(rows, metric)
     ax.step([p for p, _ in front], [v for _, v in front], where="post", color="black", linewidth=1,
             label="best per budget")
     ax.scatter([p for p, _ in front], [v for _, v in front], facecolors="none", edgecolors="black", s=70)
