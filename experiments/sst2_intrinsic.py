@@ -40,7 +40,7 @@ import torch
 from loralab.config import RunConfig
 from loralab.dimension import DimensionConfig, measure
 from loralab.intrinsic import SearchConfig
-from loralab.report import write_report
+from loralab.reports import write_report
 from loralab.train import TrainConfig
 
 GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"

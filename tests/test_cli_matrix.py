@@ -86,7 +86,7 @@ CASES = [
     ("intrinsic-dim", "bad data: duplicate columns",
      ["intrinsic-dim", "--train", "dup.csv", "--valid", "good.csv", "--model", "tiny", "--out", "id"], "'answer' twice"),
     ("intrinsic-dim", "bad number: inf", ["intrinsic-dim", "--train", "good.csv", "--valid", "good.csv",
-                                          "--lr", "inf", "--out", "id"], "--lr"),
+                                          "--theta-lr", "inf", "--out", "id"], "invalid --theta-lr inf"),
     ("intrinsic-dim", "bad output: a file",
      ["intrinsic-dim", "--train", "good.csv", "--valid", "good.csv", "--out", "afile"], "exists and is not a folder"),
     ("report", "bad folder: no records", ["report", "full-folder"], "no finished run records"),

@@ -207,7 +207,7 @@ def _sweep(args: argparse.Namespace) -> None:
     import dataclasses
 
     from loralab.experiment import Experiment, load_experiment, packaged_experiment, sweep
-    from loralab.report import write_report
+    from loralab.reports import write_report
 
     if args.default == (args.file is not None):
         raise LoralabError("give an experiment FILE or --default, not both or neither")
@@ -241,7 +241,7 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
     from loralab.config import RunConfig
     from loralab.dimension import DimensionConfig, measure
     from loralab.intrinsic import SearchConfig
-    from loralab.report import write_report
+    from loralab.reports import write_report
     from loralab.train import TrainConfig
 
     output_folder(args.out, "--out")
@@ -272,7 +272,7 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from loralab.report import write_report
+    from loralab.reports import write_report
 
     if args.out:
         output_folder(args.out, "--out")
@@ -425,7 +425,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="Markdown table and PNG plots from a sweep folder's run records")
     r.add_argument("dir", help="folder holding run folders (each with run.json)")
     r.add_argument("--out", help="where to write report.md and the plots (default: DIR)")
-    r.add_argument("--metric", choices=["map@3", "accuracy"], default="map@3", help="metric to plot and rank by")
+    from loralab.metrics import METRICS
+
+    r.add_argument("--metric", choices=list(METRICS),
+                   help="metric to rank and plot by (default: the records' own headline metric, else map@3)")
     r.set_defaults(func=_report)
 
     for p in sub.choices.values():

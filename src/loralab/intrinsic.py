@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from loralab.artifacts import write_json
 from loralab.errors import LoralabError
+from loralab.reports import intrinsic_markdown, plot_intrinsic
 from loralab.validate import number
 
 
@@ -167,36 +168,6 @@ def _probe(lo: int, hi: int, resolution: int) -> int | None:
     return first if first < hi else None
 
 
-def plot_intrinsic(result: IntrinsicResult, path: str | Path, *, metric: str = "score", title: str | None = None) -> Path:
-    """Score against d on a log axis, with the baseline and the threshold line; writes a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds = [d for d, _ in result.points]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(ds, [s for _, s in result.points], "o-", color="tab:blue", label="subspace training")
-    ax.axhline(result.baseline, color="tab:gray", linestyle="--", label=f"baseline {result.baseline:.4g}")
-    ax.axhline(result.threshold, color="tab:red", linestyle=":",
-               label=f"{result.fraction:.0%} of baseline {result.threshold:.4g}")
-    if result.d_int is not None:
-        ax.axvline(result.d_int, color="tab:green", linestyle="-.", label=f"d_int{round(100 * result.fraction)} = {result.d_int}")
-    ax.set_xscale("log")
-    ax.set_xlabel("subspace dimension d")
-    ax.set_ylabel(metric)
-    if title:
-        ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
 def write_intrinsic(
     result: IntrinsicResult,
     folder: str | Path,
@@ -216,28 +187,6 @@ def write_intrinsic(
     record = {"metric": metric, label: result.d_int, **result.to_dict(), "details": details}
     write_json(paths["json"], record)
     plot_intrinsic(result, paths["png"], metric=metric, title=title)
-
-    if result.d_int is None:
-        verdict = f"No scored d reached {result.fraction:.0%} of the baseline."
-    elif result.lower is None:
-        verdict = f"**{label} <= {result.d_int}**: the smallest d scored already reached the threshold."
-    else:
-        verdict = f"**{label} = {result.d_int}** (d = {result.lower} missed the threshold)."
-    lines = [
-        f"# {title}",
-        "",
-        verdict,
-        "",
-        f"- baseline {metric}: {result.baseline:.4f}",
-        f"- threshold ({result.fraction:.0%} of baseline): {result.threshold:.4f}",
-        "",
-        f"| d | {metric} | reaches threshold |",
-        "|---:|---:|:---:|",
-        *(f"| {d} | {s:.4f} | {'yes' if s >= result.threshold else 'no'} |" for d, s in result.points),
-        "",
-        f"![{metric} against d]({paths['png'].name})",
-    ]
-    if details:
-        lines += ["", "## Protocol", "", *(f"- {key}: {value}" for key, value in details.items())]
-    paths["md"].write_text("\n".join(lines) + "\n")
+    paths["md"].write_text(intrinsic_markdown(result, metric=metric, title=title, plot=paths["png"].name,
+                                              details=details))
     return paths

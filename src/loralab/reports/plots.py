@@ -1,0 +1,212 @@
+"""The PNG plots of a report, and of an intrinsic-dimension measurement.
+
+matplotlib's object API (Figure, not pyplot), so no global state and no display is needed; matplotlib
+is imported inside each function, so reading records and writing Markdown never pays for it.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from loralab.artifacts import _atomic_write
+from loralab.reports.rows import IGNORED, Row, higher_is_better, is_number, metric_label, metric_value, settings_text
+
+if TYPE_CHECKING:
+    from loralab.intrinsic import IntrinsicResult
+
+
+def _slug(metric: str) -> str:
+    return metric.replace("@", "")
+
+
+def _name(stem: str, tag: str) -> str:
+    """A plot's file name; `tag` tells apart the plots of a report's several data sets."""
+    return f"{stem}_{tag}.png" if tag else f"{stem}.png"
+
+
+def _title(ax, title: str, subtitle: str) -> None:
+    if subtitle:  # the data set on a second line, smaller, so that two lines fit above the axes
+        ax.set_title(f"{title}\n{subtitle}", fontsize="medium")
+    else:
+        ax.set_title(title)
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    return path
+
+
+def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
+    """The metric against lora_alpha (log axis): one line per LoRA setting other than alpha, seeds as dots."""
+    from matplotlib.figure import Figure
+
+    lora = [r for r in rows if r.strategy == "lora" and r.mean(metric) is not None]
+    if not lora:
+        return None
+    groups: dict[str, list[Row]] = {}
+    for row in lora:
+        flat = row.records[0]["hyperparameters"]
+        rest = {k: v for k, v in flat.items() if k not in IGNORED and k != "strategy.lora.alpha"}
+        groups.setdefault(repr(sorted(rest.items())), []).append(row)
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    for color, members in zip(_colors(len(groups)), groups.values()):
+        members.sort(key=lambda r: r.records[0]["hyperparameters"]["strategy.lora.alpha"])
+        alphas = [m.records[0]["hyperparameters"]["strategy.lora.alpha"] for m in members]
+        means = [m.mean(metric) for m in members]
+        sds = [m.sd(metric) or 0.0 for m in members]
+        text = settings_text(Row("", "", "lora", {k: v for k, v in members[0].settings.items()
+                                                   if k != "strategy.lora.alpha"}))
+        ax.errorbar(alphas, means, yerr=sds, marker="o", color=color, capsize=3, label=text or "lora")
+        for m, a in zip(members, alphas):
+            ax.scatter([a] * len(m.values(metric)), m.values(metric), s=10, color=color, alpha=0.4)
+    for row in rows:  # diverged LoRA runs have no metric: a cross on the axis says where they were
+        if row.strategy == "lora" and row.diverged:
+            alpha = row.records[0]["hyperparameters"]["strategy.lora.alpha"]
+            ax.scatter([alpha], [0.0], marker="x", color="red", s=50, transform=ax.get_xaxis_transform(),
+                       clip_on=False, label="diverged" if "diverged" not in ax.get_legend_handles_labels()[1] else None)
+    for row in rows:  # the other strategies as horizontal references
+        if row.strategy != "lora" and row.mean(metric) is not None:
+            ax.axhline(row.mean(metric), linestyle=":", linewidth=1, color="grey")
+            ax.annotate(row.label, (1.0, row.mean(metric)), xycoords=("axes fraction", "data"), fontsize=7,
+                        ha="right", va="bottom", color="grey")
+    ax.set_xscale("log", base=2)
+    alphas = [r.records[0]["hyperparameters"]["strategy.lora.alpha"] for r in rows if r.strategy == "lora"]
+    ax.set_xlim(min(alphas) / 1.5, max(alphas) * 1.5)  # the crosses do not widen the axis themselves
+    ax.set_xlabel("lora_alpha (log scale)")
+    ax.set_ylabel(f"validation {metric_label(metric)}")
+    _title(ax, f"{metric_label(metric)} against lora_alpha (mean ± s.d. over seeds)", subtitle)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, out / _name(f"{_slug(metric)}_vs_lora_alpha", tag))
+
+
+def best_per_budget(points: list[tuple[float, float]], higher_is_better: bool = True) -> list[tuple[float, float]]:
+    """The Pareto front of (trainable parameters, metric) points, cheapest first.
+
+    A point is on the front when no point with as many parameters does better and every point with
+    fewer does worse: the front passes through the best point of each budget it includes, never
+    another one of that budget, and leaves off a more expensive point that only ties a cheaper one.
+    Points whose metric is NaN or infinite are left out.
+    """
+    sign = 1.0 if higher_is_better else -1.0  # compare sign * value, so that larger is always better
+    best_at: dict[float, float] = {}
+    for params, value in points:
+        if math.isfinite(value) and (params not in best_at or sign * value > sign * best_at[params]):
+            best_at[params] = value
+    front, record = [], -math.inf
+    for params in sorted(best_at):
+        if sign * best_at[params] > record:
+            front.append((params, best_at[params]))
+            record = sign * best_at[params]
+    return front
+
+
+def _run_points(rows: list[Row], metric: str) -> list[tuple[int, float, Row]]:
+    """(trainable parameters, metric, row) for every completed run reporting the metric as a finite number."""
+    return [(r["trainable_params"], value, row) for row in rows for r in row.completed
+            if (value := metric_value(r, metric)) is not None]
+
+
+def budget_front(rows: list[Row], metric: str) -> list[tuple[float, float]]:
+    """The best-per-budget front of the rows' runs, in the metric's own direction (lowest MSE is best)."""
+    return best_per_budget([(p, v) for p, v, _ in _run_points(rows, metric)], higher_is_better(metric))
+
+
+def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
+    """The metric against trainable parameters (log axis), one point per run, the best-per-budget front marked."""
+    from matplotlib.figure import Figure
+
+    points = _run_points(rows, metric)
+    if not points:
+        return None
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.add_subplot()
+    strategies = list(dict.fromkeys(row.strategy for _, _, row in points))
+    for color, strategy in zip(_colors(len(strategies)), strategies):
+        xs = [p for p, _, row in points if row.strategy == strategy]
+        ys = [v for _, v, row in points if row.strategy == strategy]
+        ax.scatter(xs, ys, color=color, label=strategy, s=22, alpha=0.8)
+    front = budget_front(rows, metric)
+    ax.step([p for p, _ in front], [v for _, v in front], where="post", color="black", linewidth=1,
+            label="best per budget")
+    ax.scatter([p for p, _ in front], [v for _, v in front], facecolors="none", edgecolors="black", s=70)
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel(f"validation {metric_label(metric)}")
+    _title(ax, f"{metric_label(metric)} against trainable parameters (one point per run)", subtitle)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, out / _name(f"{_slug(metric)}_vs_trainable_params", tag))
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+def plot_loss_curves(rows: list[Row], out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
+    """Training loss per optimizer step (moving average), one colour per row, one line per seed."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in rows if any(rec.get("loss") for rec in r.records)]
+    if not rows:
+        return None
+    fig = Figure(figsize=(8, 5))
+    ax = fig.add_subplot()
+    for color, row in zip(_colors(len(rows)), rows):
+        for i, record in enumerate(row.records):
+            loss = [float(x) for x in record["loss"] if is_number(x) and math.isfinite(float(x))]
+            if not loss:
+                continue
+            smooth = _smooth(loss, max(1, len(loss) // 20))
+            text = f"{row.label} ({settings_text(row)})" if settings_text(row) else row.label
+            ax.plot(range(1, len(smooth) + 1), smooth, color=color, linewidth=1, alpha=0.8,
+                    label=text if i == 0 else None)
+            if record.get("status") == "diverged":
+                ax.scatter([len(smooth)], [smooth[-1]], marker="x", color=color, s=40)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (moving average)")
+    _title(ax, "Training loss (x: diverged)", subtitle)
+    ax.legend(fontsize=6, ncol=2 if len(rows) > 8 else 1)
+    ax.grid(alpha=0.3)
+    return _save(fig, out / _name("loss_curves", tag))
+
+
+def plot_intrinsic(result: IntrinsicResult, path: str | Path, *, metric: str = "score", title: str | None = None) -> Path:
+    """Score against d on a log axis, with the baseline and the threshold line."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.add_subplot()
+    ax.plot([d for d, _ in result.points], [s for _, s in result.points], "o-", color="tab:blue",
+            label="subspace training")
+    ax.axhline(result.baseline, color="tab:gray", linestyle="--", label=f"baseline {result.baseline:.4g}")
+    ax.axhline(result.threshold, color="tab:red", linestyle=":",
+               label=f"{result.fraction:.0%} of baseline {result.threshold:.4g}")
+    if result.d_int is not None:
+        ax.axvline(result.d_int, color="tab:green", linestyle="-.",
+                   label=f"d_int{round(100 * result.fraction)} = {result.d_int}")
+    ax.set_xscale("log")
+    ax.set_xlabel("subspace dimension d")
+    ax.set_ylabel(metric)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    return _save(fig, Path(path))

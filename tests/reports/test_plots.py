@@ -1,0 +1,51 @@
+"""The report's PNG files, and the best-per-budget front of the metric-against-parameters plot."""
+
+import pytest
+
+from loralab.reports import Row, best_per_budget, budget_front, write_report
+from report_records import write_sweep
+
+
+@pytest.fixture
+def sweep_dir(tmp_path):
+    return write_sweep(tmp_path)
+
+
+def test_plot_files_are_pngs(sweep_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    report = write_report(sweep_dir, out, metric="accuracy")
+    names = sorted(p.name for p in report.files)
+    assert names == ["accuracy_vs_lora_alpha.png", "accuracy_vs_trainable_params.png", "loss_curves.png",
+                     "report.md"]
+    for path in report.files:
+        if path.suffix == ".png":
+            assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+    assert "![loss_curves](loss_curves.png)" in (out / "report.md").read_text()
+
+
+def test_best_per_budget_front():
+    points = [(100, 0.5), (100, 0.6), (1000, 0.55), (5000, 0.7), (20000, 0.69), (30000, 0.71)]
+    assert best_per_budget(points) == [(100, 0.6), (5000, 0.7), (30000, 0.71)]
+
+
+def runs(*points):
+    """One hand-made row per (trainable parameters, MAP@3, MSE) point."""
+    return [Row(str(i), f"r{i}", "lora", {}, [{"status": "completed", "trainable_params": params,
+                                               "valid": {"map@3": map3, "mse": mse}}])
+            for i, (params, map3, mse) in enumerate(points)]
+
+
+def test_front_goes_through_the_best_point_of_each_budget():
+    rows = runs((10_000, 0.40, 0.9), (80_000, 0.50, 0.8), (80_000, 0.66, 0.3), (80_000, 0.60, 0.5),
+                (3_000_000, 0.69, 0.4), (3_000_000, 0.71, 0.2), (22_000_000, 0.70, 0.25), (40_000_000, 0.71, 0.1))
+    # 22M loses to 3M's 0.71 and 40M only ties it: the cheaper 3M does as well
+    assert budget_front(rows, "map@3") == [(10_000, 0.40), (80_000, 0.66), (3_000_000, 0.71)]
+    # lower is better: the smallest MSE of each budget, as long as no cheaper run had a smaller one
+    assert budget_front(rows, "mse") == [(10_000, 0.9), (80_000, 0.3), (3_000_000, 0.2), (40_000_000, 0.1)]
+
+
+def test_front_skips_runs_without_a_finite_metric():
+    rows = runs((100, "NaN", 1.0), (100, 0.5, 2.0), (200, 0.4, "Infinity"))
+    rows[1].records[0]["valid"].pop("mse")
+    assert budget_front(rows, "map@3") == [(100, 0.5)]
+    assert budget_front(rows, "mse") == [(100, 1.0)]
