@@ -1,6 +1,10 @@
 """Fuzz loralab's input readers: every property of tests/properties.py, with many examples each.
 
     python benchmarks/fuzz_readers.py --examples 2000
+    python benchmarks/fuzz_readers.py --examples 500 --only class_arbitrary_bytes class_mutations class_round_trip
+
+The readers: multiple-choice questions, tables, experiment files, and classification/regression
+files (read_examples and infer_task on GLUE-like TSV/CSV: SST-2, RTE, MRPC, CoLA, STS-B, QNLI).
 
 Unlike the test suite, a failure does not end a property: hypothesis shrinks it to a minimal example,
 and the property runs again tolerating it, until a round of --examples examples finds no new kind of

@@ -7,8 +7,9 @@ message. Any other exception, a message over several lines, or invalid data retu
 bug in loralab. The round-trip properties state that valid files written by Python's csv module
 read back exactly.
 
-Readers under test: `read_questions` and `read_table` (loralab.data) and `load_experiment`
-(loralab.experiment). Files are written into one temporary folder per process, which also holds
+Readers under test: `read_questions` (loralab.tasks.multiple_choice), `read_table`
+(loralab.tasks.table), `read_examples` and `infer_task` (loralab.tasks.classification, loralab.tasks)
+and `load_experiment` (loralab.experiment). Files are written into one temporary folder per process, which also holds
 a valid train.csv and valid.csv, so an experiment's relative paths resolve next to it.
 """
 
@@ -31,7 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from loralab.config import RunConfig
-from loralab.tasks.multiple_choice import LETTERS, Question, read_questions
+from loralab.tasks import TASK_NAMES, TaskConfig, infer_task
+from loralab.tasks.classification import PAIRS, Example, read_examples
+from loralab.tasks.multiple_choice import LETTERS, Question, looks_like, read_questions
 from loralab.tasks.table import Table, read_table
 from loralab.errors import LoralabError
 from loralab.experiment import ALIASES, Experiment, PlannedRun, load_experiment
@@ -799,6 +802,374 @@ EXPERIMENT_SEEDS = [(".yaml", EXPERIMENT_TEMPLATE), (".toml", TOML_TEMPLATE)] + 
     (".yaml", p.read_bytes()) for p in EXPERIMENT_FILES if p.is_file()]
 
 
+# --- classification and regression files (GLUE's layouts)
+
+
+GLUE = ROOT.parent / "shared" / "data" / "glue"
+COLA_COLUMNS = ("source", "label", "notes", "sentence")
+STS_COLUMNS = ("genre", "file", "year", "id", "score", "sentence1", "sentence2")
+
+# The configurations a classification file is read under: the default (GLUE's column names), a
+# headerless file's names, and user-named columns. Examples refer to them by index, so they print short.
+CLASS_CONFIGS: list[TaskConfig | None] = [
+    None,
+    TaskConfig(),
+    TaskConfig(columns=COLA_COLUMNS),
+    TaskConfig(columns=STS_COLUMNS),
+    TaskConfig(text="sentence", label="label"),
+    TaskConfig(text="sentence1", text_pair="sentence2", label="score"),
+    TaskConfig(columns=("label", "sentence", "")),
+]
+
+
+def _first_lines(path: Path, lines: int = 5) -> bytes | None:
+    """The first `lines` lines of a real file, byte for byte (GLUE's TSV files are read with quoting off)."""
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        return b"".join(f.readline() for _ in range(lines))
+
+
+# (file suffix, bytes, index into CLASS_CONFIGS): valid files to mutate, inline ones always, real
+# GLUE ones where ../shared/data/glue holds them.
+CLASS_SEEDS = [(suffix, data, config) for suffix, data, config in (
+    (".tsv", b"sentence\tlabel\nit 's a \"charming\" film \t1\nbleak \t0\n", 0),  # SST-2
+    (".tsv", b"index\tsentence1\tsentence2\tlabel\n0\tA man.\tA person.\tentailment\n"
+             b"1\tA dog.\tA cat.\tnot_entailment\n", 0),  # RTE
+    (".txt", "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tHe said \"yes\".\tHe agreed.\n"
+             "0\t3\t4\tIt rained.\tIt was dry.\n".encode(), 0),  # MRPC
+    (".tsv", b"gj04\t1\t\tThe sailors rode the breeze.\ngj04\t0\t*\tThe car honked down the road.\n", 2),  # CoLA
+    (".tsv", b"g\tf\t2012\t1\t5.000\tA plane.\tAn air plane.\ng\tf\t2012\t2\t0.400\tA man.\tA dog.\tsrc\tsrc\n",
+     3),  # STS Benchmark, a line with two extra fields
+    (".csv", b'id,question,sentence,label\r\nq1,"Who, then?","He did, ""twice"".",entailment\r\n'
+             b'q2,Why?,"Two\nlines",not_entailment\r\n', 0),  # QNLI as a quoted CSV
+    (".csv", b"text,label\nfine,0.5\ngood,1.25\n", 1),  # a regression CSV
+    (".tsv", _first_lines(GLUE / "SST-2" / "dev.tsv"), 0),
+    (".tsv", _first_lines(GLUE / "RTE" / "dev.tsv"), 0),
+    (".txt", _first_lines(GLUE / "MRPC" / "msr_paraphrase_train.txt"), 0),
+    (".tsv", _first_lines(GLUE / "CoLA" / "dev.tsv"), 2),
+    (".tsv", _first_lines(GLUE / "QNLI" / "dev.tsv"), 0),
+    (".tsv", _first_lines(GLUE / "STS-B" / "original_sts-dev.tsv"), 3),
+) if data]
+
+
+def _number(text: str) -> float | None:
+    """A finite number, or None (the documented rule: regression labels are finite numbers)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def is_regression(labels: list[str]) -> bool:
+    """A training file is a regression task when its labels are numbers that are not all whole."""
+    values = [_number(label) for label in labels]
+    return all(v is not None for v in values) and any(not v.is_integer() for v in values)
+
+
+def _clean(text: Any) -> bool:
+    return isinstance(text, str) and bool(text) and text == text.strip() and "\x00" not in text
+
+
+def check_examples(examples: Any, path: Path, config: TaskConfig | None, *, labelled: bool) -> None:
+    """Valid examples: non-empty stripped texts, a pair iff the file has a pair column, labels when labelled."""
+    require(isinstance(examples, list) and examples, f"read_examples returned {examples!r}")
+    table = read_table(path, names=(config.columns if config else ()) or None)  # loaded once already
+    if config is not None and config.text_pair is not None:
+        has_pair = True
+    elif config is not None and config.text is not None:
+        has_pair = False
+    else:
+        has_pair = any(table.has(*pair) for pair in PAIRS)
+    previous = 0
+    for e in examples:
+        require(isinstance(e, Example), f"not an Example: {e!r}")
+        require(_clean(e.text), f"empty or unstripped text in {e!r}")
+        require((e.text_pair is not None) == has_pair, f"pair {'missing' if has_pair else 'made up'} in {e!r}")
+        require(e.text_pair is None or _clean(e.text_pair), f"empty or unstripped second text in {e!r}")
+        require(e.label is None or _clean(e.label), f"empty or unstripped label in {e!r}")
+        require(not labelled or e.label is not None, f"no label in {e!r}, read as labelled")
+        require(isinstance(e.id, str) and e.id == e.id.strip() and "\x00" not in e.id, f"bad id in {e!r}")
+        require(isinstance(e.line, int) and e.line > previous, f"row line {e.line} after line {previous}")
+        previous = e.line
+    require(len(examples) <= len(table.rows), f"{len(examples)} examples from {len(table.rows)} rows")
+
+
+def check_classification_file(data: bytes, suffix: str = ".tsv", config: TaskConfig | None = None) -> None:
+    """read_examples labelled and not, with limits, and infer_task on `data`."""
+    path = write("examples" + suffix, data)
+    loaded: dict[bool, list[Example] | None] = {}
+    for labelled in (True, False):
+        try:
+            examples = read_examples(path, config, labelled=labelled)
+        except LoralabError as e:
+            check_one_line(e)
+            loaded[labelled] = None
+        else:
+            check_examples(examples, path, config, labelled=labelled)
+            loaded[labelled] = examples
+    full = loaded[True]
+    if full is not None:
+        require(loaded[False] == full, "labelled=False reads a file with labels differently")
+        for limit in (1, 2):
+            try:
+                limited = read_examples(path, config, limit=limit)
+            except LoralabError as e:
+                raise PropertyFailure(f"limit={limit} refuses a file that loads in full: {e}") from None
+            require(limited == full[:limit], f"limit={limit} does not give the first {limit} examples")
+    task_config = config or TaskConfig()
+    try:
+        name = infer_task(path, task_config)
+    except LoralabError as e:
+        check_one_line(e)
+        require(full is None, f"infer_task refuses a file read_examples loads: {e}")
+        return
+    require(name in TASK_NAMES, f"infer_task returned {name!r}")
+    if name == "multiple-choice":
+        require(not task_config.columns and looks_like(read_table(path)), "multiple-choice without its columns")
+    elif full is not None:
+        wanted = "regression" if is_regression([e.label for e in full]) else "classification"
+        require(name == wanted, f"infer_task says {name}, labels {[e.label for e in full][:5]} say {wanted}")
+    else:
+        raise PropertyFailure(f"infer_task says {name} for a file read_examples refuses")
+
+
+# Arbitrary input: bytes, and soups of GLUE's column names and cells with tabs or commas.
+CLASS_NAMES = ["sentence", "sentence1", "sentence2", "question", "label", "Quality", "score", "#1 String",
+               "#2 String", "text", "index", "id", "idx", "premise", "hypothesis", " label", "", "x", "prompt", "A", "B"]
+CLASS_CELLS = ["a", "b c", " ", "", "0", "1", "0.5", "2.5", "-1", "nan", "inf", "1e999", "1_0", "entailment",
+               "not_entailment", "é", "\ufeff", "\u00a0", "\u2028", "\x85", '"', '"a"', "#1 String", "label", "x y "]
+CLASS_CELL_TOKENS = ["a", "b", " ", '"', ",", "\t", "\n", "\r", "\r\n", "\ufeff", "\u00a0", "1", ".", "5", "e", "é"]
+
+
+@st.composite
+def class_soups(draw) -> bytes:
+    header = draw(st.one_of(
+        st.permutations(["sentence1", "sentence2", "label"]),
+        st.permutations(["sentence", "label"]),
+        st.permutations(["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"]),
+        st.lists(st.sampled_from(CLASS_NAMES), min_size=1, max_size=6)))
+    sep = draw(st.sampled_from(["\t", ","]))
+    tricky = st.lists(st.sampled_from(CLASS_CELL_TOKENS), max_size=3).map("".join)
+    plain = st.sampled_from(CLASS_CELLS)
+    rows = [] if rarely(draw) else [header]  # sometimes headerless, for the configurations naming columns
+    for _ in range(draw(st.integers(0, 4))):
+        width = len(header) + (draw(st.sampled_from([-1, 1, 3])) if rarely(draw) else 0)
+        cells = tricky if rarely(draw) else plain
+        rows.append(draw(st.lists(cells, min_size=max(width, 1), max_size=max(width, 1))))
+    end = draw(st.sampled_from(["\n", "\r\n"]))
+    data = (end.join(sep.join(row) for row in rows) + end).encode("utf-8")
+    if rarely(draw):
+        i = draw(st.integers(0, len(data)))
+        data = data[:i] + draw(st.sampled_from([b"\xff", b"\x00", b"\xc3", b"\xef\xbb\xbf"])) + data[i:]
+    return data
+
+
+CLASS_TOKENS = CSV_TOKENS + ["sentence", "sentence1", "sentence2", "label", "Quality", "#1 String", "score", "0.5"]
+_class_suffix = st.sampled_from([".tsv", ".csv", ".txt"])
+_class_config = st.integers(0, len(CLASS_CONFIGS) - 1)
+ARBITRARY_CLASS = st.tuples(_class_suffix, _class_config,
+                            st.one_of(st.binary(max_size=300), st.text(max_size=200).map(lambda s: s.encode("utf-8")),
+                                      _token_soup(CLASS_TOKENS), class_soups(), class_soups()))
+
+
+def _sep_of(line: bytes) -> bytes:
+    return b"\t" if b"\t" in line else b","
+
+
+def apply_class_op(data: bytes, op: tuple) -> bytes:
+    """The CSV operations, and the same on tab-separated lines; ("swap_delimiters",) swaps tabs and commas."""
+    name, *args = op
+    if name == "tsv_cell":
+        i, col, value = args
+        return _on_line(data, i, lambda line: _set_field(line, col, value, _sep_of(line)))
+    if name == "tsv_dup_header_name":
+        i, j = args
+
+        def dup(line: bytes) -> bytes:
+            body, end = _split_end(line)
+            sep = _sep_of(body)
+            fields = body.split(sep)
+            fields[j % len(fields)] = fields[i % len(fields)]
+            return sep.join(fields) + end
+        return _on_line(data, 0, dup)
+    if name == "tsv_huge_cell":
+        i, col, style = args
+        return _on_line(data, i, lambda line: _set_field(line, col, _huge(style), _sep_of(line)))
+    if name == "swap_delimiters":
+        return data.replace(b"\t", b"\x01").replace(b",", b"\t").replace(b"\x01", b",")
+    return apply_op(data, op)
+
+
+def mutate_class(data: bytes, ops: list[tuple]) -> bytes:
+    for op in ops:
+        data = apply_class_op(data, op)
+        if len(data) > 4 * HUGE:
+            data = data[:4 * HUGE]
+    return data
+
+
+CLASS_VALUES = [b"", b" ", b"\t", b"x", b"entailment", b"neutral", b"0", b"1", b"0.5", b"5.000", b"nan", b"inf",
+                b"-inf", b"1e999", b"high", b'"', b'"x', b"sentence", b"label", b"#1 String", b"Quality", b"\xff",
+                b"\x00", b"\xef\xbb\xbf", b"\r", b"a\tb", b"\xc2\xa0", b"\xe2\x80\xa8"]
+CLASS_OPS = st.one_of(
+    CSV_OPS,
+    st.tuples(st.just("tsv_cell"), _line, _line, st.one_of(st.sampled_from(CLASS_VALUES), _small_bytes)),
+    st.tuples(st.just("tsv_cell"), _line, _line, st.sampled_from(CLASS_VALUES)),  # twice: the most telling
+    st.tuples(st.just("tsv_dup_header_name"), _line, _line),
+    st.tuples(st.just("tsv_huge_cell"), _line, _line, st.sampled_from(["plain", "words", "quoted", "unclosed"])),
+    st.tuples(st.just("swap_delimiters")),
+)
+
+
+# --- valid classification files, with the examples they hold
+
+
+@dataclass(frozen=True)
+class ClassFile:
+    """A valid classification or regression file, how to read it, and what it holds."""
+
+    data: bytes
+    suffix: str
+    config: TaskConfig | None
+    expected: tuple[Example, ...]
+    labelled: bool
+
+
+# (text column, second text column or None, label column, whether the configuration names them)
+LAYOUTS = [
+    ("sentence", None, "label", False),  # SST-2, CoLA
+    ("text", None, "label", False),
+    ("sentence1", "sentence2", "label", False),  # RTE, WNLI
+    ("question", "sentence", "label", False),  # QNLI
+    ("#1 String", "#2 String", "Quality", False),  # MRPC
+    ("question1", "question2", "label", False),  # QQP
+    ("premise", "hypothesis", "label", False),  # MNLI as some copies have it
+    ("sentence1", "sentence2", "score", False),  # STS-B
+    ("body", None, "target", True),  # user-named columns
+    ("first", "second", "gold", True),
+]
+LABEL_SETS = [["0", "1"], ["entailment", "not_entailment"], ["neg", "pos"], ["0", "1", "2"], ["1", "10", "2"]]
+_extra_column = st.sampled_from(["notes", "genre", "#1 ID", "#2 ID", "year", "x y", "source"])
+_class_char = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
+_tsv_class_char = st.characters(exclude_categories=("Cs",), exclude_characters="\x00\t\r\n")
+_tsv_padding = st.text(st.sampled_from(" \u00a0\u2003\u3000\x0b\x0c"), max_size=2)
+
+
+@st.composite
+def class_files(draw) -> ClassFile:
+    text_col, pair_col, label_col, named = draw(st.sampled_from(LAYOUTS))
+    labelled = draw(st.booleans()) or draw(st.booleans())
+    id_col = draw(st.sampled_from([None, "id", "idx", "index"]))
+    extras = draw(st.lists(_extra_column, max_size=2, unique=True))
+    columns = draw(st.permutations([c for c in (text_col, pair_col, label_col if labelled else None, id_col) if c]
+                                   + extras))
+    tsv = draw(st.booleans())
+    headerless = draw(st.booleans()) and not named and draw(st.booleans())
+    if headerless:
+        config: TaskConfig | None = TaskConfig(columns=tuple(columns))
+    elif named:
+        config = TaskConfig(text=text_col, text_pair=pair_col, label=label_col if labelled else None)
+    else:
+        config = draw(st.sampled_from([None, TaskConfig()]))
+    if tsv:
+        core = st.text(_tsv_class_char, min_size=1, max_size=20).filter(lambda s: s.strip() != "")
+        text = st.tuples(_tsv_padding, core, _tsv_padding).map("".join)
+        free = st.text(_tsv_class_char, max_size=10)
+        terminator = draw(st.sampled_from(["\n", "\r\n"]))
+    else:
+        text = st.one_of(nonblank_text, st.tuples(padding, st.text(_class_char, min_size=1, max_size=20)
+                                                  .filter(lambda s: s.strip() != ""), padding).map("".join))
+        free = cell_text
+        # Not "\r" alone with a single column: loralab then takes a tab in any cell for the delimiter
+        # (see test_a_one_column_csv_with_cr_line_ends_keeps_its_tabs in tests/test_properties.py).
+        terminator = draw(st.sampled_from(["\r\n", "\n"] + (["\r"] if len(columns) > 1 else [])))
+    regression = draw(st.booleans())
+    labels = draw(st.sampled_from(LABEL_SETS))
+    rows: list[dict[str, str]] = []
+    for _ in range(draw(st.integers(1, 5))):
+        cells = {text_col: draw(text), "": ""}
+        if pair_col:
+            cells[pair_col] = draw(text)
+        if regression:
+            label = f"{draw(st.floats(-5, 5, allow_nan=False)):.{draw(st.integers(0, 3))}f}"
+        else:
+            label = draw(st.sampled_from(labels))
+        cells[label_col] = draw(padding if not tsv else _tsv_padding) + label
+        if id_col:
+            cells[id_col] = draw(text)
+        for name in extras:
+            cells[name] = draw(free)
+        rows.append(cells)
+    trailing = draw(st.lists(free, max_size=2)) if headerless else []  # fields after the last named column
+    out = io.StringIO()
+    if tsv:
+        def write_row(cells: list[str]) -> None:
+            out.write("\t".join(cells) + terminator)
+    else:
+        quoting = draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL])) if terminator == "\r\n" else csv.QUOTE_ALL
+        writer = csv.writer(out, lineterminator=terminator, quoting=quoting)
+        write_row = writer.writerow
+    if not headerless:
+        write_row(columns)
+    expected = []
+    for index, cells in enumerate(rows):
+        if draw(st.integers(0, 5)) == 0:  # a blank line, which the reader skips
+            out.write(("" if tsv else draw(st.sampled_from(["", ",", " ", ",  ,"]))) + terminator)
+        line = 1 + _line_breaks(out.getvalue())
+        write_row([cells[c] for c in columns] + trailing)
+        expected.append(Example(
+            id=cells[id_col].strip() if id_col else str(index),
+            text=cells[text_col].strip(),
+            text_pair=cells[pair_col].strip() if pair_col else None,
+            label=cells[label_col].strip() if labelled else None,
+            line=line,
+        ))
+    body = out.getvalue()
+    if draw(st.booleans()):
+        body = body.removesuffix(terminator)  # no line break after the last row
+    bom = "\ufeff" if draw(st.booleans()) or body.startswith("\ufeff") else ""  # a leading U+FEFF is a BOM
+    suffix = (draw(st.sampled_from([".tsv", ".txt"])) if tsv else ".csv")
+    return ClassFile((bom + body).encode("utf-8"), suffix, config, tuple(expected), labelled)
+
+
+def check_class_round_trip(cf: ClassFile) -> None:
+    path = write("roundtrip" + cf.suffix, cf.data)
+    got = read_examples(path, cf.config, labelled=False)
+    require(tuple(got) == cf.expected, f"read back {got!r}, wrote {cf.expected!r}")
+    if not cf.labelled:
+        try:
+            read_examples(path, cf.config)
+        except LoralabError as e:
+            require("no label column" in str(e), f"a file without labels refused as: {e}")
+        else:
+            raise PropertyFailure("a file without a label column read as labelled")
+        return
+    require(tuple(read_examples(path, cf.config)) == cf.expected, "labelled=True reads differently")
+    name = infer_task(path, cf.config or TaskConfig())
+    wanted = "regression" if is_regression([e.label for e in cf.expected]) else "classification"
+    require(name == wanted, f"infer_task says {name}, the labels say {wanted}")
+
+
+def _class_example(example: tuple[str, int, bytes]) -> None:
+    suffix, config, data = example
+    check_classification_file(data, suffix, CLASS_CONFIGS[config])
+
+
+def _mutated_class(example: tuple[int, list[tuple]]) -> bytes:
+    seed, ops = example
+    return mutate_class(CLASS_SEEDS[seed][1], ops)
+
+
+def _check_mutated_class(example: tuple[int, list[tuple]]) -> None:
+    suffix, _, config = CLASS_SEEDS[example[0]]
+    check_classification_file(_mutated_class(example), suffix, CLASS_CONFIGS[config])
+
+
+_class_mutation = st.tuples(st.integers(0, len(CLASS_SEEDS) - 1), st.lists(CLASS_OPS, min_size=1, max_size=5))
+
+
 # ---------------------------------------------------------------------------------------------
 # The properties
 
@@ -858,6 +1229,15 @@ PROPERTIES: dict[str, Property] = {p.name: p for p in [
              "valid question sets written by the csv module read back exactly", lambda qf: qf.data),
     Property("table_tsv_round_trip", tsv_files(), check_tsv_round_trip,
              "TSV files with quoting off read back exactly", lambda tf: tf.data),
+    Property("class_arbitrary_bytes", ARBITRARY_CLASS, _class_example,
+             "read_examples and infer_task on arbitrary bytes and GLUE-like soups, under several configurations: "
+             "valid examples or a one-line LoralabError", lambda ex: ex[2]),
+    Property("class_mutations", _class_mutation, _check_mutated_class,
+             "read_examples and infer_task on mutated GLUE-like files (SST-2, RTE, MRPC, CoLA, STS-B, QNLI)",
+             _mutated_class),
+    Property("class_round_trip", class_files(), check_class_round_trip,
+             "classification/regression files written as TSV (quoting off) or CSV read back exactly",
+             lambda cf: cf.data),
 ]}
 
 HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much, HealthCheck.large_base_example]
