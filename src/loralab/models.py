@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from loralab.errors import LoralabError
+from loralab.names import has_prefix
 
 if TYPE_CHECKING:
     from loralab.tasks import Task
@@ -73,13 +74,9 @@ def architecture(model: torch.nn.Module) -> Architecture:
     return ARCHITECTURES[model_type]
 
 
-def matches(module_name: str, suffix: str) -> bool:
-    """True when `suffix` names the end of `module_name` on a dot boundary."""
-    return module_name == suffix or module_name.endswith("." + suffix)
-
-
-def is_head(module_name: str, arch: Architecture) -> bool:
-    return any(module_name == h or module_name.startswith(h + ".") for h in arch.head)
+def is_head(name: str, arch: Architecture) -> bool:
+    """True when the module or parameter `name` belongs to the task head."""
+    return any(has_prefix(name, h) for h in arch.head)
 
 
 def resolve_model(name: str | None) -> str:

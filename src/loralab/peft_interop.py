@@ -27,7 +27,8 @@ from torch import nn
 from loralab import __version__
 from loralab.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
 from loralab.errors import LoralabError
-from loralab.models import architecture, fingerprint, is_head, matches
+from loralab.models import architecture, fingerprint, is_head
+from loralab.names import has_prefix, has_suffix
 from loralab.strategies import Strategy, StrategyConfig, StrategyReport, apply_strategy
 from loralab.strategies.lora import LoraConfig, LoraLinear
 
@@ -155,7 +156,7 @@ def _loralab_name(key: str, head: tuple[str, ...], path: Path) -> str:
         raise LoralabError(f"{path}: tensor {key!r} belongs to a LoRA variant loralab does not compute")
     # Older peft versions kept the wrapper's `modules_to_save.` segment in the saved key.
     name = name.replace(".modules_to_save.", ".")
-    if not any(name == h or name.startswith(h + ".") for h in head):
+    if not any(has_prefix(name, h) for h in head):
         raise LoralabError(f"{path}: tensor {key!r} is neither a LoRA weight nor part of modules_to_save {list(head)}")
     return name
 
@@ -179,7 +180,8 @@ def read_peft_adapter(adapter_dir: str | Path) -> PeftAdapter:
     head = tuple(config.get("modules_to_save") or ())
     saved = load_weights(weights_path)
     tensors = {_loralab_name(key, head, weights_path): value for key, value in saved.items()}
-    targets = sorted({name.rpartition(".")[0] for name in tensors if name.endswith((".lora_A", ".lora_B"))})
+    parts = (name.rpartition(".") for name in tensors)  # (module, ".", leaf)
+    targets = sorted({module for module, _, leaf in parts if module and leaf in ("lora_A", "lora_B")})
     if not targets:
         raise LoralabError(f"{weights_path}: holds no lora_A / lora_B tensors")
     try:
@@ -206,7 +208,7 @@ def apply_peft_adapter(model: nn.Module, adapter: PeftAdapter) -> StrategyReport
             f"but the model given has fingerprint {fingerprint(model)}; refusing to apply it to a different model"
         )
     for module in adapter.head:
-        if not any(matches(h, module) for h in arch.head):
+        if not any(has_suffix(h, module) for h in arch.head):
             raise LoralabError(f"{adapter.path}: modules_to_save entry {module!r} is not this model's task head "
                                f"({', '.join(arch.head)}); loralab trains only LoRA and the head")
     if not adapter.head:

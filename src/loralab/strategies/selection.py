@@ -10,7 +10,8 @@ from __future__ import annotations
 from torch import nn
 
 from loralab.errors import LoralabError
-from loralab.models import ROLES, Architecture, is_head, matches
+from loralab.models import ROLES, Architecture, is_head
+from loralab.names import has_suffix
 
 
 def find_modules(model: nn.Module, arch: Architecture, targets: tuple[str, ...]) -> list[str]:
@@ -23,9 +24,9 @@ def find_modules(model: nn.Module, arch: Architecture, targets: tuple[str, ...])
             if target == "all-linear":
                 hit = isinstance(module, nn.Linear)
             elif target in ROLES:
-                hit = matches(name, arch.role(target))
+                hit = has_suffix(name, arch.role(target))
             else:
-                hit = matches(name, target)
+                hit = has_suffix(name, target)
             if hit:
                 names.append(name)
                 break
