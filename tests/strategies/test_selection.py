@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import TINY, tiny_batch, tiny_model
-from loralab.models import ARCHITECTURES, architecture
+from loralab.models import architecture
 from loralab.names import has_suffix
 from loralab.strategies import STRATEGIES, Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig
@@ -104,7 +104,7 @@ def test_architecture_table_finds_each_projection_in_every_layer(model_type):
 def test_qv_strategy_on_every_architecture(model_type):
     model = tiny_model(model_type)
     report = apply_strategy(model, StrategyConfig(Strategy.QV))
-    arch = ARCHITECTURES[model_type]
+    arch = architecture(model)
     trainable = {n.rsplit(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad}
     projections = {n for n in trainable if n.split(".")[0] not in arch.head}
     assert projections and all(has_suffix(n, arch.query) or has_suffix(n, arch.value) for n in projections)
