@@ -125,6 +125,13 @@ def architecture(model: torch.nn.Module) -> Architecture:
     return replace(arch, head=arch.heads[kind])
 
 
+def is_linear(module: torch.nn.Module) -> bool:
+    """An nn.Linear, or transformers' Conv1D (GPT-2): the same y = x W^T + b, with W stored as (in, out)."""
+    from transformers.pytorch_utils import Conv1D  # here, so that importing loralab does not import transformers
+
+    return isinstance(module, (torch.nn.Linear, Conv1D))
+
+
 def is_head(name: str, arch: Architecture) -> bool:
     """True when the module or parameter `name` belongs to the task head."""
     return any(has_prefix(name, h) for h in arch.head)

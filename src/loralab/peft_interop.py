@@ -2,7 +2,9 @@
 
 A peft LoRA adapter is a folder with `adapter_config.json` (r, lora_alpha, target_modules, ...) and
 `adapter_model.safetensors`. Both libraries compute h = W0 x + scaling * B A x with A: (r, in) and
-B: (out, r), so the tensors carry over unchanged; only the names differ:
+B: (out, r), so the tensors carry over unchanged (also on GPT-2's Conv1D, whose W0 is stored
+transposed: peft's `fan_in_fan_out` says so, and both libraries follow the layer's type); only the
+names differ:
 
     loralab                                  peft
     <module>.lora_A                          base_model.model.<module>.lora_A.weight
@@ -45,7 +47,6 @@ _UNSUPPORTED: tuple[tuple[str, Any, str], ...] = (
     ("use_dora", lambda v: bool(v), "DoRA (weight-decomposed LoRA)"),
     ("bias", lambda v: v not in (None, "none"), "trained biases (bias != 'none')"),
     ("lora_bias", lambda v: bool(v), "a bias on lora_B"),
-    ("fan_in_fan_out", lambda v: bool(v), "fan_in_fan_out (transposed Conv1D weights)"),
     ("rank_pattern", lambda v: bool(v), "per-module ranks (rank_pattern)"),
     ("alpha_pattern", lambda v: bool(v), "per-module alphas (alpha_pattern)"),
     ("target_parameters", lambda v: bool(v), "LoRA on bare parameters (target_parameters)"),
@@ -96,7 +97,7 @@ def peft_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def peft_config(model: nn.Module, lora: LoraConfig, base_model: str) -> dict[str, Any]:
     """The `adapter_config.json` that makes peft rebuild exactly this model's adapters."""
-    targets = sorted(name for name, m in model.named_modules() if isinstance(m, LoraLinear))
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLinear)}
     return {
         "peft_type": "LORA",
         "task_type": None,  # peft has no multiple-choice task; the head goes in modules_to_save
@@ -107,10 +108,10 @@ def peft_config(model: nn.Module, lora: LoraConfig, base_model: str) -> dict[str
         "use_rslora": lora.rslora,
         # Full module names: peft matches an entry equal to the name or a dot-bounded suffix, so
         # these select exactly the modules loralab adapted, whatever targets chose them.
-        "target_modules": targets,
+        "target_modules": sorted(layers),
         "modules_to_save": list(architecture(model).head),
         "bias": "none",
-        "fan_in_fan_out": False,
+        "fan_in_fan_out": any(m.transposed for m in layers.values()),  # GPT-2's Conv1D
         "use_dora": False,
         "init_lora_weights": True,
         "rank_pattern": {},
