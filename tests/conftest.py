@@ -8,29 +8,56 @@ import pytest
 import torch
 import transformers
 
+from loralab.models import Head
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCIENCE = DATA / "science-exam"
 
-_SIZES = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=100)
+MULTIPLE_CHOICE, CLASSIFICATION = Head.MULTIPLE_CHOICE, Head.SEQUENCE_CLASSIFICATION
+_SIZES = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=100, num_hidden_layers=2)
+_DEBERTA = dict(_SIZES, pooler_hidden_size=32)
 
-# model_type -> (config class, model class, config overrides): tiny versions of every architecture
-# in loralab's table that has a multiple-choice head.
+# model_type -> (config class, config settings, task-model class per head): a tiny version of every
+# architecture in loralab's table, with each task-model class transformers has for it.
 TINY = {
-    "bert": (transformers.BertConfig, transformers.BertForMultipleChoice, dict(num_hidden_layers=2)),
-    "roberta": (transformers.RobertaConfig, transformers.RobertaForMultipleChoice, dict(num_hidden_layers=2)),
-    "mpnet": (transformers.MPNetConfig, transformers.MPNetForMultipleChoice, dict(num_hidden_layers=2)),
-    "deberta-v2": (transformers.DebertaV2Config, transformers.DebertaV2ForMultipleChoice,
-                   dict(num_hidden_layers=2, pooler_hidden_size=32)),
-    "distilbert": (transformers.DistilBertConfig, transformers.DistilBertForMultipleChoice,
-                   dict(n_layers=2, dim=32, n_heads=2, hidden_dim=64, vocab_size=100)),
+    "bert": (transformers.BertConfig, _SIZES,
+             {MULTIPLE_CHOICE: transformers.BertForMultipleChoice, CLASSIFICATION: transformers.BertForSequenceClassification}),
+    "roberta": (transformers.RobertaConfig, _SIZES,
+                {MULTIPLE_CHOICE: transformers.RobertaForMultipleChoice,
+                 CLASSIFICATION: transformers.RobertaForSequenceClassification}),
+    "xlm-roberta": (transformers.XLMRobertaConfig, _SIZES,
+                    {MULTIPLE_CHOICE: transformers.XLMRobertaForMultipleChoice,
+                     CLASSIFICATION: transformers.XLMRobertaForSequenceClassification}),
+    # embedding_size below hidden_size: ELECTRA then projects its embeddings up, as the small models do.
+    "electra": (transformers.ElectraConfig, dict(_SIZES, embedding_size=16),
+                {MULTIPLE_CHOICE: transformers.ElectraForMultipleChoice,
+                 CLASSIFICATION: transformers.ElectraForSequenceClassification}),
+    "mpnet": (transformers.MPNetConfig, _SIZES,
+              {MULTIPLE_CHOICE: transformers.MPNetForMultipleChoice, CLASSIFICATION: transformers.MPNetForSequenceClassification}),
+    "deberta-v2": (transformers.DebertaV2Config, _DEBERTA,
+                   {MULTIPLE_CHOICE: transformers.DebertaV2ForMultipleChoice,
+                    CLASSIFICATION: transformers.DebertaV2ForSequenceClassification}),
+    "deberta": (transformers.DebertaConfig, _DEBERTA, {CLASSIFICATION: transformers.DebertaForSequenceClassification}),
+    "distilbert": (transformers.DistilBertConfig, dict(n_layers=2, dim=32, n_heads=2, hidden_dim=64, vocab_size=100),
+                   {MULTIPLE_CHOICE: transformers.DistilBertForMultipleChoice,
+                    CLASSIFICATION: transformers.DistilBertForSequenceClassification}),
+    # Decoders score a sequence at its last real token, which they find by the pad id.
+    "llama": (transformers.LlamaConfig, dict(_SIZES, num_key_value_heads=2, pad_token_id=0),
+              {CLASSIFICATION: transformers.LlamaForSequenceClassification}),
+    "gpt2": (transformers.GPT2Config,
+             dict(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=64, pad_token_id=0, bos_token_id=1,
+                  eos_token_id=1),
+             {CLASSIFICATION: transformers.GPT2ForSequenceClassification}),
 }
+MULTIPLE_CHOICE_TYPES = sorted(t for t, (_, _, classes) in TINY.items() if MULTIPLE_CHOICE in classes)
+LABELS = 3  # classes of the tiny sequence-classification heads
 
 
-def tiny_model(model_type: str, seed: int = 0) -> torch.nn.Module:
-    config_class, model_class, overrides = TINY[model_type]
-    sizes = {} if model_type == "distilbert" else dict(_SIZES)
+def tiny_model(model_type: str, seed: int = 0, head: Head = MULTIPLE_CHOICE) -> torch.nn.Module:
+    config_class, settings, classes = TINY[model_type]
+    extra = dict(num_labels=LABELS) if head is CLASSIFICATION else {}
     torch.manual_seed(seed)
-    model = model_class(config_class(**sizes, **overrides))
+    model = classes[head](config_class(**settings, **extra))
     model.eval()
     return model
 
@@ -46,6 +73,17 @@ def tiny_batch(seed: int = 0, batch: int = 2, choices: int = 4, seq: int = 12) -
         "labels": torch.randint(0, choices, (batch,), generator=g),
         "choice_mask": torch.ones(batch, choices, dtype=torch.bool),
     }
+
+
+def tiny_text_batch(seed: int = 0, batch: int = 4, seq: int = 12) -> dict[str, torch.Tensor]:
+    """A right-padded batch for a sequence-classification head (pad id 0, which no token uses)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(4, seq + 1, (batch,), generator=g)
+    lengths[0] = seq
+    attention_mask = (torch.arange(seq) < lengths[:, None]).long()  # (batch, seq)
+    input_ids = torch.randint(5, 100, (batch, seq), generator=g).masked_fill(attention_mask == 0, 0)
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "labels": torch.randint(0, LABELS, (batch,), generator=g)}
 
 
 @pytest.fixture(scope="session")

@@ -7,14 +7,15 @@ import torch
 
 from loralab.tasks.multiple_choice import TASK as MC
 
-from conftest import tiny_model
+from conftest import CLASSIFICATION, MULTIPLE_CHOICE, TINY, tiny_model
+from loralab.models import ARCHITECTURES
 from loralab.packed import packed_logits, supports
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers
 from loralab.strategies.subspace import SubspaceConfig
 from loralab.tasks.multiple_choice import choice_logits
 
-PACKED_TYPES = ("bert", "roberta", "mpnet")
+PACKED_TYPES = ("bert", "roberta", "xlm-roberta", "mpnet")
 
 
 def ragged_batch(pad_id: int, seed: int = 0, batch: int = 3, choices: int = 4, seq: int = 14) -> dict:
@@ -122,8 +123,16 @@ def test_unsupported_inputs_and_models_take_the_padded_forward():
     with torch.no_grad():
         torch.testing.assert_close(choice_logits(model, left), model(**inputs(left)).logits)
     assert packed_logits(model, {"input_ids": batch["input_ids"]}) is None  # no mask
-    for other in ("distilbert", "deberta-v2"):
-        assert not supports(tiny_model(other))
+
+
+def test_packed_exactly_where_the_table_describes_it():
+    for model_type, (_, _, classes) in TINY.items():
+        described = ARCHITECTURES[model_type].packed is not None
+        assert (model_type in PACKED_TYPES) == described, model_type
+        if MULTIPLE_CHOICE in classes:
+            assert supports(tiny_model(model_type)) == described, model_type
+        if CLASSIFICATION in classes:
+            assert not supports(tiny_model(model_type, head=CLASSIFICATION)), model_type
 
 
 def test_peft_wrapped_models_are_not_packed():

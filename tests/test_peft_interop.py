@@ -5,13 +5,15 @@ import pytest
 import torch
 from transformers import AutoModelForMultipleChoice
 
-from conftest import SCIENCE
+from conftest import CLASSIFICATION, SCIENCE, tiny_model, tiny_text_batch
+from loralab.artifacts import save_weights, write_json
 from loralab.cli import main
 from loralab.errors import LoralabError
 from loralab.metrics import accuracy, map_at_k
-from loralab.peft_interop import CONFIG, WEIGHTS, export_peft, load_peft_adapter, read_peft_adapter
+from loralab.peft_interop import (CONFIG, WEIGHTS, apply_peft_adapter, export_peft, load_peft_adapter, peft_config,
+                                  peft_state, read_peft_adapter)
 from loralab.runs import load_run
-from loralab.strategies import Strategy, StrategyConfig
+from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig
 from run_fixtures import logits, question_batch, save_tiny_bert, short_run
 
@@ -169,3 +171,32 @@ def test_unsupported_peft_features_are_refused(field, value, message, base_folde
     config_path.write_text(json.dumps(config))
     with pytest.raises(LoralabError, match=message):
         read_peft_adapter(tmp_path / "adapter")
+
+
+def test_gpt2_conv1d_adapters_carry_over_both_ways(tmp_path):
+    """GPT-2 stores W0 transposed (peft's fan_in_fan_out); A, B and the outputs carry over unchanged."""
+    lora = LoraConfig(r=4, alpha=8.0, targets=("all-linear",))
+    ours = tiny_model("gpt2", head=CLASSIFICATION)
+    apply_strategy(ours, StrategyConfig(Strategy.LORA, lora=lora))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in ours.named_parameters():
+            if name.endswith("lora_B") or name.startswith("score."):
+                param.copy_(torch.randn(param.shape, generator=g) * 0.3)
+    batch = {k: v for k, v in tiny_text_batch().items() if k != "labels"}
+    ours.eval()
+    with torch.no_grad():
+        expected = ours(**batch).logits
+    save_weights(tmp_path / "ours" / WEIGHTS, peft_state(ours))
+    write_json(tmp_path / "ours" / CONFIG, peft_config(ours, lora, "tiny-gpt2"))
+    assert json.loads((tmp_path / "ours" / CONFIG).read_text())["fan_in_fan_out"] is True
+
+    theirs = peft.PeftModel.from_pretrained(tiny_model("gpt2", head=CLASSIFICATION), tmp_path / "ours").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(**batch).logits, expected, atol=1e-5, rtol=0)
+    theirs.save_pretrained(tmp_path / "theirs")
+    again = tiny_model("gpt2", head=CLASSIFICATION)
+    apply_peft_adapter(again, read_peft_adapter(tmp_path / "theirs"))
+    again.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again(**batch).logits, expected, atol=1e-5, rtol=0)

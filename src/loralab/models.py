@@ -1,21 +1,25 @@
 """Loading a pretrained model and tokenizer, and the one table of architecture knowledge.
 
-Which modules are the query, key, value and attention-output projections, and which modules are
-the task head, differs per architecture; every strategy asks `architecture(model)` instead of
-matching module names itself.
+Which modules are the query, key, value and attention-output projections, which modules are the
+task head, and how the packed forward walks an encoder differs per architecture; every strategy,
+the packed forward, fingerprints and the peft translation ask `architecture(model)` instead of
+matching module names themselves.
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from loralab.errors import LoralabError
+from loralab.names import has_prefix
 
 if TYPE_CHECKING:
     from loralab.tasks import Task
@@ -23,63 +27,114 @@ if TYPE_CHECKING:
 DEFAULT_MODEL = "minilm"  # the packaged sentence-transformers/all-MiniLM-L6-v2
 
 
+class Head(enum.Enum):
+    """A task-model class loralab builds (`Task.model_class`), by how transformers ends its name."""
+
+    MULTIPLE_CHOICE = "ForMultipleChoice"
+    SEQUENCE_CLASSIFICATION = "ForSequenceClassification"
+
+
+class Layer(enum.Enum):
+    """How one encoder layer is laid out, as the packed forward calls its modules."""
+
+    BERT = "bert"  # attention.self.{query,key,value}, attention.output.{dense,dropout,LayerNorm}, intermediate, output
+    MPNET = "mpnet"  # attention.attn.{q,k,v,o,dropout}, attention.{dropout,LayerNorm}, intermediate, output
+
+
+@dataclass(frozen=True)
+class Packed:
+    """How the packed forward (`loralab.packed`) runs an architecture's multiple-choice model."""
+
+    encoder: str  # attribute of the task model holding the encoder
+    layer: Layer  # layout of one encoder layer
+    positions_from_padding: bool  # positions count real tokens from padding_idx + 1 (RoBERTa, MPNet)
+    token_types: bool  # embeddings add a token-type table
+    relative_bias: bool = False  # attention adds a relative position bias (MPNet)
+
+
 @dataclass(frozen=True)
 class Architecture:
-    """Module-name suffixes of one architecture's attention projections and task head."""
+    """What loralab knows of one architecture (one `config.model_type`)."""
 
-    query: str
+    query: str  # module-name suffixes of the attention projections, matched on a dot boundary
     key: str
     value: str
     attention_output: str
-    head: tuple[str, ...]  # top-level modules the task model adds on top of the encoder
+    heads: Mapping[Head, tuple[str, ...]]  # per task-model class: top-level modules it adds on top of the encoder
+    packed: Packed | None = None  # None: the multiple-choice model always takes its own forward
+    head: tuple[str, ...] = ()
+    """The head of the one model `architecture(model)` was asked about; empty in the table."""
 
     def role(self, name: str) -> str:
         """The suffix for a role name (`query`, `key`, `value`, `attention_output`)."""
-        try:
-            return getattr(self, name)
-        except AttributeError:
-            raise LoralabError(f"unknown projection role {name!r}; expected one of {', '.join(ROLES)}") from None
+        if name not in ROLES:
+            raise LoralabError(f"unknown projection role {name!r}; expected one of {', '.join(ROLES)}")
+        return getattr(self, name)
 
 
 ROLES = ("query", "key", "value", "attention_output")
 
-_BERT_LIKE = Architecture("attention.self.query", "attention.self.key", "attention.self.value",
-                          "attention.output.dense", ("classifier",))
+MULTIPLE_CHOICE, CLASSIFICATION = Head.MULTIPLE_CHOICE, Head.SEQUENCE_CLASSIFICATION
+_BERT = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
+_CLASSIFIER = {MULTIPLE_CHOICE: ("classifier",), CLASSIFICATION: ("classifier",)}
+_ROBERTA_PACKED = Packed("roberta", Layer.BERT, positions_from_padding=True, token_types=True)
 
 ARCHITECTURES: dict[str, Architecture] = {
-    "bert": _BERT_LIKE,
-    "roberta": _BERT_LIKE,
-    "xlm-roberta": _BERT_LIKE,
-    "electra": _BERT_LIKE,
-    "mpnet": Architecture("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", ("classifier",)),
+    "bert": Architecture(*_BERT, _CLASSIFIER, Packed("bert", Layer.BERT, positions_from_padding=False, token_types=True)),
+    "roberta": Architecture(*_BERT, _CLASSIFIER, _ROBERTA_PACKED),
+    "xlm-roberta": Architecture(*_BERT, _CLASSIFIER, _ROBERTA_PACKED),
+    # ELECTRA's multiple-choice model pools through a new `sequence_summary` (a linear layer) before its classifier.
+    "electra": Architecture(*_BERT, {MULTIPLE_CHOICE: ("sequence_summary", "classifier"), CLASSIFICATION: ("classifier",)}),
+    "mpnet": Architecture("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", _CLASSIFIER,
+                          Packed("mpnet", Layer.MPNET, positions_from_padding=True, token_types=False, relative_bias=True)),
     "deberta-v2": Architecture("attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj",
-                               "attention.output.dense", ("pooler", "classifier")),
+                               "attention.output.dense",
+                               {MULTIPLE_CHOICE: ("pooler", "classifier"), CLASSIFICATION: ("pooler", "classifier")}),
+    # DeBERTa fuses q, k and v into one `in_proj`: selecting any of them selects all three.
     "deberta": Architecture("attention.self.in_proj", "attention.self.in_proj", "attention.self.in_proj",
-                            "attention.output.dense", ("pooler", "classifier")),
+                            "attention.output.dense", {CLASSIFICATION: ("pooler", "classifier")}),
     "distilbert": Architecture("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
-                               ("pre_classifier", "classifier")),
-    "llama": Architecture("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", ("score",)),
+                               {MULTIPLE_CHOICE: ("pre_classifier", "classifier"),
+                                CLASSIFICATION: ("pre_classifier", "classifier")}),
+    "llama": Architecture("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                          {CLASSIFICATION: ("score",)}),
     # GPT-2 fuses q, k and v into one Conv1D: selecting any of them selects all three.
-    "gpt2": Architecture("attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj", ("score",)),
+    "gpt2": Architecture("attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj", {CLASSIFICATION: ("score",)}),
 }
 
 
+def head_class(model: torch.nn.Module) -> Head | None:
+    """Which task-model class `model` is (None: one loralab does not build)."""
+    name = type(model).__name__
+    return next((h for h in Head if name.endswith(h.value)), None)
+
+
 def architecture(model: torch.nn.Module) -> Architecture:
+    """The table's entry for `model`'s architecture, with `head` set to the head of `model`'s class."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in ARCHITECTURES:
         raise LoralabError(
             f"architecture {model_type!r} is not in loralab's table; supported: {', '.join(sorted(ARCHITECTURES))}"
         )
-    return ARCHITECTURES[model_type]
+    arch = ARCHITECTURES[model_type]
+    kind = head_class(model)
+    if kind not in arch.heads:
+        known = ", ".join(f"*{h.value}" for h in arch.heads)
+        raise LoralabError(f"loralab knows the task head of {model_type} models of the classes {known}, "
+                           f"not of a {type(model).__name__}")
+    return replace(arch, head=arch.heads[kind])
 
 
-def matches(module_name: str, suffix: str) -> bool:
-    """True when `suffix` names the end of `module_name` on a dot boundary."""
-    return module_name == suffix or module_name.endswith("." + suffix)
+def is_linear(module: torch.nn.Module) -> bool:
+    """An nn.Linear, or transformers' Conv1D (GPT-2): the same y = x W^T + b, with W stored as (in, out)."""
+    from transformers.pytorch_utils import Conv1D  # here, so that importing loralab does not import transformers
+
+    return isinstance(module, (torch.nn.Linear, Conv1D))
 
 
-def is_head(module_name: str, arch: Architecture) -> bool:
-    return any(module_name == h or module_name.startswith(h + ".") for h in arch.head)
+def is_head(name: str, arch: Architecture) -> bool:
+    """True when the module or parameter `name` belongs to the task head."""
+    return any(has_prefix(name, h) for h in arch.head)
 
 
 def resolve_model(name: str | None) -> str:

@@ -13,21 +13,20 @@ the rows of padding are never computed. What it saves is the share of padding in
 Dropout here is loralab's own (`loralab.dropout`), which draws its CPU masks several times faster
 than torch's `bernoulli_` (about 9% of a LoRA step on MiniLM).
 
-Supported: `*ForMultipleChoice` models of BERT, RoBERTa / XLM-RoBERTa and MPNet, whose first token
-is the pooled one. Anything else (another architecture, a decoder configuration, a peft wrapper,
+Supported: `*ForMultipleChoice` models whose architecture has a `packed` description in loralab's
+table (`loralab.models`: BERT, RoBERTa / XLM-RoBERTa and MPNet), whose first token is the pooled one.
+Anything else (another architecture, a decoder configuration, a peft wrapper,
 left padding) takes the model's own forward, so `choice_logits` is always correct.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from loralab.dropout import dropout
+from loralab.models import ARCHITECTURES, Head, Layer, Packed, head_class
 
 
 def supports(model: nn.Module) -> bool:
@@ -55,7 +54,7 @@ def packed_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Ten
         bias = encoder.encoder.compute_position_bias(ids[:1])  # (1, heads, seq, seq) relative position bias
     attend = _attention_mask(mask, bias, hidden.dtype)
     for layer in encoder.encoder.layer:
-        hidden = family.layer(layer, hidden, layout, attend)
+        hidden = _LAYERS[family.layer](layer, hidden, layout, attend)
     first = layout.first_tokens()  # (sequences,) packed row of each sequence's first token
     pooled = encoder.pooler.activation(encoder.pooler.dense(hidden.index_select(0, first)))
     logits = model.classifier(dropout(pooled, model.dropout))  # (sequences, 1)
@@ -83,10 +82,11 @@ class _Layout:
         return torch.nonzero(self.columns() == 0).squeeze(1)
 
 
-def _family(model: nn.Module) -> _Family | None:
+def _family(model: nn.Module) -> Packed | None:
     config = getattr(model, "config", None)
-    family = _FAMILIES.get(getattr(config, "model_type", None))
-    if family is None or not type(model).__name__.endswith("ForMultipleChoice"):
+    arch = ARCHITECTURES.get(getattr(config, "model_type", None))
+    family = arch and arch.packed
+    if family is None or head_class(model) is not Head.MULTIPLE_CHOICE:
         return None
     encoder = getattr(model, family.encoder, None)
     if (encoder is None or getattr(encoder, "pooler", None) is None or getattr(config, "is_decoder", False)
@@ -96,7 +96,7 @@ def _family(model: nn.Module) -> _Family | None:
     return family
 
 
-def _embed(family: _Family, embeddings: nn.Module, ids, token_type_ids, layout: _Layout) -> torch.Tensor:
+def _embed(family: Packed, embeddings: nn.Module, ids, token_type_ids, layout: _Layout) -> torch.Tensor:
     if family.positions_from_padding:
         # Positions count real tokens from padding_idx + 1, as the padded model numbers them.
         pad = embeddings.padding_idx
@@ -158,18 +158,4 @@ def _feed_forward(layer, hidden):
     return output.LayerNorm(dropout(output.dense(layer.intermediate(hidden)), output.dropout) + hidden)
 
 
-@dataclass(frozen=True)
-class _Family:
-    """How one architecture's multiple-choice model is laid out, as the packed forward needs it."""
-
-    encoder: str  # attribute of the task model holding the encoder
-    layer: Callable  # one encoder layer on packed rows
-    positions_from_padding: bool  # positions count real tokens from padding_idx + 1 (RoBERTa, MPNet)
-    token_types: bool  # embeddings add a token-type table
-    relative_bias: bool = False  # attention adds a relative position bias (MPNet)
-
-
-_BERT = _Family("bert", _bert_layer, positions_from_padding=False, token_types=True)
-_ROBERTA = _Family("roberta", _bert_layer, positions_from_padding=True, token_types=True)
-_FAMILIES = {"bert": _BERT, "roberta": _ROBERTA, "xlm-roberta": _ROBERTA,
-             "mpnet": _Family("mpnet", _mpnet_layer, positions_from_padding=True, token_types=False, relative_bias=True)}
+_LAYERS = {Layer.BERT: _bert_layer, Layer.MPNET: _mpnet_layer}

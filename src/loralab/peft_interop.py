@@ -2,7 +2,9 @@
 
 A peft LoRA adapter is a folder with `adapter_config.json` (r, lora_alpha, target_modules, ...) and
 `adapter_model.safetensors`. Both libraries compute h = W0 x + scaling * B A x with A: (r, in) and
-B: (out, r), so the tensors carry over unchanged; only the names differ:
+B: (out, r), so the tensors carry over unchanged (also on GPT-2's Conv1D, whose W0 is stored
+transposed: peft's `fan_in_fan_out` says so, and both libraries follow the layer's type); only the
+names differ:
 
     loralab                                  peft
     <module>.lora_A                          base_model.model.<module>.lora_A.weight
@@ -27,7 +29,8 @@ from torch import nn
 from loralab import __version__
 from loralab.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
 from loralab.errors import LoralabError
-from loralab.models import architecture, fingerprint, is_head, matches
+from loralab.models import architecture, fingerprint, is_head
+from loralab.names import has_prefix, has_suffix
 from loralab.strategies import Strategy, StrategyConfig, StrategyReport, apply_strategy
 from loralab.strategies.lora import LoraConfig, LoraLinear
 
@@ -44,7 +47,6 @@ _UNSUPPORTED: tuple[tuple[str, Any, str], ...] = (
     ("use_dora", lambda v: bool(v), "DoRA (weight-decomposed LoRA)"),
     ("bias", lambda v: v not in (None, "none"), "trained biases (bias != 'none')"),
     ("lora_bias", lambda v: bool(v), "a bias on lora_B"),
-    ("fan_in_fan_out", lambda v: bool(v), "fan_in_fan_out (transposed Conv1D weights)"),
     ("rank_pattern", lambda v: bool(v), "per-module ranks (rank_pattern)"),
     ("alpha_pattern", lambda v: bool(v), "per-module alphas (alpha_pattern)"),
     ("target_parameters", lambda v: bool(v), "LoRA on bare parameters (target_parameters)"),
@@ -95,7 +97,7 @@ def peft_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def peft_config(model: nn.Module, lora: LoraConfig, base_model: str) -> dict[str, Any]:
     """The `adapter_config.json` that makes peft rebuild exactly this model's adapters."""
-    targets = sorted(name for name, m in model.named_modules() if isinstance(m, LoraLinear))
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLinear)}
     return {
         "peft_type": "LORA",
         "task_type": None,  # peft has no multiple-choice task; the head goes in modules_to_save
@@ -106,10 +108,10 @@ def peft_config(model: nn.Module, lora: LoraConfig, base_model: str) -> dict[str
         "use_rslora": lora.rslora,
         # Full module names: peft matches an entry equal to the name or a dot-bounded suffix, so
         # these select exactly the modules loralab adapted, whatever targets chose them.
-        "target_modules": targets,
+        "target_modules": sorted(layers),
         "modules_to_save": list(architecture(model).head),
         "bias": "none",
-        "fan_in_fan_out": False,
+        "fan_in_fan_out": any(m.transposed for m in layers.values()),  # GPT-2's Conv1D
         "use_dora": False,
         "init_lora_weights": True,
         "rank_pattern": {},
@@ -155,7 +157,7 @@ def _loralab_name(key: str, head: tuple[str, ...], path: Path) -> str:
         raise LoralabError(f"{path}: tensor {key!r} belongs to a LoRA variant loralab does not compute")
     # Older peft versions kept the wrapper's `modules_to_save.` segment in the saved key.
     name = name.replace(".modules_to_save.", ".")
-    if not any(name == h or name.startswith(h + ".") for h in head):
+    if not any(has_prefix(name, h) for h in head):
         raise LoralabError(f"{path}: tensor {key!r} is neither a LoRA weight nor part of modules_to_save {list(head)}")
     return name
 
@@ -179,7 +181,8 @@ def read_peft_adapter(adapter_dir: str | Path) -> PeftAdapter:
     head = tuple(config.get("modules_to_save") or ())
     saved = load_weights(weights_path)
     tensors = {_loralab_name(key, head, weights_path): value for key, value in saved.items()}
-    targets = sorted({name.rpartition(".")[0] for name in tensors if name.endswith((".lora_A", ".lora_B"))})
+    parts = (name.rpartition(".") for name in tensors)  # (module, ".", leaf)
+    targets = sorted({module for module, _, leaf in parts if module and leaf in ("lora_A", "lora_B")})
     if not targets:
         raise LoralabError(f"{weights_path}: holds no lora_A / lora_B tensors")
     try:
@@ -206,7 +209,7 @@ def apply_peft_adapter(model: nn.Module, adapter: PeftAdapter) -> StrategyReport
             f"but the model given has fingerprint {fingerprint(model)}; refusing to apply it to a different model"
         )
     for module in adapter.head:
-        if not any(matches(h, module) for h in arch.head):
+        if not any(has_suffix(h, module) for h in arch.head):
             raise LoralabError(f"{adapter.path}: modules_to_save entry {module!r} is not this model's task head "
                                f"({', '.join(arch.head)}); loralab trains only LoRA and the head")
     if not adapter.head:

@@ -9,6 +9,9 @@ A starts Kaiming-uniform and B at zero, so an adapted model equals its base befo
 update's magnitude stable as r grows. `merge()` adds the update to W0 for inference at the base
 model's speed; `unmerge()` takes it out again. Both are explicit and idempotent. `merge_lora()`
 merges for good: it also puts each base layer back in its adapter's place.
+
+The base is an `nn.Linear`, or transformers' `Conv1D` (GPT-2), which computes the same x W0^T + b but
+stores W0 transposed, as (in, out); A and B keep their shapes either way.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from torch import nn
 
 from loralab.dropout import dropout
 from loralab.errors import LoralabError
+from loralab.models import is_linear
 from loralab.validate import SettingError, names, number
 
 
@@ -86,19 +90,25 @@ class _MergedLinear(torch.autograd.Function):
 
 
 class LoraLinear(nn.Module):
-    """Wraps a frozen `nn.Linear` (`base`) and adds (alpha / r) B A dropout(x) to its output."""
+    """Wraps a frozen linear layer (`base`) and adds (alpha / r) B A dropout(x) to its output."""
 
-    def __init__(self, base: nn.Linear, r: int, scaling: float, dropout: float = 0.0):
+    def __init__(self, base: nn.Module, r: int, scaling: float, dropout: float = 0.0):
         super().__init__()
         self.base = base
         self.base.requires_grad_(False)
+        self.transposed = not isinstance(base, nn.Linear)  # a Conv1D keeps W0 as (in, out)
+        out_features, in_features = self.weight().shape
         factory = {"device": base.weight.device, "dtype": base.weight.dtype}
-        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **factory))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, **factory))
+        self.lora_A = nn.Parameter(torch.empty(r, in_features, **factory))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, r, **factory))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # the default init of nn.Linear, as in Hu et al.
         self.scaling = scaling
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # no copy of x when off
         self.merged = False
+
+    def weight(self) -> torch.Tensor:
+        """W0 as (out, in), a view of the base layer's weight however it stores it."""
+        return self.base.weight.t() if self.transposed else self.base.weight
 
     def delta_weight(self) -> torch.Tensor:
         return (self.lora_B @ self.lora_A) * self.scaling  # (out, in)
@@ -106,7 +116,9 @@ class LoraLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base(x)
-        if (isinstance(self.dropout, nn.Identity) or not self.training) and not torch.is_autocast_enabled(x.device.type):
+        # A Conv1D always takes the second path: its own product then gives, with B = 0, its output bit for bit.
+        fused = not self.transposed and (isinstance(self.dropout, nn.Identity) or not self.training)
+        if fused and not torch.is_autocast_enabled(x.device.type):
             # Without dropout, W0 x + s B A x = (W0 + s B A) x: one product, no (..., out) update tensor.
             return _MergedLinear.apply(x, self.base.weight, self.base.bias, self.lora_A, self.lora_B, self.scaling)
         out = self.base(x)
@@ -118,13 +130,13 @@ class LoraLinear(nn.Module):
     @torch.no_grad()
     def merge(self) -> None:
         if not self.merged:
-            self.base.weight += self.delta_weight()
+            self.weight().add_(self.delta_weight())  # in place through the view: into the base layer's own tensor
             self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
         if self.merged:
-            self.base.weight -= self.delta_weight()
+            self.weight().sub_(self.delta_weight())
             self.merged = False
 
     def extra_repr(self) -> str:
@@ -132,13 +144,14 @@ class LoraLinear(nn.Module):
 
 
 def apply_lora(model: nn.Module, config: LoraConfig, module_names: list[str]) -> list[str]:
-    """Replace each named `nn.Linear` with a `LoraLinear` wrapping it, in place."""
+    """Replace each named linear layer (`nn.Linear` or `Conv1D`) with a `LoraLinear` wrapping it, in place."""
     for name in module_names:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         layer = getattr(parent, child)
-        if not isinstance(layer, nn.Linear):
-            raise LoralabError(f"LoRA target {name!r} is a {type(layer).__name__}, loralab adapts nn.Linear layers only")
+        if not is_linear(layer):
+            raise LoralabError(f"LoRA target {name!r} is a {type(layer).__name__}, loralab adapts linear layers only "
+                               "(nn.Linear, transformers' Conv1D)")
         setattr(parent, child, LoraLinear(layer, config.r, config.scaling, config.dropout))
     return module_names
 
@@ -160,7 +173,7 @@ def unmerge(model: nn.Module) -> None:
 
 
 def merge_lora(model: nn.Module) -> None:
-    """Merge every adapter into its base weight and put the base `nn.Linear` back in its place, in place.
+    """Merge every adapter into its base weight and put the base layer back in its place, in place.
 
     Afterwards the model has exactly the base architecture and parameter names (Hu et al. 2021,
     Sec. 4.1, "no additional inference latency"); unlike `merge`, there is no way back.

@@ -10,22 +10,23 @@ from __future__ import annotations
 from torch import nn
 
 from loralab.errors import LoralabError
-from loralab.models import ROLES, Architecture, is_head, matches
+from loralab.models import ROLES, Architecture, is_head, is_linear
+from loralab.names import has_suffix
 
 
 def find_modules(model: nn.Module, arch: Architecture, targets: tuple[str, ...]) -> list[str]:
-    """Module names picked by `targets`: roles, 'all-linear' (every nn.Linear outside the head) or suffixes."""
+    """Module names picked by `targets`: roles, 'all-linear' (every linear layer outside the head) or suffixes."""
     names = []
     for name, module in model.named_modules():
         if not name or is_head(name, arch):
             continue
         for target in targets:
             if target == "all-linear":
-                hit = isinstance(module, nn.Linear)
+                hit = is_linear(module)
             elif target in ROLES:
-                hit = matches(name, arch.role(target))
+                hit = has_suffix(name, arch.role(target))
             else:
-                hit = matches(name, target)
+                hit = has_suffix(name, target)
             if hit:
                 names.append(name)
                 break

@@ -26,6 +26,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from loralab.errors import LoralabError
+from loralab.names import has_prefix
 from loralab.strategies.subspace.projections import BUILDERS, Projection
 from loralab.validate import number
 
@@ -117,8 +118,8 @@ class _Shift(nn.Module):
         return original + delta.to(original.dtype)
 
 
-def _matches(name: str, prefixes: tuple[str, ...]) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(has_prefix(name, p) for p in prefixes)
 
 
 def _parameter_slots(model: nn.Module) -> dict[str, list[tuple[nn.Module, str]]]:
@@ -146,16 +147,16 @@ def apply_subspace(model: nn.Module, config: SubspaceConfig, *, head: tuple[str,
     names = [name for name, _ in model.named_parameters()]
     for field, prefixes in (("head", head), ("exclude", exclude)):
         for prefix in prefixes:
-            if not any(_matches(name, (prefix,)) for name in names):
+            if not any(has_prefix(name, prefix) for name in names):
                 raise LoralabError(f"{field} entry {prefix!r} matches no parameter of this {type(model).__name__}")
     if any(isinstance(m, Subspace) for m in model.modules()):
         raise LoralabError(f"this {type(model).__name__} already has a subspace; apply it to a fresh model")
     slots = _parameter_slots(model)
     params = dict(model.named_parameters())
-    chosen = [n for n in names if not _matches(n, head) and not _matches(n, exclude) and params[n].numel() > 0]
+    chosen = [n for n in names if not _under(n, head) and not _under(n, exclude) and params[n].numel() > 0]
     if not chosen:
         raise LoralabError(f"no parameter of this {type(model).__name__} is left for the subspace")
-    direct = [n for n in params if _matches(n, head)]
+    direct = [n for n in params if _under(n, head)]
     subspace = Subspace(config, chosen, [params[n].shape for n in chosen])
     subspace.to(next(iter(params.values())).device)
 
