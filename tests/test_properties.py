@@ -103,9 +103,6 @@ def test_the_checks_catch_invalid_examples():
         check_examples([good, good], path, None, labelled=True)
 
 
-@pytest.mark.xfail(strict=True, raises=LoralabError,
-                   reason="loralab bug: the delimiter is guessed from the text before the first \\n, so with \\r "
-                          "line ends it sees the whole file, and one tab anywhere without a comma makes it TSV")
 def test_a_one_column_csv_with_cr_line_ends_keeps_its_tabs(tmp_path):
     """A valid one-column CSV (old Mac line ends) whose cell holds a tab: class_round_trip does not
     generate it until this passes."""

@@ -83,8 +83,10 @@ def _train(args: argparse.Namespace) -> None:
 def _task(args: argparse.Namespace):
     from loralab.tasks import TaskConfig
 
+    # Empty names are kept: `source,label,,sentence` skips the third column of a headerless file.
+    columns = () if args.columns is None else tuple(name.strip() for name in args.columns.split(","))
     return TaskConfig(name=args.task, text=args.text_column, text_pair=args.text_pair_column,
-                      label=args.label_column, columns=_names(args.columns))
+                      label=args.label_column, columns=columns)
 
 
 def _metrics_line(values: dict) -> str:
@@ -445,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _option(error: SettingError, parser: argparse.ArgumentParser) -> LoralabError:
     """A setting's error named by the option that sets it (`training.lr` -> `--lr`), where there is one."""
-    name = error.name
+    name = {"task.name": "task", "task.text": "text_column", "task.text_pair": "text_pair_column",
+            "task.label": "label_column", "task.columns": "columns"}.get(error.name, error.name)
     for prefix, replacement in (("training.", ""), ("strategy.lora.", "lora-"), ("strategy.subspace.", "subspace-"),
                                 ("strategy.", "")):
         if name.startswith(prefix):

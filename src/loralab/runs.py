@@ -70,7 +70,10 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
                                       limit=None if config.train_sample_seed is not None else config.train_limit),
                             config.train_limit, config.train_sample_seed)
     valid_examples = task.read(config.valid, config.task, limit=config.valid_limit) if config.valid else None
-    space = task.label_space(train_examples)
+    space = task.label_space(train_examples, source=config.train)
+    task.check_labels(train_examples, space, source=config.train)  # every label checked before anything is written
+    if valid_examples is not None:
+        task.check_labels(valid_examples, space, source=config.valid)
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
     model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,

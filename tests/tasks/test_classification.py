@@ -42,6 +42,8 @@ def test_headerless_files_with_named_columns_and_extra_fields(tmp_path):
     cola.write_text("gj04\t1\t\tThe sailors rode the breeze.\ngj04\t0\t*\tThe car honked down the road.\n")
     config = TaskConfig(columns=("source", "label", "notes", "sentence"))
     assert [e.label for e in read_examples(cola, config)] == ["1", "0"]
+    skipping = TaskConfig(columns=("source", "label", "", "sentence"))  # an empty name skips a column
+    assert [e.text for e in read_examples(cola, skipping)] == [e.text for e in read_examples(cola, config)]
     sts = tmp_path / "sts.tsv"  # the STS Benchmark: some lines carry two extra source fields
     sts.write_text("g\tf\t2012\t1\t5.000\tA plane.\tAn air plane.\ng\tf\t2012\t2\t0.400\tA man.\tA dog.\tsrc\tsrc\n")
     config = TaskConfig(columns=("genre", "file", "year", "id", "score", "sentence1", "sentence2"))

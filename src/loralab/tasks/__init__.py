@@ -51,8 +51,8 @@ class TaskConfig:
                 raise SettingError(f"task.{name}", value, "a column name")
         columns = self.columns
         if isinstance(columns, str) or not isinstance(columns, (list, tuple)) or not all(
-                isinstance(c, str) for c in columns):
-            raise SettingError("task.columns", columns, "a list of column names")
+                isinstance(c, str) for c in columns) or (columns and not any(c.strip() for c in columns)):
+            raise SettingError("task.columns", columns, "a list of column names (an empty name skips a column)")
         object.__setattr__(self, "columns", tuple(columns))
 
 
@@ -66,7 +66,9 @@ class Task(Protocol):
     def read(self, path: str | Path, config: TaskConfig, *, labelled: bool = True,
              limit: int | None = None) -> list[Any]: ...
 
-    def label_space(self, examples: Sequence[Any]) -> dict[str, Any]: ...
+    def label_space(self, examples: Sequence[Any], source: str = "") -> dict[str, Any]: ...
+
+    def check_labels(self, examples: Sequence[Any], space: dict[str, Any], source: str = "") -> list[Any]: ...
 
     def model_kwargs(self, space: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -129,10 +131,12 @@ def check_data(config, checked: set | None = None) -> str:
     anything runs; returns the task's name. `checked` remembers files already read."""
     checked = set() if checked is None else checked
     name = infer_task(config.train, config.task)
-    task = get_task(name)
-    for path in (config.train, config.valid):
-        key = (path, name, config.task)
-        if path and key not in checked:
-            task.read(path, config.task)
-            checked.add(key)
+    key = (config.train, config.valid, name, config.task)
+    if key not in checked:
+        task = get_task(name)
+        space = task.label_space(task.read(config.train, config.task), source=config.train)
+        for path in (config.train, config.valid):
+            if path:
+                task.check_labels(task.read(path, config.task), space, source=path)
+        checked.add(key)
     return name

@@ -105,7 +105,7 @@ def read_examples(path: str | Path, config=None, *, labelled: bool = True, limit
         pair = row[at[cols.text_pair]].strip() if cols.text_pair else None
         if cols.text_pair and not pair:
             raise LoralabError(f"{table.path}, row {line}, field {cols.text_pair!r}: empty text")
-        label = row[at[cols.label]].strip() if cols.label else None
+        label = row[at[cols.label]].strip() if cols.label and labelled else None  # predict ignores labels
         if labelled and not label:
             raise LoralabError(f"{table.path}, row {line}, field {cols.label!r}: empty label")
         examples.append(Example(row[at[cols.id]].strip() if cols.id else str(index), text, pair, label or None, line))
@@ -181,19 +181,15 @@ class Classification:
     def read(self, path, config=None, *, labelled: bool = True, limit: int | None = None) -> list[Example]:
         return read_examples(path, config, labelled=labelled, limit=limit)
 
-    def label_space(self, examples) -> dict[str, Any]:
+    def label_space(self, examples, source: str = "") -> dict[str, Any]:
         labels = _sorted_labels({e.label for e in examples if e.label is not None})
         if len(labels) < 2:
-            raise LoralabError(f"the training data has {len(labels)} label(s) ({', '.join(labels)}); "
+            raise LoralabError(f"{source or 'the training data'}: {len(labels)} label(s) ({', '.join(labels)}); "
                                "classification needs at least two")
         return {"labels": labels}
 
-    def model_kwargs(self, space) -> dict[str, Any]:
-        labels = space["labels"]
-        return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-                "label2id": {label: i for i, label in enumerate(labels)}}
-
-    def encode(self, examples, tokenizer, max_length: int, space, source: str = "") -> list[EncodedExample]:
+    def check_labels(self, examples, space, source: str = "") -> list[int]:
+        """Each example's class index (-1 without a label); a label outside the space names its row."""
         index = {label: i for i, label in enumerate(space["labels"])}
         targets = []
         for e in examples:
@@ -201,7 +197,15 @@ class Classification:
                 raise LoralabError(f"{source}, row {e.line}: label {e.label!r} is not one the model was trained on "
                                    f"({', '.join(space['labels'])})")
             targets.append(-1 if e.label is None else index[e.label])
-        return _encode(examples, tokenizer, max_length, targets)
+        return targets
+
+    def model_kwargs(self, space) -> dict[str, Any]:
+        labels = space["labels"]
+        return {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                "label2id": {label: i for i, label in enumerate(labels)}}
+
+    def encode(self, examples, tokenizer, max_length: int, space, source: str = "") -> list[EncodedExample]:
+        return _encode(examples, tokenizer, max_length, self.check_labels(examples, space, source))
 
     def collate(self, items, pad_id: int) -> dict[str, torch.Tensor]:
         return _collate(items, pad_id, torch.long)
@@ -235,20 +239,24 @@ class Regression:
     def read(self, path, config=None, *, labelled: bool = True, limit: int | None = None) -> list[Example]:
         return read_examples(path, config, labelled=labelled, limit=limit)
 
-    def label_space(self, examples) -> dict[str, Any]:
+    def label_space(self, examples, source: str = "") -> dict[str, Any]:
         return {}
 
-    def model_kwargs(self, space) -> dict[str, Any]:
-        return {"num_labels": 1, "problem_type": "regression"}
-
-    def encode(self, examples, tokenizer, max_length: int, space=None, source: str = "") -> list[EncodedExample]:
+    def check_labels(self, examples, space=None, source: str = "") -> list[float]:
+        """Each example's value (-1 without a label); a label that is not a number names its row."""
         targets = []
         for e in examples:
             value = None if e.label is None else _number(e.label)
             if e.label is not None and value is None:
                 raise LoralabError(f"{source}, row {e.line}: label {e.label!r} is not a finite number (regression)")
             targets.append(-1.0 if value is None else value)
-        return _encode(examples, tokenizer, max_length, targets)
+        return targets
+
+    def model_kwargs(self, space) -> dict[str, Any]:
+        return {"num_labels": 1, "problem_type": "regression"}
+
+    def encode(self, examples, tokenizer, max_length: int, space=None, source: str = "") -> list[EncodedExample]:
+        return _encode(examples, tokenizer, max_length, self.check_labels(examples, space, source))
 
     def collate(self, items, pad_id: int) -> dict[str, torch.Tensor]:
         return _collate(items, pad_id, torch.float32)

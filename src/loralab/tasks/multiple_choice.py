@@ -183,8 +183,11 @@ class MultipleChoice:
     def read(self, path, config=None, *, labelled: bool = True, limit: int | None = None) -> list[Question]:
         return read_questions(path, require_answer=labelled, limit=limit)
 
-    def label_space(self, examples) -> dict[str, Any]:
+    def label_space(self, examples, source: str = "") -> dict[str, Any]:
         return {}
+
+    def check_labels(self, examples, space=None, source: str = "") -> list[int]:
+        return [-1 if q.answer is None else q.answer for q in examples]  # answers were checked when read
 
     def model_kwargs(self, space) -> dict[str, Any]:
         return {}

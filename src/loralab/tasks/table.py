@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ class Table:
 
 def sniff_delimiter(path: Path, text: str) -> str:
     """Tab for .tsv/.txt files and tab-separated headers, comma otherwise."""
-    first = text.split("\n", 1)[0]
+    first = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
     if path.suffix.lower() in (".tsv", ".txt") or ("\t" in first and "," not in first):
         return "\t"
     return ","
