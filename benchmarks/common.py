@@ -103,7 +103,7 @@ def _tokenizer(name: str):
 def groups(items, args, grouped: bool = False) -> list[list]:
     """Fixed random batches of questions (seeded), the same for every strategy; `grouped` sorts by length first."""
     order = torch.randperm(len(items), generator=torch.Generator().manual_seed(args.seed)).tolist()
-    if grouped:  # neighbours in length share a batch, as loralab.train's length-grouped batches
+    if grouped:  # neighbours in length share a batch, as loralab.training's length-grouped batches
         order = sorted(order, key=lambda i: items[i].longest)
     return [[items[i] for i in order[s : s + args.batch_size]] for s in range(0, len(order), args.batch_size)]
 

@@ -1,7 +1,7 @@
 """Peak memory of a training step per strategy, each in a fresh process.
 
 The RSS high-water mark belongs to a whole process, so every variant runs in its own subprocess:
-load the model, apply the strategy, reset the mark (`loralab.train.PeakMemory`: /proc/self/clear_refs
+load the model, apply the strategy, reset the mark (`loralab.training.PeakMemory`: /proc/self/clear_refs
 "5" on Linux; max_memory_allocated on CUDA), take a few steps on the same batches, read the mark.
 Two figures per variant: the peak, and the peak minus the memory held before the first step
 (what training itself adds: activations, gradients, optimizer state).
@@ -35,7 +35,7 @@ def _current_mb(device: torch.device) -> float:
 def child(args, how: str, dropout: float) -> dict:
     from training import Runner
 
-    from loralab.train import PeakMemory, TrainConfig
+    from loralab.training import PeakMemory, TrainConfig
 
     device = common.setup(args)
     base, tokenizer, items = common.load(args)

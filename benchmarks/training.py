@@ -6,13 +6,13 @@ a shared machine hits them all alike. Ratios are medians of per-batch ratios (sa
 numerator and denominator).
 
 The step is loralab's: collate (dynamic padding), forward with `choice_logits`, cross-entropy,
-backward, `loss.item()`, global-norm clipping, AdamW from `loralab.train._optimizer`, zero_grad.
-loralab's variants use its packed forward (real tokens only, `loralab.packed`), as `loralab.train`
+backward, `loss.item()`, global-norm clipping, AdamW from `loralab.training._optimizer`, zero_grad.
+loralab's variants use its packed forward (real tokens only, `loralab.models.packed`), as `loralab.training`
 does; peft's LoRA runs through the same step with the model's own padded forward, which is what
 peft gives. `lora-padded` (loralab's LoRA layer in the padded forward) against peft isolates the
 adapter layer. `--grouped` times length-grouped batches (little padding) instead of random ones.
 
-A second comparison times whole passes of `loralab.train` over the same questions: loralab's LoRA
+A second comparison times whole passes of `loralab.training` over the same questions: loralab's LoRA
 with its default length-grouped batches against peft's LoRA batched the way transformers does by
 default (random batches padded to their longest sequence). That ratio is what a user feels.
 
@@ -33,9 +33,10 @@ import common  # noqa: E402
 
 from loralab.tasks.multiple_choice import TASK as MC  # noqa: E402
 from loralab.tasks.multiple_choice import choice_logits, collate  # noqa: E402
-from loralab.train import TrainConfig, _optimizer, train  # noqa: E402
+from loralab.training import TrainConfig, train  # noqa: E402
+from loralab.training.loop import _optimizer  # noqa: E402
 
-# (label, how the model is prepared, LoRA dropout, packed forward). loralab's variants run as `loralab.train` runs
+# (label, how the model is prepared, LoRA dropout, packed forward). loralab's variants run as `loralab.training` runs
 # them (packed: real tokens only); "lora-padded" is loralab's LoRA through the model's own padded forward, which is
 # the forward peft's LoRA gets, so lora-padded / peft-lora isolates the adapter layer itself.
 VARIANTS = [
@@ -86,7 +87,7 @@ def main(argv=None):
     p = common.parser(__doc__.splitlines()[0], "training")
     p.add_argument("--epoch-questions", type=int, default=96, help="questions per whole-pass comparison (0: skip)")
     p.add_argument("--grouped", action="store_true",
-                   help="length-grouped batches (as loralab.train makes them) instead of random ones")
+                   help="length-grouped batches (as loralab.training makes them) instead of random ones")
     p.add_argument("--variants", default=",".join(v[0] for v in VARIANTS),
                    help="comma list of variants to time (full is always included)")
     args = p.parse_args(argv)
@@ -162,7 +163,7 @@ def main(argv=None):
         "## Machine\n" + common.machine_lines(record["machine"]),
         f"{len(paired)} interleaved steps per variant over {len(groups)} fixed {record['batching']} batches "
         f"(about {record['mean_tokens_per_batch']:.0f} real tokens each, {record['real_token_share']:.0%} of the padded "
-        "layout); medians. LoRA: q,v, r=8, alpha=32. loralab's variants run packed (real tokens only) as `loralab.train`"
+        "layout); medians. LoRA: q,v, r=8, alpha=32. loralab's variants run packed (real tokens only) as `loralab.training`"
         " does, except lora-padded; peft's run the model's own padded forward."
         + (f" Subspace: {common.SUBSPACE['projection']}, d = {common.SUBSPACE['dim']:,}, every weight (head trained "
            "directly)." if "subspace-fastfood-10000" in results else ""),
@@ -171,7 +172,7 @@ def main(argv=None):
         + common.table(["variant", "trainable", "step s", "step / full", "tokens/s", *PHASES], rows),
     ])
     if epoch:
-        markdown += "\n\n## Whole passes of `loralab.train` over the same questions\n" + (
+        markdown += "\n\n## Whole passes of `loralab.training` over the same questions\n" + (
             f"{epoch['questions']} questions, {epoch['rounds']} interleaved passes each; median seconds per pass.\n\n"
             + common.table(["variant", "batching", "seconds / pass", "padded tokens / pass"],
                            [[k, v["batching"], v["seconds"], v["padded_tokens"]] for k, v in epoch["variants"].items()])
@@ -182,7 +183,7 @@ def main(argv=None):
 
 
 def epochs(base, tokenizer, args, device) -> dict:
-    """Interleaved whole passes of `loralab.train`: loralab LoRA (grouped) against peft LoRA (random)."""
+    """Interleaved whole passes of `loralab.training`: loralab LoRA (grouped) against peft LoRA (random)."""
     from loralab.tasks.batching import batches
 
     items = common.load_items(args, args.epoch_questions)

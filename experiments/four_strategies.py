@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from loralab.config import RunConfig
+from loralab.runs.config import RunConfig
 from loralab.runs import run
 from loralab.strategies import StrategyConfig
 from loralab.strategies.lora import LoraConfig
-from loralab.train import TrainConfig
+from loralab.training import TrainConfig
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "science-exam"
 LEARNING_RATES = {"full": 5e-5, "attention": 1e-4, "qv": 1e-4, "lora": 5e-4}

@@ -3,7 +3,7 @@
 SST-2 (GLUE) sentences become two-option questions: the sentence is the prompt, the options are
 the label words "negative" and "positive", and the multiple-choice head scores each (sentence,
 word) pair, so the task runs through loralab's ordinary pipeline. The baseline is full fine-tuning;
-then `loralab.dimension.measure` trains in SAID subspaces of growing d and reports the smallest d
+then `loralab.sweeps.dimension.measure` trains in SAID subspaces of growing d and reports the smallest d
 whose dev accuracy reaches 90% of the baseline's (Aghajanyan et al. 2020 measure MRPC and QQP this
 way on BERT and RoBERTa).
 
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import torch
 
-from loralab.config import RunConfig
-from loralab.dimension import DimensionConfig, measure
-from loralab.intrinsic import SearchConfig
+from loralab.runs.config import RunConfig
+from loralab.sweeps.dimension import DimensionConfig, measure
+from loralab.sweeps.intrinsic import SearchConfig
 from loralab.reports import write_report
-from loralab.train import TrainConfig
+from loralab.training import TrainConfig
 
 GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 WORDS = ("negative", "positive")

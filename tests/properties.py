@@ -9,7 +9,7 @@ read back exactly.
 
 Readers under test: `read_questions` (loralab.tasks.multiple_choice), `read_table`
 (loralab.tasks.table), `read_examples` and `infer_task` (loralab.tasks.classification, loralab.tasks)
-and `load_experiment` (loralab.experiment). Files are written into one temporary folder per process, which also holds
+and `load_experiment` (loralab.sweeps.experiment). Files are written into one temporary folder per process, which also holds
 a valid train.csv and valid.csv, so an experiment's relative paths resolve next to it.
 """
 
@@ -33,13 +33,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loralab.config import RunConfig
+from loralab.runs.config import RunConfig
 from loralab.tasks import TASK_NAMES, TaskConfig, infer_task
 from loralab.tasks.classification import PAIRS, Example, read_examples
 from loralab.tasks.multiple_choice import LETTERS, Question, looks_like, read_questions
 from loralab.tasks.table import Table, read_table
 from loralab.errors import LoralabError
-from loralab.experiment import ALIASES, Experiment, PlannedRun, load_experiment
+from loralab.sweeps.experiment import ALIASES, Experiment, PlannedRun, load_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_TRAIN = ROOT.parent / "shared" / "data" / "science-exam" / "train.csv"

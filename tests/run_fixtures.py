@@ -13,13 +13,13 @@ import torch
 import transformers
 
 from conftest import SCIENCE
-from loralab.config import RunConfig
+from loralab.runs.config import RunConfig
 from loralab.tasks.multiple_choice import collate, encode
 from loralab.tasks.multiple_choice import read_questions
 from loralab.runs import run
 from loralab.strategies import StrategyConfig
 from loralab.tasks.multiple_choice import choice_logits
-from loralab.train import TrainConfig
+from loralab.training import TrainConfig
 
 
 def save_tiny_bert(folder: Path, tokenizer, seed: int = 0, hidden: int = 32) -> Path:
@@ -40,7 +40,10 @@ def short_run(out: Path, model: str | Path, strategy: StrategyConfig, *, lr: flo
                            theta_lr=theta_lr)
     config = RunConfig(train=str(SCIENCE / "train.csv"), model=str(model), strategy=strategy, training=training,
                        train_limit=4, device="cpu")
-    return run(config, out, progress=False, log=lambda _: None, adapter=adapter)
+    from loralab.runs.peft import read_peft_adapter
+
+    return run(config, out, progress=False, log=lambda _: None,
+               adapter=read_peft_adapter(adapter) if adapter is not None else None)
 
 
 def question_batch(tokenizer, n: int = 4, max_length: int = 32) -> dict[str, torch.Tensor]:

@@ -5,11 +5,11 @@ import json
 import pytest
 
 from loralab.cli import main
-from loralab.config import RunConfig
-from loralab.dimension import DimensionConfig, measure
+from loralab.runs.config import RunConfig
+from loralab.sweeps.dimension import DimensionConfig, measure
 from loralab.errors import LoralabError
-from loralab.intrinsic import SearchConfig
-from loralab.train import TrainConfig
+from loralab.sweeps.intrinsic import SearchConfig
+from loralab.training import TrainConfig
 from run_fixtures import save_tiny_bert
 
 
@@ -63,7 +63,7 @@ def test_train_head_trains_the_head_beside_theta(tmp_path, base_folder, science_
 def test_lr_reference_dim_scales_only_thetas_learning_rate(base_folder, science_exam):
     from conftest import tiny_model
     from loralab.strategies import apply_strategy
-    from loralab.train import _optimizer
+    from loralab.training.loop import _optimizer
 
     config = tiny_config(base_folder, science_exam, lr_reference_dim=1000, train_head=True)
     training = config.at(4000).training

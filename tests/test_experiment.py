@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from conftest import SCIENCE
-from loralab.artifacts import RECORD, WEIGHTS, save_weights, write_json
+from loralab.runs.artifacts import RECORD, WEIGHTS, save_weights, write_json
 from loralab.cli import main
 from loralab.errors import LoralabError
 from loralab.runs import data_identity
-from loralab.experiment import MANIFEST, load_experiment, packaged_experiment, record_state, sweep
+from loralab.runs.state import record_state
+from loralab.sweeps.experiment import MANIFEST, load_experiment, packaged_experiment, sweep
 
 
 def write(folder: Path, text: str, name: str = "exp.yaml") -> Path:
@@ -294,8 +295,8 @@ def test_packaged_default_experiment_uses_the_packaged_data():
 
 def test_a_record_from_before_a_setting_existed_still_matches(tmp_path):
     """Settings added to loralab later (subspace, theta_lr) read as their defaults in older records."""
-    from loralab.config import RunConfig
-    from loralab.experiment import same_config
+    from loralab.runs.config import RunConfig
+    from loralab.runs.state import same_config
 
     planned = RunConfig(train=str(tmp_path / "t.csv"))
     old = planned.to_dict()

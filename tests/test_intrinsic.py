@@ -7,7 +7,7 @@ import json
 import pytest
 
 from loralab.errors import LoralabError
-from loralab.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
+from loralab.sweeps.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
 
 
 def ramp(knee: int, top: float = 1.0):

@@ -11,7 +11,7 @@ from transformers import AutoModelForMultipleChoice
 from conftest import tiny_batch, tiny_model
 from loralab.cli import main
 from loralab.errors import LoralabError
-from loralab.merge import PROVENANCE, merge_into_base, merge_run
+from loralab.runs.merge import PROVENANCE, merge_into_base, merge_run
 from loralab.runs import load_run
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers

@@ -9,7 +9,7 @@ from loralab.tasks.multiple_choice import TASK as MC
 
 from conftest import CLASSIFICATION, MULTIPLE_CHOICE, TINY, tiny_model
 from loralab.models import ARCHITECTURES
-from loralab.packed import packed_logits, supports
+from loralab.models.packed import packed_logits, supports
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers
 from loralab.strategies.subspace import SubspaceConfig
@@ -145,7 +145,7 @@ def test_peft_wrapped_models_are_not_packed():
 def test_training_packed_follows_the_padded_run():
     from test_train import items
 
-    from loralab.train import TrainConfig, evaluate, train
+    from loralab.training import TrainConfig, evaluate, train
 
     runs = []
     for packed in (True, False):

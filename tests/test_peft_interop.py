@@ -6,11 +6,12 @@ import torch
 from transformers import AutoModelForMultipleChoice
 
 from conftest import CLASSIFICATION, SCIENCE, tiny_model, tiny_text_batch
-from loralab.artifacts import save_weights, write_json
+from loralab.runs.artifacts import save_weights, write_json
 from loralab.cli import main
 from loralab.errors import LoralabError
 from loralab.metrics import accuracy, map_at_k
-from loralab.peft_interop import (CONFIG, WEIGHTS, apply_peft_adapter, export_peft, load_peft_adapter, peft_config,
+from loralab.runs import load_adapter, load_run
+from loralab.runs.peft import (CONFIG, WEIGHTS, apply_peft_adapter, export_peft, peft_config,
                                   peft_state, read_peft_adapter)
 from loralab.runs import load_run
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
@@ -81,7 +82,7 @@ def test_peft_saved_adapter_loaded_by_loralab_equals_peft(case, base_folder, tmp
     with model.disable_adapter():
         assert (expected - logits(model, batch)).abs().max() > 1e-2  # the adapter changes the outputs
 
-    loaded = load_peft_adapter(tmp_path / "adapter", device="cpu")  # base from base_model_name_or_path
+    loaded = load_adapter(tmp_path / "adapter", device="cpu")  # base from base_model_name_or_path
     torch.testing.assert_close(logits(loaded.model, batch), expected, atol=1e-5, rtol=0)
     trainable = sum(p.numel() for p in loaded.model.parameters() if p.requires_grad)
     assert trainable == model.get_nb_trainable_parameters()[0]  # same adapters and head train in both
@@ -129,17 +130,17 @@ def test_export_refuses_a_run_that_is_not_lora(runs, tmp_path, capsys):
 
 
 def test_exported_adapter_refuses_a_different_base_model(runs, tmp_path, minilm_tokenizer):
-    export_peft(runs / "qv", tmp_path / "adapter")
+    export_peft(load_run(runs / "qv", device="cpu"), tmp_path / "adapter")
     other = save_tiny_bert(tmp_path / "other-bert", minilm_tokenizer, seed=1)  # same shapes, other weights
     with pytest.raises(LoralabError, match="fingerprint"):
-        load_peft_adapter(tmp_path / "adapter", model=str(other), device="cpu")
+        load_adapter(tmp_path / "adapter", model=str(other), device="cpu")
 
 
 def test_adapter_with_wrong_shapes_is_refused(base_folder, tmp_path, minilm_tokenizer):
     peft_adapter(tmp_path / "adapter", base_folder, IMPORTS["qv-list"])
     wider = save_tiny_bert(tmp_path / "wider-bert", minilm_tokenizer, hidden=48)
     with pytest.raises(LoralabError, match="shape"):
-        load_peft_adapter(tmp_path / "adapter", model=str(wider), device="cpu")
+        load_adapter(tmp_path / "adapter", model=str(wider), device="cpu")
 
 
 def test_truncated_adapter_file_is_refused(base_folder, tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from loralab.artifacts import RECORD, WEIGHTS, file_sha256
+from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256
 from loralab.cli import main
 from loralab.errors import LoralabError
 from loralab.runs import load_run

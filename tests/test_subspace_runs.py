@@ -8,8 +8,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMultipleChoice
 
 from loralab.cli import main
-from loralab.config import RunConfig
-from loralab.merge import merge_run
+from loralab.runs.config import RunConfig
+from loralab.runs.merge import merge_run
 from loralab.runs import load_run
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.subspace import SubspaceConfig

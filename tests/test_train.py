@@ -8,7 +8,8 @@ from loralab.tasks.multiple_choice import TASK as MC, EncodedQuestion
 from loralab.errors import LoralabError
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.subspace import SubspaceConfig, subspace_of
-from loralab.train import TrainConfig, _linear_schedule, _optimizer, evaluate, train
+from loralab.training import TrainConfig, evaluate, train
+from loralab.training.loop import _linear_schedule, _optimizer
 
 
 def items(n=12, seed=0):
@@ -105,7 +106,7 @@ def test_invalid_training_setting_names_the_field(field, value):
 
 
 def test_runaway_loss_rule():
-    from loralab.train import runaway_loss
+    from loralab.training import runaway_loss
 
     config = TrainConfig(divergence_factor=10.0, divergence_window=3)
     assert runaway_loss([1.0, 50.0, 50.0], config) is None  # not yet a window of 3 after the first step

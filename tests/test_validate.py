@@ -6,7 +6,7 @@ import pytest
 
 from loralab.errors import LoralabError
 from loralab.strategies.lora import LoraConfig
-from loralab.train import TrainConfig
+from loralab.training import TrainConfig
 from loralab.validate import SettingError, number, output_file, output_folder
 
 

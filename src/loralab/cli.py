@@ -39,14 +39,14 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from loralab.config import RunConfig
+    from loralab.runs.config import RunConfig
     from loralab.runs import run
     from loralab.strategies import StrategyConfig
     from loralab.strategies.lora import LoraConfig
     from loralab.strategies.subspace import SubspaceConfig
-    from loralab.train import TrainConfig
+    from loralab.training import TrainConfig
 
-    from loralab.artifacts import RECORD, WEIGHTS
+    from loralab.runs.artifacts import RECORD, WEIGHTS
 
     output_folder(args.out, "--out", forbid=(RECORD, WEIGHTS))
     _set_threads(args.threads)
@@ -58,7 +58,7 @@ def _train(args: argparse.Namespace) -> None:
                            divergence_factor=args.divergence_factor, divergence_window=args.divergence_window,
                            theta_lr=args.theta_lr)
     if args.adapter:
-        from loralab.peft_interop import read_peft_adapter
+        from loralab.runs.peft import read_peft_adapter
 
         adapter = read_peft_adapter(args.adapter)
         if args.strategy not in (None, "lora"):
@@ -76,7 +76,7 @@ def _train(args: argparse.Namespace) -> None:
                        training=training, train_limit=args.train_limit, valid_limit=args.valid_limit,
                        train_sample_seed=args.train_sample_seed,
                        device=args.device, offline=not args.online, trust_remote_code=args.trust_remote_code)
-    record = run(config, args.out, progress=not args.quiet, adapter=args.adapter)
+    record = run(config, args.out, progress=not args.quiet, adapter=adapter if args.adapter else None)
     print(summary(record, args.out))
 
 
@@ -118,13 +118,13 @@ def summary(record: dict, out: str | Path) -> str:
 
 def _scored(args: argparse.Namespace, labelled: bool):
     from loralab.runs import load_run
-    from loralab.train import score
+    from loralab.training import score
 
     number("--batch-size", args.batch_size, integer=True, low=1)
     if args.adapter:
-        from loralab.peft_interop import load_peft_adapter
+        from loralab.runs import load_adapter
 
-        loaded = load_peft_adapter(args.adapter, model=args.model, device=args.device)
+        loaded = load_adapter(args.adapter, model=args.model, device=args.device)
     else:
         if not Path(args.run).is_dir():
             raise LoralabError(f"{args.run}: no such run folder")
@@ -132,8 +132,8 @@ def _scored(args: argparse.Namespace, labelled: bool):
     if loaded is None:
         # The data is read before the model loads, so a bad file is refused at once; the run's
         # record says which task reads it.
-        from loralab.artifacts import RECORD, read_json
-        from loralab.config import RunConfig
+        from loralab.runs.artifacts import RECORD, read_json
+        from loralab.runs.config import RunConfig
         from loralab.tasks import get_task
 
         record = read_json(Path(args.run) / RECORD)
@@ -153,7 +153,7 @@ def _scored(args: argparse.Namespace, labelled: bool):
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from loralab.artifacts import _atomic_write
+    from loralab.runs.artifacts import _atomic_write
 
     output_file(args.out, "--out", inputs=[args.data])
     if args.scores:
@@ -190,7 +190,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _merge(args: argparse.Namespace) -> None:
-    from loralab.merge import merge_run
+    from loralab.runs.merge import merge_run
 
     output_folder(args.out, "--out", nonempty_ok=False)
     out = merge_run(args.run, args.out)
@@ -198,17 +198,21 @@ def _merge(args: argparse.Namespace) -> None:
 
 
 def _export_peft(args: argparse.Namespace) -> None:
-    from loralab.peft_interop import export_peft
+    from loralab.runs.peft import export_peft
 
     output_folder(args.out, "--out", nonempty_ok=False)
-    out = export_peft(args.run, args.out)
+    from loralab.runs import load_run
+
+    if not Path(args.run).is_dir():
+        raise LoralabError(f"{args.run}: no such run folder")
+    out = export_peft(load_run(args.run, device="cpu"), args.out, run_dir=args.run)
     print(f"wrote a peft LoRA adapter to {out} (PeftModel.from_pretrained(base_model, {str(out)!r}) loads it)")
 
 
 def _sweep(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from loralab.experiment import Experiment, load_experiment, packaged_experiment, sweep
+    from loralab.sweeps.experiment import Experiment, load_experiment, packaged_experiment, sweep
     from loralab.reports import write_report
 
     if args.default == (args.file is not None):
@@ -240,11 +244,11 @@ def _sweep(args: argparse.Namespace) -> None:
 
 
 def _intrinsic_dim(args: argparse.Namespace) -> None:
-    from loralab.config import RunConfig
-    from loralab.dimension import DimensionConfig, measure
-    from loralab.intrinsic import SearchConfig
+    from loralab.runs.config import RunConfig
+    from loralab.sweeps.dimension import DimensionConfig, measure
+    from loralab.sweeps.intrinsic import SearchConfig
     from loralab.reports import write_report
-    from loralab.train import TrainConfig
+    from loralab.training import TrainConfig
 
     output_folder(args.out, "--out")
     _set_threads(args.threads)

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-from loralab.artifacts import RECORD, write_json
-from loralab.config import RunConfig
-from loralab.experiment import MANIFEST
+from loralab.runs.artifacts import RECORD, write_json
+from loralab.runs.config import RunConfig
+from loralab.sweeps.experiment import MANIFEST
 from loralab.strategies import StrategyConfig
 from loralab.strategies.lora import LoraConfig
-from loralab.train import TrainConfig
+from loralab.training import TrainConfig
 
 # (folder, label, strategy, lr, alpha, seed, trainable params, MAP@3 or None when diverged)
 RUNS = [

@@ -2,7 +2,7 @@
 
 import pytest
 
-from loralab.artifacts import RECORD, write_json
+from loralab.runs.artifacts import RECORD, write_json
 from loralab.reports import write_report
 from report_records import config, row_line, write_run, write_sweep
 

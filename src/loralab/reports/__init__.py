@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from loralab.artifacts import _atomic_write, read_json
+from loralab.runs.artifacts import _atomic_write, read_json
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
 from loralab.reports.markdown import intrinsic_markdown, report_markdown

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from loralab.reports.rows import DEFAULT_TASK, Section, against_best, higher_is_better, metric_label, settings_text
 
 if TYPE_CHECKING:
-    from loralab.intrinsic import IntrinsicResult
+    from loralab.sweeps.intrinsic import IntrinsicResult
 
 
 def _mean_sd(values: list[float], digits: int = 3) -> str:

@@ -10,11 +10,11 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from loralab.artifacts import _atomic_write
+from loralab.runs.artifacts import _atomic_write
 from loralab.reports.rows import IGNORED, Row, higher_is_better, is_number, metric_label, metric_value, settings_text
 
 if TYPE_CHECKING:
-    from loralab.intrinsic import IntrinsicResult
+    from loralab.sweeps.intrinsic import IntrinsicResult
 
 
 def _slug(metric: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.artifacts import RECORD, read_json
+from loralab.runs.artifacts import RECORD, read_json
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
 

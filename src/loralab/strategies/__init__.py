@@ -2,7 +2,7 @@
 
 `apply_strategy(model, config)` changes the model in place and returns what it made trainable.
 `STRATEGIES` is the one table of them: per strategy, how it is applied and how what trained is
-merged back into a plain model (`loralab.merge`).
+merged back into a plain model (`loralab.runs.merge`).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class Mechanism:
     apply: Callable[[nn.Module, StrategyConfig], StrategyReport]
     """Adapts the model in place for training; returns what it made trainable."""
     merge: Callable[[nn.Module], None]
-    """Merges what trained into the plain base architecture, in place (`loralab.merge` writes it out)."""
+    """Merges what trained into the plain base architecture, in place (`loralab.runs.merge` writes it out)."""
 
 
 # Full, attention and qv are one mechanism, choosing what trains, with different selections.

@@ -18,7 +18,7 @@ import torch
 from loralab.errors import LoralabError
 from loralab.validate import number
 from loralab.metrics import METRICS, ranking
-from loralab.packed import packed_logits
+from loralab.models.packed import packed_logits
 from loralab.tasks.table import Table, read_table
 
 LETTERS = ("A", "B", "C", "D", "E")
@@ -159,7 +159,7 @@ def collate(items: Sequence[EncodedQuestion], pad_id: int) -> dict[str, torch.Te
 def choice_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], packed: bool = True) -> torch.Tensor:
     """Scores (batch, choices) with filler choices pushed to the minimum.
 
-    `packed` runs supported encoders on their real tokens only (`loralab.packed`), else the model's own forward.
+    `packed` runs supported encoders on their real tokens only (`loralab.models.packed`), else the model's own forward.
     """
     inputs = {k: v for k, v in batch.items() if k not in ("labels", "choice_mask")}
     logits = packed_logits(model, inputs) if packed else None

@@ -40,11 +40,12 @@ class Table:
 
 
 def sniff_delimiter(path: Path, text: str) -> str:
-    """Tab for .tsv/.txt files and tab-separated headers, comma otherwise."""
+    """Comma for .csv files, tab for .tsv/.txt; otherwise tab when the header line has tabs and no comma."""
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        return "," if suffix == ".csv" else "\t"
     first = re.split(r"\r\n|\r|\n", text, maxsplit=1)[0]
-    if path.suffix.lower() in (".tsv", ".txt") or ("\t" in first and "," not in first):
-        return "\t"
-    return ","
+    return "\t" if "\t" in first and "," not in first else ","
 
 
 def read_table(path: str | Path, *, delimiter: str | None = None, quoting: bool | None = None,

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from loralab import __version__
-from loralab.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
+from loralab.runs.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
 from loralab.errors import LoralabError
 from loralab.models import architecture, fingerprint, is_head
 from loralab.names import has_prefix, has_suffix
@@ -120,14 +120,12 @@ def peft_config(model: nn.Module, lora: LoraConfig, base_model: str) -> dict[str
     }
 
 
-def export_peft(run_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write a LoRA run as a peft adapter folder that `PeftModel.from_pretrained` loads."""
-    from loralab.runs import load_run
-
-    loaded = load_run(run_dir, device="cpu")
+def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
+    """Write a loaded LoRA run (`loralab.runs.load_run`) as a peft adapter folder that
+    `PeftModel.from_pretrained` loads."""
     strategy = loaded.config.strategy
     if strategy.strategy is not Strategy.LORA:
-        raise LoralabError(f"{run_dir}: export-peft writes LoRA adapters, but this run used strategy "
+        raise LoralabError(f"{run_dir or 'this run'}: export-peft writes LoRA adapters, but this run used strategy "
                            f"{strategy.strategy.value!r}; use 'loralab merge' to get a standalone model")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -224,32 +222,3 @@ def apply_peft_adapter(model: nn.Module, adapter: PeftAdapter) -> StrategyReport
     lora = {f"{name}.{leaf}" for name in adapter.lora.targets for leaf in ("lora_A", "lora_B")}
     load_state_into(model, adapter.tensors, adapter.path / WEIGHTS, required=lora)
     return report
-
-
-def load_peft_adapter(adapter_dir: str | Path, *, model: str | None = None, device: str = "auto",
-                      offline: bool = True, trust_remote_code: bool = False, seed: int = 0):
-    """Load a base model and apply a peft adapter to it; returns a `LoadedRun` ready to score.
-
-    `model` overrides the adapter's `base_model_name_or_path`.
-    """
-    from loralab.config import RunConfig
-    from loralab.models import load_model, load_tokenizer, offline_environment, resolve_model
-    from loralab.runs import LoadedRun, resolve_device
-
-    adapter = read_peft_adapter(adapter_dir)
-    name = model or adapter.base_model
-    if not name:
-        raise LoralabError(f"{adapter.path / CONFIG}: names no base model (base_model_name_or_path); pass --model")
-    offline_environment(offline)
-    base = load_model(name, offline=offline, trust_remote_code=trust_remote_code, seed=seed)
-    base_fingerprint = fingerprint(base)
-    apply_peft_adapter(base, adapter)
-    device_ = resolve_device(device)
-    base.to(device_).eval()
-    tokenizer = load_tokenizer(name, offline=offline, trust_remote_code=trust_remote_code)
-    # The run this adapter would start: scoring reads the model and max_length from it.
-    config = RunConfig(train="", model=name, strategy=adapter.strategy, offline=offline,
-                       trust_remote_code=trust_remote_code)
-    record = {"adapter": str(adapter.path), "strategy": Strategy.LORA.value,
-              "base_model": {"name": name, "path": resolve_model(name), "fingerprint": base_fingerprint}}
-    return LoadedRun(base, tokenizer, config, record, device_)

@@ -57,7 +57,7 @@ class TrainConfig:
     theta_lr: float | None = None
     """Peak learning rate of a random subspace's theta (None: `lr`); the head and SAID scales keep `lr`."""
     packed: bool = True
-    """Compute on real tokens only where loralab.packed supports the model (off: the model's padded forward)."""
+    """Compute on real tokens only where loralab.models.packed supports the model (off: the model's padded forward)."""
 
     divergence_factor: float = 10.0
     """A run diverges when its median loss over a window of steps is above this many times the first step's

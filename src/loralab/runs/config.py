@@ -17,7 +17,7 @@ from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.lora import LoraConfig
 from loralab.strategies.subspace import SubspaceConfig
 from loralab.tasks import TaskConfig
-from loralab.train import TrainConfig
+from loralab.training import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -15,13 +15,15 @@ from typing import Any, Callable
 import torch
 
 from loralab import __version__
-from loralab.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights, write_json
-from loralab.config import RunConfig
+from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights, write_json
+from loralab.runs.config import RunConfig
 from loralab.tasks import Task, get_task, infer_task
 from loralab.errors import LoralabError
 from loralab.models import fingerprint, head_names, load_model, load_tokenizer, offline_environment, resolve_model
-from loralab.strategies import apply_strategy
-from loralab.train import evaluate, train
+from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
+from loralab.runs.peft import PeftAdapter, apply_peft_adapter, read_peft_adapter
+from loralab.strategies import Strategy, apply_strategy
+from loralab.training import evaluate, train
 
 
 def resolve_device(device: str) -> torch.device:
@@ -56,11 +58,11 @@ def data_identity(config: RunConfig) -> dict[str, dict[str, str]]:
 
 
 def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
-        log: Callable[[str], None] = print, adapter: str | Path | None = None) -> dict[str, Any]:
+        log: Callable[[str], None] = print, adapter: PeftAdapter | None = None) -> dict[str, Any]:
     """Train one configuration and leave `out_dir/run.json` and `out_dir/weights.safetensors`.
 
-    `adapter` names a peft LoRA adapter folder to start from; `config.strategy` must then be the
-    adapter's own (`read_peft_adapter(adapter).strategy`).
+    `adapter` is a peft LoRA adapter to start from (`read_peft_adapter(folder)`, read once);
+    `config.strategy` must then be the adapter's own (`adapter.strategy`).
     """
     out_dir = Path(out_dir)
     offline_environment(config.offline)
@@ -81,12 +83,9 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
             "fingerprint": fingerprint(model)}
     if adapter is not None:
-        from loralab.peft_interop import apply_peft_adapter, read_peft_adapter
-
-        peft_adapter = read_peft_adapter(adapter)
-        if config.strategy != peft_adapter.strategy:
-            raise LoralabError(f"{adapter}: the run's strategy settings differ from the adapter's own")
-        report = apply_peft_adapter(model, peft_adapter)
+        if config.strategy != adapter.strategy:
+            raise LoralabError(f"{adapter.path}: the run's strategy settings differ from the adapter's own")
+        report = apply_peft_adapter(model, adapter)
     else:
         report = apply_strategy(model, config.strategy)
     model.to(device)
@@ -107,7 +106,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "adapted_modules": len(report.adapted_modules),
         "train_examples": len(train_examples),
         "data": data_identity(config),
-        **({"started_from_adapter": str(adapter)} if adapter is not None else {}),
+        **({"started_from_adapter": str(adapter.path)} if adapter is not None else {}),
         "device": str(device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
@@ -190,3 +189,29 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     model.to(device_).eval()
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
     return LoadedRun(model, tokenizer, config, record, device_, task, space)
+
+
+def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: str = "auto",
+                 offline: bool = True, trust_remote_code: bool = False, seed: int = 0) -> LoadedRun:
+    """Load a base model and apply a peft adapter to it; a `LoadedRun` ready to score.
+
+    `model` overrides the adapter's `base_model_name_or_path`.
+    """
+    adapter = read_peft_adapter(adapter_dir)
+    name = model or adapter.base_model
+    if not name:
+        raise LoralabError(f"{adapter.path / ADAPTER_CONFIG}: names no base model (base_model_name_or_path); "
+                           "pass --model")
+    offline_environment(offline)
+    base = load_model(name, offline=offline, trust_remote_code=trust_remote_code, seed=seed)
+    base_fingerprint = fingerprint(base)
+    apply_peft_adapter(base, adapter)
+    device_ = resolve_device(device)
+    base.to(device_).eval()
+    tokenizer = load_tokenizer(name, offline=offline, trust_remote_code=trust_remote_code)
+    # The run this adapter would start: scoring reads the model and max_length from it.
+    config = RunConfig(train="", model=name, strategy=adapter.strategy, offline=offline,
+                       trust_remote_code=trust_remote_code)
+    record = {"adapter": str(adapter.path), "strategy": Strategy.LORA.value,
+              "base_model": {"name": name, "path": resolve_model(name), "fingerprint": base_fingerprint}}
+    return LoadedRun(base, tokenizer, config, record, device_)

@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import nn
 
 from loralab import __version__
-from loralab.artifacts import write_json
+from loralab.runs.artifacts import write_json
 from loralab.errors import LoralabError
 from loralab.strategies import STRATEGIES, Strategy
 

@@ -22,12 +22,12 @@ finished and leaves a `run.json` per folder: a record that is complete and match
 configuration is kept; one that is unfinished (status "running": the process died mid-run, even by
 `kill -9`), unreadable or incomplete is redone; one that holds a *different* configuration is
 refused, since reusing it would silently mix two experiments. Records are written atomically by
-`loralab.runs`, so a kill never leaves half a record behind.
+`loralab.runs` (what counts as finished is decided in `loralab.runs.state`), so a kill never leaves half
+a record behind.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import math
@@ -39,9 +39,10 @@ from typing import Any, Callable
 
 from tqdm.auto import tqdm
 
-from loralab.artifacts import RECORD, WEIGHTS, file_sha256, read_json, write_json
-from loralab.config import RunConfig
 from loralab.errors import LoralabError
+from loralab.runs.artifacts import write_json
+from loralab.runs.config import RunConfig
+from loralab.runs.state import _comparable, record_state, rerun
 
 MANIFEST = "sweep.json"
 
@@ -355,104 +356,6 @@ def _load_experiment(path: Path) -> Experiment:
                       description=str(data.get("description", "")).strip())
 
 
-def _comparable(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
-    """A configuration as compared for reuse: the device it ran on does not change what it is."""
-    if not isinstance(config, RunConfig):
-        try:  # a record from an older loralab lacks settings added since: they read as their defaults
-            config = RunConfig.from_dict(config)
-        except (LoralabError, TypeError, ValueError):
-            pass
-    data = config.to_dict() if isinstance(config, RunConfig) else dict(config)
-    data.pop("device", None)
-    return json.loads(json.dumps(data))  # tuples and lists compare alike
-
-
-@functools.lru_cache(maxsize=64)
-def _content(path: str, mtime_ns: int = 0) -> str:
-    """A file's sha256, cached per path and modification time (an edit in place is seen)."""
-    return file_sha256(path)
-
-
-def _hash(path: str | Path) -> str:
-    path = Path(path).resolve()
-    return _content(str(path), path.stat().st_mtime_ns)
-
-
-def _same_file(recorded: str | None, planned: str | None) -> bool:
-    """Data files match by path, else by content; a recorded file that is gone (a clone at another
-    absolute path, another machine) can only match by name."""
-    if recorded == planned:
-        return True
-    if not recorded or not planned:
-        return False
-    if Path(recorded).is_file() and Path(planned).is_file():
-        return _hash(recorded) == _hash(planned)
-    return Path(recorded).name == Path(planned).name
-
-
-def same_config(recorded: dict[str, Any], planned: RunConfig) -> bool:
-    """Whether a record's configuration is the planned one (device aside; data files as above)."""
-    a, b = _comparable(recorded), _comparable(planned)
-    for key in ("train", "valid"):
-        if not _same_file(a.pop(key, None), b.pop(key, None)):
-            return False
-    return a == b
-
-
-def _changed_data(record: dict[str, Any], config: RunConfig) -> str | None:
-    """Why the data a record was trained or scored on is not the data planned now, or None.
-    Records from before data hashes were kept cannot tell, and stand."""
-    data = record.get("data")
-    if not isinstance(data, dict):
-        return None
-    for key, what in (("train", "training"), ("valid", "validation")):
-        path, recorded = getattr(config, key), data.get(key)
-        if not path or not isinstance(recorded, dict) or not Path(path).is_file():
-            continue
-        now = _hash(path)
-        if recorded.get("sha256") != now:
-            return f"the {what} file {path} changed since this run (sha256 {str(recorded.get('sha256'))[:12]} -> {now[:12]})"
-    return None
-
-
-_REQUIRED = ("status", "config", "trainable_params", "total_params", "train_seconds", "peak_memory_mb", "loss")
-
-
-def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
-    """('done' | 'redo', why) for a planned run's folder; a different configuration is an error."""
-    path = folder / RECORD
-    if not path.exists():
-        return "redo", "not run yet"
-    try:
-        record = read_json(path)
-    except LoralabError as e:
-        return "redo", f"unreadable record ({e})"
-    if isinstance(record.get("config"), dict) and not same_config(record["config"], config):
-        raise LoralabError(
-            f"{path}: this folder holds a run with a different configuration than the experiment plans; "
-            f"use another --out folder, or remove {folder} to rerun it"
-        )
-    changed = _changed_data(record, config)
-    if changed:
-        return "redo", changed
-    status = record.get("status")
-    if status == "running":
-        return "redo", "unfinished (the previous sweep stopped during this run)"
-    missing = [key for key in _REQUIRED if key not in record]
-    if status == "diverged":
-        return ("done", "diverged") if "diverged_at_step" in record else ("redo", "incomplete record")
-    if status != "completed" or missing:
-        return "redo", f"incomplete record (status {status!r}, missing {', '.join(missing) or 'nothing'})"
-    if config.valid and "valid" not in record:
-        return "redo", "incomplete record (no validation metrics)"
-    weights = folder / record.get("weights", WEIGHTS)
-    # run() writes the weights before the completed record, so absent weights were removed on
-    # purpose (results committed without them) and the record still stands; damaged ones do not.
-    if weights.is_file() and file_sha256(weights) != record.get("weights_sha256"):
-        return "redo", "weights do not match the record"
-    return "done", "completed" if weights.is_file() else "completed (weights not kept)"
-
-
 @dataclass
 class SweepResult:
     """What a sweep did."""
@@ -462,33 +365,6 @@ class SweepResult:
     skipped: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _release_memory() -> None:
-    """Return the previous run's freed memory to the OS, so the next run's peak RSS (measured from the
-    current RSS up) starts near the live baseline rather than on the allocator's leftovers."""
-    import gc
-
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
-
-
-def _clear(folder: Path) -> None:
-    """Remove a stale record and weights so a redone run never pairs a new record with old weights."""
-    for name in (RECORD, WEIGHTS):
-        (folder / name).unlink(missing_ok=True)
-
-
-def rerun(run_fn: Callable[..., dict], config: RunConfig, folder: Path, **kwargs: Any) -> dict:
-    """Run `config` into `folder` afresh: stale files removed, the previous run's memory released."""
-    _clear(folder)
-    _release_memory()
-    return run_fn(config, folder, **kwargs)
 
 
 def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,

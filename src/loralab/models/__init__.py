@@ -43,7 +43,7 @@ class Layer(enum.Enum):
 
 @dataclass(frozen=True)
 class Packed:
-    """How the packed forward (`loralab.packed`) runs an architecture's multiple-choice model."""
+    """How the packed forward (`loralab.models.packed`) runs an architecture's multiple-choice model."""
 
     encoder: str  # attribute of the task model holding the encoder
     layer: Layer  # layout of one encoder layer

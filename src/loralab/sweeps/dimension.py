@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from loralab.artifacts import RECORD, read_json
-from loralab.config import RunConfig
+from loralab.runs.artifacts import RECORD, read_json
+from loralab.runs.config import RunConfig
 from loralab.tasks import check_data, get_task
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
 from loralab.validate import number
-from loralab.experiment import record_state, rerun
-from loralab.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
+from loralab.runs.state import record_state, rerun
+from loralab.sweeps.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.subspace import Projection, SubspaceConfig
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from loralab.artifacts import write_json
+from loralab.runs.artifacts import write_json
 from loralab.errors import LoralabError
 from loralab.reports import intrinsic_markdown, plot_intrinsic
 from loralab.validate import number
