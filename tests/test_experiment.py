@@ -12,7 +12,8 @@ from loralab.cli import main
 from loralab.errors import LoralabError
 from loralab.runs import data_identity
 from loralab.runs.state import record_state
-from loralab.sweeps.experiment import MANIFEST, load_experiment, packaged_experiment, sweep
+from loralab.sweeps.experiment import MANIFEST, load_experiment, packaged_experiment
+from loralab.sweeps.sweep import sweep
 
 
 def write(folder: Path, text: str, name: str = "exp.yaml") -> Path:

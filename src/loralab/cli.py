@@ -212,7 +212,8 @@ def _export_peft(args: argparse.Namespace) -> None:
 def _sweep(args: argparse.Namespace) -> None:
     import dataclasses
 
-    from loralab.sweeps.experiment import Experiment, load_experiment, packaged_experiment, sweep
+    from loralab.sweeps.experiment import Experiment, load_experiment, packaged_experiment
+    from loralab.sweeps.sweep import sweep
     from loralab.reports import write_report
 
     if args.default == (args.file is not None):

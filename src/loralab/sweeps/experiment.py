@@ -18,7 +18,7 @@ An experiment file (YAML, or TOML with Python >= 3.11) reads:
 
 Each expanded run gets a folder named from the settings that set it apart from the base, so a name
 is stable across invocations and readable (`lora_alpha-128_seed-0`). `sweep()` runs what is not
-finished and leaves a `run.json` per folder: a record that is complete and matches its planned
+finished (`loralab.sweeps.sweep`) and leaves a `run.json` per folder: a record that is complete and matches its planned
 configuration is kept; one that is unfinished (status "running": the process died mid-run, even by
 `kill -9`), unreadable or incomplete is redone; one that holds a *different* configuration is
 refused, since reusing it would silently mix two experiments. Records are written atomically by
@@ -30,19 +30,14 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
-
-from tqdm.auto import tqdm
+from typing import Any
 
 from loralab.errors import LoralabError
-from loralab.runs.artifacts import write_json
 from loralab.runs.config import RunConfig
-from loralab.runs.state import _comparable, record_state, rerun
+from loralab.runs.state import _comparable
 
 MANIFEST = "sweep.json"
 
@@ -354,81 +349,3 @@ def _load_experiment(path: Path) -> Experiment:
                 planned[name] = PlannedRun(name, config, existing.labels + (label,))
     return Experiment(name=str(data.get("name", path.stem)), source=str(path), runs=tuple(planned.values()),
                       description=str(data.get("description", "")).strip())
-
-
-@dataclass
-class SweepResult:
-    """What a sweep did."""
-
-    out_dir: Path
-    ran: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    diverged: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
-          progress: bool = True, log: Callable[[str], None] = print, shard: tuple[int, int] = (1, 1)) -> SweepResult:
-    """Run every planned run that is not already done, one after another, into `out_dir/<folder>/`.
-
-    `shard` (k, n) runs only every n-th planned run starting from the k-th, so n processes (or
-    machines sharing the folder) split one sweep between them without touching each other's runs.
-    """
-    k, n = shard
-    if not (isinstance(k, int) and isinstance(n, int) and 1 <= k <= n):
-        raise LoralabError(f"invalid shard {k}/{n}: expected K/N with 1 <= K <= N")
-    if run_fn is None:
-        from loralab.runs import run as run_fn
-    out_dir = Path(out_dir)
-    # Every folder is checked before anything runs, so a clash is refused at once, not hours in.
-    states = {p.folder: record_state(out_dir / p.folder, p.config) for p in experiment.runs}
-    for p in experiment.runs:
-        for key in ("train", "valid"):
-            value = getattr(p.config, key)
-            if value and not Path(value).is_file():
-                raise LoralabError(f"{experiment.source}: run {p.folder}: {key} file {value} not found")
-    # Every data file is read once before anything is written, so a bad row stops the sweep at once.
-    from loralab.tasks import check_data
-
-    checked: set = set()
-    for p in experiment.runs:
-        check_data(p.config, checked)
-    write_json(out_dir / MANIFEST, {
-        "experiment": experiment.name,
-        "source": experiment.source,
-        "description": experiment.description,
-        "runs": [{"folder": p.folder, "labels": list(p.labels)} for p in experiment.runs],
-    })
-    result = SweepResult(out_dir)
-    mine = [p for i, p in enumerate(experiment.runs) if i % n == k - 1]
-    todo = [p for p in mine if states[p.folder][0] == "redo"]
-    result.skipped = [p.folder for p in mine if states[p.folder][0] == "done"]
-    log(f"{experiment.name}: {len(experiment.runs)} runs" + (f", shard {k}/{n} of {len(mine)}" if n > 1 else "")
-        + f", {len(result.skipped)} already done, {len(todo)} to run")
-    start = time.perf_counter()
-    bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True, position=0)
-    for planned in todo:
-        folder = out_dir / planned.folder
-        why = states[planned.folder][1]
-        bar.write(f"[{len(result.ran) + 1}/{len(todo)}] {planned.folder}" + ("" if why == "not run yet" else f" ({why})"))
-        record = rerun(run_fn, planned.config, folder, progress=progress, log=bar.write if progress else log)
-        result.ran.append(planned.folder)
-        if record.get("status") == "diverged":
-            result.diverged.append(planned.folder)
-            bar.write(f"  diverged at step {record.get('diverged_at_step')}; going on")
-        elif "valid" in record:
-            from loralab.metrics import METRICS
-
-            shown = "  ".join(f"{METRICS[k].label} {v:.4f}" for k, v in record["valid"].items() if k in METRICS)
-            bar.write(f"  {shown}  ({record['train_seconds']:.0f} s)")
-        bar.update(1)
-    bar.close()
-    result.seconds = time.perf_counter() - start
-    log(f"{experiment.name}: ran {len(result.ran)} ({len(result.diverged)} diverged), kept {len(result.skipped)}, "
-        f"{_duration(result.seconds)}")
-    return result
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(math.ceil(seconds)), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
