@@ -135,3 +135,31 @@ def test_tiny_end_to_end_train_evaluate_predict(tmp_path, minilm_tokenizer, caps
 
     plain = transformers.AutoModelForSequenceClassification.from_pretrained(merged)
     assert plain.config.num_labels == (2 if task_name == "classification" else 1)
+
+
+def test_a_classification_adapter_and_intrinsic_dim(tmp_path, minilm_tokenizer, capsys):
+    """export-peft carries the task and labels, so `evaluate --adapter` scores like the run; intrinsic-dim
+    measures a classification task."""
+    from run_fixtures import save_tiny_bert
+
+    model = save_tiny_bert(tmp_path / "tiny", minilm_tokenizer)
+    data = tmp_path / "train.csv"
+    data.write_text("sentence,label\n" + "good film,pos\nbad film,neg\n" * 8)
+    run = tmp_path / "run"
+    common = ["--model", str(model), "--batch-size", "4", "--max-length", "16", "--quiet", "--device", "cpu"]
+    assert main(["train", "--train", str(data), "--valid", str(data), "--strategy", "lora", "--lr", "0.005",
+                 "--epochs", "4", "--out", str(run), *common]) == 0
+    assert main(["export-peft", "--run", str(run), "--out", str(tmp_path / "adapter")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--data", str(data), "--quiet", "--device", "cpu"]) == 0
+    from_run = capsys.readouterr().out
+    assert main(["evaluate", "--adapter", str(tmp_path / "adapter"), "--model", str(model), "--data", str(data),
+                 "--quiet", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == from_run and "F1" in from_run
+    out = tmp_path / "intrinsic"
+    assert main(["intrinsic-dim", "--train", str(data), "--valid", str(data), "--projection", "fastfood",
+                 "--d-min", "10", "--d-max", "100", "--per-decade", "1", "--epochs", "1", "--out", str(out),
+                 *common]) == 0
+    record = json.loads((out / "intrinsic.json").read_text())
+    assert record["metric"] == "accuracy" and json.loads((out / "baseline" / "run.json").read_text())["task"] == \
+        "classification"

@@ -203,7 +203,9 @@ def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: s
         raise LoralabError(f"{adapter.path / ADAPTER_CONFIG}: names no base model (base_model_name_or_path); "
                            "pass --model")
     offline_environment(offline)
-    base = load_model(name, offline=offline, trust_remote_code=trust_remote_code, seed=seed)
+    task = get_task(adapter.task)
+    base = load_model(name, offline=offline, trust_remote_code=trust_remote_code, seed=seed, task=task,
+                      space=adapter.space)
     base_fingerprint = fingerprint(base)
     apply_peft_adapter(base, adapter)
     device_ = resolve_device(device)
@@ -212,6 +214,6 @@ def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: s
     # The run this adapter would start: scoring reads the model and max_length from it.
     config = RunConfig(train="", model=name, strategy=adapter.strategy, offline=offline,
                        trust_remote_code=trust_remote_code)
-    record = {"adapter": str(adapter.path), "strategy": Strategy.LORA.value,
+    record = {"adapter": str(adapter.path), "strategy": Strategy.LORA.value, "task": task.name,
               "base_model": {"name": name, "path": resolve_model(name), "fingerprint": base_fingerprint}}
-    return LoadedRun(base, tokenizer, config, record, device_)
+    return LoadedRun(base, tokenizer, config, record, device_, task, adapter.space)

@@ -18,6 +18,9 @@ safetensors header, where peft ignores it, and checks it when it finds one.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +41,7 @@ CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
 PREFIX = "base_model.model."
 FINGERPRINT_KEY = "loralab_base_fingerprint"
+TASK_KEY, SPACE_KEY = "loralab_task", "loralab_label_space"  # which head: safetensors metadata peft ignores
 
 # The packaged model's alias is loralab's; peft users know it by its hub name.
 _HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
@@ -72,6 +76,10 @@ class PeftAdapter:
     """`base_model_name_or_path` as peft recorded it."""
     fingerprint: str | None
     """The base weights' fingerprint, when loralab wrote the adapter."""
+    task: str = "multiple-choice"
+    """The task whose head the adapter carries (loralab's metadata; multiple choice otherwise)."""
+    space: dict = dataclasses.field(default_factory=dict)
+    """The task's label space (a classification adapter's labels), from loralab's metadata."""
 
     @property
     def strategy(self) -> StrategyConfig:
@@ -136,6 +144,8 @@ def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
     recorded = loaded.record.get("base_model", {}).get("fingerprint")
     if recorded:
         metadata[FINGERPRINT_KEY] = recorded
+    metadata[TASK_KEY] = loaded.task.name
+    metadata[SPACE_KEY] = json.dumps(loaded.space)
     # Weights first: a folder whose config exists always has its weights beside it.
     save_weights(out_dir / WEIGHTS, peft_state(loaded.model), metadata)
     write_json(out_dir / CONFIG, peft_config(loaded.model, strategy.lora, base))
@@ -190,8 +200,13 @@ def read_peft_adapter(adapter_dir: str | Path) -> PeftAdapter:
         raise LoralabError(f"{config_path}: missing field {e.args[0]!r}") from None
     except LoralabError as e:
         raise LoralabError(f"{config_path}: {e}") from None
+    metadata = read_metadata(weights_path)
+    try:
+        space = json.loads(metadata.get(SPACE_KEY, "{}"))
+    except json.JSONDecodeError:
+        raise LoralabError(f"{weights_path}: metadata {SPACE_KEY} is not JSON") from None
     return PeftAdapter(adapter_dir, lora, tensors, head, config.get("base_model_name_or_path"),
-                       read_metadata(weights_path).get(FINGERPRINT_KEY))
+                       metadata.get(FINGERPRINT_KEY), metadata.get(TASK_KEY, "multiple-choice"), space)
 
 
 def apply_peft_adapter(model: nn.Module, adapter: PeftAdapter) -> StrategyReport:
