@@ -32,7 +32,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(ROOT / "tests"))  # tests/properties.py
 sys.path.insert(0, str(ROOT / "src"))  # this checkout's loralab, installed or not
 
+import common  # noqa: E402  (benchmarks/common.py: the machine description)
 import hypothesis  # noqa: E402
+import torch  # noqa: E402
 from hypothesis import seed as hypothesis_seed  # noqa: E402
 
 import properties  # noqa: E402
@@ -41,14 +43,7 @@ LONG = 3000  # characters of an example or a file kept in the report
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "hypothesis": hypothesis.__version__}
+    return {**common.machine(torch.device("cpu")), "platform": platform.platform(), "hypothesis": hypothesis.__version__}
 
 
 def signature(error: BaseException) -> str:

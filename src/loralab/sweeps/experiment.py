@@ -38,6 +38,7 @@ from typing import Any
 from loralab.errors import LoralabError
 from loralab.runs.config import RunConfig
 from loralab.runs.state import _comparable
+from loralab.tasks.table import read_text
 
 MANIFEST = "sweep.json"
 
@@ -242,16 +243,7 @@ def _digest(data: Any) -> str:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise LoralabError(f"{path}: experiment file not found") from None
-    except IsADirectoryError:
-        raise LoralabError(f"{path}: is a directory, expected an experiment file") from None
-    except UnicodeDecodeError as e:
-        raise LoralabError(f"{path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset {e.start})") from None
-    except OSError as e:
-        raise LoralabError(f"{path}: cannot read ({e.strerror or e})") from None
+    text = read_text(path, "an experiment file", missing="experiment file not found")
     if path.suffix == ".toml":
         try:
             import tomllib

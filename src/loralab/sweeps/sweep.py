@@ -54,7 +54,7 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
     # Every data file is read once before anything is written, so a bad row stops the sweep at once.
     from loralab.tasks import check_data
 
-    checked: set = set()
+    checked: dict = {}
     for p in experiment.runs:
         check_data(p.config, checked)
     write_json(out_dir / MANIFEST, {

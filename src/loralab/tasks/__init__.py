@@ -126,17 +126,19 @@ def _header_only(path: str | Path):
     return read_table(path)
 
 
-def check_data(config, checked: set | None = None) -> str:
+def check_data(config, checked: dict | None = None) -> str:
     """Read a run's training and validation files with its task, so a bad row is refused before
-    anything runs; returns the task's name. `checked` remembers files already read."""
-    checked = set() if checked is None else checked
-    name = infer_task(config.train, config.task)
-    key = (config.train, config.valid, name, config.task)
+    anything runs; returns the task's name. `checked` remembers the files already read (a sweep's
+    runs mostly share their data), so each is read once."""
+    checked = {} if checked is None else checked
+    key = (config.train, config.valid, config.task)
     if key not in checked:
+        name = infer_task(config.train, config.task)
         task = get_task(name)
-        space = task.label_space(task.read(config.train, config.task), source=config.train)
-        for path in (config.train, config.valid):
-            if path:
-                task.check_labels(task.read(path, config.task), space, source=path)
-        checked.add(key)
-    return name
+        train = task.read(config.train, config.task)
+        space = task.label_space(train, source=config.train)
+        task.check_labels(train, space, source=config.train)
+        if config.valid:
+            task.check_labels(task.read(config.valid, config.task), space, source=config.valid)
+        checked[key] = name
+    return checked[key]

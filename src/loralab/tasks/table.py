@@ -39,6 +39,25 @@ class Table:
         return all(name in self.header for name in names)
 
 
+def read_text(path: str | Path, what: str, missing: str = "file not found") -> str:
+    """A user's text file as UTF-8 (a byte-order mark dropped); what cannot be read is refused in
+    one line naming the file and, for a bad byte, its row and offset."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise LoralabError(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise LoralabError(f"{path}: is a directory, expected {what}") from None
+    except OSError as e:
+        raise LoralabError(f"{path}: cannot read ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise LoralabError(f"{path}, row {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})") from None
+
+
 def sniff_delimiter(path: Path, text: str) -> str:
     """Comma for .csv files, tab for .tsv/.txt; otherwise tab when the header line has tabs and no comma."""
     suffix = path.suffix.lower()
@@ -57,19 +76,7 @@ def read_table(path: str | Path, *, delimiter: str | None = None, quoting: bool 
     the columns of a file without a header row; fields after the last named one are ignored.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise LoralabError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise LoralabError(f"{path}: is a directory, expected {what}") from None
-    except OSError as e:
-        raise LoralabError(f"{path}: cannot read ({e.strerror or e})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise LoralabError(f"{path}, row {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})") from None
+    text = read_text(path, what)
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
         raise LoralabError(f"{path}, row {line}: contains a NUL character; not a text file")
