@@ -56,3 +56,17 @@ def question_batch(tokenizer, n: int = 4, max_length: int = 32) -> dict[str, tor
 def logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     model.eval()
     return choice_logits(model, batch)
+
+
+def random_questions(n=12, seed=0):
+    """`n` encoded questions of 4 options with random token ids, lengths 6-10."""
+    import torch
+
+    from loralab.tasks.multiple_choice import EncodedQuestion
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        length = 6 + i % 5
+        ids = tuple(tuple(torch.randint(5, 100, (length,), generator=g).tolist()) for _ in range(4))
+        out.append(EncodedQuestion({"input_ids": ids}, label=i % 4))
+    return out

@@ -143,7 +143,7 @@ def test_peft_wrapped_models_are_not_packed():
 
 
 def test_training_packed_follows_the_padded_run():
-    from test_train import items
+    from run_fixtures import random_questions as items
 
     from loralab.training import TrainConfig, evaluate, train
 

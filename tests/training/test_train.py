@@ -4,22 +4,13 @@ import pytest
 import torch
 
 from conftest import tiny_model
+from run_fixtures import random_questions as items
 from loralab.tasks.multiple_choice import TASK as MC, EncodedQuestion
 from loralab.errors import LoralabError
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.subspace import SubspaceConfig, subspace_of
 from loralab.training import TrainConfig, evaluate, train
 from loralab.training.loop import _linear_schedule, _optimizer
-
-
-def items(n=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        length = 6 + i % 5
-        ids = tuple(tuple(torch.randint(5, 100, (length,), generator=g).tolist()) for _ in range(4))
-        out.append(EncodedQuestion({"input_ids": ids}, label=i % 4))
-    return out
 
 
 def trained(config, strategy=Strategy.FULL):
