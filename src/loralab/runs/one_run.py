@@ -17,9 +17,11 @@ import torch
 from loralab import __version__
 from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights, write_json
 from loralab.runs.config import RunConfig
-from loralab.tasks import Task, get_task, infer_task
+from loralab.tasks import TaskConfig
+from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
-from loralab.models import fingerprint, head_names, load_model, load_tokenizer, offline_environment, resolve_model
+from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, load_tokenizer, model_type,
+                            offline_environment, pad_token_id, resolve_model)
 from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
 from loralab.runs.peft import PeftAdapter, apply_peft_adapter, read_peft_adapter
 from loralab.strategies import Strategy, apply_strategy
@@ -57,6 +59,13 @@ def data_identity(config: RunConfig) -> dict[str, dict[str, str]]:
             for key in ("train", "valid") if getattr(config, key)}
 
 
+def run_task(config: RunConfig) -> Task:
+    """The task a run's data is, scored the way its model scores (an encoder's head, a decoder's tokens)."""
+    name = infer_task(config.train, config.task)
+    decoder = model_type(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code) in DECODER_TYPES
+    return get_task(name, resolve_scoring(name, config.task.scoring, decoder))
+
+
 def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         log: Callable[[str], None] = print, adapter: PeftAdapter | None = None) -> dict[str, Any]:
     """Train one configuration and leave `out_dir/run.json` and `out_dir/weights.safetensors`.
@@ -67,7 +76,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     out_dir = Path(out_dir)
     offline_environment(config.offline)
     device = resolve_device(config.device)
-    task = get_task(infer_task(config.train, config.task))
+    task = run_task(config)
     train_examples = sample(task.read(config.train, config.task,
                                       limit=None if config.train_sample_seed is not None else config.train_limit),
                             config.train_limit, config.train_sample_seed)
@@ -95,6 +104,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "strategy": config.strategy.strategy.value,
         "task": task.name,
+        **({"scoring": task.scoring} if getattr(task, "scoring", None) else {}),
         "metric": task.metrics[0],
         **({"label_space": space} if space else {}),
         "head": list(head_names(model)),
@@ -114,7 +124,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     log(f"{task.name}, {config.strategy.strategy.value}: {report.trainable_params:,} of {report.total_params:,} "
         f"parameters train ({100 * report.trainable_fraction:.2f}%), {len(train_examples)} examples, device {device}")
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = pad_token_id(tokenizer)
     items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
     result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress,
                    groups=report.groups)
@@ -173,7 +183,8 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     config = RunConfig.from_dict(record["config"])
     offline_environment(config.offline)
     tensors = load_weights(run_dir / record.get("weights", WEIGHTS), record.get("weights_sha256"))
-    task = get_task(record.get("task", "multiple-choice"))  # records from before tasks were all multiple choice
+    # Records from before tasks were all multiple choice, and from before decoders all scored with a head.
+    task = get_task(record.get("task", "multiple-choice"), record.get("scoring"))
     space = record.get("label_space") or {}
     model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
                        seed=config.training.seed, task=task, space=space)
@@ -191,6 +202,26 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     return LoadedRun(model, tokenizer, config, record, device_, task, space)
 
 
+def load_base(name: str, data: str | Path, task_config: TaskConfig | None = None, *, device: str = "auto",
+              max_length: int = 256, offline: bool = True, trust_remote_code: bool = False) -> LoadedRun:
+    """A pretrained model as it is, untrained, ready to score `data`'s task: zero-shot evaluation.
+
+    Meaningful for a decoder, which scores with its own next-token head; an encoder's task head would
+    be freshly random."""
+    from loralab.training import TrainConfig
+
+    config = RunConfig(train=str(data), model=name, task=task_config or TaskConfig(), offline=offline,
+                       trust_remote_code=trust_remote_code, training=TrainConfig(max_length=max_length))
+    offline_environment(offline)
+    task = run_task(config)
+    model = load_model(name, offline=offline, trust_remote_code=trust_remote_code, task=task)
+    device_ = resolve_device(device)
+    model.to(device_).eval()
+    tokenizer = load_tokenizer(name, offline=offline, trust_remote_code=trust_remote_code)
+    record = {"task": task.name, "strategy": "none", "base_model": {"name": name, "path": resolve_model(name)}}
+    return LoadedRun(model, tokenizer, config, record, device_, task, {})
+
+
 def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: str = "auto",
                  offline: bool = True, trust_remote_code: bool = False, seed: int = 0) -> LoadedRun:
     """Load a base model and apply a peft adapter to it; a `LoadedRun` ready to score.
@@ -203,7 +234,7 @@ def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: s
         raise LoralabError(f"{adapter.path / ADAPTER_CONFIG}: names no base model (base_model_name_or_path); "
                            "pass --model")
     offline_environment(offline)
-    task = get_task(adapter.task)
+    task = get_task(adapter.task, adapter.scoring)
     base = load_model(name, offline=offline, trust_remote_code=trust_remote_code, seed=seed, task=task,
                       space=adapter.space)
     base_fingerprint = fingerprint(base)

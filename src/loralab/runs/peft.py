@@ -32,7 +32,7 @@ from torch import nn
 from loralab import __version__
 from loralab.runs.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
 from loralab.errors import LoralabError
-from loralab.models import architecture, fingerprint, is_head
+from loralab.models import architecture, fingerprint, is_decoder, is_head
 from loralab.names import has_prefix, has_suffix
 from loralab.strategies import Strategy, StrategyConfig, StrategyReport, apply_strategy
 from loralab.strategies.lora import LoraConfig, LoraLinear
@@ -42,6 +42,7 @@ WEIGHTS = "adapter_model.safetensors"
 PREFIX = "base_model.model."
 FINGERPRINT_KEY = "loralab_base_fingerprint"
 TASK_KEY, SPACE_KEY = "loralab_task", "loralab_label_space"  # which head: safetensors metadata peft ignores
+SCORING_KEY = "loralab_scoring"  # a decoder's multiple choice: letter or likelihood
 
 # The packaged model's alias is loralab's; peft users know it by its hub name.
 _HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
@@ -80,6 +81,8 @@ class PeftAdapter:
     """The task whose head the adapter carries (loralab's metadata; multiple choice otherwise)."""
     space: dict = dataclasses.field(default_factory=dict)
     """The task's label space (a classification adapter's labels), from loralab's metadata."""
+    scoring: str | None = None
+    """How a decoder's adapter scores multiple choice (letter, likelihood), from loralab's metadata."""
 
     @property
     def strategy(self) -> StrategyConfig:
@@ -108,7 +111,8 @@ def peft_config(model: nn.Module, lora: LoraConfig, base_model: str) -> dict[str
     layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLinear)}
     return {
         "peft_type": "LORA",
-        "task_type": None,  # peft has no multiple-choice task; the head goes in modules_to_save
+        # peft has no multiple-choice task (the head goes in modules_to_save); a decoder keeps its LM head.
+        "task_type": "CAUSAL_LM" if is_decoder(model) else None,
         "base_model_name_or_path": base_model,
         "r": lora.r,
         "lora_alpha": lora.alpha,
@@ -146,6 +150,8 @@ def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
         metadata[FINGERPRINT_KEY] = recorded
     metadata[TASK_KEY] = loaded.task.name
     metadata[SPACE_KEY] = json.dumps(loaded.space)
+    if getattr(loaded.task, "scoring", None):
+        metadata[SCORING_KEY] = loaded.task.scoring
     # Weights first: a folder whose config exists always has its weights beside it.
     save_weights(out_dir / WEIGHTS, peft_state(loaded.model), metadata)
     write_json(out_dir / CONFIG, peft_config(loaded.model, strategy.lora, base))
@@ -206,7 +212,8 @@ def read_peft_adapter(adapter_dir: str | Path) -> PeftAdapter:
     except json.JSONDecodeError:
         raise LoralabError(f"{weights_path}: metadata {SPACE_KEY} is not JSON") from None
     return PeftAdapter(adapter_dir, lora, tensors, head, config.get("base_model_name_or_path"),
-                       metadata.get(FINGERPRINT_KEY), metadata.get(TASK_KEY, "multiple-choice"), space)
+                       metadata.get(FINGERPRINT_KEY), metadata.get(TASK_KEY, "multiple-choice"), space,
+                       metadata.get(SCORING_KEY))
 
 
 def apply_peft_adapter(model: nn.Module, adapter: PeftAdapter) -> StrategyReport:

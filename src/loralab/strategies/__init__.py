@@ -115,6 +115,8 @@ def _head(model: nn.Module, arch: Architecture, config: StrategyConfig) -> list[
 
 
 def _warn_frozen_head(arch: Architecture) -> None:
+    if not arch.head:  # a causal LM has no new head to leave untrained
+        return
     # stacklevel 4: past this helper, the strategy's apply function and apply_strategy, to their caller.
     warnings.warn(
         f"the task head ({', '.join(arch.head)}) is frozen at its random initialisation; "
@@ -153,7 +155,7 @@ def _apply_subspace(model: nn.Module, config: StrategyConfig) -> StrategyReport:
     total = sum(p.numel() for p in model.parameters())
     subspace = apply_subspace(model, config.subspace, head=tuple(head))
     direct = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad) - subspace.trainable
-    if not config.train_head:
+    if not config.train_head and arch.head:
         warnings.warn(f"the task head ({', '.join(arch.head)}) trains only through the subspace, "
                       "starting from its random initialisation", stacklevel=3)
     return StrategyReport(subspace.trainable + direct, total, subspace.names,

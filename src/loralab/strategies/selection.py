@@ -10,15 +10,16 @@ from __future__ import annotations
 from torch import nn
 
 from loralab.errors import LoralabError
-from loralab.models import ROLES, Architecture, is_head, is_linear
+from loralab.models import ROLES, Architecture, is_head, is_linear, is_output
 from loralab.names import has_suffix
 
 
 def find_modules(model: nn.Module, arch: Architecture, targets: tuple[str, ...]) -> list[str]:
-    """Module names picked by `targets`: roles, 'all-linear' (every linear layer outside the head) or suffixes."""
+    """Module names picked by `targets`: roles, 'all-linear' (every linear layer outside the head and a
+    decoder's output layer) or suffixes (a decoder's MLP: gate_proj, up_proj, down_proj)."""
     names = []
     for name, module in model.named_modules():
-        if not name or is_head(name, arch):
+        if not name or is_head(name, arch) or is_output(name, arch):
             continue
         for target in targets:
             if target == "all-linear":

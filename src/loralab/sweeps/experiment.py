@@ -51,6 +51,7 @@ ALIASES = {
     "text_pair_column": "task.text_pair",
     "label_column": "task.label",
     "columns": "task.columns",
+    "scoring": "task.scoring",
     "lora_r": "strategy.lora.r",
     "lora_alpha": "strategy.lora.alpha",
     "lora_dropout": "strategy.lora.dropout",
@@ -73,6 +74,7 @@ ALIASES = {
     "packed": "training.packed",
     "divergence_factor": "training.divergence_factor",
     "divergence_window": "training.divergence_window",
+    "shuffle_options": "training.shuffle_options",
 }
 
 # Short names for folder names; any other setting uses the last part of its dotted name.

@@ -10,6 +10,11 @@ records which task it was, so it can be rebuilt from its record.
 | `multiple-choice` | `prompt, A..E, answer` | one score per option | cross-entropy over options | MAP@3, accuracy |
 | `classification` | a text or a pair, a label | one logit per label | cross-entropy | accuracy, F1, Matthews corr. |
 | `regression` | a text or a pair, a number | one output | mean squared error | Pearson, Spearman, MSE |
+| `completion` | JSONL: `prompt, completion` or chat `messages` | a decoder's own LM head | cross-entropy of the completion's tokens | perplexity, loss |
+
+A decoder language model scores multiple choice without a new head (`tasks.decoder_choice`): by
+the next-token logits of the option letters (`letter`, its default) or by each option's
+length-normalised log-likelihood (`likelihood`); an encoder scores with its head (`head`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ class TaskConfig:
     columns: tuple[str, ...] = ()
     """Names for the columns of files without a header row, in order (GLUE's CoLA, the STS Benchmark);
     fields after the last named one are ignored."""
+    scoring: str = AUTO
+    """Multiple choice: head (an encoder's multiple-choice head), letter or likelihood (a decoder's
+    next-token scores), or auto (head for encoders, letter for decoders)."""
 
     def __post_init__(self):
         if self.name != AUTO and self.name not in TASK_NAMES:
@@ -54,6 +62,8 @@ class TaskConfig:
                 isinstance(c, str) for c in columns) or (columns and not any(c.strip() for c in columns)):
             raise SettingError("task.columns", columns, "a list of column names (an empty name skips a column)")
         object.__setattr__(self, "columns", tuple(columns))
+        if self.scoring not in (AUTO,) + SCORINGS:
+            raise SettingError("task.scoring", self.scoring, f"one of {', '.join((AUTO,) + SCORINGS)}")
 
 
 class Task(Protocol):
@@ -89,21 +99,41 @@ class Task(Protocol):
                     space: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str], list[list[Any]]]: ...
 
 
-TASK_NAMES = ("multiple-choice", "classification", "regression")
+TASK_NAMES = ("multiple-choice", "classification", "regression", "completion")
+SCORINGS = ("head", "letter", "likelihood")
 
 
-def get_task(name: str) -> Task:
-    """The task module's object for a task name."""
-    from loralab.tasks import classification, multiple_choice
+def get_task(name: str, scoring: str | None = None) -> Task:
+    """The task module's object for a task name; multiple choice by `scoring` (None: with a head)."""
+    from loralab.tasks import classification, completion, decoder_choice, multiple_choice
 
     table: dict[str, Task] = {
         "multiple-choice": multiple_choice.TASK,
         "classification": classification.CLASSIFICATION,
         "regression": classification.REGRESSION,
+        "completion": completion.TASK,
     }
     if name not in table:
         raise LoralabError(f"unknown task {name!r}; choose one of {', '.join(table)}")
+    if name == "multiple-choice" and scoring in ("letter", "likelihood"):
+        return decoder_choice.LETTER if scoring == "letter" else decoder_choice.LIKELIHOOD
     return table[name]
+
+
+def resolve_scoring(name: str, scoring: str, decoder: bool) -> str | None:
+    """The scoring a run of task `name` uses on an encoder or a decoder; an error where they do not fit."""
+    if name == "multiple-choice":
+        chosen = ("letter" if decoder else "head") if scoring == AUTO else scoring
+        if decoder and chosen == "head":
+            raise LoralabError("scoring 'head' needs an encoder; a decoder scores multiple choice by 'letter' or 'likelihood'")
+        if not decoder and chosen != "head":
+            raise LoralabError(f"scoring {chosen!r} needs a decoder language model; an encoder scores with its head")
+        return chosen
+    if scoring != AUTO:
+        raise LoralabError(f"scoring {scoring!r} applies to multiple choice only, not to {name}")
+    if name == "completion" and not decoder:
+        raise LoralabError("the completion task needs a decoder language model (Llama, Qwen2, Gemma, Phi-3, GPT-2 ...)")
+    return None
 
 
 def infer_task(path: str | Path, config: TaskConfig) -> str:
@@ -113,6 +143,8 @@ def infer_task(path: str | Path, config: TaskConfig) -> str:
         return config.name
     from loralab.tasks import classification, multiple_choice
 
+    if Path(path).suffix.lower() in (".jsonl", ".json"):
+        return "completion"
     if not config.columns:
         table = _header_only(path)
         if multiple_choice.looks_like(table):

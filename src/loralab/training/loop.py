@@ -58,6 +58,8 @@ class TrainConfig:
     """Peak learning rate of a random subspace's theta (None: `lr`); the head and SAID scales keep `lr`."""
     packed: bool = True
     """Compute on real tokens only where loralab.models.packed supports the model (off: the model's padded forward)."""
+    shuffle_options: bool = False
+    """Multiple choice by letter (decoders): show each question's options in a new random order every epoch."""
 
     divergence_factor: float = 10.0
     """A run diverges when its median loss over a window of steps is above this many times the first step's
@@ -83,7 +85,7 @@ class TrainConfig:
         check("theta_lr", low=0, low_open=True, optional=True)
         check("divergence_factor", low=0)
         check("divergence_window", integer=True, low=1)
-        for name in ("group_by_length", "packed"):
+        for name in ("group_by_length", "packed", "shuffle_options"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingError(f"training.{name}", getattr(self, name), "true or false")
 
@@ -240,7 +242,8 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
         step_start, step_loss, micro = time.perf_counter(), 0.0, 0
         while result.steps < total_steps and result.status == "completed":
             # Collated one batch at a time: an epoch of padded tensors never sits in memory at once.
-            epoch_batches = batches(items, config.batch_size, functools.partial(task.collate, pad_id=pad_id),
+            epoch_items = task.permuted(items, generator) if config.shuffle_options and hasattr(task, "permuted") else items
+            epoch_batches = batches(epoch_items, config.batch_size, functools.partial(task.collate, pad_id=pad_id),
                                     shuffle=True, generator=generator, group_by_length=config.group_by_length)
             for index, batch in enumerate(epoch_batches):
                 batch = {k: v.to(device) for k, v in batch.items()}
