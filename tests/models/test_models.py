@@ -11,14 +11,15 @@ import copy
 import pytest
 import torch
 
-from conftest import MULTIPLE_CHOICE, TINY, tiny_batch, tiny_model, tiny_text_batch
+from conftest import CAUSAL_LM, MULTIPLE_CHOICE, TINY, tiny_batch, tiny_model, tiny_text_batch
 from loralab.errors import LoralabError
-from loralab.models import ARCHITECTURES, ROLES, architecture, is_head, is_linear
+from loralab.models import ARCHITECTURES, ROLES, architecture, is_head, is_linear, is_output
 from loralab.names import has_prefix, has_suffix
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig
 from loralab.strategies.selection import find_modules
 from loralab.strategies.subspace import SubspaceConfig
+from loralab.tasks import completion
 from loralab.tasks.classification import CLASSIFICATION as CLASSIFICATION_TASK
 from loralab.tasks.multiple_choice import TASK as MULTIPLE_CHOICE_TASK
 
@@ -27,11 +28,19 @@ IDS = [f"{model_type}-{head.name.lower()}" for model_type, head in MODELS]
 
 
 def task_of(head):
-    return MULTIPLE_CHOICE_TASK if head is MULTIPLE_CHOICE else CLASSIFICATION_TASK
+    return {MULTIPLE_CHOICE: MULTIPLE_CHOICE_TASK, CAUSAL_LM: completion.TASK}.get(head, CLASSIFICATION_TASK)
+
+
+def completion_batch(seed: int = 0):
+    """Two prompt + completion sequences of random ids, right-padded (a causal LM's training batch)."""
+    g = torch.Generator().manual_seed(seed)
+    items = [completion.EncodedCompletion(tuple(torch.randint(5, 100, (n,), generator=g).tolist()), prompt_length=p)
+             for n, p in ((12, 5), (8, 3))]
+    return completion.collate(items, pad_id=0)
 
 
 def batch_for(head):
-    return tiny_batch() if head is MULTIPLE_CHOICE else tiny_text_batch()
+    return {MULTIPLE_CHOICE: tiny_batch, CAUSAL_LM: completion_batch}.get(head, tiny_text_batch)()
 
 
 def outputs(model, head):
@@ -51,8 +60,10 @@ def test_head_is_everything_the_task_model_adds_to_its_encoder(model_type, head)
     model = tiny_model(model_type, head=head)
     arch = architecture(model)
     with_weights = {name for name, child in model.named_children() if any(True for _ in child.parameters())}
-    assert set(arch.head) == with_weights - {model.base_model_prefix}
-    assert all(is_head(name, arch) != has_prefix(name, model.base_model_prefix) for name, _ in model.named_parameters())
+    # A causal LM adds its pretrained output layer, which is no new head.
+    assert set(arch.head) == with_weights - {model.base_model_prefix} - ({arch.output} if head is CAUSAL_LM else set())
+    assert all((is_head(name, arch) or is_output(name, arch)) != has_prefix(name, model.base_model_prefix)
+               for name, _ in model.named_parameters())
 
 
 @pytest.mark.parametrize("model_type,head", MODELS, ids=IDS)
@@ -97,7 +108,7 @@ def test_one_step_changes_only_what_the_strategy_trains(model_type, head, strate
     arch = architecture(model)
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable == expected_trainable(model, arch, strategy)
-    assert any(is_head(name, arch) for name in trainable)
+    assert any(is_head(name, arch) for name in trainable) == bool(arch.head)
     # B and theta start at zero, which leaves A (and every weight behind theta) without gradient.
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -115,7 +126,7 @@ def test_one_step_changes_only_what_the_strategy_trains(model_type, head, strate
     torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
     changed = {name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach())}
     assert changed == moved and changed <= trainable
-    assert any(is_head(name, arch) for name in changed)
+    assert any(is_head(name, arch) for name in changed) == bool(arch.head)
     assert strategy is Strategy.FULL or any(not is_head(name, arch) for name in changed)
 
 
