@@ -19,10 +19,13 @@ from pathlib import Path
 WIDTH, HEIGHT = 1366, 768
 CHROMIUM = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
-# Every figure's state as the page drew it, read from the DOM that plotly.js built, not from its input:
-# the traces that should show, the ones drawn with marks in the SVG, parcoords' axes drawn, and axis titles.
+# Every figure's state as the page drew it, read from the DOM that plotly.js built: the traces the page's
+# JSON holds, those plotly.js took as visible, those drawn with marks in the SVG, parcoords' axes, axis titles.
 STATE = """
+var figures = JSON.parse(document.getElementById('report-data').textContent).figures;
 return Array.from(document.querySelectorAll('[data-figure]')).map(function (gd) {
+  var figure = figures[gd.dataset.figure];
+  if (gd.dataset.picker) { figure = figure[document.getElementById(gd.dataset.picker).value]; }
   var full = gd._fullData || [];
   var visible = full.filter(function (t) { return t.visible === true; });
   var drawn = Array.from(gd.querySelectorAll('.scatterlayer g.trace')).filter(function (g) {
@@ -32,6 +35,7 @@ return Array.from(document.querySelectorAll('[data-figure]')).map(function (gd) 
   var parcoords = visible.filter(function (t) { return t.type === 'parcoords'; });
   var xaxis = gd._fullLayout && gd._fullLayout.xaxis;
   return {id: gd.id, plotted: gd.classList.contains('js-plotly-plot'), visible: visible.length,
+          expected: figure.data.filter(function (t) { return t.visible !== false; }).length,
           scatter: visible.filter(function (t) { return t.type === 'scatter'; }).length, drawn: drawn,
           parcoords: parcoords.length,
           dimensions: parcoords.reduce(function (n, t) { return n + t.dimensions.length; }, 0),

@@ -75,12 +75,14 @@ class Progress:
         return self.planned - self.finished
 
     def text(self) -> str:
-        if self.running:
+        if self.running and self.left:
             return (f"Sweep running: {self.finished} of {self.planned} planned runs finished, {self.left} left. "
                     "The sweep rewrites this page after each run; reload it to see the latest.")
+        if self.running:
+            return f"Sweep finishing: all {self.planned} planned runs finished; the full report follows."
         if self.left:
-            return (f"{self.finished} of {self.planned} planned runs have a finished record; {self.left} have none "
-                    "yet (the sweep is still running elsewhere, or was stopped: rerun it to finish).")
+            return (f"{self.finished} of {self.planned} planned runs have a finished record, {self.left} not yet "
+                    "(the sweep is still running elsewhere, or was stopped: rerun it to finish).")
         return ""
 
 
