@@ -166,3 +166,32 @@ def test_progress_of_an_unfinished_sweep(sweep_dir):
     assert "7 of 8 planned runs have a finished record, 1 not yet" in text
     write_page(sweep_dir, running=True)
     assert "Sweep running: 7 of 8 planned runs finished, 1 left." in (sweep_dir / "report.html").read_text()
+
+
+SEED_BLOG = Path(__file__).resolve().parents[2] / "experiments" / "results" / "seed-blog"
+
+
+def _traces(page: Page) -> dict:
+    """Each figure's traces as (name, x, y); the cost figure's for each of its axes."""
+    out = {}
+    for key, figure in page.figures.items():
+        for axis, fig in (figure.items() if "data" not in figure else [("", figure)]):
+            out[key, axis] = [(t.get("name"), t.get("x"), t.get("y")) for t in fig["data"]]
+    return out
+
+
+def _scripts_removed(text: str) -> str:
+    return re.sub(r"<script[^>]*>.*?</script>", "<script/>", text, flags=re.S)
+
+
+def test_committed_seed_blog_page_is_rebuilt_from_its_records_alone(tmp_path):
+    """Only the committed records and the manifest, copied elsewhere, give the committed page (plotly.js aside)."""
+    for path in [SEED_BLOG / "sweep.json", *SEED_BLOG.glob("*/run.json")]:
+        target = tmp_path / path.relative_to(SEED_BLOG)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    write_report(tmp_path)
+    committed, rebuilt = (SEED_BLOG / "report.html").read_text(), (tmp_path / "report.html").read_text()
+    assert _scripts_removed(rebuilt) == _scripts_removed(committed)  # every word, cell and link
+    assert _traces(Page(rebuilt)) == _traces(Page(committed))  # every point of every figure
+    assert (tmp_path / "report.md").read_text() == (SEED_BLOG / "report.md").read_text()

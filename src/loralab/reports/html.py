@@ -39,6 +39,8 @@ from loralab.reports.rows import (Row, Section, against_best, applies, higher_is
 
 PAGE = "report.html"
 INTRINSIC = "intrinsic.json"
+NOT_APPLICABLE = "n/a"
+"""A setting of another strategy on a parallel-coordinates axis (a full run's lora alpha)."""
 MAX_CURVE_POINTS = 600
 """Loss curves are thinned to at most this many points each, so a long run does not bloat the page."""
 
@@ -138,12 +140,12 @@ def cost_figure(rows: list[Row], metric: str, cost: Cost, href: Callable[[dict],
 
 
 def _ordered(texts: list[str]) -> list[str]:
-    """Distinct values in a sensible order: "–" (does not apply) first, then numbers by size, then words."""
+    """Distinct values in a sensible order: "n/a" (does not apply) first, then numbers by size, then words."""
     def key(text: str):
         try:
             return (1, 0, float(text), text)
         except ValueError:
-            return (0 if text == "–" else 2, 0, 0.0, text)
+            return (0 if text == NOT_APPLICABLE else 2, 0, 0.0, text)
     return sorted(set(texts), key=key)
 
 
@@ -156,7 +158,8 @@ def parallel_figure(rows: list[Row], metric: str):
     if len({row.strategy for row, _ in runs}) > 1:
         columns.append(("strategy", [row.strategy for row, _ in runs]))
     for key in rows[0].settings if rows else ():
-        texts = [setting_value(key, row.settings.get(key)) if applies(key, row.strategy) else "–" for row, _ in runs]
+        texts = [setting_value(key, row.settings.get(key)) if applies(key, row.strategy) else NOT_APPLICABLE
+                 for row, _ in runs]
         if len(set(texts)) > 1:
             columns.append((setting_name(key), texts))
     if len(runs) < 2 or not columns:
@@ -167,7 +170,7 @@ def parallel_figure(rows: list[Row], metric: str):
         dimensions.append(dict(label=name, values=[order.index(t) for t in texts], tickvals=list(range(len(order))),
                                ticktext=order, range=[-0.3, len(order) - 0.7]))
     values = [v for _, v in runs]
-    dimensions.append(dict(label=metric_label(metric), values=values))
+    dimensions.append(dict(label=metric_label(metric), values=values, tickformat=".3f"))
     line = dict(color=values, colorscale="Viridis", reversescale=not higher_is_better(metric), showscale=True,
                 colorbar=dict(title=dict(text=metric_label(metric))))
     fig = go.Figure(go.Parcoords(line=line, dimensions=dimensions, labelangle=0, labelside="top",
