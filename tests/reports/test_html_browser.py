@@ -62,7 +62,7 @@ def tiny_sweep(tmp_path_factory, minilm_tokenizer):
           device: cpu
           train_limit: 8
           valid_limit: 8
-          training: {{max_steps: 4, batch_size: 4, max_length: 32, lr: 0.01, warmup_ratio: 0.0}}
+          training: {{epochs: 2, batch_size: 4, max_length: 32, lr: 0.01, warmup_ratio: 0.0}}
         runs:
           - {{name: full, strategy: full, seeds: [0, 1]}}
           - {{name: lora, strategy: lora, grid: {{lora_alpha: [8, 64]}}}}
