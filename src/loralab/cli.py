@@ -260,7 +260,7 @@ def _sweep(args: argparse.Namespace) -> None:
         if not (k.isdigit() and n.isdigit()):
             raise LoralabError(f"invalid --shard {args.shard!r}: expected K/N, e.g. 1/2")
         shard = (int(k), int(n))
-    sweep(experiment, args.out, progress=not args.quiet, shard=shard)
+    sweep(experiment, args.out, progress=not args.quiet, shard=shard, page=not args.no_report)
     if not args.no_report:
         report = write_report(args.out)
         print(f"report: {', '.join(str(f) for f in report.files)}")
@@ -422,7 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file", nargs="?", help="experiment file (YAML or TOML), or the name of a packaged experiment")
     s.add_argument("--default", action="store_true", help="run the packaged default experiment (a few minutes on CPU)")
     s.add_argument("--out", required=True, help="sweep folder: one run folder per run, then report.md and plots")
-    s.add_argument("--no-report", action="store_true", help="do not write the report when the sweep ends")
+    s.add_argument("--no-report", action="store_true", help="do not write the report (nor rewrite report.html after each run)")
     s.add_argument("--dry-run", action="store_true", help="list the planned run folders and stop")
     s.add_argument("--shard", metavar="K/N", help="run only every N-th planned run from the K-th, so N processes "
                    "can share one sweep folder (e.g. two processes with --shard 1/2 and --shard 2/2)")

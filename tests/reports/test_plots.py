@@ -16,7 +16,7 @@ def test_plot_files_are_pngs(sweep_dir, tmp_path_factory):
     report = write_report(sweep_dir, out, metric="accuracy")
     names = sorted(p.name for p in report.files)
     assert names == ["accuracy_vs_lora_alpha.png", "accuracy_vs_trainable_params.png", "loss_curves.png",
-                     "report.md"]
+                     "report.html", "report.md"]
     for path in report.files:
         if path.suffix == ".png":
             assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
@@ -42,6 +42,18 @@ def test_front_goes_through_the_best_point_of_each_budget():
     assert budget_front(rows, "map@3") == [(10_000, 0.40), (80_000, 0.66), (3_000_000, 0.71)]
     # lower is better: the smallest MSE of each budget, as long as no cheaper run had a smaller one
     assert budget_front(rows, "mse") == [(10_000, 0.9), (80_000, 0.3), (3_000_000, 0.2), (40_000_000, 0.1)]
+
+
+def test_costs_within_one_percent_are_one_budget():
+    # seed-blog: LoRA with its head frozen trains 385 fewer parameters (73,728) than with it trained
+    # (74,113); the front went through both, dropping from the best run of that budget to the worst
+    points = [(73_728, 0.352), (74_113, 0.354), (74_113, 0.569), (22_713_601, 0.568), (22_713_601, 0.581)]
+    assert best_per_budget(points) == [(74_113, 0.569), (22_713_601, 0.581)]
+    assert best_per_budget(points, tolerance=0.0) == [(73_728, 0.352), (74_113, 0.569), (22_713_601, 0.581)]
+    # a budget groups costs up to 1% above its cheapest, not a chain of 1% steps
+    assert best_per_budget([(100, 0.1), (100.9, 0.3), (101.8, 0.5)]) == [(100.9, 0.3), (101.8, 0.5)]
+    # a tie within a budget goes to the cheaper run
+    assert best_per_budget([(1000, 0.5), (1005, 0.5)]) == [(1000, 0.5)]
 
 
 def test_front_skips_runs_without_a_finite_metric():

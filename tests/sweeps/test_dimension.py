@@ -112,7 +112,11 @@ def test_cli_reports_d_int(tmp_path, base_folder, science_exam, capsys):
     assert code == 0
     assert "d_int90" in out
     assert (tmp_path / "intrinsic.md").is_file() and (tmp_path / "report.md").is_file()
-    assert json.loads((tmp_path / "intrinsic.json").read_text())["details"]["projection"] == "sparse"
+    record = json.loads((tmp_path / "intrinsic.json").read_text())
+    assert record["details"]["projection"] == "sparse"
+    page = (tmp_path / "report.html").read_text()  # the interactive page plots the metric against d, too
+    figures = json.loads(page.split('id="report-data">')[1].split("</script>")[0])["figures"]
+    assert figures["intrinsic"]["data"][0]["x"] == [p["d"] for p in record["points"]]
 
 
 def test_cli_rejects_a_bad_metric_value(tmp_path, science_exam, capsys):

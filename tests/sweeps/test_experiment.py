@@ -333,3 +333,22 @@ def test_data_sets_name_their_run_folders(tmp_path):
           - {train: b/train.tsv, valid: b/train.tsv, strategy: full, columns: [sentence, label]}
         """)
     assert [p.folder for p in load_experiment(path).runs] == ["full_a-train_seed-0", "full_b-train_seed-0"]
+
+
+def test_sweep_rewrites_report_html_after_each_run_with_the_runs_left(tmp_path):
+    experiment = load_experiment(experiment_file(tmp_path))
+    out, fake, pages = tmp_path / "out", FakeRun(), []
+
+    def watching(config, folder, **kwargs):  # the page as it stands when each run starts
+        page = out / "report.html"
+        pages.append(page.read_text() if page.exists() else "")
+        return fake(config, folder, **kwargs)
+
+    sweep(experiment, out, run_fn=watching, progress=False, log=lambda _: None)
+    assert pages[0] == ""
+    assert "Sweep running: 1 of 3 planned runs finished, 2 left." in pages[1]
+    assert "Sweep running: 2 of 3 planned runs finished, 1 left." in pages[2]
+    assert "Sweep finishing: all 3 planned runs finished" in (out / "report.html").read_text()
+    again = tmp_path / "again"
+    sweep(experiment, again, run_fn=FakeRun(), progress=False, log=lambda _: None, page=False)
+    assert not (again / "report.html").exists()

@@ -1,4 +1,4 @@
-"""Reports built from run records alone: a Markdown table and PNG plots.
+"""Reports built from run records alone: a Markdown table, PNG plots and an interactive HTML page.
 
 `write_report(folder)` reads every `*/run.json` under a sweep's folder (and `sweep.json`, when
 present, for the entries' labels and their order), so a report can be rebuilt at any time, from a
@@ -9,17 +9,23 @@ validation file) make one section each, with its own table, best row, noise verd
 - `rows`: records grouped into sections and rows of seeds; means, standard deviations, noise verdicts.
 - `markdown`: the text of `report.md` (and of an intrinsic-dimension measurement).
 - `plots`: the PNG files.
+- `html`: `report.html`, one self-contained interactive page (plotly, inlined), which a running
+  sweep rewrites after each run (`write_page`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
-from loralab.runs.artifacts import _atomic_write, read_json
+from loralab.runs.artifacts import RECORD, _atomic_write, read_json
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
+from loralab.reports.html import INTRINSIC, PAGE, Progress, read_intrinsic, report_page
 from loralab.reports.markdown import intrinsic_markdown, report_markdown
 from loralab.reports.plots import (best_per_budget, budget_front, plot_intrinsic, plot_loss_curves,
                                    plot_metric_vs_alpha, plot_metric_vs_params)
@@ -29,7 +35,7 @@ from loralab.reports.rows import (Comparison, Row, Section, Verdicts, against_be
 __all__ = ["Comparison", "Report", "Row", "Section", "TABLE", "Verdicts", "against_best", "best_per_budget",
            "budget_front", "build_rows", "build_sections", "compare", "intrinsic_markdown", "load_records",
            "plot_intrinsic", "plot_loss_curves", "plot_metric_vs_alpha", "plot_metric_vs_params", "read_manifest",
-           "report_markdown", "write_report"]
+           "report_markdown", "write_page", "write_report"]
 
 TABLE = "report.md"
 
@@ -60,17 +66,10 @@ def _tags(sections: list[Section]) -> list[str]:
     return tags
 
 
-def write_report(folder: str | Path, out: str | Path | None = None, *, metric: str | None = None,
-                 title: str | None = None) -> Report:
-    """Read the records under `folder`; write `report.md` and the plots into `out` (default: `folder`).
-
-    Rows are ranked and plotted by `metric`; None means each data set's own headline metric (the
-    records' `metric`, else MAP@3, the only one of records written before tasks named theirs).
-    """
+def _gather(folder: Path, metric: str | None) -> tuple[list[tuple[str, dict[str, Any]]], list[str], list[Section], dict]:
+    """The records under `folder`, the ones left out and why, the sections, and the sweep's manifest."""
     if metric is not None and metric not in METRICS:
         raise LoralabError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    folder = Path(folder)
-    out = Path(out) if out is not None else folder
     records, skipped = load_records(folder)
     if not records:
         raise LoralabError(f"{folder}: no finished run records (*/run.json) to report on"
@@ -81,6 +80,53 @@ def write_report(folder: str | Path, out: str | Path | None = None, *, metric: s
         raise LoralabError(f"unknown metric {metric!r} for these records: they report {', '.join(reported)}")
     manifest_path = folder / "sweep.json"
     info = read_json(manifest_path) if manifest_path.is_file() else {}
+    return records, skipped, sections, info
+
+
+def _page(folder: Path, out: Path, records: list[tuple[str, dict[str, Any]]], skipped: list[str],
+          sections: list[Section], title: str, description: str, files: list[Path], running: bool) -> Path:
+    """Write report.html into `out`: links to each run's record relative to it, the sweep's progress, and the
+    intrinsic-dimension record when one is beside the runs."""
+    names = {id(record): name for name, record in records}
+
+    def href(record: dict[str, Any]) -> str:
+        return quote(Path(os.path.relpath(folder / names[id(record)] / RECORD, out)).as_posix())
+
+    manifest = read_manifest(folder)
+    progress = Progress(len(manifest), sum(name in manifest for name, _ in records), running) if manifest else None
+    intrinsic, skipped = None, list(skipped)
+    if (folder / INTRINSIC).is_file():
+        try:
+            intrinsic = read_intrinsic(folder / INTRINSIC)
+        except LoralabError as e:
+            skipped.append(str(e))
+    text = report_page(sections, skipped, title, href=href, description=description, progress=progress,
+                       intrinsic=intrinsic, files=[p.name for p in files])
+    _atomic_write(out / PAGE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return out / PAGE
+
+
+def write_page(folder: str | Path, out: str | Path | None = None, *, metric: str | None = None,
+               title: str | None = None, running: bool = False) -> Path:
+    """Write only `report.html` (what a running sweep rewrites after each run, `running=True`)."""
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder
+    records, skipped, sections, info = _gather(folder, metric)
+    out.mkdir(parents=True, exist_ok=True)
+    return _page(folder, out, records, skipped, sections, title or f"{info.get('experiment', folder.name)}: results",
+                 info.get("description", ""), [], running)
+
+
+def write_report(folder: str | Path, out: str | Path | None = None, *, metric: str | None = None,
+                 title: str | None = None) -> Report:
+    """Read the records under `folder`; write `report.md`, `report.html` and the plots into `out` (default: `folder`).
+
+    Rows are ranked and plotted by `metric`; None means each data set's own headline metric (the
+    records' `metric`, else MAP@3, the only one of records written before tasks named theirs).
+    """
+    folder = Path(folder)
+    out = Path(out) if out is not None else folder
+    records, skipped, sections, info = _gather(folder, metric)
     out.mkdir(parents=True, exist_ok=True)
     files = []
     for section, tag in zip(sections, _tags(sections)):
@@ -88,7 +134,9 @@ def write_report(folder: str | Path, out: str | Path | None = None, *, metric: s
         files += [p for p in (plot_metric_vs_alpha(section.rows, section.metric, out, tag=tag, subtitle=subtitle),
                               plot_metric_vs_params(section.rows, section.metric, out, tag=tag, subtitle=subtitle),
                               plot_loss_curves(section.rows, out, tag=tag, subtitle=subtitle)) if p is not None]
-    text = report_markdown(sections, skipped, title or f"{info.get('experiment', folder.name)}: results",
-                           info.get("description", ""), files)
+    title = title or f"{info.get('experiment', folder.name)}: results"
+    text = report_markdown(sections, skipped, title, info.get("description", ""), files)
     _atomic_write(out / TABLE, lambda tmp: Path(tmp).write_text(text))
-    return Report([row for s in sections for row in s.rows], skipped, files + [out / TABLE], text, sections)
+    page = _page(folder, out, records, skipped, sections, title, info.get("description", ""),
+                 [out / TABLE] + files, running=False)
+    return Report([row for s in sections for row in s.rows], skipped, files + [out / TABLE, page], text, sections)

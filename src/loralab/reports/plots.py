@@ -46,34 +46,42 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def lora_alpha(row: Row) -> float:
+    return row.records[0]["hyperparameters"]["strategy.lora.alpha"]
+
+
+def alpha_groups(rows: list[Row], metric: str) -> list[tuple[str, list[Row]]]:
+    """The scored LoRA rows in lines of equal settings but alpha: (those settings in words, rows by alpha)."""
+    groups: dict[str, list[Row]] = {}
+    for row in rows:
+        if row.strategy == "lora" and row.mean(metric) is not None:
+            flat = row.records[0]["hyperparameters"]
+            rest = {k: v for k, v in flat.items() if k not in IGNORED and k != "strategy.lora.alpha"}
+            groups.setdefault(repr(sorted(rest.items())), []).append(row)
+    return [(settings_text(Row("", "", "lora", {k: v for k, v in members[0].settings.items()
+                                                 if k != "strategy.lora.alpha"})), sorted(members, key=lora_alpha))
+            for members in groups.values()]
+
+
 def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
     """The metric against lora_alpha (log axis): one line per LoRA setting other than alpha, seeds as dots."""
     from matplotlib.figure import Figure
 
-    lora = [r for r in rows if r.strategy == "lora" and r.mean(metric) is not None]
-    if not lora:
+    groups = alpha_groups(rows, metric)
+    if not groups:
         return None
-    groups: dict[str, list[Row]] = {}
-    for row in lora:
-        flat = row.records[0]["hyperparameters"]
-        rest = {k: v for k, v in flat.items() if k not in IGNORED and k != "strategy.lora.alpha"}
-        groups.setdefault(repr(sorted(rest.items())), []).append(row)
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    for color, members in zip(_colors(len(groups)), groups.values()):
-        members.sort(key=lambda r: r.records[0]["hyperparameters"]["strategy.lora.alpha"])
-        alphas = [m.records[0]["hyperparameters"]["strategy.lora.alpha"] for m in members]
+    for color, (text, members) in zip(_colors(len(groups)), groups):
+        alphas = [lora_alpha(m) for m in members]
         means = [m.mean(metric) for m in members]
         sds = [m.sd(metric) or 0.0 for m in members]
-        text = settings_text(Row("", "", "lora", {k: v for k, v in members[0].settings.items()
-                                                   if k != "strategy.lora.alpha"}))
         ax.errorbar(alphas, means, yerr=sds, marker="o", color=color, capsize=3, label=text or "lora")
         for m, a in zip(members, alphas):
             ax.scatter([a] * len(m.values(metric)), m.values(metric), s=10, color=color, alpha=0.4)
     for row in rows:  # diverged LoRA runs have no metric: a cross on the axis says where they were
         if row.strategy == "lora" and row.diverged:
-            alpha = row.records[0]["hyperparameters"]["strategy.lora.alpha"]
-            ax.scatter([alpha], [0.0], marker="x", color="red", s=50, transform=ax.get_xaxis_transform(),
+            ax.scatter([lora_alpha(row)], [0.0], marker="x", color="red", s=50, transform=ax.get_xaxis_transform(),
                        clip_on=False, label="diverged" if "diverged" not in ax.get_legend_handles_labels()[1] else None)
     for row in rows:  # the other strategies as horizontal references
         if row.strategy != "lora" and row.mean(metric) is not None:
@@ -81,7 +89,7 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = 
             ax.annotate(row.label, (1.0, row.mean(metric)), xycoords=("axes fraction", "data"), fontsize=7,
                         ha="right", va="bottom", color="grey")
     ax.set_xscale("log", base=2)
-    alphas = [r.records[0]["hyperparameters"]["strategy.lora.alpha"] for r in rows if r.strategy == "lora"]
+    alphas = [lora_alpha(r) for r in rows if r.strategy == "lora"]
     ax.set_xlim(min(alphas) / 1.5, max(alphas) * 1.5)  # the crosses do not widen the axis themselves
     ax.set_xlabel("lora_alpha (log scale)")
     ax.set_ylabel(f"validation {metric_label(metric)}")
@@ -91,51 +99,63 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = 
     return _save(fig, out / _name(f"{_slug(metric)}_vs_lora_alpha", tag))
 
 
-def best_per_budget(points: list[tuple[float, float]], higher_is_better: bool = True) -> list[tuple[float, float]]:
-    """The Pareto front of (trainable parameters, metric) points, cheapest first.
+SAME_BUDGET = 0.01
+"""Costs within 1% of the cheapest of them are one budget: LoRA with its head frozen (73,728 parameters)
+is not a cheaper budget than LoRA with it trained (74,113), and a front that stepped between the two
+would drop from the best run of that budget to its worst."""
 
-    A point is on the front when no point with as many parameters does better and every point with
-    fewer does worse: the front passes through the best point of each budget it includes, never
-    another one of that budget, and leaves off a more expensive point that only ties a cheaper one.
-    Points whose metric is NaN or infinite are left out.
+
+def best_per_budget(points: list[tuple[float, float]], higher_is_better: bool = True,
+                    tolerance: float = SAME_BUDGET) -> list[tuple[float, float]]:
+    """The Pareto front of (cost, metric) points, cheapest first.
+
+    Costs are grouped into budgets, cheapest first, each holding the costs up to (1 + `tolerance`)
+    times its cheapest. A budget's best point (the cheaper one on a tie) is on the front when it beats
+    the best of every cheaper budget: the front passes through the best point of each budget it
+    includes, never another one of that budget, and leaves off a costlier point that only ties a
+    cheaper one. Points whose metric is NaN or infinite are left out.
     """
     sign = 1.0 if higher_is_better else -1.0  # compare sign * value, so that larger is always better
-    best_at: dict[float, float] = {}
-    for params, value in points:
-        if math.isfinite(value) and (params not in best_at or sign * value > sign * best_at[params]):
-            best_at[params] = value
+    budgets: list[list[tuple[float, float]]] = []
+    for cost, value in sorted(p for p in points if math.isfinite(p[1])):
+        if budgets and cost <= budgets[-1][0][0] * (1 + tolerance):
+            budgets[-1].append((cost, value))
+        else:
+            budgets.append([(cost, value)])
     front, record = [], -math.inf
-    for params in sorted(best_at):
-        if sign * best_at[params] > record:
-            front.append((params, best_at[params]))
-            record = sign * best_at[params]
+    for budget in budgets:
+        cost, value = max(budget, key=lambda p: (sign * p[1], -p[0]))
+        if sign * value > record:
+            front.append((cost, value))
+            record = sign * value
     return front
 
 
-def _run_points(rows: list[Row], metric: str) -> list[tuple[int, float, Row]]:
-    """(trainable parameters, metric, row) for every completed run reporting the metric as a finite number."""
-    return [(r["trainable_params"], value, row) for row in rows for r in row.completed
-            if (value := metric_value(r, metric)) is not None]
+def run_points(rows: list[Row], metric: str, cost: str = "trainable_params") -> list[tuple[float, float, Row, dict]]:
+    """(cost, metric, row, record) for every completed run reporting the metric and its `cost` (a record
+    field: trainable_params, train_seconds, peak_memory_mb) as finite numbers."""
+    return [(float(r[cost]), value, row, r) for row in rows for r in row.completed
+            if (value := metric_value(r, metric)) is not None and is_number(r.get(cost)) and math.isfinite(float(r[cost]))]
 
 
-def budget_front(rows: list[Row], metric: str) -> list[tuple[float, float]]:
+def budget_front(rows: list[Row], metric: str, cost: str = "trainable_params") -> list[tuple[float, float]]:
     """The best-per-budget front of the rows' runs, in the metric's own direction (lowest MSE is best)."""
-    return best_per_budget([(p, v) for p, v, _ in _run_points(rows, metric)], higher_is_better(metric))
+    return best_per_budget([(c, v) for c, v, _, _ in run_points(rows, metric, cost)], higher_is_better(metric))
 
 
 def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
     """The metric against trainable parameters (log axis), one point per run, the best-per-budget front marked."""
     from matplotlib.figure import Figure
 
-    points = _run_points(rows, metric)
+    points = run_points(rows, metric)
     if not points:
         return None
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    strategies = list(dict.fromkeys(row.strategy for _, _, row in points))
+    strategies = list(dict.fromkeys(row.strategy for _, _, row, _ in points))
     for color, strategy in zip(_colors(len(strategies)), strategies):
-        xs = [p for p, _, row in points if row.strategy == strategy]
-        ys = [v for _, v, row in points if row.strategy == strategy]
+        xs = [p for p, _, row, _ in points if row.strategy == strategy]
+        ys = [v for _, v, row, _ in points if row.strategy == strategy]
         ax.scatter(xs, ys, color=color, label=strategy, s=22, alpha=0.8)
     front = budget_front(rows, metric)
     ax.step([p for p, _ in front], [v for _, v in front], where="post", color="black", linewidth=1,

@@ -210,25 +210,34 @@ _SETTING_NAMES = {"strategy.lora.r": "r", "strategy.lora.alpha": "alpha", "strat
                   "strategy.subspace.projection": "projection", "strategy.subspace.seed": "P seed"}
 
 
+def setting_name(key: str) -> str:
+    """How a report names a setting ("alpha" for strategy.lora.alpha)."""
+    return _SETTING_NAMES.get(key, key.rsplit(".", 1)[-1])
+
+
+def setting_value(key: str, value: Any) -> str:
+    """A setting's value in a few characters ("frozen", "1e-05", "query+value", "train.csv")."""
+    if key == "strategy.train_head":
+        return "trained" if value else "frozen"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "+".join(map(str, value))
+    if isinstance(value, str) and "/" in value:
+        return Path(value).name
+    return str(value)
+
+
+def applies(key: str, strategy: str) -> bool:
+    """Whether a setting means anything to a strategy (a full run's lora.alpha is only a default)."""
+    return not ((key.startswith("strategy.lora.") and strategy != "lora")
+                or (key.startswith("strategy.subspace.") and strategy != "subspace"))
+
+
 def settings_text(row: Row) -> str:
     """The row's varying settings in a few words ("alpha 32, head trained, lr 1e-05")."""
-    parts = []
-    for key, value in row.settings.items():
-        if key.startswith("strategy.lora.") and row.strategy != "lora":
-            continue
-        if key.startswith("strategy.subspace.") and row.strategy != "subspace":
-            continue
-        name = _SETTING_NAMES.get(key, key.rsplit(".", 1)[-1])
-        if key == "strategy.train_head":
-            value = "trained" if value else "frozen"
-        elif isinstance(value, float):
-            value = f"{value:g}"
-        elif isinstance(value, list):
-            value = "+".join(map(str, value))
-        elif isinstance(value, str) and "/" in value:
-            value = Path(value).name
-        parts.append(f"{name} {value}")
-    return ", ".join(parts)
+    return ", ".join(f"{setting_name(key)} {setting_value(key, value)}" for key, value in row.settings.items()
+                     if applies(key, row.strategy))
 
 
 def pooled_sd(rows: list[Row], metric: str) -> float | None:

@@ -1,7 +1,8 @@
 """Sweeping an experiment: every planned run that is not done yet, one after another, resumable.
 
 Which runs are done is decided by `loralab.runs.state`; `shard` splits one sweep folder between
-several processes or machines.
+several processes or machines. After each run the sweep rewrites `report.html`, which says how many
+planned runs are left.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ class SweepResult:
 
 
 def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
-          progress: bool = True, log: Callable[[str], None] = print, shard: tuple[int, int] = (1, 1)) -> SweepResult:
+          progress: bool = True, log: Callable[[str], None] = print, shard: tuple[int, int] = (1, 1),
+          page: bool = True) -> SweepResult:
     """Run every planned run that is not already done, one after another, into `out_dir/<folder>/`.
 
     `shard` (k, n) runs only every n-th planned run starting from the k-th, so n processes (or
     machines sharing the folder) split one sweep between them without touching each other's runs.
+    `page` rewrites `report.html` after each run, so the sweep's progress can be watched in a browser.
     """
     k, n = shard
     if not (isinstance(k, int) and isinstance(n, int) and 1 <= k <= n):
@@ -85,12 +88,24 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
 
             shown = "  ".join(f"{METRICS[k].label} {v:.4f}" for k, v in record["valid"].items() if k in METRICS)
             bar.write(f"  {shown}  ({record['train_seconds']:.0f} s)")
+        if page:
+            _rewrite_page(out_dir, bar.write if progress else log)
         bar.update(1)
     bar.close()
     result.seconds = time.perf_counter() - start
     log(f"{experiment.name}: ran {len(result.ran)} ({len(result.diverged)} diverged), kept {len(result.skipped)}, "
         f"{_duration(result.seconds)}")
     return result
+
+
+def _rewrite_page(out_dir: Path, log: Callable[[str], None]) -> None:
+    """report.html as the records stand; a page that cannot be written never stops the sweep."""
+    from loralab.reports import write_page
+
+    try:
+        write_page(out_dir, running=True)
+    except Exception as e:  # a report's fault must not end hours of training; the final report will say it again
+        log(f"  report.html not rewritten: {type(e).__name__}: {e}")
 
 
 def _duration(seconds: float) -> str:
