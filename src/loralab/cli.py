@@ -76,8 +76,15 @@ def _train(args: argparse.Namespace) -> None:
                        training=training, train_limit=args.train_limit, valid_limit=args.valid_limit,
                        train_sample_seed=args.train_sample_seed,
                        device=args.device, offline=not args.online, trust_remote_code=args.trust_remote_code)
-    record = run(config, args.out, progress=not args.quiet, adapter=adapter if args.adapter else None)
-    print(summary(record, args.out))
+    from loralab.runs.one_run import resolve_device
+    from loralab.training.distributed import DataParallel
+
+    parallel = DataParallel.from_environment(sharded=args.fsdp)  # torchrun's ranks, else one process
+    with parallel.joined(resolve_device(config.device)):
+        record = run(config, args.out, progress=not args.quiet, adapter=adapter if args.adapter else None,
+                     parallel=parallel)
+    if parallel.main:
+        print(summary(record, args.out))
 
 
 def _task(args: argparse.Namespace):
@@ -379,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-sample-seed", type=int, help="with --train-limit: draw the N examples at random "
                    "with this seed instead of taking the first N")
     t.add_argument("--valid-limit", type=int, help="use only the first N validation questions")
+    t.add_argument("--fsdp", action="store_true", help="under torchrun: shard parameters, gradients and optimizer "
+                   "state across the processes with FSDP2 (default: DDP, a whole copy on each)")
     t.set_defaults(func=_train)
 
     for name, func, help_ in (("predict", _predict, "write predictions (id, prediction) of a trained run, as a Kaggle submission"),

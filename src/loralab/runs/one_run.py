@@ -15,7 +15,8 @@ from typing import Any, Callable
 import torch
 
 from loralab import __version__
-from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights, write_json
+from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights
+from loralab.runs.artifacts import write_json as _write_json
 from loralab.runs.config import RunConfig
 from loralab.tasks import TaskConfig
 from loralab.tasks import Task, get_task, infer_task, resolve_scoring
@@ -26,6 +27,7 @@ from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
 from loralab.runs.peft import PeftAdapter, apply_peft_adapter, read_peft_adapter
 from loralab.strategies import Strategy, apply_strategy
 from loralab.training import evaluate, train
+from loralab.training.distributed import SINGLE, DataParallel
 
 
 def resolve_device(device: str) -> torch.device:
@@ -67,15 +69,20 @@ def run_task(config: RunConfig) -> Task:
 
 
 def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
-        log: Callable[[str], None] = print, adapter: PeftAdapter | None = None) -> dict[str, Any]:
+        log: Callable[[str], None] = print, adapter: PeftAdapter | None = None,
+        parallel: DataParallel = SINGLE) -> dict[str, Any]:
     """Train one configuration and leave `out_dir/run.json` and `out_dir/weights.safetensors`.
 
     `adapter` is a peft LoRA adapter to start from (`read_peft_adapter(folder)`, read once);
     `config.strategy` must then be the adapter's own (`adapter.strategy`).
+    `parallel`: this process's rank in a data-parallel run; only rank 0 writes the folder.
     """
     out_dir = Path(out_dir)
     offline_environment(config.offline)
-    device = resolve_device(config.device)
+    device = parallel.device(resolve_device(config.device))
+    write_json = _write_json if parallel.main else (lambda *_: None)
+    if not parallel.main:
+        progress, log = False, (lambda _: None)
     task = run_task(config)
     train_examples = sample(task.read(config.train, config.task,
                                       limit=None if config.train_sample_seed is not None else config.train_limit),
@@ -127,7 +134,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     pad_id = pad_token_id(tokenizer)
     items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
     result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress,
-                   groups=report.groups)
+                   groups=report.groups, parallel=parallel)
     record.update({
         "status": result.status,
         "steps": result.steps,
@@ -137,6 +144,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "tokens_per_second": round(result.tokens_per_second, 1),
         "loss": [round(x, 5) for x in result.losses],
         "step_seconds": [round(x, 5) for x in result.step_seconds],
+        **({"distributed": result.extra["distributed"]} if "distributed" in result.extra else {}),
     })
     if result.status == "diverged":
         record["diverged_at_step"] = result.diverged_at_step
@@ -146,12 +154,14 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         return record
 
     record["weights"] = WEIGHTS
-    record["weights_sha256"] = save_weights(out_dir / WEIGHTS, _trained_state(model), {"format": "loralab"})
+    state = parallel.whole(_trained_state(model))  # every rank takes part in gathering sharded weights
+    if parallel.main:
+        record["weights_sha256"] = save_weights(out_dir / WEIGHTS, state, {"format": "loralab"})
     if valid_examples is not None:
         valid_items = task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
         record["valid"] = evaluate(model, valid_items, task=task, pad_id=pad_id,
                                    batch_size=config.training.eval_batch_size, device=device, progress=progress,
-                                   packed=config.training.packed)
+                                   packed=config.training.packed, parallel=parallel)
         record["valid"]["path"] = str(config.valid)
     write_json(out_dir / RECORD, record)
     return record

@@ -12,7 +12,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch.nn.utils import parametrize
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
 from loralab.tasks.batching import batches
+from loralab.training.distributed import SINGLE, DataParallel
 from loralab.validate import SettingError, number
 
 if TYPE_CHECKING:
@@ -215,17 +216,36 @@ def _linear_schedule(total_steps: int, warmup_steps: int):
 
 
 def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, task: Task, pad_id: int,
-          device: str | torch.device = "cpu", progress: bool = True, groups: ParamGroups | None = None) -> TrainResult:
+          device: str | torch.device = "cpu", progress: bool = True, groups: ParamGroups | None = None,
+          parallel: DataParallel = SINGLE) -> TrainResult:
     """Train `model` in place on a task's encoded examples; returns losses, timing and memory.
 
     The task supplies the batches (`collate`) and the loss; the loop knows nothing else of it.
     `groups`: what trains, as the strategy reported it; None: whatever requires grad.
+    `parallel`: this process's place among the ranks of a data-parallel run (`loralab.training.distributed`);
+    every rank takes `batch_size` examples of each global batch of `batch_size x world`.
     """
     device = torch.device(device)
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    optimizer = _optimizer(model, config, groups)
-    micro_per_epoch = math.ceil(len(items) / config.batch_size)
+    torch.manual_seed(config.seed + parallel.rank)  # each rank its own dropout, as each example has
+    generator = torch.Generator().manual_seed(config.seed)  # the same global batches on every rank
+    global_batch = config.batch_size * parallel.world
+    collate = functools.partial(task.collate, pad_id=pad_id)
+
+    def epoch() -> Iterator[tuple[dict, float]]:
+        # Collated one batch at a time: an epoch of padded tensors never sits in memory at once.
+        epoch_items = task.permuted(items, generator) if config.shuffle_options and hasattr(task, "permuted") else items
+        for chunk in batches(epoch_items, global_batch, list, shuffle=True, generator=generator,
+                             group_by_length=config.group_by_length):
+            yield parallel.shard(chunk, collate)
+
+    probe = None
+    if parallel.distributed and items:
+        first = torch.Generator().set_state(generator.get_state())  # a look at the first batch, the order untouched
+        chunk = next(batches(items, global_batch, list, shuffle=True, generator=first, group_by_length=config.group_by_length))
+        probe = {k: v.to(device) for k, v in parallel.shard(chunk, collate)[0].items()}
+    prepared = parallel.prepare(model, task, config.packed, groups, probe)
+    optimizer = _optimizer(model, config, prepared.groups)
+    micro_per_epoch = math.ceil(len(items) / global_batch)
     steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
     if config.max_steps is not None:
@@ -239,21 +259,21 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
     bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
     with PeakMemory(device) as memory:
-        step_start, step_loss, micro = time.perf_counter(), 0.0, 0
+        step_start, step_loss, step_tokens, micro = time.perf_counter(), 0.0, 0, 0
         while result.steps < total_steps and result.status == "completed":
-            # Collated one batch at a time: an epoch of padded tensors never sits in memory at once.
-            epoch_items = task.permuted(items, generator) if config.shuffle_options and hasattr(task, "permuted") else items
-            epoch_batches = batches(epoch_items, config.batch_size, functools.partial(task.collate, pad_id=pad_id),
-                                    shuffle=True, generator=generator, group_by_length=config.group_by_length)
-            for index, batch in enumerate(epoch_batches):
+            for index, (batch, share) in enumerate(epoch()):
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss = task.loss(model, batch, config.packed)
-                (loss / config.grad_accum).backward()
-                step_loss += loss.item() / config.grad_accum
-                result.tokens += int(batch["attention_mask"].sum())
                 micro += 1
-                if micro % config.grad_accum and index != micro_per_epoch - 1:
+                step_ends = not micro % config.grad_accum or index == micro_per_epoch - 1
+                with prepared.sync(step_ends):  # accumulating: gradients are reduced once, at the step's end
+                    loss = prepared.loss(batch)
+                    (loss * share / config.grad_accum).backward()
+                step_loss += loss.item() * share / parallel.world / config.grad_accum
+                step_tokens += int(batch["attention_mask"].sum()) if share else 0
+                if not step_ends:
                     continue
+                step_loss, step_tokens = parallel.total(step_loss, step_tokens)
+                result.tokens += int(step_tokens)
                 if not math.isfinite(step_loss):
                     result.losses.append(step_loss)
                     _diverge(result, "the loss is not finite")
@@ -269,13 +289,16 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
                 result.step_seconds.append(now - step_start)
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_loss:.4f}", tok_s=f"{result.tokens / (now - start):.0f}")
-                step_start, step_loss, micro = now, 0.0, 0
+                step_start, step_loss, step_tokens, micro = now, 0.0, 0, 0
                 why = runaway_loss(result.losses, config, finished=result.steps >= total_steps)
                 if why:
                     _diverge(result, why, at=result.steps)
                     break
                 if result.steps >= total_steps:
                     break
+    prepared.finish()
+    if prepared.info:
+        result.extra["distributed"] = dict(prepared.info, global_batch_size=global_batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     result.train_seconds = time.perf_counter() - start
@@ -286,10 +309,13 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
 
 @torch.no_grad()
 def score(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: int, batch_size: int = 32,
-          device: str | torch.device = "cpu", progress: bool = False, packed: bool = True) -> list[list[float]]:
-    """Each example's outputs (option scores, label logits or the predicted value), in file order."""
+          device: str | torch.device = "cpu", progress: bool = False, packed: bool = True,
+          parallel: DataParallel = SINGLE) -> list[list[float]]:
+    """Each example's outputs (option scores, label logits or the predicted value), in file order;
+    `parallel`: each rank scores its share and every rank gets all the outputs."""
     model.eval()
     outputs = []
+    everything, items = items, parallel.split(items)
     total = math.ceil(len(items) / batch_size)
     # Parametrized weights (the random subspace) are computed once for the whole pass, not per batch.
     with parametrize.cached():
@@ -297,12 +323,13 @@ def score(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: i
                           desc="score", unit="batch", disable=not progress):
             batch = {k: v.to(device) for k, v in batch.items()}
             outputs.extend(task.outputs(model, batch, packed))
-    return outputs
+    return parallel.gather(outputs, len(everything))
 
 
 def evaluate(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: int, batch_size: int = 32,
-             device: str | torch.device = "cpu", progress: bool = False, packed: bool = True) -> dict[str, float]:
+             device: str | torch.device = "cpu", progress: bool = False, packed: bool = True,
+             parallel: DataParallel = SINGLE) -> dict[str, float]:
     """The task's metrics over examples with known labels."""
     outputs = score(model, items, task=task, pad_id=pad_id, batch_size=batch_size, device=device, progress=progress,
-                    packed=packed)
+                    packed=packed, parallel=parallel)
     return task.scores(outputs, task.targets(items))

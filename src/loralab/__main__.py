@@ -1,0 +1,7 @@
+"""`python -m loralab` (and `torchrun ... -m loralab`): the `loralab` command."""
+
+import sys
+
+from loralab.cli import main
+
+sys.exit(main())
