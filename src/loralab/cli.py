@@ -267,7 +267,25 @@ def _sweep(args: argparse.Namespace) -> None:
         if not (k.isdigit() and n.isdigit()):
             raise LoralabError(f"invalid --shard {args.shard!r}: expected K/N, e.g. 1/2")
         shard = (int(k), int(n))
-    sweep(experiment, args.out, progress=not args.quiet, shard=shard, page=not args.no_report)
+    if args.ray is not None:
+        from loralab.sweeps.on_ray import ray_executor
+
+        sweep(experiment, args.out, progress=not args.quiet, shard=shard,
+              page=not args.no_report, executor=ray_executor(args.ray or None, threads=args.threads or 1))
+    else:
+        import functools
+
+        from loralab.runs import run
+        from loralab.runs.one_run import resolve_device
+        from loralab.training.distributed import DataParallel
+
+        parallel = DataParallel.from_environment()  # under torchrun every run is data parallel
+        with parallel.joined(resolve_device(args.device)):
+            sweep(experiment, args.out, progress=not args.quiet and parallel.main, shard=shard,
+                  run_fn=functools.partial(run, parallel=parallel), log=print if parallel.main else (lambda _: None),
+                  page=not args.no_report and parallel.main)
+        if not parallel.main:
+            return
     if not args.no_report:
         report = write_report(args.out)
         print(f"report: {', '.join(str(f) for f in report.files)}")
@@ -435,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="list the planned run folders and stop")
     s.add_argument("--shard", metavar="K/N", help="run only every N-th planned run from the K-th, so N processes "
                    "can share one sweep folder (e.g. two processes with --shard 1/2 and --shard 2/2)")
+    s.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run each planned run as a Ray task on the "
+                   "cluster at ADDRESS (host:port, ray://host:10001 or auto; alone: a local Ray instance); records "
+                   "and weights come back to --out. Needs the 'ray' extra")
     s.set_defaults(func=_sweep)
 
     i = sub.add_parser("intrinsic-dim", help="measure a task's intrinsic dimension: full baseline, then subspace "

@@ -2,7 +2,8 @@
 
 Which runs are done is decided by `loralab.runs.state`; `shard` splits one sweep folder between
 several processes or machines. After each run the sweep rewrites `report.html`, which says how many
-planned runs are left.
+planned runs are left. An `executor` runs the runs elsewhere (`loralab.sweeps.on_ray`: a Ray
+cluster) and hands back their records as they finish.
 """
 
 from __future__ import annotations
@@ -11,14 +12,17 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
 from loralab.runs.artifacts import write_json
 from loralab.runs.state import record_state, rerun
-from loralab.sweeps.experiment import MANIFEST, Experiment
+from loralab.sweeps.experiment import MANIFEST, Experiment, PlannedRun
+
+# Runs the planned runs (each with why it runs) into the sweep folder; yields each with its record as it ends.
+Executor = Callable[[list[tuple[PlannedRun, str]], Path], Iterable[tuple[PlannedRun, dict]]]
 
 
 @dataclass
@@ -34,12 +38,13 @@ class SweepResult:
 
 def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
           progress: bool = True, log: Callable[[str], None] = print, shard: tuple[int, int] = (1, 1),
-          page: bool = True) -> SweepResult:
+          page: bool = True, executor: Executor | None = None) -> SweepResult:
     """Run every planned run that is not already done, one after another, into `out_dir/<folder>/`.
 
     `shard` (k, n) runs only every n-th planned run starting from the k-th, so n processes (or
     machines sharing the folder) split one sweep between them without touching each other's runs.
     `page` rewrites `report.html` after each run, so the sweep's progress can be watched in a browser.
+    `executor`: where the runs run (None: in this process, one after another).
     """
     k, n = shard
     if not (isinstance(k, int) and isinstance(n, int) and 1 <= k <= n):
@@ -74,11 +79,15 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
         + f", {len(result.skipped)} already done, {len(todo)} to run")
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True, position=0)
-    for planned in todo:
-        folder = out_dir / planned.folder
-        why = states[planned.folder][1]
-        bar.write(f"[{len(result.ran) + 1}/{len(todo)}] {planned.folder}" + ("" if why == "not run yet" else f" ({why})"))
-        record = rerun(run_fn, planned.config, folder, progress=progress, log=bar.write if progress else log)
+    reasons = [(p, states[p.folder][1]) for p in todo]
+
+    def in_process() -> Iterator[tuple[PlannedRun, dict]]:
+        for planned, why in reasons:
+            bar.write(f"[{len(result.ran) + 1}/{len(todo)}] {planned.folder}" + ("" if why == "not run yet" else f" ({why})"))
+            yield planned, rerun(run_fn, planned.config, out_dir / planned.folder, progress=progress,
+                                 log=bar.write if progress else log)
+
+    for planned, record in (in_process() if executor is None else executor(reasons, out_dir)):
         result.ran.append(planned.folder)
         if record.get("status") == "diverged":
             result.diverged.append(planned.folder)
