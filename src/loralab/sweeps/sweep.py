@@ -80,25 +80,26 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True, position=0)
     reasons = [(p, states[p.folder][1]) for p in todo]
+    say = bar.write if progress else log
 
     def in_process() -> Iterator[tuple[PlannedRun, dict]]:
         for planned, why in reasons:
-            bar.write(f"[{len(result.ran) + 1}/{len(todo)}] {planned.folder}" + ("" if why == "not run yet" else f" ({why})"))
+            say(f"[{len(result.ran) + 1}/{len(todo)}] {planned.folder}" + ("" if why == "not run yet" else f" ({why})"))
             yield planned, rerun(run_fn, planned.config, out_dir / planned.folder, progress=progress,
-                                 log=bar.write if progress else log)
+                                 log=say)
 
     for planned, record in (in_process() if executor is None else executor(reasons, out_dir)):
         result.ran.append(planned.folder)
         if record.get("status") == "diverged":
             result.diverged.append(planned.folder)
-            bar.write(f"  diverged at step {record.get('diverged_at_step')}; going on")
+            say(f"  diverged at step {record.get('diverged_at_step')}; going on")
         elif "valid" in record:
             from loralab.metrics import METRICS
 
             shown = "  ".join(f"{METRICS[k].label} {v:.4f}" for k, v in record["valid"].items() if k in METRICS)
-            bar.write(f"  {shown}  ({record['train_seconds']:.0f} s)")
+            say(f"  {shown}  ({record['train_seconds']:.0f} s)")
         if page:
-            _rewrite_page(out_dir, bar.write if progress else log)
+            _rewrite_page(out_dir, say)
         bar.update(1)
     bar.close()
     result.seconds = time.perf_counter() - start

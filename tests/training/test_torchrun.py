@@ -1,0 +1,112 @@
+"""`torchrun --nproc_per_node 2 -m loralab sweep ...` the way a user runs it: rank 0 alone writes each
+record and weights, evaluation is sharded and gathered, and a sweep whose rank 1 was killed mid-run
+resumes like any other: the finished run stays, the unfinished one is redone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from run_fixtures import save_tiny_bert
+from loralab.runs import load_run
+from loralab.runs.artifacts import RECORD, WEIGHTS
+from loralab.training import evaluate
+
+
+def torchrun(*args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "loralab", *args]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+
+
+def rank_process(parent: int, rank: int) -> int | None:
+    """The pid of the worker of `rank` that torchrun (`parent`) started, from /proc."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and f"RANK={rank}".encode() in environ:
+            return int(stat.parent.name)
+    return None
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory, minilm_tokenizer, science_exam):
+    tmp = tmp_path_factory.mktemp("torchrun")
+    save_tiny_bert(tmp / "tiny", minilm_tokenizer)
+    path = tmp / "exp.yaml"
+    # The second run is long enough to be killed in the middle.
+    path.write_text(textwrap.dedent(f"""
+        base:
+          train: {science_exam / 'train.csv'}
+          valid: {science_exam / 'valid.csv'}
+          model: tiny
+          device: cpu
+          train_limit: 12
+          valid_limit: 7
+          training: {{batch_size: 2, max_length: 32, warmup_ratio: 0.0, lr: 1.0e-3}}
+        runs:
+          - {{name: short, strategy: lora, max_steps: 3}}
+          - {{name: long, strategy: full, epochs: 60}}
+        """))
+    return path
+
+
+def test_a_sweep_killed_on_rank_1_resumes_and_rank_0_writes_the_records(experiment, tmp_path):
+    out = tmp_path / "out"
+    first = torchrun("sweep", str(experiment), "--out", str(out), "--threads", "1", "--quiet", "--no-report")
+    long_record = None
+    deadline = time.monotonic() + 240
+    while long_record is None:
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline, "the long run did not start in 240 s"
+        started = [p for p in out.glob(f"full*/{RECORD}")]
+        long_record = started[0] if started else None
+        time.sleep(0.1)
+    time.sleep(2)  # well inside the long run's training
+    victim = rank_process(first.pid, 1)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    first.communicate(timeout=120)
+    assert first.returncode != 0  # torchrun stops every rank when one dies
+    short_folder = next(out.glob("lora*"))
+    short = json.loads((short_folder / RECORD).read_text())
+    assert short["status"] == "completed" and short["distributed"]["world_size"] == 2
+    assert json.loads(long_record.read_text())["status"] == "running"
+
+    second = torchrun("sweep", str(experiment), "--out", str(out), "--threads", "1", "--quiet", "--no-report")
+    stdout, stderr = second.communicate(timeout=600)
+    assert second.returncode == 0, stderr
+    assert "1 already done, 1 to run" in stdout and stdout.count("already done") == 1  # rank 0 alone speaks
+    assert json.loads((short_folder / RECORD).read_text())["created"] == short["created"]
+    done = json.loads(long_record.read_text())
+    assert done["status"] == "completed" and done["distributed"]["global_batch_size"] == 4
+    assert done["distributed"]["reduced_bytes_per_step"] == 4 * done["trainable_params"]
+    assert sorted(p.name for p in long_record.parent.iterdir()) == [RECORD, WEIGHTS]  # no rank's leftovers
+
+    # The sharded, gathered evaluation equals one process scoring the saved weights.
+    torch.set_num_threads(1)
+    for folder in (short_folder, long_record.parent):
+        record = json.loads((folder / RECORD).read_text())
+        loaded = load_run(folder, device="cpu")
+        from loralab.tasks import get_task
+
+        task = get_task(record["task"])
+        examples = task.read(loaded.config.valid, loaded.config.task, limit=7)
+        items = task.encode(examples, loaded.tokenizer, 32, loaded.space)
+        again = evaluate(loaded.model, items, task=task, pad_id=loaded.tokenizer.pad_token_id)
+        for name in ("map@3", "accuracy"):
+            assert abs(again[name] - record["valid"][name]) < 1e-6, (folder.name, name)
