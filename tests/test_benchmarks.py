@@ -70,3 +70,17 @@ def test_inference_benchmark_merged_equals_unmerged():
     assert record["merged_equals_unmerged"]
     assert record["variants"]["base"]["over_base"] == 1.0
     assert math.isfinite(record["ratios"]["merged_over_base"])
+
+
+def test_distributed_benchmark_counts_what_each_strategy_reduces():
+    import distributed
+
+    record = distributed.main(["--no-timing", "--no-write"])
+    assert record["subspace_count_checked_on_minilm"]
+    for rows in record["bytes_per_step"].values():
+        assert rows["full"]["trained_params"] == rows["full"]["total_params"]
+        assert rows["full"]["ddp_allreduce_bytes_per_step"] == 4 * rows["full"]["total_params"]
+        assert rows["lora"]["over_full"] < rows["qv"]["over_full"] < rows["attention"]["over_full"] < 1
+    llama = record["bytes_per_step"]["Llama 7B (LLaMA-1 7B shape, classification head)"]
+    # r = 8 on q and v of 32 layers of width 4096, plus the 4096 x 2 head
+    assert llama["lora"]["trained_params"] == 32 * 2 * (8 * 4096 + 4096 * 8) + 4096 * 2

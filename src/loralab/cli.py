@@ -47,8 +47,11 @@ def _train(args: argparse.Namespace) -> None:
     from loralab.training import TrainConfig
 
     from loralab.runs.artifacts import RECORD, WEIGHTS
+    from loralab.training.distributed import DataParallel
 
-    output_folder(args.out, "--out", forbid=(RECORD, WEIGHTS))
+    parallel = DataParallel.from_environment(sharded=args.fsdp)  # torchrun's ranks, else one process
+    if parallel.main:  # another rank could look after rank 0 has begun the record
+        output_folder(args.out, "--out", forbid=(RECORD, WEIGHTS))
     _set_threads(args.threads)
     lora = LoraConfig(r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
                       targets=_names(args.lora_targets), rslora=args.rslora)
@@ -77,9 +80,7 @@ def _train(args: argparse.Namespace) -> None:
                        train_sample_seed=args.train_sample_seed,
                        device=args.device, offline=not args.online, trust_remote_code=args.trust_remote_code)
     from loralab.runs.one_run import resolve_device
-    from loralab.training.distributed import DataParallel
 
-    parallel = DataParallel.from_environment(sharded=args.fsdp)  # torchrun's ranks, else one process
     with parallel.joined(resolve_device(config.device)):
         record = run(config, args.out, progress=not args.quiet, adapter=adapter if args.adapter else None,
                      parallel=parallel)

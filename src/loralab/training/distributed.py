@@ -103,8 +103,10 @@ class DataParallel:
         if not self.distributed or dist.is_initialized():
             yield self
             return
-        dist.init_process_group("nccl" if torch.device(device).type == "cuda" else "gloo",
-                                rank=self.rank, world_size=self.world)
+        cuda = torch.device(device).type == "cuda"
+        if cuda:  # before the group forms, so NCCL binds each rank to its own GPU
+            self.device(torch.device(device))
+        dist.init_process_group("nccl" if cuda else "gloo", rank=self.rank, world_size=self.world)
         try:
             yield self
         finally:
