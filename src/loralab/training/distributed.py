@@ -18,8 +18,8 @@ kilobytes per step where a full run moves the whole model. FSDP2 (`fully_shard`;
 layer's weights just before it computes and reduce-scatters its gradients after; a LoRA layer is one
 unit with its frozen base, so frozen and trained tensors share a unit.
 
-Traps handled here: a parameter that requires grad but takes no part in the loss would make DDP wait
-forever for its gradient (it is found by one probe step and DDP is told); frozen tensors are never
+Traps handled here: a parameter that requires grad but takes no part in the loss stops DDP at the
+second step, whose reducer still waits for its gradient (it is found by one probe step and DDP is told); frozen tensors are never
 reduced; gradient accumulation reduces once per optimizer step (`no_sync`, or FSDP's
 `set_requires_gradient_sync(False)`) instead of once per forward pass.
 """
