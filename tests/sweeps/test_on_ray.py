@@ -130,3 +130,16 @@ def test_without_ray_the_option_says_how_to_get_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails, as where it is not installed
     with pytest.raises(LoralabError, match=r"pip install 'loralab\[ray\]'"):
         ray_executor("auto")
+
+
+def test_a_run_asks_ray_for_its_threads_and_a_gpu_when_it_runs_on_cuda():
+    import dataclasses
+
+    from loralab.runs.config import RunConfig
+    from loralab.sweeps.on_ray import resources
+
+    config = RunConfig(train="train.csv")  # device auto
+    assert resources(dataclasses.replace(config, device="cpu"), 2, cluster_gpus=4) == {"num_cpus": 2, "num_gpus": 0}
+    assert resources(dataclasses.replace(config, device="cuda:1"), 1, cluster_gpus=0) == {"num_cpus": 1, "num_gpus": 1}
+    assert resources(config, 1, cluster_gpus=2) == {"num_cpus": 1, "num_gpus": 1}
+    assert resources(config, 1, cluster_gpus=0) == {"num_cpus": 1, "num_gpus": 0}
