@@ -149,7 +149,8 @@ class DataParallel:
         if probe is None:
             return []
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        with torch.random.fork_rng(devices=[]):  # the probe must not move dropout's random stream
+        on_gpu = [torch.cuda.current_device()] if next(iter(probe.values())).is_cuda else []
+        with torch.random.fork_rng(devices=on_gpu):  # the probe must not move dropout's random stream
             task.loss(model, probe, packed).backward()
         used = torch.tensor([p.grad is not None for _, p in trainable], dtype=torch.int32, device=_collective_device())
         for _, p in trainable:
@@ -216,6 +217,8 @@ class DataParallel:
 
     def whole(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sharded tensors gathered whole (every rank must call this, in the same order)."""
+        if not self.sharded:
+            return tensors
         from torch.distributed.tensor import DTensor
 
         return {n: t.full_tensor() if isinstance(t, DTensor) else t for n, t in tensors.items()}
