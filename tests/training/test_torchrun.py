@@ -96,16 +96,34 @@ def test_a_sweep_killed_on_rank_1_resumes_and_rank_0_writes_the_records(experime
     assert done["distributed"]["reduced_bytes_per_step"] == 4 * done["trainable_params"]
     assert sorted(p.name for p in long_record.parent.iterdir()) == [RECORD, WEIGHTS]  # no rank's leftovers
 
-    # The sharded, gathered evaluation equals one process scoring the saved weights.
-    torch.set_num_threads(1)
     for folder in (short_folder, long_record.parent):
-        record = json.loads((folder / RECORD).read_text())
-        loaded = load_run(folder, device="cpu")
-        from loralab.tasks import get_task
+        assert_scores_reproduce(folder)
 
-        task = get_task(record["task"])
-        examples = task.read(loaded.config.valid, loaded.config.task, limit=7)
-        items = task.encode(examples, loaded.tokenizer, 32, loaded.space)
-        again = evaluate(loaded.model, items, task=task, pad_id=loaded.tokenizer.pad_token_id)
-        for name in ("map@3", "accuracy"):
-            assert abs(again[name] - record["valid"][name]) < 1e-6, (folder.name, name)
+
+def assert_scores_reproduce(folder: Path) -> None:
+    """The sharded, gathered evaluation equals one process scoring the saved weights."""
+    from loralab.tasks import get_task
+
+    torch.set_num_threads(1)
+    record = json.loads((folder / RECORD).read_text())
+    loaded = load_run(folder, device="cpu")
+    task = get_task(record["task"])
+    examples = task.read(loaded.config.valid, loaded.config.task, limit=loaded.config.valid_limit)
+    items = task.encode(examples, loaded.tokenizer, loaded.config.training.max_length, loaded.space)
+    again = evaluate(loaded.model, items, task=task, pad_id=loaded.tokenizer.pad_token_id)
+    for name in ("map@3", "accuracy"):
+        assert abs(again[name] - record["valid"][name]) < 1e-6, (folder.name, name)
+
+
+def test_fsdp_train_saves_whole_weights_that_one_process_loads(experiment, tmp_path, science_exam):
+    out = tmp_path / "fsdp"
+    process = torchrun("train", "--train", str(science_exam / "train.csv"), "--valid", str(science_exam / "valid.csv"),
+                       "--model", str(experiment.parent / "tiny"), "--strategy", "lora", "--fsdp", "--train-limit", "8",
+                       "--valid-limit", "5", "--batch-size", "2", "--max-length", "32", "--max-steps", "2",
+                       "--device", "cpu", "--threads", "1", "--quiet", "--out", str(out))
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr
+    assert stdout.count("run        ") == 1  # rank 0 alone prints the summary
+    record = json.loads((out / RECORD).read_text())
+    assert record["distributed"]["sharding"] == "fsdp2" and record["steps"] == 2
+    assert_scores_reproduce(out)
