@@ -64,6 +64,9 @@ def experiment(tmp_path_factory, minilm_tokenizer, science_exam):
 
 @pytest.fixture(scope="module")
 def cluster():
+    # Ray's memory monitor kills workers once the node is 95% full, which on this shared machine other
+    # jobs can cause; the runs here need little memory of their own.
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False,
              logging_level="ERROR")
     yield ray.get_runtime_context().gcs_address

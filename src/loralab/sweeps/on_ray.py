@@ -130,7 +130,8 @@ def ray_executor(address: str | None, threads: int = 1, log: Callable[[str], Non
         pending = {}
         for planned, why in reasons:
             config = planned.config
-            ref = task.options(**resources(config, threads, gpus), max_retries=0).remote(
+            # A worker that dies (a lost node, the memory monitor) is retried; an error in the run is not.
+            ref = task.options(**resources(config, threads, gpus), max_retries=2).remote(
                 config.to_dict(), threads, *(data(getattr(config, key)) for key in _DATA))
             pending[ref] = planned
             log(f"submitted {planned.folder}" + ("" if why == "not run yet" else f" ({why})"))
@@ -145,6 +146,10 @@ def ray_executor(address: str | None, threads: int = 1, log: Callable[[str], Non
                     if isinstance(cause, LoralabError):
                         raise LoralabError(f"run {planned.folder}: {cause}") from None
                     raise
+                except ray.exceptions.RayError as e:  # the worker, not the run, failed
+                    first = (str(e).strip().splitlines() or [""])[0]
+                    raise LoralabError(f"run {planned.folder}: Ray could not finish it ({type(e).__name__}: "
+                                       f"{first}); rerun the sweep to resume") from None
                 yield planned, _write_back(out_dir / planned.folder, files, planned.config)
         finally:
             for ref in pending:
