@@ -125,6 +125,7 @@ def test_no_cluster_at_the_address_is_one_line(experiment, tmp_path):
                              "--ray", "127.0.0.1:1", "--quiet"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.startswith("loralab: error: --ray 127.0.0.1:1")
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()  # refused before the sweep wrote anything
 
 
 def test_without_ray_the_option_says_how_to_get_it(monkeypatch):

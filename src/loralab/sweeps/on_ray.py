@@ -105,12 +105,12 @@ def ray_executor(address: str | None, threads: int = 1, log: Callable[[str], Non
     """An executor for `sweep()`: every run a Ray task on the cluster at `address` (None: a new
     local Ray instance, or the one RAY_ADDRESS names)."""
     ray = _ray()
+    _reachable(address)  # before the sweep writes anything
 
     def execute(reasons: list[tuple[PlannedRun, str]], out_dir: Path) -> Iterator[tuple[PlannedRun, dict]]:
         if not reasons:
             return
         if not ray.is_initialized():
-            _reachable(address)
             try:
                 ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                          logging_level="ERROR")
