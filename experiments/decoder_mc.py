@@ -86,7 +86,7 @@ def main() -> None:
         if name != "zero-shot" and f"{name}/letter" in saved:
             comparisons[f"{name} - zero-shot (letter)"] = paired(saved[f"{name}/letter"], saved["zero-shot/letter"])
             comparisons[f"{name}: letter - likelihood"] = paired(saved[f"{name}/letter"], saved[f"{name}/likelihood"])
-    summary = {"machine": machine(), "questions": len(next(iter(saved.values()))), "map@3": table,
+    summary = {"machine": machine(torch.device("cpu")), "questions": len(next(iter(saved.values()))), "map@3": table,
                "comparisons": comparisons}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
     lines = ["| model | letter MAP@3 | likelihood MAP@3 |", "|---|---|---|"]

@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 SCIENCE = ROOT.parent / "shared" / "data" / "science-exam"
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -78,7 +80,7 @@ def main() -> None:
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    results["machine"] = machine()
+    results["machine"] = machine(torch.device("cpu"))
     results["settings"] = {"model": "smollm2", "strategy": "lora", "targets": "all-linear", "r": 8, "alpha": 16,
                            "lr": args.lr, "epochs": args.epochs, "batch_size": 8, "train_chats": args.train_count,
                            "valid_chats": args.valid_count, "train_questions": "science-exam train.csv rows 2001-"
