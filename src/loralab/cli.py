@@ -319,7 +319,7 @@ def _recommend(args: argparse.Namespace) -> None:
                              memory_mb=parse_memory(args.memory) if args.memory else None, min_steps=args.min_steps,
                              eta=args.eta, rungs=args.rungs, bracket_size=args.bracket_size,
                              pilot_valid=args.pilot_valid, seed=args.search_seed, storage=args.storage,
-                             worker=args.worker)
+                             worker=args.worker, clock=args.budget_clock, brackets=args.brackets)
     result = recommend(config, args.out, progress=not args.quiet, final=not args.no_final)
     print(f"report: {Path(args.out) / 'report.md'}")
     if result.get("final"):
@@ -505,6 +505,10 @@ def build_parser() -> argparse.ArgumentParser:
     _task_options(m)
     m.add_argument("--budget", required=True, help="wall-clock time for the whole search, final run included "
                    "(30m, 1h30m, 1590s)")
+    m.add_argument("--budget-clock", choices=["wall", "cpu"], default="wall",
+                   help="what --budget counts: wall-clock seconds, or this process's CPU seconds (steady on a CPU "
+                        "shared with other jobs)")
+    m.add_argument("--brackets", type=int, help="stop after this many brackets even if budget is left")
     m.add_argument("--models", default="minilm", help="comma list of models (folders, 'minilm' or hub names)")
     m.add_argument("--strategies", default="full,attention,qv,lora", help="comma list of strategies to try")
     m.add_argument("--memory", help="peak memory a run may use (8GB, 512MB); candidates over it are excluded")

@@ -16,6 +16,9 @@ from loralab.reports.rows import metric_label
 from loralab.runs.artifacts import _atomic_write, write_json
 
 
+_CLOCKS = {"wall": "wall-clock seconds", "cpu": "CPU seconds of the search's process"}
+
+
 def _cost(search, pilot) -> float | None:
     return None if pilot.step_seconds is None else pilot.step_seconds * search.final_steps()
 
@@ -32,7 +35,8 @@ def _final_dict(search, record: dict[str, Any] | None) -> dict[str, Any] | None:
     return {"folder": "final", "status": record.get("status"), search.metric: record.get("valid", {}).get(search.metric),
             "valid": record.get("valid"), "steps": record.get("steps"), "train_seconds": record.get("train_seconds"),
             "peak_memory_mb": record.get("peak_memory_mb"), "trainable_params": record.get("trainable_params"),
-            "seconds": search.ledger.entries.get("final", {}).get("seconds")}
+            "seconds": search.ledger.entries.get("final", {}).get("seconds"),
+            "cpu_seconds": search.ledger.entries.get("final", {}).get("cpu_seconds")}
 
 
 def _lora_end(found, verdict) -> list[float]:
@@ -49,7 +53,8 @@ def write_recommendation(search, found, verdict, final_record) -> dict[str, Any]
     summary: dict[str, Any] = {
         "metric": search.metric,
         "budget_seconds": config.budget_seconds,
-        "spent_seconds": {kind: round(search.ledger.spent(kind), 1) for kind in ("probe", "pilot", "final")}
+        "budget_clock": config.clock,
+        "spent_seconds": {kind: round(search.ledger.spent(kind), 1) for kind in ("probe", "pilot", "final", "search")}
                          | {"total": round(search.ledger.spent(), 1)},
         "stopped": search.stopped,
         "train_examples": search.train_examples,
@@ -144,8 +149,9 @@ def report_markdown(search, found, verdict, summary: dict[str, Any], plot: Path 
     spent = summary["spent_seconds"]
     lines += ["## Budget", "",
               f"{spent['total']:.0f} s spent of {config.budget_seconds:.0f} s: probes {spent['probe']:.0f} s, "
-              f"pilots {spent['pilot']:.0f} s, final run {spent['final']:.0f} s (wall clock, loading and scoring "
-              f"included). The search stopped: {summary['stopped']}.", ""]
+              f"pilots {spent['pilot']:.0f} s, final run {spent['final']:.0f} s, the search itself (sampler, study, counting "
+              f"parameters) {spent['search']:.0f} s ({_CLOCKS[config.clock]}, loading "
+              f"and scoring included). The search stopped: {summary['stopped']}.", ""]
     if plot is not None:
         lines += ["## Learning curves", "", f"![learning curves]({plot.name})", "",
                   f"Left: each pilot's validation {label} at each rung it reached (a line per trial; the winner thick). "

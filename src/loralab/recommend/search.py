@@ -88,6 +88,10 @@ class RecommendConfig:
     (None: `study.journal` in the output folder)."""
     worker: str = "main"
     """This process's name among several sharing one study; only 'main' trains the winner."""
+    clock: str = "wall"
+    """What the budget counts: 'wall' seconds, or 'cpu' seconds of this process (steady on a shared CPU)."""
+    brackets: int | None = None
+    """Stop after this many brackets of this worker even if budget is left (None: only the budget stops it)."""
 
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
@@ -98,6 +102,9 @@ class RecommendConfig:
         number("bracket_size", self.bracket_size, integer=True, low=1, optional=True)
         number("pilot_valid", self.pilot_valid, integer=True, low=1)
         number("seed", self.seed, integer=True, low=0, high=2**31 - 1)
+        number("brackets", self.brackets, integer=True, low=1, optional=True)
+        if self.clock not in ("wall", "cpu"):
+            raise LoralabError(f"invalid --budget-clock {self.clock!r}: expected wall or cpu")
         if not self.candidates:
             raise LoralabError("recommend needs at least one candidate (model x strategy)")
         if not self.base.valid:
@@ -111,16 +118,25 @@ class RecommendConfig:
             "base": self.base.to_dict(), "candidates": [[c.model, c.strategy.value, list(c.lr_range)]
                                                         for c in self.candidates],
             "memory_mb": self.memory_mb, "min_steps": self.min_steps, "eta": self.eta, "rungs": self.rungs,
-            "bracket_size": self.bracket_size, "pilot_valid": self.pilot_valid, "seed": self.seed}))
+            "bracket_size": self.bracket_size, "pilot_valid": self.pilot_valid, "seed": self.seed,
+            "clock": self.clock}))
 
 
 class Ledger:
-    """The seconds each probe, pilot and final run took, one JSON line per run folder (relative to the
-    search's folder, so the folder may move), so that a resumed search knows what it already spent."""
+    """What each probe, pilot and final run cost, one JSON line per run folder (relative to the
+    search's folder, so the folder may move), so that a resumed search knows what it already spent.
 
-    def __init__(self, path: Path):
-        self.path = path
+    Costs are kept on two clocks: wall seconds, and the process's CPU seconds (`time.process_time`),
+    which a CPU shared with other jobs does not inflate; `clock` says which one the budget counts.
+    """
+
+    def __init__(self, path: Path, clock: str = "wall"):
+        self.path, self.clock = path, clock
         self.entries: dict[str, dict[str, Any]] = {}
+        # What this process spends outside the runs (the study, the sampler, counting parameters) is
+        # charged too, as one entry per session, rewritten by `settle`.
+        self.session = f"search:{time.time_ns()}"
+        self.start, self.logged = (time.perf_counter(), time.process_time()), [0.0, 0.0]
         if path.exists():
             for line in path.read_text().splitlines():
                 if line.strip():
@@ -133,19 +149,42 @@ class Ledger:
     def key(self, folder: Path) -> str:
         return folder.relative_to(self.path.parent).as_posix()
 
-    def add(self, folder: Path, kind: str, seconds: float, train_seconds: float) -> None:
-        entry = {"folder": self.key(folder), "kind": kind, "seconds": round(seconds, 3),
-                 "train_seconds": round(train_seconds, 3)}
-        self.entries[entry["folder"]] = entry
+    def add(self, key: str, kind: str, *, wall: float, cpu: float, train_wall: float = 0.0, steps: int = 0,
+            candidate: str | None = None) -> None:
+        entry = {"folder": key, "kind": kind, "candidate": candidate, "seconds": round(wall, 3),
+                 "cpu_seconds": round(cpu, 3), "train_seconds": round(train_wall, 3), "steps": steps}
+        self.entries[key] = entry
+        if kind != "search":
+            self.logged[0] += wall
+            self.logged[1] += cpu
         with open(self.path, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
+    def settle(self) -> None:
+        """Charge what this process spent outside the runs since it started."""
+        wall = time.perf_counter() - self.start[0] - self.logged[0]
+        cpu = time.process_time() - self.start[1] - self.logged[1]
+        self.add(self.session, "search", wall=max(0.0, wall), cpu=max(0.0, cpu))
+
+    def cost(self, entry: dict[str, Any]) -> float:
+        return float(entry["cpu_seconds" if self.clock == "cpu" else "seconds"])
+
     def spent(self, kind: str | None = None) -> float:
-        return sum(e["seconds"] for e in self.entries.values() if kind is None or e["kind"] == kind)
+        return sum(self.cost(e) for e in self.entries.values() if kind is None or e["kind"] == kind)
+
+    def _training_share(self, entry: dict[str, Any]) -> float:
+        """The share of a run's cost that went into its training steps, by wall time."""
+        return min(1.0, entry["train_seconds"] / entry["seconds"]) if entry["seconds"] > 0 else 0.0
+
+    def step_cost(self, candidate: str) -> float | None:
+        """A candidate's median cost per optimizer step, on the budget's clock."""
+        values = [self.cost(e) * self._training_share(e) / e["steps"] for e in self.entries.values()
+                  if e.get("candidate") == candidate and e.get("steps")]
+        return statistics.median(values) if values else None
 
     def overhead(self, kind: str) -> float | None:
-        """The largest time a run of this kind spent outside its training steps (loading, scoring)."""
-        values = [e["seconds"] - e["train_seconds"] for e in self.entries.values() if e["kind"] == kind]
+        """The largest cost a run of this kind spent outside its training steps (loading, scoring)."""
+        values = [self.cost(e) * (1.0 - self._training_share(e)) for e in self.entries.values() if e["kind"] == kind]
         return max(values) if values else None
 
 
@@ -161,7 +200,6 @@ class Search:
     train_examples: int
     valid_examples: int
     fits: dict[str, Fit] = field(default_factory=dict)
-    step_seconds: dict[str, list[float]] = field(default_factory=dict)
     log: Callable[[str], None] = print
     progress: bool = False
     stopped: str | None = None
@@ -175,7 +213,7 @@ class Search:
         return max(1, math.ceil(math.ceil(math.ceil(self.train_examples / t.batch_size) / t.grad_accum) * t.epochs))
 
     def step_time(self, name: str) -> float:
-        return statistics.median(self.step_seconds[name])
+        return self.ledger.step_cost(name) or 0.0
 
     def final_reserve(self) -> float:
         """Seconds kept for the final run: the slowest candidate's steps on all the data, plus scoring."""
@@ -188,19 +226,24 @@ class Search:
         return self.step_time(name) * steps + overhead
 
 
-def _timed(search: Search, config: RunConfig, folder: Path, kind: str) -> dict[str, Any]:
+def _timed(search: Search, config: RunConfig, folder: Path, kind: str, candidate: str) -> dict[str, Any]:
     """Run `config` into `folder`, or read it back when it is already there and finished."""
     state, why = record_state(folder, config)
+    key = search.ledger.key(folder)
     if state == "done":
         record = read_json(folder / RECORD)
-        if search.ledger.key(folder) not in search.ledger.entries:  # killed between the run's end and the ledger line
-            search.ledger.add(folder, kind, float(record.get("train_seconds", 0.0)), float(record.get("train_seconds", 0.0)))
+        if key not in search.ledger.entries:  # killed between the run's end and its ledger line
+            train = float(record.get("train_seconds", 0.0))
+            search.ledger.add(key, kind, wall=train, cpu=train, train_wall=train, steps=int(record.get("steps", 0)),
+                              candidate=candidate)
         return record
     if why != "not run yet":
         search.log(f"{folder}: redoing it ({why})")
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     record = rerun(run, config, folder, progress=search.progress, log=lambda _: None)
-    search.ledger.add(folder, kind, time.perf_counter() - start, float(record.get("train_seconds", 0.0)))
+    search.ledger.add(key, kind, wall=time.perf_counter() - wall, cpu=time.process_time() - cpu,
+                      train_wall=float(record.get("train_seconds", 0.0)), steps=int(record.get("steps", 0)),
+                      candidate=candidate)
     return record
 
 
@@ -219,12 +262,12 @@ def _screen(search: Search) -> None:
                                         train_limit=config.base.training.batch_size * config.base.training.grad_accum,
                                         training=dataclasses.replace(config.base.training, lr=math.sqrt(low * high),
                                                                      max_steps=1, epochs=1.0))
-            record = _timed(search, probe, search.out / "probes" / config.worker / candidate.name, "probe")
+            record = _timed(search, probe, search.out / "probes" / config.worker / candidate.name, "probe",
+                            candidate.name)
             peak = float(record["peak_memory_mb"])
             fit = dataclasses.replace(fit, probe_mb=round(peak, 1))
             if not fits(peak, limit):
                 fit = dataclasses.replace(fit, excluded=f"a one-step probe peaked at {peak:,.0f} MB > {limit:,.0f} MB")
-            search.step_seconds[candidate.name] = [float(record["median_step_seconds"])]
         search.fits[candidate.name] = fit
         search.log(f"candidate {candidate.name}: {trainable:,} of {total:,} parameters train, estimate "
                    f"{estimate:,.0f} MB" + (f", probe {fit.probe_mb:,.0f} MB" if fit.probe_mb is not None else "")
@@ -277,6 +320,11 @@ def _my_brackets(search: Search) -> dict[str, list[optuna.trial.FrozenTrial]]:
     return out
 
 
+def _finished_brackets(search: Search) -> int:
+    running = optuna.trial.TrialState.RUNNING
+    return sum(1 for trials in _my_brackets(search).values() if not any(t.state == running for t in trials))
+
+
 def _start_bracket(search: Search) -> str | None:
     """This worker's unfinished bracket (filled up to its size), or a new one; None when nothing fits."""
     kept = search.kept
@@ -316,15 +364,14 @@ def _run_bracket(search: Search, bracket: str) -> bool:
             candidate, settings = _candidate(search, frozen), frozen.user_attrs["settings"]
             folder = pilot_folder(search.out, frozen.number, candidate.name, steps)
             cost = search.pilot_cost(candidate.name, steps)
+            search.ledger.settle()
             if not (folder / RECORD).exists() and search.ledger.spent() + cost + search.final_reserve() > search.config.budget_seconds:
                 search.stopped = (f"budget: a {steps}-step pilot of {candidate.name} (about {cost:.0f} s) and the "
                                   f"final run (about {search.final_reserve():.0f} s) no longer fit in what is left "
                                   f"({search.config.budget_seconds - search.ledger.spent():.0f} s)")
                 return False
-            record = _timed(search, pilot_config(search, candidate, settings, steps), folder, "pilot")
+            record = _timed(search, pilot_config(search, candidate, settings, steps), folder, "pilot", candidate.name)
             value = _value(search, record)
-            if record.get("median_step_seconds"):
-                search.step_seconds[candidate.name].append(float(record["median_step_seconds"]))
             optuna.trial.Trial(search.study, frozen._trial_id).report(value, steps)
             search.log(f"[{search.ledger.spent():6.0f} s] trial {frozen.number} {candidate.name} "
                        f"({_settings_text(settings)}) at {steps} steps: {search.metric} {value:.4f}")
@@ -443,7 +490,7 @@ def open_search(config: RecommendConfig, out: str | Path, *, log: Callable[[str]
     valid_examples = len(task.read(base.valid, base.task, limit=base.valid_limit))
     metric = task.metrics[0]
     study = _open_study(config, out, "maximize" if higher_is_better(metric) else "minimize")
-    return Search(config, out, study, Ledger(out / f"ledger-{config.worker}.jsonl"), metric, train_examples,
+    return Search(config, out, study, Ledger(out / f"ledger-{config.worker}.jsonl", config.clock), metric, train_examples,
                   valid_examples, log=log, progress=progress)
 
 
@@ -455,12 +502,16 @@ def recommend(config: RecommendConfig, out: str | Path, *, log: Callable[[str], 
     search = open_search(config, out, log=log, progress=progress)
     _screen(search)
     while search.stopped is None:
+        if config.brackets is not None and _finished_brackets(search) >= config.brackets:
+            search.stopped = f"{config.brackets} bracket(s) done"
+            break
         bracket = _start_bracket(search)
         if bracket is None:
             search.stopped = "no candidate fits the memory limit"
             break
         if not _run_bracket(search, bracket):
             break
+    search.ledger.settle()
     log(f"search stopped: {search.stopped}")
     found = pilots(search)
     verdict = choose(search, found)
@@ -469,5 +520,7 @@ def recommend(config: RecommendConfig, out: str | Path, *, log: Callable[[str], 
         winner = next(c for c in config.candidates if c.name == verdict.winner.candidate)
         log(f"winner: trial {verdict.winner.number} {winner.name} ({_settings_text(verdict.winner.settings)}); "
             f"training it on all {search.train_examples} examples")
-        final_record = _timed(search, winner.config(config.base, verdict.winner.settings), search.out / "final", "final")
+        final_record = _timed(search, winner.config(config.base, verdict.winner.settings), search.out / "final", "final",
+                              winner.name)
+    search.ledger.settle()
     return write_recommendation(search, found, verdict, final_record)
