@@ -130,13 +130,13 @@ class Ledger:
     which a CPU shared with other jobs does not inflate; `clock` says which one the budget counts.
     """
 
-    def __init__(self, path: Path, clock: str = "wall"):
+    def __init__(self, path: Path, clock: str = "wall", start: tuple[float, float] | None = None):
         self.path, self.clock = path, clock
         self.entries: dict[str, dict[str, Any]] = {}
         # What this process spends outside the runs (the study, the sampler, counting parameters) is
         # charged too, as one entry per session, rewritten by `settle`.
         self.session = f"search:{time.time_ns()}"
-        self.start, self.logged = (time.perf_counter(), time.process_time()), [0.0, 0.0]
+        self.start, self.logged = start or (time.perf_counter(), time.process_time()), [0.0, 0.0]
         if path.exists():
             for line in path.read_text().splitlines():
                 if line.strip():
@@ -199,10 +199,14 @@ class Search:
     metric: str
     train_examples: int
     valid_examples: int
+    counts: dict[str, tuple[int, int]]
+    """(trainable, total) parameters per candidate."""
     fits: dict[str, Fit] = field(default_factory=dict)
     log: Callable[[str], None] = print
     progress: bool = False
     stopped: str | None = None
+    lock: Any = None
+    """The open lock file that keeps a second process from running as the same worker."""
 
     @property
     def kept(self) -> list[Candidate]:
@@ -251,7 +255,7 @@ def _screen(search: Search) -> None:
     """Memory verdicts for every candidate: parameter counts, then a one-step probe for those left."""
     config, limit = search.config, search.config.memory_mb
     for candidate in config.candidates:
-        trainable, total = parameter_counts(candidate, config.base)
+        trainable, total = search.counts[candidate.name]
         estimate = estimate_mb(trainable, total)
         fit = Fit(candidate.name, trainable, total, round(estimate, 1))
         if not fits(estimate, limit):
@@ -478,20 +482,42 @@ def _check_plan(config: RecommendConfig, out: Path) -> None:
         write_json(path, plan)
 
 
+def _lock_worker(out: Path, worker: str):
+    """Hold `worker-<name>.lock` for this process's life: two processes running as one worker would
+    train the same pilots into the same folders."""
+    import fcntl
+
+    handle = open(out / f"worker-{worker}.lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise LoralabError(f"{out}: another process is running this search as worker {worker!r}; give this one "
+                           "another --worker name, or wait for it to end") from None
+    return handle
+
+
 def open_search(config: RecommendConfig, out: str | Path, *, log: Callable[[str], None] = print,
                 progress: bool = False) -> Search:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_plan(config, out)
-    base = config.base
+    """Check the data and models, then open (or resume) the search in `out`; bad input writes nothing."""
+    from loralab.models import offline_environment
+
+    start = (time.perf_counter(), time.process_time())  # counting parameters is part of the search's cost
+    out, base = Path(out), config.base
+    offline_environment(base.offline)
     task = get_task(infer_task(base.train, base.task))
     train = task.read(base.train, base.task, limit=base.train_limit if base.train_sample_seed is None else None)
-    train_examples = min(len(train), base.train_limit or len(train))
-    valid_examples = len(task.read(base.valid, base.task, limit=base.valid_limit))
+    valid = task.read(base.valid, base.task, limit=base.valid_limit)
+    task.check_labels(valid, task.label_space(train, source=base.train), source=base.valid)
+    counts = {c.name: parameter_counts(c, base) for c in config.candidates}  # also: every model loads
+    out.mkdir(parents=True, exist_ok=True)
+    _check_plan(config, out)
+    lock = _lock_worker(out, config.worker)
     metric = task.metrics[0]
     study = _open_study(config, out, "maximize" if higher_is_better(metric) else "minimize")
-    return Search(config, out, study, Ledger(out / f"ledger-{config.worker}.jsonl", config.clock), metric, train_examples,
-                  valid_examples, log=log, progress=progress)
+    return Search(config, out, study, Ledger(out / f"ledger-{config.worker}.jsonl", config.clock, start), metric,
+                  min(len(train), base.train_limit or len(train)), len(valid), counts, log=log, progress=progress,
+                  lock=lock)
 
 
 def recommend(config: RecommendConfig, out: str | Path, *, log: Callable[[str], None] = print,
