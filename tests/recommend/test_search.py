@@ -15,9 +15,9 @@ import pytest
 
 from recommend_fixtures import BAD_LR, GOOD_LR, easy_search
 from run_fixtures import save_tiny_bert
+from loralab.cli import main
 from loralab.recommend import parse_budget, recommend
 from loralab.recommend.search import open_search
-from loralab.runs import load_run
 from loralab.runs.artifacts import RECORD
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -51,9 +51,15 @@ def test_a_rate_that_cannot_learn_is_stopped_at_the_first_rung(tmp_path, tiny):
     assert result["final"]["status"] == "completed"
     assert all(p["settings"]["lr"] == BAD_LR for p in result["pilots"] if p["strategy"] == "lora")
 
-    # Every run is an ordinary run folder, and the report names what it compared.
-    assert load_run(tmp_path / "search" / "final", device="cpu").record["valid"]["questions"] == 32
-    assert load_run(tmp_path / "search" / "pilots" / "t001-tiny-lora" / "steps-4", device="cpu")
+    # Every run is an ordinary run folder (merge, export-peft, predict, report read them), and the
+    # report names what it compared.
+    assert main(["merge", "--run", str(tmp_path / "search" / "final"), "--out", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+    lora = tmp_path / "search" / "pilots" / "t001-tiny-lora" / "steps-4"
+    assert main(["export-peft", "--run", str(lora), "--out", str(tmp_path / "adapter")]) == 0
+    assert main(["predict", "--run", str(tmp_path / "search" / "final"), "--data", config.base.valid,
+                 "--out", str(tmp_path / "submission.csv"), "--quiet", "--device", "cpu"]) == 0
+    assert len((tmp_path / "submission.csv").read_text().splitlines()) == 33
     report = (tmp_path / "search" / "report.md").read_text()
     assert "**Recommended: `tiny-full` with lr 1.0e-03**" in report
     assert "| 1 | `tiny-lora` | lr 1.0e-09, r" in report and "pruned at 4 steps" in report

@@ -23,10 +23,17 @@ def _cost(search, pilot) -> float | None:
     return None if pilot.step_seconds is None else pilot.step_seconds * search.final_steps()
 
 
+def _budget_cost(search, pilot) -> float | None:
+    from loralab.recommend.search import expected_cost
+
+    return expected_cost(search, pilot)
+
+
 def _pilot_dict(search, pilot) -> dict[str, Any]:
     return {"trial": pilot.number, "candidate": pilot.candidate, "strategy": pilot.strategy, "settings": pilot.settings,
             "values": {str(k): v for k, v in sorted(pilot.values.items())}, "state": pilot.state,
-            "median_step_seconds": pilot.step_seconds, "expected_train_seconds": _cost(search, pilot)}
+            "median_step_seconds": pilot.step_seconds, "expected_train_seconds": _cost(search, pilot),
+            "expected_budget_seconds": _budget_cost(search, pilot)}
 
 
 def _final_dict(search, record: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -69,8 +76,10 @@ def write_recommendation(search, found, verdict, final_record) -> dict[str, Any]
     }
     if verdict is not None:
         summary["winner"] = {**_pilot_dict(search, verdict.winner), "compared_at_steps": verdict.steps}
-        summary["rivals"] = [{"trial": p.number, "candidate": p.candidate, "difference": diff, "noise": threshold,
-                              "within_noise": within} for p, diff, threshold, within in verdict.rivals]
+        summary["comparisons"] = {str(steps): [{"trial": p.number, "candidate": p.candidate, "difference": diff,
+                                                "noise": threshold, "within_noise": within}
+                                               for p, diff, threshold, within in rows]
+                                  for steps, rows in verdict.comparisons.items()}
         summary["cheaper_within_noise"] = _pilot_dict(search, verdict.cheaper) if verdict.cheaper else None
     summary["final"] = _final_dict(search, final_record)
     write_json(search.out / "recommendation.json", summary)
@@ -112,34 +121,37 @@ def report_markdown(search, found, verdict, summary: dict[str, Any], plot: Path 
             lines += [f"- Trained on all {search.train_examples:,} training examples ({final['steps']} steps): "
                       f"**{label} {_fmt(final.get(search.metric), 4)}** on all {search.valid_examples:,} validation "
                       f"examples; {final['train_seconds']:.0f} s of training (expected {_fmt(_cost(search, w), 0)} s "
-                      f"from its pilots' step time), peak memory {final['peak_memory_mb']:,.0f} MB. Run folder: `final/`.", ""]
+                      f"from its pilots' step time; {_fmt(final.get('cpu_seconds'), 0)} CPU s in all, expected "
+                      f"{_fmt(_budget_cost(search, w), 0)} {'CPU ' if config.clock == 'cpu' else ''}s of training), peak memory {final['peak_memory_mb']:,.0f} MB. Run folder: `final/`.", ""]
         else:
             lines += [f"- Expected cost to train it on all {search.train_examples:,} training examples "
-                      f"({search.final_steps()} steps): {_fmt(_cost(search, w), 0)} s (not run here).", ""]
+                      f"({search.final_steps()} steps): {_fmt(_cost(search, w), 0)} s wall at its pilots' step time, "
+                      f"{_fmt(_budget_cost(search, w), 0)} s on the budget's clock (not run here).", ""]
         lines += ["## Why it won", ""]
-        rivals = verdict.rivals
+        clock = "CPU s" if config.clock == "cpu" else "s"
         lines.append(f"- It had the best {label} at {verdict.steps} steps, the most any pilot trained "
                      f"({_fmt(w.values[verdict.steps])} on the first {summary['pilot_valid']} validation examples), "
                      f"after surviving every rung before.")
-        if rivals:
-            p, diff, threshold, within = rivals[0]
-            lines.append(f"- Runner-up: trial {p.number} `{p.candidate}` ({describe(p.settings)}) at "
-                         f"{_fmt(p.values[verdict.steps])}: {diff:+.3f}, "
-                         + ("**within noise**" if within else "beyond noise") + f" (noise: ±{threshold:.3f}, twice the "
-                         "standard error of a difference on these examples).")
-            within = [(p, d) for p, d, _, ok in rivals if ok]
-            if within:
-                lines.append("- Within noise of the winner: " + "; ".join(
-                    f"trial {p.number} `{p.candidate}` ({describe(p.settings)}, {d:+.3f})" for p, d in within)
-                    + ". The winner's lead over them is not a measured difference.")
-        else:
-            lines.append(f"- No other pilot reached {verdict.steps} steps, so it had no rival there.")
+        for at, rows in sorted(verdict.comparisons.items(), reverse=True):
+            if not rows:
+                lines.append(f"- At {at} steps no other pilot was trained, so it had no rival there.")
+                continue
+            p, diff, threshold, within = rows[0]
+            near = [f"trial {q.number} `{q.candidate}` ({describe(q.settings)}, {d:+.3f})" for q, d, _, ok in rows if ok]
+            lines.append(f"- At {at} steps ({_fmt(w.values[at])} against {len(rows)} other pilot(s)): the best "
+                         f"other was trial {p.number} `{p.candidate}` ({describe(p.settings)}), {diff:+.3f}, "
+                         + ("**within noise**" if within else "beyond noise") + f" (±{threshold:.3f}: twice the "
+                         "standard error of a difference on these examples). "
+                         + (f"Within noise: {'; '.join(near[:6])}" + (f" and {len(near) - 6} more" if len(near) > 6 else "")
+                            + "." if near else "None is within noise."))
         if verdict.cheaper is not None:
             c = verdict.cheaper
-            lines.append(f"- **Cheaper and within noise: trial {c.number} `{c.candidate}` ({describe(c.settings)})**, "
-                         f"expected {_fmt(_cost(search, c), 0)} s on all the data against the winner's "
-                         f"{_fmt(_cost(search, w), 0)} s; train it instead if time matters more than a difference "
-                         "this search cannot resolve.")
+            lines.append(f"- **The winner is within noise of a cheaper one: trial {c.number} `{c.candidate}` "
+                         f"({describe(c.settings)})**, expected {_fmt(_budget_cost(search, c), 0)} {clock} to train on "
+                         f"all the data against the winner's {_fmt(_budget_cost(search, w), 0)} {clock}; train it "
+                         "instead if cost matters more than a difference this search cannot resolve.")
+        elif verdict.rivals and any(ok for *_, ok in verdict.rivals):
+            lines.append("- No rival within noise is more than 10% cheaper to train than the winner.")
         lines.append("")
     lines += _candidate_table(search, summary)
     lines += _pilot_table(search, found, verdict, steps, label)
@@ -178,14 +190,17 @@ def _candidate_table(search, summary) -> list[str]:
 
 def _pilot_table(search, found, verdict, steps, label) -> list[str]:
     head = " | ".join(f"{label} at {s}" for s in steps)
-    lines = ["## Pilots", "", f"| trial | candidate | settings | {head} | outcome | step (s) | expected full run (s) |",
-             "|---:|---|---|" + "---:|" * len(steps) + "---|---:|---:|"]
+    clock = "CPU s" if search.config.clock == "cpu" else "s"
+    lines = ["## Pilots", "", f"Scores on the first {min(search.config.pilot_valid, search.valid_examples)} "
+             "validation examples; step: the median wall seconds per optimizer step in its pilots; expected full run: "
+             "wall seconds at that step time, and on the budget's clock at its candidate's median cost per step.", "", f"| trial | candidate | settings | {head} | outcome | step (s) | expected full run "
+             f"(s; {clock}) |", "|---:|---|---|" + "---:|" * len(steps) + "---|---:|---:|"]
     winner = verdict.winner.number if verdict else None
     for p in sorted(found, key=lambda p: p.number):
         cells = " | ".join(_fmt(p.values.get(s)) if s in p.values else "" for s in steps)
         name = f"**{p.number}**" if p.number == winner else str(p.number)
         lines.append(f"| {name} | `{p.candidate}` | {describe(p.settings)} | {cells} | {_outcome(p, steps)} | "
-                     f"{_fmt(p.step_seconds, 2)} | {_fmt(_cost(search, p), 0)} |")
+                     f"{_fmt(p.step_seconds, 2)} | {_fmt(_cost(search, p), 0)}; {_fmt(_budget_cost(search, p), 0)} |")
     return lines + [""]
 
 

@@ -438,37 +438,66 @@ def sampling_se(value: float, n: int) -> float:
     return 1.0 / math.sqrt(n)
 
 
+Comparison = tuple[Pilot, float, float, bool]
+"""(pilot, its difference from the winner, the noise threshold, within noise)."""
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """The winner among the pilots and how it compares with the others at its step count."""
+    """The winner among the pilots and how it compares with the others at each step count it reached."""
 
     winner: Pilot
     steps: int
-    """The step count compared at: the largest any pilot reached."""
-    rivals: list[tuple[Pilot, float, float, bool]]
-    """(pilot, difference from the winner, noise threshold, within noise), best first."""
+    """The step count the winner was chosen at: the largest any pilot reached."""
+    comparisons: dict[int, list[Comparison]]
+    """Step count -> every other pilot scored there, best first."""
     cheaper: Pilot | None
-    """The cheapest pilot within noise of the winner whose expected full run costs less, if any."""
+    """The cheapest rival within noise of the winner whose full run is expected to cost less, if any."""
+
+    @property
+    def rivals(self) -> list[Comparison]:
+        """The comparisons at the largest step count where the winner had a rival."""
+        for steps in sorted(self.comparisons, reverse=True):
+            if self.comparisons[steps]:
+                return self.comparisons[steps]
+        return []
+
+    @property
+    def rivals_at(self) -> int:
+        return next((s for s in sorted(self.comparisons, reverse=True) if self.comparisons[s]), self.steps)
+
+
+def expected_cost(search: Search, pilot: Pilot) -> float | None:
+    """The budget-clock seconds a full run of this pilot's candidate is expected to cost (its median
+    cost per step over all its runs, times the final run's steps)."""
+    per_step = search.ledger.step_cost(pilot.candidate)
+    return None if per_step is None else per_step * search.final_steps()
 
 
 def choose(search: Search, found: list[Pilot]) -> Verdict | None:
+    """The best pilot at the largest step count any pilot reached, compared with the others at every
+    step count it reached; a rival is within noise when the difference is under twice its standard error."""
     scored = [p for p in found if any(math.isfinite(v) for v in p.values.values())]
     if not scored:
         return None
-    steps = max(s for p in scored for s, v in p.values.items() if math.isfinite(v))
-    at = [p for p in scored if math.isfinite(p.values.get(steps, math.nan))]
+    top = max(s for p in scored for s, v in p.values.items() if math.isfinite(v))
     sign = 1 if higher_is_better(search.metric) else -1
-    at.sort(key=lambda p: (-sign * p.values[steps], p.number))
-    winner, n = at[0], min(search.config.pilot_valid, search.valid_examples)
-    rivals = []
-    for other in at[1:]:
-        diff = other.values[steps] - winner.values[steps]
-        threshold = 2 * math.hypot(sampling_se(winner.values[steps], n), sampling_se(other.values[steps], n))
-        rivals.append((other, diff, threshold, abs(diff) < threshold))
-    cheaper = [p for p, _, _, within in rivals
-               if within and p.step_seconds is not None and winner.step_seconds is not None
-               and p.step_seconds < winner.step_seconds]
-    return Verdict(winner, steps, rivals, min(cheaper, key=lambda p: p.step_seconds) if cheaper else None)
+    winner = sorted((p for p in scored if math.isfinite(p.values.get(top, math.nan))),
+                    key=lambda p: (-sign * p.values[top], p.number))[0]
+    n = min(search.config.pilot_valid, search.valid_examples)
+    comparisons: dict[int, list[Comparison]] = {}
+    for steps, mine in sorted(winner.values.items()):
+        others = sorted((p for p in scored if p is not winner and math.isfinite(p.values.get(steps, math.nan))),
+                        key=lambda p: (-sign * p.values[steps], p.number))
+        comparisons[steps] = [(p, p.values[steps] - mine,
+                               2 * math.hypot(sampling_se(mine, n), sampling_se(p.values[steps], n)), False)
+                              for p in others]
+        comparisons[steps] = [(p, d, t, abs(d) < t) for p, d, t, _ in comparisons[steps]]
+    verdict = Verdict(winner, top, comparisons, None)
+    mine = expected_cost(search, winner)
+    cheaper = [p for p, _, _, within in verdict.rivals
+               if within and mine is not None and (expected_cost(search, p) or math.inf) < 0.9 * mine]
+    return dataclasses.replace(verdict, cheaper=min(cheaper, key=lambda p: expected_cost(search, p)) if cheaper else None)
 
 
 def _check_plan(config: RecommendConfig, out: Path) -> None:
