@@ -48,16 +48,16 @@ def test_a_rate_that_cannot_learn_is_stopped_at_the_first_rung(tmp_path, tiny):
     states = {p["trial"]: p["state"] for p in result["pilots"]}
     assert states == {0: "complete", 1: "pruned", 2: "complete", 3: "pruned"}
     assert result["winner"]["settings"]["lr"] == GOOD_LR
-    assert result["final"]["status"] == "completed"
+    assert result["final"]["status"] == "completed" and result["final"]["folder"] == "final/t000-tiny-full"
     assert all(p["settings"]["lr"] == BAD_LR for p in result["pilots"] if p["strategy"] == "lora")
 
     # Every run is an ordinary run folder (merge, export-peft, predict, report read them), and the
     # report names what it compared.
-    assert main(["merge", "--run", str(tmp_path / "search" / "final"), "--out", str(tmp_path / "merged")]) == 0
+    assert main(["merge", "--run", str(tmp_path / "search" / "final" / "t000-tiny-full"), "--out", str(tmp_path / "merged")]) == 0
     assert (tmp_path / "merged" / "model.safetensors").is_file()
     lora = tmp_path / "search" / "pilots" / "t001-tiny-lora" / "steps-4"
     assert main(["export-peft", "--run", str(lora), "--out", str(tmp_path / "adapter")]) == 0
-    assert main(["predict", "--run", str(tmp_path / "search" / "final"), "--data", config.base.valid,
+    assert main(["predict", "--run", str(tmp_path / "search" / "final" / "t000-tiny-full"), "--data", config.base.valid,
                  "--out", str(tmp_path / "submission.csv"), "--quiet", "--device", "cpu"]) == 0
     assert len((tmp_path / "submission.csv").read_text().splitlines()) == 33
     report = (tmp_path / "search" / "report.md").read_text()
@@ -119,6 +119,7 @@ def test_a_budget_too_small_for_a_pilot_and_the_final_run_starts_none(tmp_path, 
     search = open_search(easy_search(tmp_path, tiny, budget_seconds=1.0, brackets=None), tmp_path / "search",
                          log=lambda _: None)
     assert search.final_steps() == 16  # 64 questions in batches of 4
+    search.close()
     result = recommend(easy_search(tmp_path, tiny, budget_seconds=1.0, brackets=None), tmp_path / "search",
                        log=lambda _: None)
     assert result["stopped"].startswith("budget")

@@ -36,14 +36,17 @@ def _pilot_dict(search, pilot) -> dict[str, Any]:
             "expected_budget_seconds": _budget_cost(search, pilot)}
 
 
-def _final_dict(search, record: dict[str, Any] | None) -> dict[str, Any] | None:
+def _final_dict(search, winner, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    from loralab.recommend.search import final_folder
+
     if record is None:
         return None
-    return {"folder": "final", "status": record.get("status"), search.metric: record.get("valid", {}).get(search.metric),
+    key = search.ledger.key(final_folder(search.out, winner))
+    return {"folder": key, "status": record.get("status"), search.metric: record.get("valid", {}).get(search.metric),
             "valid": record.get("valid"), "steps": record.get("steps"), "train_seconds": record.get("train_seconds"),
             "peak_memory_mb": record.get("peak_memory_mb"), "trainable_params": record.get("trainable_params"),
-            "seconds": search.ledger.entries.get("final", {}).get("seconds"),
-            "cpu_seconds": search.ledger.entries.get("final", {}).get("cpu_seconds")}
+            "seconds": search.ledger.entries.get(key, {}).get("seconds"),
+            "cpu_seconds": search.ledger.entries.get(key, {}).get("cpu_seconds")}
 
 
 def _lora_end(found, verdict) -> list[float]:
@@ -81,7 +84,7 @@ def write_recommendation(search, found, verdict, final_record) -> dict[str, Any]
                                                for p, diff, threshold, within in rows]
                                   for steps, rows in verdict.comparisons.items()}
         summary["cheaper_within_noise"] = _pilot_dict(search, verdict.cheaper) if verdict.cheaper else None
-    summary["final"] = _final_dict(search, final_record)
+    summary["final"] = _final_dict(search, verdict.winner, final_record) if verdict else None
     write_json(search.out / "recommendation.json", summary)
     plot = plot_curves(search, found, verdict, final_record, search.out / "curves.png")
     text = report_markdown(search, found, verdict, summary, plot)
@@ -122,7 +125,7 @@ def report_markdown(search, found, verdict, summary: dict[str, Any], plot: Path 
                       f"**{label} {_fmt(final.get(search.metric), 4)}** on all {search.valid_examples:,} validation "
                       f"examples; {final['train_seconds']:.0f} s of training (expected {_fmt(_cost(search, w), 0)} s "
                       f"from its pilots' step time; {_fmt(final.get('cpu_seconds'), 0)} CPU s in all, expected "
-                      f"{_fmt(_budget_cost(search, w), 0)} {'CPU ' if config.clock == 'cpu' else ''}s of training), peak memory {final['peak_memory_mb']:,.0f} MB. Run folder: `final/`.", ""]
+                      f"{_fmt(_budget_cost(search, w), 0)} {'CPU ' if config.clock == 'cpu' else ''}s of training), peak memory {final['peak_memory_mb']:,.0f} MB. Run folder: `{final['folder']}/`.", ""]
         else:
             lines += [f"- Expected cost to train it on all {search.train_examples:,} training examples "
                       f"({search.final_steps()} steps): {_fmt(_cost(search, w), 0)} s wall at its pilots' step time, "

@@ -208,6 +208,12 @@ class Search:
     lock: Any = None
     """The open lock file that keeps a second process from running as the same worker."""
 
+    def close(self) -> None:
+        """Let another process run as this worker."""
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
     @property
     def kept(self) -> list[Candidate]:
         return [c for c in self.config.candidates if self.fits[c.name].excluded is None]
@@ -302,6 +308,12 @@ def _candidate(search: Search, trial: optuna.trial.FrozenTrial) -> Candidate:
 
 def pilot_folder(out: Path, number_: int, candidate: str, steps: int) -> Path:
     return out / "pilots" / f"t{number_:03d}-{candidate}" / f"steps-{steps}"
+
+
+def final_folder(out: Path, winner: "Pilot") -> Path:
+    """The winner's full run; named for its trial, so a search resumed with more budget that finds
+    another winner keeps the earlier one's run beside the new one."""
+    return out / "final" / f"t{winner.number:03d}-{winner.candidate}"
 
 
 def pilot_config(search: Search, candidate: Candidate, settings: dict[str, Any], steps: int) -> RunConfig:
@@ -552,9 +564,17 @@ def open_search(config: RecommendConfig, out: str | Path, *, log: Callable[[str]
 def recommend(config: RecommendConfig, out: str | Path, *, log: Callable[[str], None] = print,
               progress: bool = False, final: bool = True) -> dict[str, Any]:
     """Search, train the winner on all the data, and write `recommendation.json`; returns its content."""
+    search = open_search(config, out, log=log, progress=progress)
+    try:
+        return _search_and_train(search, final)
+    finally:
+        search.close()
+
+
+def _search_and_train(search: Search, final: bool) -> dict[str, Any]:
     from loralab.recommend.report import write_recommendation
 
-    search = open_search(config, out, log=log, progress=progress)
+    config, log = search.config, search.log
     _screen(search)
     while search.stopped is None:
         if config.brackets is not None and _finished_brackets(search) >= config.brackets:
@@ -575,7 +595,7 @@ def recommend(config: RecommendConfig, out: str | Path, *, log: Callable[[str], 
         winner = next(c for c in config.candidates if c.name == verdict.winner.candidate)
         log(f"winner: trial {verdict.winner.number} {winner.name} ({_settings_text(verdict.winner.settings)}); "
             f"training it on all {search.train_examples} examples")
-        final_record = _timed(search, winner.config(config.base, verdict.winner.settings), search.out / "final", "final",
-                              winner.name)
+        final_record = _timed(search, winner.config(config.base, verdict.winner.settings),
+                              final_folder(search.out, verdict.winner), "final", winner.name)
     search.ledger.settle()
     return write_recommendation(search, found, verdict, final_record)
