@@ -228,7 +228,12 @@ def plot_curves(search, found, verdict, final_record, path: Path) -> Path | None
                       linewidth=3 if p.number == winner else 1)
     for s in strategies:
         left.plot([], [], color=color[s], label=s)
+    from loralab.recommend.halving import rung_steps
+
     left.set_xscale("log", base=search.config.eta)
+    rungs = rung_steps(search.config.min_steps, search.config.eta, search.config.rungs)
+    left.set_xticks(rungs, [str(s) for s in rungs])
+    left.minorticks_off()
     left.set_xlabel("pilot steps")
     left.set_ylabel(metric_label(search.metric))
     left.set_title("pilots by rung")
