@@ -8,7 +8,7 @@
    on to eta times the steps, and so on. A new pilot starts only while the seconds spent so far, the
    pilot's estimated cost and the reserve for the final run fit in the budget.
 3. The winner is the best pilot at the largest step count any pilot reached; it is trained once on
-   all the training data (`final/`) and scored on all the validation data.
+   all the training data (`final/t<trial>-<candidate>/`) and scored on all the validation data.
 
 Every probe, pilot and final run is an ordinary run folder. The Optuna study lives in a journal file
 in the output folder, and the seconds spent in a ledger beside it, so rerunning the same command
