@@ -42,8 +42,11 @@ class Fit:
     """What is known of one candidate's memory, and the verdict."""
 
     candidate: str
+    """The candidate's name."""
     trainable_params: int
+    """Parameters that train (the task head included)."""
     total_params: int
+    """All parameters of the model with its head (and adapters)."""
     estimate_mb: float
     """4 bytes per parameter plus 12 per trained one."""
     probe_mb: float | None = None

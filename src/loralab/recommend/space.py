@@ -2,9 +2,10 @@
 
 A candidate's learning rate is searched on a log scale within a range that fits its strategy: the
 fewer and smaller the numbers that train, the larger the step they need. LoRA's B starts at zero and
-its update is scaled by alpha / r, so its useful rates sit one to two orders of magnitude above full
-fine-tuning's (Hu et al. 2021 use 2e-4 to 5e-4 where full fine-tuning uses 1e-5 to 5e-5; the seed's
-LoRA at 1e-5 learned nothing here, `experiments/results/seed-blog/`). LoRA also searches its rank r
+its update is scaled by alpha / r, so its useful rates sit about an order of magnitude above full
+fine-tuning's (Hu et al. 2021 train RoBERTa's LoRA at 2e-4 to 5e-4; RoBERTa was fully fine-tuned at
+1e-5 to 3e-5, Liu et al. 2019; the seed's LoRA at 1e-5 learned nothing here,
+`experiments/results/seed-blog/`). LoRA also searches its rank r
 and alpha.
 """
 
