@@ -326,6 +326,32 @@ def _intrinsic_dim(args: argparse.Namespace) -> None:
     print(f"wrote {', '.join(str(f) for f in list(files.values()) + list(report.files))}")
 
 
+def _recommend(args: argparse.Namespace) -> None:
+    from loralab.recommend import RecommendConfig, candidates, parse_budget, parse_memory, recommend
+    from loralab.runs.config import RunConfig
+    from loralab.strategies import StrategyConfig
+    from loralab.strategies.lora import LoraConfig
+    from loralab.training import TrainConfig
+
+    output_folder(args.out, "--out")
+    _set_threads(args.threads)
+    training = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
+                           warmup_ratio=args.warmup_ratio)
+    strategy = StrategyConfig(lora=LoraConfig(dropout=args.lora_dropout, targets=_names(args.lora_targets)))
+    base = RunConfig(train=args.train, valid=args.valid, task=_task(args), strategy=strategy, training=training,
+                     train_limit=args.train_limit, valid_limit=args.valid_limit, device=args.device)
+    config = RecommendConfig(base=base, candidates=candidates(_names(args.models), _names(args.strategies)),
+                             budget_seconds=parse_budget(args.budget),
+                             memory_mb=parse_memory(args.memory) if args.memory else None, min_steps=args.min_steps,
+                             eta=args.eta, rungs=args.rungs, bracket_size=args.bracket_size,
+                             pilot_valid=args.pilot_valid, seed=args.search_seed, storage=args.storage,
+                             worker=args.worker, clock=args.budget_clock, brackets=args.brackets)
+    result = recommend(config, args.out, progress=not args.quiet, final=not args.no_final)
+    print(f"report: {Path(args.out) / 'report.md'}")
+    if result.get("final"):
+        print(f"winner: {result['winner']['candidate']}, {result['metric']} {result['final'][result['metric']]}")
+
+
 def _report(args: argparse.Namespace) -> None:
     from loralab.reports import write_report
 
@@ -499,6 +525,46 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--valid-limit", type=int, help="use only the first N validation questions")
     i.set_defaults(func=_intrinsic_dim)
 
+    m = sub.add_parser("recommend", help="find the model, strategy and settings worth training on your data within "
+                       "a time budget (pilot runs, successive halving, then the winner on all the data)",
+                       description="Several workers can share one search: start `loralab recommend` with the same "
+                       "options and --out in each, each with its own --worker name (one of them 'main', the default, "
+                       "which trains the winner when its own budget is spent); on several machines give them one "
+                       "--storage (an SQL URL, or a journal file on a shared disk) and --out on a shared disk.")
+    m.add_argument("--train", required=True, help="training file of any task")
+    m.add_argument("--valid", required=True, help="validation file the candidates are compared on")
+    _task_options(m)
+    m.add_argument("--budget", required=True, help="wall-clock time for the whole search, final run included "
+                   "(30m, 1h30m, 1590s)")
+    m.add_argument("--budget-clock", choices=["wall", "cpu"], default="wall",
+                   help="what --budget counts: wall-clock seconds, or this process's CPU seconds (steady on a CPU "
+                        "shared with other jobs)")
+    m.add_argument("--brackets", type=int, help="stop after this many brackets even if budget is left")
+    m.add_argument("--models", default="minilm", help="comma list of models (folders, 'minilm' or hub names)")
+    m.add_argument("--strategies", default="full,attention,qv,lora", help="comma list of strategies to try")
+    m.add_argument("--memory", help="peak memory a run may use (8GB, 512MB); candidates over it are excluded")
+    m.add_argument("--out", required=True, help="folder for the study, the run folders and report.md")
+    m.add_argument("--lora-targets", default="query,value", help="LoRA's target modules, as for train")
+    m.add_argument("--lora-dropout", type=float, default=0.0)
+    m.add_argument("--epochs", type=float, default=1.0, help="epochs of the winner's final run")
+    m.add_argument("--batch-size", type=int, default=8)
+    m.add_argument("--max-length", type=int, default=256)
+    m.add_argument("--warmup-ratio", type=float, default=0.1)
+    m.add_argument("--seed", type=int, default=0, help="seed of every run")
+    m.add_argument("--train-limit", type=int, help="use only the first N training examples")
+    m.add_argument("--valid-limit", type=int, help="use only the first N validation examples")
+    m.add_argument("--min-steps", type=int, default=16, help="optimizer steps of the first rung's pilots")
+    m.add_argument("--eta", type=int, default=3, help="each rung keeps the best 1/eta with eta times the steps")
+    m.add_argument("--rungs", type=int, default=3, help="rungs per bracket")
+    m.add_argument("--bracket-size", type=int, help="settings drawn per bracket (default: twice the candidates)")
+    m.add_argument("--pilot-valid", type=int, default=200, help="validation examples pilots are scored on")
+    m.add_argument("--search-seed", type=int, default=0, help="seed of Optuna's sampler")
+    m.add_argument("--storage", help="Optuna storage shared by workers: an SQL URL or a journal file "
+                   "(default: OUT/study.journal)")
+    m.add_argument("--worker", default="main", help="this worker's name when several share one search")
+    m.add_argument("--no-final", action="store_true", help="stop after the pilots (no final run)")
+    m.set_defaults(func=_recommend)
+
     r = sub.add_parser("report", help="Markdown table and PNG plots from a sweep folder's run records")
     r.add_argument("dir", help="folder holding run folders (each with run.json)")
     r.add_argument("--out", help="where to write report.md and the plots (default: DIR)")
@@ -511,7 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     for p in sub.choices.values():
         p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
-        if p.prog.endswith(("train", "sweep", "intrinsic-dim")):
+        if p.prog.endswith(("train", "sweep", "intrinsic-dim", "recommend")):
             p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice); "
                            "1 is much faster on a CPU shared with other jobs")
         if p.prog.endswith("train"):

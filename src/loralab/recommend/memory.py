@@ -1,0 +1,79 @@
+"""Which candidates fit a memory limit: an estimate from parameter counts, then a one-step probe.
+
+Training with AdamW in fp32 holds, per parameter, its weight (4 bytes) and, per *trained* parameter,
+a gradient and Adam's two moments (12 bytes more):
+
+    estimate = 4 * total + 12 * trainable   (bytes; activations come on top)
+
+A candidate whose estimate alone is over the limit is excluded without loading more than its counts.
+The others take one real optimizer step (a probe: an ordinary run folder, `max_steps=1`) whose
+measured peak memory (CUDA: max allocated; CPU: the process's peak RSS, interpreter and libraries
+included) includes the activations; over the limit, the candidate is excluded. Every pilot's peak is
+checked again, since longer questions in later batches can need more.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+from loralab.errors import LoralabError
+from loralab.models import count_parameters, load_model
+from loralab.recommend.space import Candidate
+from loralab.runs.config import RunConfig
+from loralab.strategies import apply_strategy
+from loralab.tasks import get_task, infer_task
+
+_UNITS = {"": 1, "b": 1, "kb": 2**10, "k": 2**10, "mb": 2**20, "m": 2**20, "gb": 2**30, "g": 2**30,
+          "tb": 2**40, "t": 2**40, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_memory(text: str) -> float:
+    """'8GB', '512 MB', '1.5g' -> megabytes (binary units: 1 GB = 1024 MB)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _UNITS or float(match.group(1)) <= 0:
+        raise LoralabError(f"invalid --memory {text!r}: expected a size such as 8GB or 512MB")
+    return float(match.group(1)) * _UNITS[match.group(2).lower()] / 2**20
+
+
+@dataclass(frozen=True)
+class Fit:
+    """What is known of one candidate's memory, and the verdict."""
+
+    candidate: str
+    """The candidate's name."""
+    trainable_params: int
+    """Parameters that train (the task head included)."""
+    total_params: int
+    """All parameters of the model with its head (and adapters)."""
+    estimate_mb: float
+    """4 bytes per parameter plus 12 per trained one."""
+    probe_mb: float | None = None
+    """Peak memory of the one-step probe (None: not probed)."""
+    excluded: str | None = None
+    """Why the candidate does not fit (None: it fits)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def parameter_counts(candidate: Candidate, base: RunConfig) -> tuple[int, int]:
+    """(trainable, total) parameters of the candidate, with its task's head, before any training."""
+    config = candidate.config(base, {"lr": candidate.lr_range[0], "lora_r": base.strategy.lora.r,
+                                     "lora_alpha": base.strategy.lora.alpha})
+    task = get_task(infer_task(config.train, config.task))
+    examples = task.read(config.train, config.task, limit=config.train_limit)
+    space = task.label_space(examples, source=config.train)
+    model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
+                       seed=config.training.seed, task=task, space=space)
+    apply_strategy(model, config.strategy)
+    return count_parameters(model)
+
+
+def estimate_mb(trainable: int, total: int) -> float:
+    return (4 * total + 12 * trainable) / 2**20
+
+
+def fits(peak_mb: float, limit_mb: float | None) -> bool:
+    return limit_mb is None or peak_mb <= limit_mb
