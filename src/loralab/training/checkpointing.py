@@ -14,13 +14,16 @@ Two traps, both handled by torch's non-reentrant checkpoint (`use_reentrant=Fals
   the recomputation, and loralab's dropout draws from torch's generator.
 
 `enable(model)` marks the blocks (the model's longest `nn.ModuleList` of one module type: BERT's
-`encoder.layer`, Llama's `layers`) and wraps their forward; the packed forward, which calls a
-block's submodules itself, asks `run_block`. Checkpointing acts only while training with grad on.
+`encoder.layer`, Llama's `layers`) and turns on transformers' own checkpointing where the model has
+it (which also drops a decoder's key/value cache, that a recomputed layer would fill twice), else
+wraps the blocks' forward itself (MPNet); the packed forward, which calls a block's submodules
+itself, asks `run_block`. Checkpointing acts only while training with grad on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Callable
 
 import torch
@@ -42,7 +45,7 @@ def blocks(model: nn.Module) -> list[nn.Module]:
 
 
 def _active(block: nn.Module) -> bool:
-    return getattr(block, _FLAG, False) and block.training and torch.is_grad_enabled()
+    return getattr(block, _FLAG, False) is True and block.training and torch.is_grad_enabled()
 
 
 def run_block(block: nn.Module, function: Callable[..., Any], *args: Any) -> Any:
@@ -52,32 +55,60 @@ def run_block(block: nn.Module, function: Callable[..., Any], *args: Any) -> Any
     return function(*args)
 
 
+_CACHES = ("cache", "past_key_values", "past_key_value", "layer_past")
+
+
 def _wrap(block: nn.Module) -> None:
     forward = block.forward  # the class's bound forward
 
     def checkpointed(*args, **kwargs):
-        if _active(block):
-            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
-        return forward(*args, **kwargs)
+        if not _active(block):
+            return forward(*args, **kwargs)
+        # A decoder layer appends its keys and values to a cache: recomputing it would append them twice.
+        # Training needs no cache (transformers' own checkpointing drops it the same way).
+        kwargs = {k: None if k in _CACHES else v for k, v in kwargs.items()}
+        if kwargs.get("use_cache"):
+            kwargs["use_cache"] = False
+        return checkpoint(forward, *args, use_reentrant=False, **kwargs)
 
     block.forward = checkpointed  # an instance attribute: deleting it restores the class's forward
+
+
+def _transformers_switch(model: nn.Module) -> bool:
+    """Whether transformers can checkpoint `model` itself: its switch also knows each architecture's
+    key/value cache arguments, which a recomputed decoder layer would otherwise fill twice."""
+    return bool(getattr(model, "supports_gradient_checkpointing", False)) and hasattr(
+        model, "activation_checkpointing_enable")
 
 
 def enable(model: nn.Module) -> int:
     """Checkpoint every repeated block of `model`; returns how many (idempotent)."""
     found = blocks(model)
+    if getattr(model, _FLAG, False):
+        return len(found)
+    own = _transformers_switch(model)
+    setattr(model, _FLAG, "transformers" if own else "wrapped")
+    if own:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     for block in found:
-        if not getattr(block, _FLAG, False):
-            setattr(block, _FLAG, True)
+        setattr(block, _FLAG, True)  # the packed forward's `run_block` reads it
+        if not own:
             _wrap(block)
     return len(found)
 
 
 def disable(model: nn.Module) -> None:
+    how = getattr(model, _FLAG, None)
+    if how is None:
+        return
+    delattr(model, _FLAG)
+    if how == "transformers":
+        model.activation_checkpointing_disable()
     for block in model.modules():
-        if getattr(block, _FLAG, False):
+        if getattr(block, _FLAG, False) is True:
             delattr(block, _FLAG)
-            del block.forward
+            if how == "wrapped":
+                del block.forward  # the class's forward again
 
 
 @contextlib.contextmanager
