@@ -49,7 +49,7 @@ SCORING_KEY = "loralab_scoring"  # a decoder's multiple choice: letter or likeli
 QUANTIZE_KEY = "loralab_quantize"  # the quantized base the adapter was trained on
 
 # The packaged model's alias is loralab's; peft users know it by its hub name.
-_HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+_HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 
 # peft features loralab's LoraLinear does not compute: (config field, test for "in use", why refused).
 _UNSUPPORTED: tuple[tuple[str, Any, str], ...] = (
