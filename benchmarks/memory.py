@@ -122,8 +122,10 @@ def main(argv=None):
     if unknown:
         p.error(f"unknown variants {', '.join(sorted(unknown))}")
     results = {}
-    for label, how, dropout in VARIANTS:
-        if label not in chosen or (how == "peft" and not _has("peft")):
+    table = {label: (how, dropout) for label, how, dropout in VARIANTS}
+    for label in chosen:  # in the order asked
+        how, dropout = table[label]
+        if how == "peft" and not _has("peft"):
             continue
         out = subprocess.run([sys.executable, __file__, *forwarded, "--child", f"{how}:{dropout}"],
                              capture_output=True, text=True, check=True)
