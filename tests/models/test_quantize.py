@@ -178,6 +178,19 @@ def test_training_on_a_quantized_base_moves_only_the_adapters_and_head():
             assert torch.equal(tensor, frozen[name]), name
 
 
+def test_a_decoder_keeps_its_output_layer_float():
+    from conftest import CAUSAL_LM
+
+    model = tiny_model("llama", head=CAUSAL_LM)
+    apply_strategy(model, StrategyConfig(Strategy.LORA, LoraConfig(r=2, targets=("all-linear",))))
+    report = quantize_model(model, QuantizeConfig("nf4", double_quant=True))
+    assert type(model.lm_head) is nn.Linear  # as transformers' own 4-bit loading leaves it (and often tied)
+    assert report.layers == 2 * 7  # q, k, v, o, gate, up, down in each of 2 layers
+    ids = torch.randint(3, 100, (2, 10))
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert all(layer.lora_B.grad is not None for layer in lora_layers(model))
+
+
 def test_classification_head_on_a_quantized_base():
     model, _ = adapted("bert", head=CLASSIFICATION)
     batch = tiny_text_batch()

@@ -13,9 +13,9 @@ weight on the fly:
 - int8: LLM.int8() (Dettmers et al. 2022) without the outlier decomposition (threshold 0): one
   absmax scale per output row, activations quantized per row too; about 0.25 of fp32.
 
-`quantize_model` replaces every `nn.Linear` outside the task head whose weight does not train
-(inside a `LoraLinear` too: its `base` becomes the quantized layer) by a bitsandbytes layer, after
-the strategy is applied. Nothing else changes: embeddings, norms, biases and the head stay as they
+`quantize_model` replaces every `nn.Linear` outside the task head (and a decoder's output layer)
+whose weight does not train (inside a `LoraLinear` too: its `base` becomes the quantized layer) by
+a bitsandbytes layer, after the strategy is applied. Nothing else changes: embeddings, norms, biases and the head stay as they
 are. Quantization is deterministic, so a run is rebuilt from its float base and its record alone.
 `dequantize` turns a quantized layer back into a float `nn.Linear` holding exactly the weight the
 quantized layer computed with: merging a QLoRA run writes dequant(Q(W0)) + s B A, which differs
@@ -119,12 +119,13 @@ def _frozen_linear_layers(model: nn.Module) -> list[tuple[nn.Module, str, nn.Lin
     from loralab.models import architecture, is_head
 
     arch = architecture(model)
+    output = getattr(arch, "output", "")  # a decoder's lm_head stays float, as in QLoRA and transformers (often tied)
     found = []
     for parent_name, parent in model.named_modules():
         for name, child in parent.named_children():
             full = f"{parent_name}.{name}" if parent_name else name
             if (type(child) is nn.Linear and not is_head(full, arch) and not child.weight.requires_grad
-                    and not parametrize.is_parametrized(child)):
+                    and not parametrize.is_parametrized(child) and not (output and full == output)):
                 found.append((parent, name, child))
     return found
 
