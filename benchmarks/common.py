@@ -112,8 +112,31 @@ def groups(items, args, grouped: bool = False) -> list[list]:
 SUBSPACE = {"dim": 10_000, "projection": "fastfood"}
 
 
+# QLoRA as measured: NF4 with double quantization, float32 compute (loralab.models.quantize).
+QUANTIZE = {"method": "nf4", "double_quant": True, "compute_dtype": "float32"}
+
+
 def build(base: torch.nn.Module, variant: str, lora_dropout: float = 0.0) -> torch.nn.Module:
-    """A fresh copy of `base` prepared by loralab's strategy `variant`, or by peft for 'peft'."""
+    """A fresh copy of `base` prepared by loralab's strategy `variant`, or by peft for 'peft'.
+
+    "qlora" is loralab's LoRA on a base quantized as `QUANTIZE`; a "-ckpt" suffix turns on gradient
+    checkpointing (`loralab.training.checkpointing`) for the variant it ends.
+    """
+    checkpointed = variant.endswith("-ckpt")
+    variant = variant.removesuffix("-ckpt")
+    model = _prepared(base, "lora" if variant == "qlora" else variant, lora_dropout)
+    if variant == "qlora":
+        from loralab.models.quantize import QuantizeConfig, quantize_model
+
+        quantize_model(model, QuantizeConfig(**QUANTIZE))
+    if checkpointed:
+        from loralab.training.checkpointing import enable
+
+        enable(model)
+    return model
+
+
+def _prepared(base: torch.nn.Module, variant: str, lora_dropout: float) -> torch.nn.Module:
     model = copy.deepcopy(base)
     if variant == "subspace":
         from loralab.strategies import StrategyConfig, apply_strategy

@@ -49,6 +49,9 @@ VARIANTS = [
     ("peft-lora", "peft", 0.0, False),
     ("peft-lora-dropout0.1", "peft", 0.1, False),
     ("subspace-fastfood-10000", "subspace", 0.0, True),
+    ("qlora", "qlora", 0.0, True),  # loralab's LoRA on an NF4 base (common.QUANTIZE): the cost of dequantizing
+    ("lora-ckpt", "lora-ckpt", 0.0, True),  # gradient checkpointing: the cost of the recomputed forward
+    ("qlora-ckpt", "qlora-ckpt", 0.0, True),
 ]
 PHASES = ("data", "forward", "backward", "optimizer")
 
@@ -72,7 +75,7 @@ class Runner:
         loss = torch.nn.functional.cross_entropy(choice_logits(self.model, batch, self.packed), batch["labels"])
         t2 = common.sync(self.device)
         loss.backward()
-        loss.item()
+        value = loss.item()
         t3 = common.sync(self.device)
         torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
@@ -80,7 +83,7 @@ class Runner:
         t4 = common.sync(self.device)
         tokens = int(batch["attention_mask"].sum())
         return {"data": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "optimizer": t4 - t3,
-                "step": t4 - t0, "tokens": tokens, "padded": batch["attention_mask"].numel()}
+                "step": t4 - t0, "tokens": tokens, "padded": batch["attention_mask"].numel(), "loss": value}
 
 
 def main(argv=None):
@@ -88,8 +91,10 @@ def main(argv=None):
     p.add_argument("--epoch-questions", type=int, default=96, help="questions per whole-pass comparison (0: skip)")
     p.add_argument("--grouped", action="store_true",
                    help="length-grouped batches (as loralab.training makes them) instead of random ones")
-    p.add_argument("--variants", default=",".join(v[0] for v in VARIANTS),
-                   help="comma list of variants to time (full is always included)")
+    p.add_argument("--variants", default=",".join(v[0] for v in VARIANTS if not v[1].startswith("qlora")
+                                                   and not v[1].endswith("-ckpt")),
+                   help="comma list of variants to time (full is always included; qlora, lora-ckpt and qlora-ckpt "
+                        "only when named)")
     args = p.parse_args(argv)
     chosen = {"full", *(v.strip() for v in args.variants.split(",") if v.strip())}
     unknown = chosen - {v[0] for v in VARIANTS}
@@ -140,6 +145,9 @@ def main(argv=None):
     if "peft-lora-dropout0.1" in results and "lora-dropout0.1" in results:
         ratios["loralab_lora_dropout0.1_over_peft_lora_dropout0.1"] = common.median(
             [r["lora-dropout0.1"]["step"] / r["peft-lora-dropout0.1"]["step"] for r in paired])
+    for label in ("qlora", "lora-ckpt", "qlora-ckpt"):
+        if label in results and "lora" in results:
+            ratios[f"{label}_over_lora"] = common.median([r[label]["step"] / r["lora"]["step"] for r in paired])
     if "peft-lora" in results and "lora" in results and args.epoch_questions:
         epoch = epochs(base, tokenizer, args, device)
         ratios["loralab_lora_grouped_over_peft_lora_random_epoch"] = epoch["ratio"]

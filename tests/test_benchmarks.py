@@ -84,3 +84,16 @@ def test_distributed_benchmark_counts_what_each_strategy_reduces():
     llama = record["bytes_per_step"]["Llama 7B (LLaMA-1 7B shape, classification head)"]
     # r = 8 on q and v of 32 layers of width 4096, plus the 4096 x 2 head
     assert llama["lora"]["trained_params"] == 32 * 2 * (8 * 4096 + 4096 * 8) + 4096 * 2
+
+
+def test_memory_benchmark_qlora_and_checkpointing():
+    import memory
+
+    record = memory.main(SMOKE + ["--threads", "1", "--variants", "qlora,qlora-ckpt"])  # two fresh processes
+    ratios = record["ratios"]
+    assert ratios["qlora_quantized_layer_bytes_over_float"] <= 0.20  # NF4 with double quantization: about 0.13
+    assert ratios["qlora_weight_bytes_over_float"] < 1  # embeddings and norms stay float
+    assert ratios["qlora-ckpt_losses_equal_qlora"] is True
+    assert record["variants"]["qlora"]["quantized_layers"] == 6 * 6 + 1  # MiniLM: 6 layers of 6, and the pooler
+    assert math.isfinite(ratios["qlora-ckpt_step_seconds_over_qlora"]) and ratios["qlora-ckpt_step_seconds_over_qlora"] > 0
+    assert record["variants"]["qlora-ckpt"]["peak_mb"] > 0

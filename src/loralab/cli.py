@@ -59,7 +59,12 @@ def _train(args: argparse.Namespace) -> None:
                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
                            seed=args.seed, max_steps=args.max_steps, packed=not args.no_packing,
                            divergence_factor=args.divergence_factor, divergence_window=args.divergence_window,
-                           theta_lr=args.theta_lr, shuffle_options=args.shuffle_options)
+                           theta_lr=args.theta_lr, shuffle_options=args.shuffle_options,
+                           gradient_checkpointing=args.gradient_checkpointing)
+    from loralab.models.quantize import QuantizeConfig
+
+    quantize = QuantizeConfig(method=args.quantize or "none", double_quant=args.double_quant,
+                              compute_dtype=args.compute_dtype)
     if args.adapter:
         from loralab.runs.peft import read_peft_adapter
 
@@ -77,7 +82,7 @@ def _train(args: argparse.Namespace) -> None:
         model = args.model or "minilm"
     config = RunConfig(train=args.train, valid=args.valid, model=model, strategy=strategy, task=_task(args),
                        training=training, train_limit=args.train_limit, valid_limit=args.valid_limit,
-                       train_sample_seed=args.train_sample_seed,
+                       train_sample_seed=args.train_sample_seed, quantize=quantize,
                        device=args.device, offline=not args.online, trust_remote_code=args.trust_remote_code)
     from loralab.runs.one_run import resolve_device
 
@@ -423,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--divergence-factor", type=float, default=10.0,
                    help="diverged when the loss stays above this many times the first step's loss (0: NaN/inf only)")
     t.add_argument("--divergence-window", type=int, default=10, help="... for this many consecutive steps")
+    t.add_argument("--quantize", choices=["nf4", "fp4", "int8"],
+                   help="store the frozen base linear weights in 4 or 8 bits (bitsandbytes); lora on nf4 is QLoRA")
+    t.add_argument("--double-quant", action="store_true", help="with --quantize nf4/fp4: quantize the block scales too")
+    t.add_argument("--compute-dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="with --quantize nf4/fp4: the dtype each product dequantizes the weight to")
+    t.add_argument("--gradient-checkpointing", action="store_true",
+                   help="recompute each layer's activations in backward instead of keeping them (less memory, slower)")
     t.add_argument("--no-packing", action="store_true",
                    help="use the model's own padded forward (default: compute on real tokens only where supported)")
     t.add_argument("--shuffle-options", action="store_true",
@@ -589,7 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _option(error: SettingError, parser: argparse.ArgumentParser) -> LoralabError:
     """A setting's error named by the option that sets it (`training.lr` -> `--lr`), where there is one."""
     name = {"task.name": "task", "task.text": "text_column", "task.text_pair": "text_pair_column",
-            "task.label": "label_column", "task.columns": "columns"}.get(error.name, error.name)
+            "task.label": "label_column", "task.columns": "columns", "quantize.method": "quantize",
+            "quantize.double_quant": "double_quant", "quantize.compute_dtype": "compute_dtype"}.get(error.name, error.name)
     for prefix, replacement in (("training.", ""), ("strategy.lora.", "lora-"), ("strategy.subspace.", "subspace-"),
                                 ("strategy.", "")):
         if name.startswith(prefix):

@@ -61,3 +61,17 @@ def test_front_skips_runs_without_a_finite_metric():
     rows[1].records[0]["valid"].pop("mse")
     assert budget_front(rows, "map@3") == [(100, 0.5)]
     assert budget_front(rows, "mse") == [(100, 1.0)]
+
+
+def test_metric_against_memory_and_time_only_for_a_ladder_of_models(tmp_path):
+    from loralab.reports import plot_metric_vs_cost
+
+    def row(i, model, peak, seconds, map3):
+        return Row(str(i), f"{model} lora", "lora", {}, [{"status": "completed", "trainable_params": 1000,
+                                                          "config": {"model": model}, "peak_memory_mb": peak,
+                                                          "train_seconds": seconds, "valid": {"map@3": map3}}])
+
+    one_model = [row(0, "minilm", 3000, 600, 0.55), row(1, "minilm", 2000, 500, 0.50)]
+    assert plot_metric_vs_cost(one_model, "map@3", tmp_path) is None
+    path = plot_metric_vs_cost(one_model + [row(2, "mpnet", 5000, 3600, 0.60)], "map@3", tmp_path)
+    assert path.name == "map3_vs_memory_and_time.png" and path.read_bytes()[:4] == b"\x89PNG"

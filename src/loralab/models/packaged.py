@@ -122,15 +122,23 @@ def _gemma3_270m() -> str:
     return gguf_folder(target, "gemma-3-270m")
 
 
+def _mpnet() -> str:
+    from loralab.models.mpnet import mpnet_folder
+
+    return mpnet_folder()
+
+
 PACKAGED: dict[str, Callable[[], str]] = {
     "minilm": _minilm,  # sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0)
     "smollm2": _smollm2,  # HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1 (Apache-2.0)
     "gemma3-270m": _gemma3_270m,  # google/gemma-3-270m, GGUF Q4_K_M: Gemma's own terms, optional, never a default
+    "mpnet": _mpnet,  # sentence-transformers/all-mpnet-base-v2 (Apache-2.0), from five packages
 }
 """Each packaged model's name (lower case) -> a function returning its local folder."""
 
 ALIASES = {"all-minilm-l6-v2": "minilm", "sentence-transformers/all-minilm-l6-v2": "minilm",
-           "smollm2-135m-instruct": "smollm2", "gemma-3-270m": "gemma3-270m"}
+           "smollm2-135m-instruct": "smollm2", "gemma-3-270m": "gemma3-270m",
+           "all-mpnet-base-v2": "mpnet", "sentence-transformers/all-mpnet-base-v2": "mpnet"}
 
 
 def packaged_folder(name: str) -> str | None:

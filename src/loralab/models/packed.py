@@ -27,6 +27,7 @@ from torch import nn
 
 from loralab.dropout import dropout
 from loralab.models import ARCHITECTURES, Head, Layer, Packed, head_class
+from loralab.training.checkpointing import run_block
 
 
 def supports(model: nn.Module) -> bool:
@@ -54,7 +55,7 @@ def packed_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Ten
         bias = encoder.encoder.compute_position_bias(ids[:1])  # (1, heads, seq, seq) relative position bias
     attend = _attention_mask(mask, bias, hidden.dtype)
     for layer in encoder.encoder.layer:
-        hidden = _LAYERS[family.layer](layer, hidden, layout, attend)
+        hidden = run_block(layer, _LAYERS[family.layer], layer, hidden, layout, attend)  # checkpointed when asked
     first = layout.first_tokens()  # (sequences,) packed row of each sequence's first token
     pooled = encoder.pooler.activation(encoder.pooler.dense(hidden.index_select(0, first)))
     logits = model.classifier(dropout(pooled, model.dropout))  # (sequences, 1)

@@ -28,13 +28,14 @@ from loralab.metrics import METRICS
 from loralab.reports.html import INTRINSIC, PAGE, Progress, read_intrinsic, report_page
 from loralab.reports.markdown import intrinsic_markdown, report_markdown
 from loralab.reports.plots import (best_per_budget, budget_front, plot_intrinsic, plot_loss_curves,
-                                   plot_metric_vs_alpha, plot_metric_vs_params)
+                                   plot_metric_vs_alpha, plot_metric_vs_cost, plot_metric_vs_params)
 from loralab.reports.rows import (Comparison, Row, Section, Verdicts, against_best, build_rows, build_sections,
                                   compare, load_records, read_manifest, short_paths)
 
 __all__ = ["Comparison", "Report", "Row", "Section", "TABLE", "Verdicts", "against_best", "best_per_budget",
            "budget_front", "build_rows", "build_sections", "compare", "intrinsic_markdown", "load_records",
-           "plot_intrinsic", "plot_loss_curves", "plot_metric_vs_alpha", "plot_metric_vs_params", "read_manifest",
+           "plot_intrinsic", "plot_loss_curves", "plot_metric_vs_alpha", "plot_metric_vs_cost",
+           "plot_metric_vs_params", "read_manifest",
            "report_markdown", "write_page", "write_report"]
 
 TABLE = "report.md"
@@ -133,6 +134,7 @@ def write_report(folder: str | Path, out: str | Path | None = None, *, metric: s
         subtitle = section.name if tag else ""
         files += [p for p in (plot_metric_vs_alpha(section.rows, section.metric, out, tag=tag, subtitle=subtitle),
                               plot_metric_vs_params(section.rows, section.metric, out, tag=tag, subtitle=subtitle),
+                              plot_metric_vs_cost(section.rows, section.metric, out, tag=tag, subtitle=subtitle),
                               plot_loss_curves(section.rows, out, tag=tag, subtitle=subtitle)) if p is not None]
     title = title or f"{info.get('experiment', folder.name)}: results"
     text = report_markdown(sections, skipped, title, info.get("description", ""), files)

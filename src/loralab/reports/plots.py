@@ -170,6 +170,36 @@ def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str =
     return _save(fig, out / _name(f"{_slug(metric)}_vs_trainable_params", tag))
 
 
+def plot_metric_vs_cost(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
+    """The metric against peak memory and against training time, one colour per row, one point per run.
+
+    Drawn only for rows on more than one base model (a ladder of model sizes), where what a run
+    costs differs by more than its strategy.
+    """
+    from matplotlib.figure import Figure
+
+    runs = [(row, r, value) for row in rows for r in row.completed if (value := metric_value(r, metric)) is not None]
+    if len({str(r.get("config", {}).get("model")) for _, r, _ in runs}) < 2:
+        return None
+    fig = Figure(figsize=(11, 4.5))
+    axes = fig.subplots(1, 2, sharey=True)
+    labels = list(dict.fromkeys(row.label for row, _, _ in runs))
+    for color, label in zip(_colors(len(labels)), labels):
+        mine = [(r, v) for row, r, v in runs if row.label == label]
+        axes[0].scatter([r["peak_memory_mb"] / 1024 for r, _ in mine], [v for _, v in mine], color=color, label=label,
+                        s=28, alpha=0.85)
+        axes[1].scatter([r["train_seconds"] / 60 for r, _ in mine], [v for _, v in mine], color=color, s=28, alpha=0.85)
+    axes[0].set_xlabel("peak memory of training (GB)")
+    axes[1].set_xlabel("training time (minutes)")
+    axes[0].set_ylabel(f"validation {metric_label(metric)}")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    _title(axes[0], f"{metric_label(metric)} against peak memory", subtitle)
+    _title(axes[1], f"{metric_label(metric)} against training time", subtitle)
+    axes[0].legend(fontsize=7)
+    return _save(fig, out / _name(f"{_slug(metric)}_vs_memory_and_time", tag))
+
+
 def _smooth(values: list[float], window: int) -> list[float]:
     out, total = [], 0.0
     for i, v in enumerate(values):

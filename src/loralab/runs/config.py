@@ -13,6 +13,7 @@ from typing import Any
 from loralab.errors import LoralabError
 from loralab.validate import SettingError, number
 from loralab.models import DEFAULT_MODEL
+from loralab.models.quantize import QuantizeConfig
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.lora import LoraConfig
 from loralab.strategies.subspace import SubspaceConfig
@@ -36,6 +37,8 @@ class RunConfig:
     """What trains, and how."""
     training: TrainConfig = field(default_factory=TrainConfig)
     """Optimisation settings."""
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    """How the frozen base weights are stored (4-bit NF4 under lora: QLoRA)."""
     train_limit: int | None = None
     """Use only the first N training examples."""
     valid_limit: int | None = None
@@ -59,6 +62,10 @@ class RunConfig:
                 raise SettingError(name, getattr(self, name), "a path or name")
         if self.valid is not None and not isinstance(self.valid, str):
             raise SettingError("valid", self.valid, "a path")
+        if self.quantize.enabled and self.strategy.strategy in (Strategy.FULL, Strategy.SUBSPACE):
+            raise SettingError("quantize.method", self.quantize.method,
+                               f"none with strategy {self.strategy.strategy.value}, which trains every base weight "
+                               "(a quantized weight cannot train; use lora for QLoRA, or attention / qv)")
         if not isinstance(self.device, str) or not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise LoralabError(f"invalid device={self.device!r}: expected auto, cpu or cuda[:N]")
 
@@ -84,7 +91,8 @@ class RunConfig:
                                              subspace=subspace, **strategy)
             training = TrainConfig(**data.pop("training", {}))
             task = TaskConfig(**data.pop("task", {}))  # records from before tasks existed: auto, i.e. their own
-            return cls(strategy=strategy_config, training=training, task=task, **data)
+            quantize = QuantizeConfig(**data.pop("quantize", {}))  # records from before quantization: none
+            return cls(strategy=strategy_config, training=training, task=task, quantize=quantize, **data)
         except (TypeError, AttributeError) as e:
             raise LoralabError(f"invalid run configuration: {e}") from None
 

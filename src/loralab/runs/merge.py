@@ -5,7 +5,9 @@ latency"): once every `LoraLinear` is merged and replaced by the `nn.Linear` it 
 has exactly the base architecture and parameter names, so `transformers` loads the folder with no
 loralab installed and runs it at the base model's speed. The selection strategies (full,
 attention, qv) train weights in place, so there is nothing to merge: their model is saved as is.
-The random subspace is merged by evaluating W0 + P theta once and keeping the result. Each merge
+The random subspace is merged by evaluating W0 + P theta once and keeping the result. A run on a
+quantized base (QLoRA) is first dequantized: each 4- or 8-bit layer becomes the float layer it
+computes with, dequant(Q(W0)), so the folder holds plain float32 weights (see README, "QLoRA"). Each merge
 lives with its strategy, in the table `loralab.strategies.STRATEGIES`; this module turns a run
 folder into a model folder.
 """
@@ -21,6 +23,7 @@ from torch import nn
 from loralab import __version__
 from loralab.runs.artifacts import write_json
 from loralab.errors import LoralabError
+from loralab.models.quantize import dequantize_model
 from loralab.strategies import STRATEGIES, Strategy
 
 PROVENANCE = "loralab_merge.json"
@@ -28,6 +31,7 @@ PROVENANCE = "loralab_merge.json"
 
 def merge_into_base(model: nn.Module, strategy: Strategy) -> nn.Module:
     """Turn `model`, adapted by `strategy`, into the plain base architecture in place; returns it."""
+    dequantize_model(model)
     STRATEGIES[Strategy.parse(strategy)].merge(model)
     leftover = [name for name, m in model.named_modules() if type(m).__module__.startswith("loralab.")]
     if leftover:
@@ -55,6 +59,7 @@ def merge_run(run_dir: str | Path, out_dir: str | Path) -> Path:
         write_json(tmp / PROVENANCE, {
             "merged_from": str(Path(run_dir).resolve()),
             "strategy": loaded.config.strategy.strategy.value,
+            **({"dequantized": loaded.record.get("quantization")} if loaded.config.quantize.enabled else {}),
             "base_model": loaded.record.get("base_model"),
             "loralab_version": __version__,
         })

@@ -23,6 +23,7 @@ from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
 from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, load_tokenizer, model_type,
                             offline_environment, pad_token_id, resolve_model)
+from loralab.models.quantize import quantize_model
 from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
 from loralab.runs.peft import PeftAdapter, apply_peft_adapter, read_peft_adapter
 from loralab.strategies import Strategy, apply_strategy
@@ -104,6 +105,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         report = apply_peft_adapter(model, adapter)
     else:
         report = apply_strategy(model, config.strategy)
+    quantization = quantize_model(model, config.quantize)  # the frozen base weights, after the strategy chose them
     model.to(device)
     record: dict[str, Any] = {
         "status": "running",
@@ -121,6 +123,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "trainable_params": report.trainable_params,
         "total_params": report.total_params,
         "adapted_modules": len(report.adapted_modules),
+        **({"quantization": quantization.to_dict()} if quantization else {}),
         "train_examples": len(train_examples),
         "data": data_identity(config),
         **({"started_from_adapter": str(adapter.path)} if adapter is not None else {}),
@@ -205,6 +208,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
             f"now loads weights with fingerprint {fingerprint(model)}; refusing to apply it to a different model"
         )
     apply_strategy(model, config.strategy)
+    quantize_model(model, config.quantize)  # deterministic: the same quantized base the run trained on
     load_state_into(model, tensors, run_dir / record.get("weights", WEIGHTS), required=_trained_state(model))
     device_ = resolve_device(device)
     model.to(device_).eval()
@@ -249,12 +253,13 @@ def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: s
                       space=adapter.space)
     base_fingerprint = fingerprint(base)
     apply_peft_adapter(base, adapter)
+    quantize_model(base, adapter.quantize)
     device_ = resolve_device(device)
     base.to(device_).eval()
     tokenizer = load_tokenizer(name, offline=offline, trust_remote_code=trust_remote_code)
     # The run this adapter would start: scoring reads the model and max_length from it.
     config = RunConfig(train="", model=name, strategy=adapter.strategy, offline=offline,
-                       trust_remote_code=trust_remote_code)
+                       trust_remote_code=trust_remote_code, quantize=adapter.quantize)
     record = {"adapter": str(adapter.path), "strategy": Strategy.LORA.value, "task": task.name,
               "base_model": {"name": name, "path": resolve_model(name), "fingerprint": base_fingerprint}}
     return LoadedRun(base, tokenizer, config, record, device_, task, adapter.space)

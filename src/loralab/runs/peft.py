@@ -12,7 +12,9 @@ names differ:
     classifier.weight (task head)            base_model.model.classifier.weight   (modules_to_save)
 
 peft has no multiple-choice task type, so the head travels as `modules_to_save` with
-`task_type=None`. peft records no fingerprint of the base weights; loralab puts one in the
+`task_type=None`. A run on a quantized base (QLoRA) exports the same adapter; peft applies it to
+its own quantized base, loaded with the matching `BitsAndBytesConfig` (`bnb_config`), which
+keeps the head in float (`llm_int8_skip_modules`) as loralab does. peft records no fingerprint of the base weights; loralab puts one in the
 safetensors header, where peft ignores it, and checks it when it finds one.
 """
 
@@ -33,6 +35,7 @@ from loralab import __version__
 from loralab.runs.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
 from loralab.errors import LoralabError
 from loralab.models import architecture, fingerprint, is_decoder, is_head
+from loralab.models.quantize import QuantizeConfig
 from loralab.names import has_prefix, has_suffix
 from loralab.strategies import Strategy, StrategyConfig, StrategyReport, apply_strategy
 from loralab.strategies.lora import LoraConfig, LoraLinear
@@ -43,9 +46,10 @@ PREFIX = "base_model.model."
 FINGERPRINT_KEY = "loralab_base_fingerprint"
 TASK_KEY, SPACE_KEY = "loralab_task", "loralab_label_space"  # which head: safetensors metadata peft ignores
 SCORING_KEY = "loralab_scoring"  # a decoder's multiple choice: letter or likelihood
+QUANTIZE_KEY = "loralab_quantize"  # the quantized base the adapter was trained on
 
 # The packaged model's alias is loralab's; peft users know it by its hub name.
-_HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+_HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 
 # peft features loralab's LoraLinear does not compute: (config field, test for "in use", why refused).
 _UNSUPPORTED: tuple[tuple[str, Any, str], ...] = (
@@ -83,6 +87,8 @@ class PeftAdapter:
     """The task's label space (a classification adapter's labels), from loralab's metadata."""
     scoring: str | None = None
     """How a decoder's adapter scores multiple choice (letter, likelihood), from loralab's metadata."""
+    quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)
+    """The quantized base it was trained on (loralab's metadata; none otherwise)."""
 
     @property
     def strategy(self) -> StrategyConfig:
@@ -152,6 +158,8 @@ def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
     metadata[SPACE_KEY] = json.dumps(loaded.space)
     if getattr(loaded.task, "scoring", None):
         metadata[SCORING_KEY] = loaded.task.scoring
+    if loaded.config.quantize.enabled:
+        metadata[QUANTIZE_KEY] = json.dumps(dataclasses.asdict(loaded.config.quantize))
     # Weights first: a folder whose config exists always has its weights beside it.
     save_weights(out_dir / WEIGHTS, peft_state(loaded.model), metadata)
     write_json(out_dir / CONFIG, peft_config(loaded.model, strategy.lora, base))
@@ -211,9 +219,34 @@ def read_peft_adapter(adapter_dir: str | Path) -> PeftAdapter:
         space = json.loads(metadata.get(SPACE_KEY, "{}"))
     except json.JSONDecodeError:
         raise LoralabError(f"{weights_path}: metadata {SPACE_KEY} is not JSON") from None
+    try:
+        quantize = QuantizeConfig(**json.loads(metadata.get(QUANTIZE_KEY, "{}")))
+    except (json.JSONDecodeError, TypeError, LoralabError) as e:
+        raise LoralabError(f"{weights_path}: metadata {QUANTIZE_KEY} is not a quantization setting ({e})") from None
     return PeftAdapter(adapter_dir, lora, tensors, head, config.get("base_model_name_or_path"),
                        metadata.get(FINGERPRINT_KEY), metadata.get(TASK_KEY, "multiple-choice"), space,
-                       metadata.get(SCORING_KEY))
+                       metadata.get(SCORING_KEY), quantize)
+
+
+def bnb_config(quantize: QuantizeConfig, head: tuple[str, ...]):
+    """transformers' `BitsAndBytesConfig` that loads a base quantized as loralab quantizes it (None: float base).
+
+    Both quantize every linear layer outside the head with bitsandbytes' own functions, blocks of
+    64, so the codes are the same bits; the head stays float (`llm_int8_skip_modules`).
+    """
+    if not quantize.enabled:
+        return None
+    import transformers
+
+    from loralab.models.quantize import COMPUTE_DTYPES
+
+    if quantize.method == "int8":
+        return transformers.BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=0.0,
+                                               llm_int8_skip_modules=list(head))
+    return transformers.BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quantize.method,
+                                           bnb_4bit_use_double_quant=quantize.double_quant,
+                                           bnb_4bit_compute_dtype=COMPUTE_DTYPES[quantize.compute_dtype],
+                                           llm_int8_skip_modules=list(head))
 
 
 def apply_peft_adapter(model: nn.Module, adapter: PeftAdapter) -> StrategyReport:

@@ -11,7 +11,10 @@ model's speed; `unmerge()` takes it out again. Both are explicit and idempotent.
 merges for good: it also puts each base layer back in its adapter's place.
 
 The base is an `nn.Linear`, or transformers' `Conv1D` (GPT-2), which computes the same x W0^T + b but
-stores W0 transposed, as (in, out); A and B keep their shapes either way.
+stores W0 transposed, as (in, out); A and B keep their shapes either way. With `--quantize` the base
+becomes a bitsandbytes 4- or 8-bit layer after the adapters are built (`loralab.models.quantize`:
+QLoRA); A and B stay float32, and `merge()` first turns the base back into the float layer it
+computes with, then adds the update.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from torch import nn
 from loralab.dropout import dropout
 from loralab.errors import LoralabError
 from loralab.models import is_linear
+from loralab.models.quantize import dequantize, is_quantized
 from loralab.validate import SettingError, names, number
 
 
@@ -116,8 +120,9 @@ class LoraLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.merged:
             return self.base(x)
-        # A Conv1D always takes the second path: its own product then gives, with B = 0, its output bit for bit.
-        fused = not self.transposed and (isinstance(self.dropout, nn.Identity) or not self.training)
+        # A Conv1D or a quantized base always takes the second path: its own product then gives, with B = 0,
+        # its output bit for bit (a quantized W0 has no float tensor to add B A to).
+        fused = type(self.base) is nn.Linear and (isinstance(self.dropout, nn.Identity) or not self.training)
         if fused and not torch.is_autocast_enabled(x.device.type):
             # Without dropout, W0 x + s B A x = (W0 + s B A) x: one product, no (..., out) update tensor.
             return _MergedLinear.apply(x, self.base.weight, self.base.bias, self.lora_A, self.lora_B, self.scaling)
@@ -130,6 +135,8 @@ class LoraLinear(nn.Module):
     @torch.no_grad()
     def merge(self) -> None:
         if not self.merged:
+            if is_quantized(self.base):
+                self.base = dequantize(self.base)  # dequant(Q(W0)): the weight the unmerged layer computes with
             self.weight().add_(self.delta_weight())  # in place through the view: into the base layer's own tensor
             self.merged = True
 

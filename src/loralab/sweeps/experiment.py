@@ -72,6 +72,10 @@ ALIASES = {
     "warmup_ratio": "training.warmup_ratio",
     "weight_decay": "training.weight_decay",
     "packed": "training.packed",
+    "gradient_checkpointing": "training.gradient_checkpointing",
+    "quantize": "quantize.method",
+    "double_quant": "quantize.double_quant",
+    "compute_dtype": "quantize.compute_dtype",
     "divergence_factor": "training.divergence_factor",
     "divergence_window": "training.divergence_window",
     "shuffle_options": "training.shuffle_options",
@@ -80,7 +84,7 @@ ALIASES = {
 # Short names for folder names; any other setting uses the last part of its dotted name.
 _SHORT = {"strategy.lora.r": "r", "strategy.lora.alpha": "alpha", "strategy.lora.dropout": "dropout",
           "strategy.train_head": "head", "strategy.subspace.dim": "d", "training.seed": "seed", "training.batch_size": "bs",
-          "training.max_length": "len"}
+          "training.max_length": "len", "quantize.method": "quantize", "training.gradient_checkpointing": "ckpt"}
 _PATHS = ("train", "valid", "model")
 _WITH_THE_DATA = ("valid", "task.name", "task.text", "task.text_pair", "task.label", "task.columns")
 _ENTRY_KEYS = ("name", "grid", "seeds")

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
 from loralab.tasks.batching import batches
+from loralab.training.checkpointing import checkpointing
 from loralab.training.distributed import SINGLE, DataParallel
 from loralab.validate import SettingError, number
 
@@ -61,6 +62,8 @@ class TrainConfig:
     """Compute on real tokens only where loralab.models.packed supports the model (off: the model's padded forward)."""
     shuffle_options: bool = False
     """Multiple choice by letter (decoders): show each question's options in a new random order every epoch."""
+    gradient_checkpointing: bool = False
+    """Keep only each layer's input and recompute the layer in backward (less activation memory, one more forward)."""
 
     divergence_factor: float = 10.0
     """A run diverges when its median loss over a window of steps is above this many times the first step's
@@ -86,7 +89,7 @@ class TrainConfig:
         check("theta_lr", low=0, low_open=True, optional=True)
         check("divergence_factor", low=0)
         check("divergence_window", integer=True, low=1)
-        for name in ("group_by_length", "packed", "shuffle_options"):
+        for name in ("group_by_length", "packed", "shuffle_options", "gradient_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingError(f"training.{name}", getattr(self, name), "true or false")
 
@@ -258,7 +261,7 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
     model.train()
     bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
     start = time.perf_counter()
-    with PeakMemory(device) as memory:
+    with checkpointing(model, config.gradient_checkpointing), PeakMemory(device) as memory:
         step_start, step_loss, step_tokens, micro = time.perf_counter(), 0.0, 0, 0
         while result.steps < total_steps and result.status == "completed":
             for index, (batch, share) in enumerate(epoch()):
