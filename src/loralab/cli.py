@@ -56,7 +56,7 @@ def _train(args: argparse.Namespace) -> None:
                            warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_length=args.max_length,
                            seed=args.seed, max_steps=args.max_steps, packed=not args.no_packing,
                            divergence_factor=args.divergence_factor, divergence_window=args.divergence_window,
-                           theta_lr=args.theta_lr)
+                           theta_lr=args.theta_lr, precision=args.precision)
     if args.adapter:
         from loralab.runs.peft import read_peft_adapter
 
@@ -346,6 +346,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--divergence-factor", type=float, default=10.0,
                    help="diverged when the loss stays above this many times the first step's loss (0: NaN/inf only)")
     t.add_argument("--divergence-window", type=int, default=10, help="... for this many consecutive steps")
+    t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: bf16 compute (autocast), fp32 master weights and optimizer state")
     t.add_argument("--no-packing", action="store_true",
                    help="use the model's own padded forward (default: compute on real tokens only where supported)")
     t.add_argument("--train-limit", type=int, help="use only the first N training examples")

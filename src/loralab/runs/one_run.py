@@ -141,7 +141,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         valid_items = task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
         record["valid"] = evaluate(model, valid_items, task=task, pad_id=pad_id,
                                    batch_size=config.training.eval_batch_size, device=device, progress=progress,
-                                   packed=config.training.packed)
+                                   packed=config.training.packed, precision=config.training.precision)
         record["valid"]["path"] = str(config.valid)
     write_json(out_dir / RECORD, record)
     return record

@@ -71,6 +71,7 @@ ALIASES = {
     "warmup_ratio": "training.warmup_ratio",
     "weight_decay": "training.weight_decay",
     "packed": "training.packed",
+    "precision": "training.precision",
     "divergence_factor": "training.divergence_factor",
     "divergence_window": "training.divergence_window",
 }

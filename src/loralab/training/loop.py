@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
 from loralab.tasks.batching import batches
+from loralab.training.precision import PRECISIONS, autocast
 from loralab.validate import SettingError, number
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ class TrainConfig:
     """Peak learning rate of a random subspace's theta (None: `lr`); the head and SAID scales keep `lr`."""
     packed: bool = True
     """Compute on real tokens only where loralab.models.packed supports the model (off: the model's padded forward)."""
+    precision: str = "fp32"
+    """'fp32', or 'bf16': bf16 compute under autocast, fp32 master weights and optimizer state
+    (`loralab.training.precision`); evaluation after training computes the same way."""
 
     divergence_factor: float = 10.0
     """A run diverges when its median loss over a window of steps is above this many times the first step's
@@ -83,6 +87,8 @@ class TrainConfig:
         check("theta_lr", low=0, low_open=True, optional=True)
         check("divergence_factor", low=0)
         check("divergence_window", integer=True, low=1)
+        if self.precision not in PRECISIONS:
+            raise SettingError("training.precision", self.precision, " or ".join(PRECISIONS))
         for name in ("group_by_length", "packed"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingError(f"training.{name}", getattr(self, name), "true or false")
@@ -244,7 +250,8 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
                                     shuffle=True, generator=generator, group_by_length=config.group_by_length)
             for index, batch in enumerate(epoch_batches):
                 batch = {k: v.to(device) for k, v in batch.items()}
-                loss = task.loss(model, batch, config.packed)
+                with autocast(config.precision, device):
+                    loss = task.loss(model, batch, config.packed)
                 (loss / config.grad_accum).backward()
                 step_loss += loss.item() / config.grad_accum
                 result.tokens += int(batch["attention_mask"].sum())
@@ -283,13 +290,14 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
 
 @torch.no_grad()
 def score(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: int, batch_size: int = 32,
-          device: str | torch.device = "cpu", progress: bool = False, packed: bool = True) -> list[list[float]]:
+          device: str | torch.device = "cpu", progress: bool = False, packed: bool = True,
+          precision: str = "fp32") -> list[list[float]]:
     """Each example's outputs (option scores, label logits or the predicted value), in file order."""
     model.eval()
     outputs = []
     total = math.ceil(len(items) / batch_size)
     # Parametrized weights (the random subspace) are computed once for the whole pass, not per batch.
-    with parametrize.cached():
+    with parametrize.cached(), autocast(precision, device):
         for batch in tqdm(batches(items, batch_size, functools.partial(task.collate, pad_id=pad_id)), total=total,
                           desc="score", unit="batch", disable=not progress):
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -298,8 +306,9 @@ def score(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: i
 
 
 def evaluate(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: int, batch_size: int = 32,
-             device: str | torch.device = "cpu", progress: bool = False, packed: bool = True) -> dict[str, float]:
+             device: str | torch.device = "cpu", progress: bool = False, packed: bool = True,
+             precision: str = "fp32") -> dict[str, float]:
     """The task's metrics over examples with known labels."""
     outputs = score(model, items, task=task, pad_id=pad_id, batch_size=batch_size, device=device, progress=progress,
-                    packed=packed)
+                    packed=packed, precision=precision)
     return task.scores(outputs, task.targets(items))
