@@ -41,7 +41,7 @@ def child(args, how: str, dropout: float) -> dict:
     base, tokenizer, items = common.load(args)
     torch.manual_seed(args.seed)
     runner = Runner(common.build(base, how, dropout), TrainConfig(batch_size=args.batch_size, seed=args.seed), device,
-                    packed=how != "peft")
+                    packed=how != "peft", precision=args.precision)
     del base
     groups = common.groups(items, args)
     before = _current_mb(device)
@@ -77,6 +77,7 @@ def main(argv=None):
     kind = "max allocated (CUDA)" if device.type == "cuda" else "peak RSS"
     record = {"benchmark": "memory", "command": "python benchmarks/memory.py " + " ".join(forwarded),
               "machine": common.machine(device), "measure": kind, "model": args.model, "batch_size": args.batch_size,
+              "precision": args.precision,
               "steps": args.batches * args.rounds,
               "ratios": {"lora_peak_over_full": results["lora"]["peak_over_full"],
                          "lora_added_over_full": results["lora"]["added_over_full"]},
@@ -91,7 +92,7 @@ def main(argv=None):
         "'added' = peak minus the memory held before the first step (activations, gradients, optimizer state).",
         common.table(["variant", "trainable", "peak MB", "peak / full", "added MB", "added / full"], rows),
     ]) + "\n"
-    common.write(args.name, record, markdown, args.no_write)
+    common.write(args.name, record, markdown, args.no_write, args.results)
     return record
 
 

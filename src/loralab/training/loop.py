@@ -178,7 +178,10 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig, groups: ParamGroups 
     optimizer_groups = [{"params": decay, "weight_decay": config.weight_decay},
                         {"params": no_decay, "weight_decay": 0.0}]
     optimizer_groups += [{"params": params, "weight_decay": 0.0, "lr": lr} for lr, params in own]
-    return torch.optim.AdamW([g for g in optimizer_groups if g["params"]], lr=config.lr)
+    optimizer_groups = [g for g in optimizer_groups if g["params"]]
+    # On a GPU, AdamW's fused kernel updates every tensor in one launch; elsewhere torch's default (foreach).
+    fused = all(p.is_cuda for g in optimizer_groups for p in g["params"]) or None
+    return torch.optim.AdamW(optimizer_groups, lr=config.lr, fused=fused)
 
 
 def runaway_loss(losses: list[float], config: TrainConfig, *, finished: bool = False) -> str | None:
