@@ -80,16 +80,24 @@ class _Current:
     token: torch.Tensor | None = None
     """Autograd's link from every shifted weight back to theta (None: computed without grad)."""
     grad: torch.Tensor | None = None
-    """The weights' gradient, flat (D,), filled tensor by tensor during backward."""
+    """The weights' gradient, flat (D,), filled tensor by tensor during backward (a reused buffer)."""
     written: set = field(default_factory=set)
     """The tensors whose gradient `grad` holds in this backward pass."""
 
 
 class _Holder:
-    """Keeps `_Current` out of deepcopy and pickling: it is a cache, rebuilt on first use."""
+    """The cache: the current `_Current`, and two D-sized buffers that every step reuses (allocating
+    fresh ones costs page faults over all D weights, twice a step). Kept out of deepcopy and pickling."""
 
     def __init__(self):
         self.current: _Current | None = None
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def buffer(self, name: str, like: torch.Tensor, size: int) -> torch.Tensor:
+        held = self.buffers.get(name)
+        if held is None or held.shape[0] != size or held.device != like.device or held.dtype != like.dtype:
+            held = self.buffers[name] = like.new_empty(size)
+        return held
 
     def __deepcopy__(self, memo):
         return _Holder()
@@ -98,7 +106,7 @@ class _Holder:
         return {}
 
     def __setstate__(self, state):
-        self.current = None
+        self.__init__()
 
 
 class Subspace(nn.Module):
@@ -135,7 +143,10 @@ class Subspace(nn.Module):
         current = self._cache.current
         if current is None or current.key != key:
             with torch.no_grad(), torch.autocast(theta.device.type, enabled=False):  # P theta in full precision
-                current = _Current(key, self.projection.project(theta.detach()))
+                # Written in place: a graph still holding the old rows (SAID saves them) then fails loudly on
+                # backward, through autograd's version check, instead of using the new values.
+                delta = self.projection.project(theta.detach(), out=self._cache.buffer("delta", theta, self.total))
+                current = _Current(key, delta, grad=self._cache.buffer("grad", theta, self.total))
             self._cache.current = current
         if current.token is None and theta.requires_grad and torch.is_grad_enabled():
             current.token = _Project.apply(theta, self, current)
@@ -188,8 +199,6 @@ class _Project(torch.autograd.Function):
     @staticmethod
     def backward(ctx, _token_grad):
         current, subspace = ctx.current, ctx.subspace
-        if current.grad is None:
-            return None, None, None
         for index, (start, end) in enumerate(subspace.ranges):
             if index not in current.written:  # a tensor this pass never reached: no gradient
                 current.grad[start:end].zero_()
@@ -204,7 +213,7 @@ class _Shifted(torch.autograd.Function):
     @staticmethod
     def forward(ctx, token, original, rows, scale, current, index, span):
         ctx.current, ctx.index, ctx.span = current, index, span
-        ctx.save_for_backward(rows, scale)
+        ctx.save_for_backward(rows if scale is not None else None, scale)  # rows only for the scale's gradient
         delta = rows if scale is None else rows * scale
         return original + delta.to(original.dtype)
 
@@ -212,8 +221,6 @@ class _Shifted(torch.autograd.Function):
     def backward(ctx, grad):
         rows, scale = ctx.saved_tensors
         current, index = ctx.current, ctx.index
-        if current.grad is None:
-            current.grad = rows.new_empty(current.delta.shape)  # (D,), reused every step
         start, end = ctx.span
         flat = (grad if scale is None else grad * scale).reshape(-1).to(current.grad.dtype)
         if index in current.written:  # tied weights: one tensor of the subspace used twice

@@ -108,8 +108,8 @@ class DenseProjection(nn.Module):
         start, end = self.ranges[index]
         return self.matrix[start:end] @ theta
 
-    def project(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.matrix @ theta  # (D,)
+    def project(self, theta: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.mv(self.matrix, theta, out=out)  # (D,)
 
     def project_t(self, grad: torch.Tensor) -> torch.Tensor:
         return grad @ self.matrix  # (d,)
@@ -148,8 +148,8 @@ class SparseProjection(nn.Module):
         block = getattr(self, f"rows_{index}")
         return torch.sparse.mm(block, theta.unsqueeze(1)).squeeze(1)
 
-    def project(self, theta: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self(theta, i) for i in range(len(self.ranges))])  # (D,)
+    def project(self, theta: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat([self(theta, i) for i in range(len(self.ranges))], out=out)  # (D,)
 
     def project_t(self, grad: torch.Tensor) -> torch.Tensor:
         out = grad.new_zeros(self.dim)
@@ -195,14 +195,17 @@ class FastfoodProjection(nn.Module):
         rows = blocks if device.type != "cpu" else max(1, CHUNK_BYTES // (4 * self.n))
         return [(lo, min(lo + rows, blocks)) for lo in range(0, blocks, rows)]
 
-    def project(self, theta: torch.Tensor) -> torch.Tensor:
-        padded = nn.functional.pad(theta, (0, self.n - theta.shape[0]))  # (n,)
-        out = theta.new_empty(self.signs.shape)  # (blocks, n)
+    def project(self, theta: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """P theta, (D,), into `out` when given."""
+        n, total = self.n, self.total
+        padded = nn.functional.pad(theta, (0, n - theta.shape[0]))  # (n,)
+        out = theta.new_empty(total) if out is None else out
         for lo, hi in self._chunks(theta.device):
             x = hadamard(self.signs[lo:hi] * padded)  # H B theta', (rows, n)
             x = torch.gather(x, 1, self.permutation[lo:hi]).mul_(self.gauss[lo:hi])  # G Pi
-            out[lo:hi] = hadamard(x)
-        return out.view(-1)[: self.total]  # (D,)
+            x = hadamard(x).view(-1)  # (rows * n,)
+            out[lo * n : hi * n] = x[: min(hi * n, total) - lo * n]  # the last block is cut at D
+        return out
 
     def project_t(self, grad: torch.Tensor) -> torch.Tensor:
         out = grad.new_zeros(self.n)
