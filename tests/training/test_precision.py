@@ -61,3 +61,45 @@ def test_bf16_loss_and_scores_are_the_fp32_ones_within_bf16_rounding():
 def test_precision_is_validated_by_name():
     with pytest.raises(LoralabError, match="training.precision.*fp16"):
         TrainConfig(precision="fp16")
+
+
+def test_precision_is_a_run_setting_an_experiment_key_and_recorded(tmp_path):
+    from pathlib import Path
+
+    from loralab.runs.config import RunConfig
+    from loralab.sweeps.experiment import load_experiment
+
+    experiment = tmp_path / "bf16.yaml"
+    experiment.write_text("base: {train: train.csv}\nruns:\n  - {name: a, strategy: lora, precision: bf16}\n"
+                          "  - {name: b, strategy: lora, precision: fp16}\n")
+    with pytest.raises(LoralabError, match="precision"):
+        load_experiment(experiment)
+    experiment.write_text("base: {train: train.csv}\nruns:\n  - {name: a, strategy: lora, precision: bf16}\n")
+    (run,) = load_experiment(experiment).runs
+    assert run.config.training.precision == "bf16" and "precision-bf16" in run.folder
+    record = run.config.to_dict()
+    assert record["training"]["precision"] == "bf16" and run.config.flat()["training.precision"] == "bf16"
+    assert RunConfig.from_dict(record) == run.config
+    old = dict(record, training={k: v for k, v in record["training"].items() if k != "precision"})
+    assert RunConfig.from_dict(old).training.precision == "fp32"  # records from before precision existed
+    assert Path(run.config.train).name == "train.csv"
+
+
+def test_cli_trains_in_bf16_and_records_it(tmp_path, science_exam):
+    import json
+    import subprocess
+    import sys
+
+    from loralab.models import load_tokenizer
+    from run_fixtures import save_tiny_bert
+
+    model = save_tiny_bert(tmp_path / "tiny", load_tokenizer("minilm"))
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "loralab.cli", "train", "--train", science_exam / "train.csv", "--valid",
+            science_exam / "valid.csv", "--train-limit", 8, "--valid-limit", 4, "--model", model, "--strategy", "lora",
+            "--max-length", 32, "--batch-size", 4, "--precision", "bf16", "--threads", 1, "--quiet", "--out", out]
+    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "completed" and record["hyperparameters"]["training.precision"] == "bf16"
+    assert record["config"]["training"]["precision"] == "bf16" and 0 <= record["valid"]["map@3"] <= 1
