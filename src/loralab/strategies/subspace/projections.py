@@ -1,9 +1,9 @@
 """Random projections P in R^(D x d) for subspace training, rebuilt from a seed and never stored.
 
 Each is built for the sizes of the subspace tensors, laid end to end as one flat vector of D
-weights: `project(theta)` is all of P theta (D,), `project_t(g)` is P^T g (d,), the gradient's way
-back, and calling it with (theta, index) gives one tensor's rows of P theta. The columns of P have unit length,
-so a step in theta moves the weights by the same distance whatever D is.
+weights: `project(theta)` is all of P theta (D,), `project_t(g)` is P^T g (d,), the gradient's
+way back, and calling it with (theta, index) gives one tensor's rows of P theta. The columns of P
+have unit length, so a step in theta moves the weights by the same distance whatever D is.
 
 - dense:    Gaussian entries, each column normalised. O(D d) memory: small networks only.
 - sparse:   +-1/sqrt(k) entries, k = sqrt(D) per column (Li, Hastie & Church 2006, "Very Sparse
@@ -64,10 +64,9 @@ def hadamard(x: torch.Tensor) -> torch.Tensor:
     factors = [1 << (bits * (i + 1) // stages - bits * i // stages) for i in range(stages)]
     m = x.numel() // n
     y = x.reshape(m, n)
-    before = n
-    for f in factors:  # the axis of f sits between `outer` and `inner` positions of each row
-        before //= f
-        inner = before
+    inner = n
+    for f in factors:  # a row viewed as (outer, f, inner): f's axis, with the axes before and after it
+        inner //= f
         if inner == 1:
             y = y.reshape(-1, f) @ _sylvester(f, y.dtype, y.device)  # (m * n / f, f): H_f on the last axis
         else:
