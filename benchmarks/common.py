@@ -40,6 +40,9 @@ def parser(description: str, default_name: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default=default_name, help="result file stem under benchmarks/results/")
     p.add_argument("--no-write", action="store_true", help="print the JSON only")
+    p.add_argument("--results", default=str(RESULTS), help="folder the JSON and Markdown go to")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: every variant computes under bf16 autocast (fp32 master weights)")
     return p
 
 
@@ -138,11 +141,13 @@ def build(base: torch.nn.Module, variant: str, lora_dropout: float = 0.0) -> tor
 
 def _prepared(base: torch.nn.Module, variant: str, lora_dropout: float) -> torch.nn.Module:
     model = copy.deepcopy(base)
-    if variant == "subspace":
+    if variant in ("subspace", "subspace-reference"):
         from loralab.strategies import StrategyConfig, apply_strategy
         from loralab.strategies.subspace import SubspaceConfig
 
-        apply_strategy(model, StrategyConfig(variant, subspace=SubspaceConfig(**SUBSPACE)))
+        apply_strategy(model, StrategyConfig("subspace", subspace=SubspaceConfig(**SUBSPACE)))
+        if variant == "subspace-reference":
+            _original_transform(model)
         return model
     if variant == "peft":
         from peft import LoraConfig as PeftLoraConfig, get_peft_model
@@ -161,6 +166,28 @@ def _prepared(base: torch.nn.Module, variant: str, lora_dropout: float) -> torch
     return model
 
 
+def _original_transform(model: torch.nn.Module) -> None:
+    """Make a Fastfood subspace compute W0 + P theta as loralab first did: per tensor, pass by pass,
+    with autograd through every step (the reference kept in tests/strategies/subspace), for timing
+    the transform before and after in one run."""
+    from torch.nn.utils import parametrize
+
+    sys.path.insert(0, str(ROOT / "tests" / "strategies" / "subspace"))
+    import reference_fastfood
+
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for plist in module.parametrizations.values():
+                shift = plist[0]
+                subspace = shift._subspace[0]
+
+                def forward(original, shift=shift, subspace=subspace):
+                    rows = reference_fastfood.rows(subspace.projection, subspace.theta, shift.index)
+                    return original + rows.view(original.shape).to(original.dtype)
+
+                shift.forward = forward
+
+
 def sync(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -171,14 +198,15 @@ def median(values) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def write(name: str, record: dict, markdown: str, no_write: bool = False) -> None:
+def write(name: str, record: dict, markdown: str, no_write: bool = False, folder: str | Path = RESULTS) -> None:
     print(json.dumps(record, indent=2))
     if no_write:
         return
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / f"{name}.md").write_text(markdown)
-    print(f"wrote {RESULTS / name}.json and .md", file=sys.stderr)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (folder / f"{name}.md").write_text(markdown)
+    print(f"wrote {folder / name}.json and .md", file=sys.stderr)
 
 
 def machine_lines(info: dict) -> str:

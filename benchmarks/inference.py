@@ -21,6 +21,7 @@ import common  # noqa: E402
 from loralab.tasks.multiple_choice import collate  # noqa: E402
 from loralab.strategies.lora import lora_layers, merge  # noqa: E402
 from loralab.tasks.multiple_choice import choice_logits  # noqa: E402
+from loralab.training.precision import autocast  # noqa: E402
 
 
 def main(argv=None):
@@ -44,7 +45,7 @@ def main(argv=None):
     with torch.no_grad():
         agree = torch.allclose(choice_logits(merged, batches[0]), choice_logits(unmerged, batches[0]), atol=1e-4)
     labels, paired = list(models), []
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(args.precision, device):
         for round_ in range(args.rounds):
             for b, batch in enumerate(batches):
                 shift = (round_ * len(batches) + b) % len(labels)
@@ -61,7 +62,7 @@ def main(argv=None):
               "unmerged_over_base": results["lora-unmerged"]["over_base"]}
     record = {"benchmark": "inference", "command": "python benchmarks/inference.py " + " ".join(sys.argv[1:] if argv is None else argv),
               "machine": common.machine(device), "model": args.model, "batch_size": args.batch_size,
-              "paired_batches": len(paired), "merged_equals_unmerged": bool(agree), "ratios": ratios, "variants": results}
+              "precision": args.precision, "paired_batches": len(paired), "merged_equals_unmerged": bool(agree), "ratios": ratios, "variants": results}
     markdown = "\n\n".join([
         f"# LoRA inference, merged and unmerged, against the base model ({args.model}, batch {args.batch_size} questions)",
         f"`{record['command']}`",
@@ -70,7 +71,7 @@ def main(argv=None):
         f"Merged logits equal unmerged (atol 1e-4): {agree}.",
         common.table(["model", "seconds / batch", "/ base"], [[k, r["seconds"], r["over_base"]] for k, r in results.items()]),
     ]) + "\n"
-    common.write(args.name, record, markdown, args.no_write)
+    common.write(args.name, record, markdown, args.no_write, args.results)
     return record
 
 

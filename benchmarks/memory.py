@@ -53,7 +53,8 @@ def child(args, how: str, dropout: float) -> dict:
     float_bytes = _bytes(base)
     torch.manual_seed(args.seed)
     model = common.build(base, how, dropout)
-    runner = Runner(model, TrainConfig(batch_size=args.batch_size, seed=args.seed), device, packed=how != "peft")
+    runner = Runner(model, TrainConfig(batch_size=args.batch_size, seed=args.seed), device, packed=how != "peft",
+                    precision=args.precision)
     del base
     _trim()  # the copied-from base and replaced float weights: freed, and handed back to the OS
     groups = common.groups(items, args)
@@ -153,6 +154,7 @@ def main(argv=None):
     record = {"benchmark": "memory", "command": "python benchmarks/memory.py " + " ".join(forwarded),
               "machine": common.machine(device), "measure": kind, "model": args.model, "batch_size": args.batch_size,
               "max_length": args.max_length, "steps": args.batches * args.rounds, "quantize": common.QUANTIZE,
+              "precision": args.precision,
               "ratios": ratios, "variants": results}
     rows = [[k, r["trainable_params"], r["peak_mb"], r["peak_over_full"], r["added_mb"], r["added_over_full"],
              r["weight_bytes"] / 2**20, r["step_seconds"]] for k, r in results.items()]
@@ -168,7 +170,7 @@ def main(argv=None):
                       "weight MB", "step s"], rows),
         "## Ratios\n" + common.table(["ratio", "value"], [[k, v] for k, v in ratios.items()]),
     ]) + "\n"
-    common.write(args.name, record, markdown, args.no_write)
+    common.write(args.name, record, markdown, args.no_write, args.results)
     return record
 
 

@@ -12,6 +12,12 @@ does; peft's LoRA runs through the same step with the model's own padded forward
 peft gives. `lora-padded` (loralab's LoRA layer in the padded forward) against peft isolates the
 adapter layer. `--grouped` times length-grouped batches (little padding) instead of random ones.
 
+Any variant with "-bf16" appended runs the same step under bf16 mixed precision
+(`loralab.training.precision`: autocast, fp32 master weights); `--precision bf16` runs every variant
+so. Each variant's model FLOPs per step are counted from the shapes (`flops.py`), and the rate of
+plain matrix multiplies of the step's own linear shapes is timed once per batch inside the same
+interleaved loop, in each precision in use; MFU = (FLOPs / step seconds) / that rate.
+
 A second comparison times whole passes of `loralab.training` over the same questions: loralab's LoRA
 with its default length-grouped batches against peft's LoRA batched the way transformers does by
 default (random batches padded to their longest sequence). That ratio is what a user feels.
@@ -30,11 +36,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
+import flops  # noqa: E402
 
 from loralab.tasks.multiple_choice import TASK as MC  # noqa: E402
 from loralab.tasks.multiple_choice import choice_logits, collate  # noqa: E402
 from loralab.training import TrainConfig, train  # noqa: E402
 from loralab.training.loop import _optimizer  # noqa: E402
+from loralab.training.precision import autocast  # noqa: E402
 
 # (label, how the model is prepared, LoRA dropout, packed forward). loralab's variants run as `loralab.training` runs
 # them (packed: real tokens only); "lora-padded" is loralab's LoRA through the model's own padded forward, which is
@@ -52,16 +60,19 @@ VARIANTS = [
     ("qlora", "qlora", 0.0, True),  # loralab's LoRA on an NF4 base (common.QUANTIZE): the cost of dequantizing
     ("lora-ckpt", "lora-ckpt", 0.0, True),  # gradient checkpointing: the cost of the recomputed forward
     ("qlora-ckpt", "qlora-ckpt", 0.0, True),
+    ("subspace-fastfood-10000-original", "subspace-reference", 0.0, True),  # the transform before it was blocked
 ]
+DEFAULT = [label for label, how, *_ in VARIANTS if not label.endswith("-original") and not how.startswith("qlora")
+           and not how.endswith("-ckpt")] + ["full-bf16", "lora-bf16"]
 PHASES = ("data", "forward", "backward", "optimizer")
 
 
 class Runner:
     """One variant: its model, its optimizer and the seconds of each phase of each step."""
 
-    def __init__(self, model, config: TrainConfig, device, packed: bool = True):
+    def __init__(self, model, config: TrainConfig, device, packed: bool = True, precision: str = "fp32"):
         self.model = model.to(device).train()
-        self.packed = packed
+        self.packed, self.precision = packed, precision
         self.optimizer = _optimizer(model, config)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.config, self.device = config, device
@@ -72,7 +83,8 @@ class Runner:
         t0 = common.sync(self.device)
         batch = {k: v.to(self.device) for k, v in collate(group, pad_id).items()}
         t1 = common.sync(self.device)
-        loss = torch.nn.functional.cross_entropy(choice_logits(self.model, batch, self.packed), batch["labels"])
+        with autocast(self.precision, self.device):
+            loss = torch.nn.functional.cross_entropy(choice_logits(self.model, batch, self.packed), batch["labels"])
         t2 = common.sync(self.device)
         loss.backward()
         value = loss.item()
@@ -81,9 +93,10 @@ class Runner:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         t4 = common.sync(self.device)
-        tokens = int(batch["attention_mask"].sum())
+        lengths = batch["attention_mask"].reshape(-1, batch["attention_mask"].shape[-1]).sum(1).tolist()
         return {"data": t1 - t0, "forward": t2 - t1, "backward": t3 - t2, "optimizer": t4 - t3,
-                "step": t4 - t0, "tokens": tokens, "padded": batch["attention_mask"].numel(), "loss": value}
+                "step": t4 - t0, "tokens": sum(lengths), "padded": batch["attention_mask"].numel(),
+                "flops": flops.step_flops(self.model, lengths)["total"], "loss": value}
 
 
 def main(argv=None):
@@ -91,25 +104,30 @@ def main(argv=None):
     p.add_argument("--epoch-questions", type=int, default=96, help="questions per whole-pass comparison (0: skip)")
     p.add_argument("--grouped", action="store_true",
                    help="length-grouped batches (as loralab.training makes them) instead of random ones")
-    p.add_argument("--variants", default=",".join(v[0] for v in VARIANTS if not v[1].startswith("qlora")
-                                                   and not v[1].endswith("-ckpt")),
-                   help="comma list of variants to time (full is always included; qlora, lora-ckpt and qlora-ckpt "
-                        "only when named)")
+    p.add_argument("--variants", default=",".join(DEFAULT),
+                   help="comma list of variants to time (full is always included); append -bf16 for bf16 compute; qlora, lora-ckpt and "
+                        "qlora-ckpt only when named")
     args = p.parse_args(argv)
-    chosen = {"full", *(v.strip() for v in args.variants.split(",") if v.strip())}
-    unknown = chosen - {v[0] for v in VARIANTS}
+    wanted = ["full", *(v.strip() for v in args.variants.split(",") if v.strip() and v.strip() != "full")]
+    known = {v[0]: v for v in VARIANTS}
+    unknown = [v for v in wanted if v.removesuffix("-bf16") not in known]
     if unknown:
-        p.error(f"unknown variants {', '.join(sorted(unknown))}; choose from {', '.join(v[0] for v in VARIANTS)}")
+        p.error(f"unknown variants {', '.join(sorted(unknown))}; choose from {', '.join(known)} (each with -bf16)")
     device = common.setup(args)
     base, tokenizer, items = common.load(args)
     groups = common.groups(items, args, grouped=args.grouped)
     config = TrainConfig(batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
-    variants = [v for v in VARIANTS if v[0] in chosen and (v[1] != "peft" or _has_peft())]
     runners = {}
-    for label, how, dropout, packed in variants:
+    for label in wanted:
+        _, how, dropout, packed = known[label.removesuffix("-bf16")]
+        if how == "peft" and not _has_peft():
+            continue
+        precision = "bf16" if label.endswith("-bf16") or args.precision == "bf16" else "fp32"
         torch.manual_seed(args.seed)
-        runners[label] = Runner(common.build(base, how, dropout), config, device, packed)
+        runners[label] = Runner(common.build(base, how, dropout), config, device, packed, precision)
     labels = list(runners)
+    precisions = sorted({r.precision for r in runners.values()})
+    shapes = flops.linear_shapes(runners["full"].model)
     paired = []  # per batch: label -> step record
     for round_ in range(args.rounds):
         for b, group in enumerate(groups):
@@ -118,9 +136,11 @@ def main(argv=None):
             for label in labels[shift:] + labels[:shift]:
                 torch.manual_seed(args.seed + b)  # same dropout masks across variants of a batch
                 record[label] = runners[label].step(group, tokenizer.pad_token_id)
+            tokens = record["full"]["tokens"]
+            record["gemm"] = {p: flops.gemm_rate(shapes, tokens, _DTYPES[p], device) for p in precisions}
             if round_ or b:  # the very first batch warms caches and allocates optimizer state
                 paired.append(record)
-            print(f"round {round_ + 1} batch {b + 1}: " + " ".join(f"{k}={v['step']:.3f}s" for k, v in record.items()),
+            print(f"round {round_ + 1} batch {b + 1}: " + " ".join(f"{k}={record[k]['step']:.3f}s" for k in labels),
                   file=sys.stderr)
 
     results = {}
@@ -134,9 +154,19 @@ def main(argv=None):
             "tokens_per_second_over_full": common.median(
                 [(r["full"]["step"] / r[label]["step"]) for r in paired]),
             "phases_seconds": {p: common.median([s[p] for s in steps]) for p in PHASES},
+            "precision": runners[label].precision,
+            "model_gflop_per_step": common.median([s["flops"] for s in steps]) / 1e9,
+            "gflop_per_second": common.median([s["flops"] / s["step"] for s in steps]) / 1e9,
+            "mfu": common.median([r[label]["flops"] / r[label]["step"] / r["gemm"][runners[label].precision]
+                                  for r in paired]),
         }
-    ratios = {f"{label}_over_full": results[label]["step_over_full"] for label in ("lora", "subspace-fastfood-10000")
-              if label in results}
+    gemm = {p: common.median([r["gemm"][p] for r in paired]) / 1e9 for p in precisions}
+    ratios = {f"{label}_over_full": results[label]["step_over_full"]
+              for label in ("lora", "subspace-fastfood-10000", "subspace-fastfood-10000-original") if label in results}
+    for label in labels:  # bf16 against the same strategy in fp32, batch by batch
+        fp32 = label.removesuffix("-bf16")
+        if label.endswith("-bf16") and fp32 in results:
+            ratios[f"{fp32}_bf16_over_fp32"] = common.median([r[label]["step"] / r[fp32]["step"] for r in paired])
     if "peft-lora" in results and "lora" in results:
         ratios["loralab_lora_over_peft_lora"] = common.median([r["lora"]["step"] / r["peft-lora"]["step"] for r in paired])
     if "peft-lora" in results and "lora-padded" in results:
@@ -161,10 +191,15 @@ def main(argv=None):
         "mean_tokens_per_batch": sum(r["full"]["tokens"] for r in paired) / max(1, len(paired)),
         "real_token_share": sum(r["full"]["tokens"] for r in paired) / max(1, sum(r["full"]["padded"] for r in paired)),
         "lora": {**common.LORA, "targets": list(common.LORA["targets"])}, "subspace": common.SUBSPACE,
+        "gemm_gflop_per_second": gemm,
+        "gemm_shapes": {"linear_in_out": shapes, "rows": "the batch's real tokens (full's)",
+                        "products": "forward, input gradient, weight gradient"},
         "ratios": ratios, "variants": results, "epoch": epoch,
     }
     rows = [[label, r["trainable_params"], r["step_seconds"], r["step_over_full"], r["tokens_per_second"],
              *(r["phases_seconds"][p] for p in PHASES)] for label, r in results.items()]
+    mfu_rows = [[label, r["precision"], r["model_gflop_per_step"], r["gflop_per_second"], gemm[r["precision"]],
+                 r["mfu"]] for label, r in results.items()]
     markdown = "\n\n".join([
         f"# Training step per strategy ({args.model}, batch {args.batch_size} questions)",
         f"`{record['command']}`",
@@ -178,6 +213,9 @@ def main(argv=None):
         "## Ratios (median of per-batch ratios)\n" + common.table(["ratio", "value"], [[k, v] for k, v in ratios.items()]),
         "## Per variant (seconds; phases are medians: data = collate, optimizer = clip + AdamW + zero_grad)\n"
         + common.table(["variant", "trainable", "step s", "step / full", "tokens/s", *PHASES], rows),
+        "## Utilisation (model FLOPs from the shapes, `benchmarks/flops.py`; GEMM rate of the step's linear shapes, "
+        "timed per batch in the same loop)\n"
+        + common.table(["variant", "precision", "model GFLOP / step", "GFLOP/s", "GEMM GFLOP/s", "MFU"], mfu_rows),
     ])
     if epoch:
         markdown += "\n\n## Whole passes of `loralab.training` over the same questions\n" + (
@@ -186,7 +224,7 @@ def main(argv=None):
                            [[k, v["batching"], v["seconds"], v["padded_tokens"]] for k, v in epoch["variants"].items()])
             + f"\n\nloralab / peft: {epoch['ratio']:.3f}")
     markdown += "\n"
-    common.write(args.name, record, markdown, args.no_write)
+    common.write(args.name, record, markdown, args.no_write, args.results)
     return record
 
 
@@ -215,6 +253,9 @@ def epochs(base, tokenizer, args, device) -> dict:
                            "seconds": common.median(seconds[label]), "padded_tokens": padded, "passes": seconds[label]}
     ratio = common.median([a / b for a, b in zip(seconds["loralab-lora"], seconds["peft-lora"])])
     return {"questions": len(items), "rounds": args.rounds, "variants": variants, "ratio": ratio}
+
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def _has_peft() -> bool:

@@ -61,6 +61,14 @@ def test_training_benchmark_reports_ratios():
     assert {"loralab_lora_over_peft_lora", "loralab_lora_padded_over_peft_lora"} <= set(record["ratios"])
     assert 0 < record["real_token_share"] <= 1
     assert record["variants"]["subspace-fastfood-10000"]["trainable_params"] == 10_000 + 385  # theta + MiniLM's head
+    assert {"full_bf16_over_fp32", "lora_bf16_over_fp32"} <= set(record["ratios"])
+    assert set(record["gemm_gflop_per_second"]) == {"fp32", "bf16"}
+    for label, variant in record["variants"].items():  # every strategy's utilisation, against its precision's rate
+        assert 0 < variant["mfu"] < 10 and variant["model_gflop_per_step"] > 0, label
+        rate = record["gemm_gflop_per_second"][variant["precision"]]
+        assert math.isclose(variant["mfu"], variant["gflop_per_second"] / rate, rel_tol=1e-9), label  # one paired step
+    full, lora = record["variants"]["full"], record["variants"]["lora"]
+    assert lora["model_gflop_per_step"] < full["model_gflop_per_step"]  # no weight gradients for frozen layers
 
 
 def test_inference_benchmark_merged_equals_unmerged():
@@ -97,3 +105,87 @@ def test_memory_benchmark_qlora_and_checkpointing():
     assert record["variants"]["qlora"]["quantized_layers"] == 6 * 6 + 1  # MiniLM: 6 layers of 6, and the pooler
     assert math.isfinite(ratios["qlora-ckpt_step_seconds_over_qlora"]) and ratios["qlora-ckpt_step_seconds_over_qlora"] > 0
     assert record["variants"]["qlora-ckpt"]["peak_mb"] > 0
+
+
+def _counted_flops(model, batch) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        torch.nn.functional.cross_entropy(logits, batch["labels"]).backward()
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("how", ["full", "attention", "qv", "lora-dropout", "peft"])
+def test_model_flops_from_shapes_equal_torch_flop_counter(how):
+    """benchmarks/flops.py's count from the shapes equals what torch's FLOP counter sees in a plain (eager
+    attention, unpadded) forward and backward, strategy by strategy. LoRA is checked on its unfused path
+    (dropout on), which runs exactly the adapter's two products; the fused path computes the same model."""
+    import flops
+    from conftest import tiny_batch, tiny_model
+    from loralab.strategies import StrategyConfig, apply_strategy
+    from loralab.strategies.lora import LoraConfig
+
+    model = tiny_model("bert")
+    model.set_attn_implementation("eager")
+    if how == "peft":
+        from peft import LoraConfig as PeftLoraConfig, get_peft_model
+
+        model = get_peft_model(model, PeftLoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"],
+                                                     modules_to_save=["classifier"]))
+    else:
+        lora = LoraConfig(r=4, dropout=0.1 if how == "lora-dropout" else 0.0)
+        apply_strategy(model, StrategyConfig(how.removesuffix("-dropout"), lora=lora))
+    batch = tiny_batch()
+    batch["attention_mask"][:] = 1  # no padding: the model computes on real tokens only
+    lengths = [batch["input_ids"].shape[-1]] * (batch["input_ids"].shape[0] * batch["input_ids"].shape[1])
+    counted = flops.step_flops(model.train(), lengths)
+    assert counted["total"] == _counted_flops(model, batch)
+    assert counted["attention"] > 0 and (counted["lora"] > 0) == (how in ("lora-dropout", "peft"))
+
+
+def test_gemm_rate_is_a_positive_rate():
+    import flops
+
+    rate = flops.gemm_rate([(32, 64), (64, 32)], tokens=48)
+    assert math.isfinite(rate) and rate > 1e6  # FLOP/s; any machine that runs the suite does more than a megaflop
+
+
+def test_gpu_script_dry_run_runs_every_benchmark_on_cpu(tmp_path):
+    """`bash benchmarks/gpu.sh --dry-run` (CPU, tiny sizes) runs the GPU script's three benchmarks end to end
+    and writes their JSON, so the script cannot rot before a GPU runs it. A tiny BERT with MiniLM's
+    vocabulary stands in for MiniLM here to keep the suite fast; the script's own dry run uses MiniLM."""
+    import json
+    import os
+    import subprocess
+
+    from loralab.models import load_tokenizer
+    from run_fixtures import save_tiny_bert
+
+    model = save_tiny_bert(tmp_path / "tiny", load_tokenizer("minilm"))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.sh"
+    env = {**os.environ, "PYTHON": sys.executable, "RESULTS": str(tmp_path / "results"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                          os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(["bash", str(script), "--dry-run", "--model", str(model)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    training = json.loads((tmp_path / "results" / "training-dry-run.json").read_text())
+    assert {"full_bf16_over_fp32", "lora_bf16_over_fp32", "subspace-fastfood-10000_over_full"} <= set(training["ratios"])
+    assert all(v["mfu"] > 0 for v in training["variants"].values())
+    for name in ("inference", "memory"):
+        record = json.loads((tmp_path / "results" / f"{name}-dry-run.json").read_text())
+        assert record["precision"] == "bf16" and record["machine"]["device"] == "cpu"
+
+
+def test_gpu_script_refuses_to_run_without_cuda(tmp_path):
+    import os
+    import subprocess
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.sh"
+    done = subprocess.run(["bash", str(script)], env={**os.environ, "PYTHON": sys.executable,
+                                                      "RESULTS": str(tmp_path)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "no CUDA device" in done.stderr and not list(tmp_path.iterdir())

@@ -60,7 +60,8 @@ def _train(args: argparse.Namespace) -> None:
                            seed=args.seed, max_steps=args.max_steps, packed=not args.no_packing,
                            divergence_factor=args.divergence_factor, divergence_window=args.divergence_window,
                            theta_lr=args.theta_lr, shuffle_options=args.shuffle_options,
-                           gradient_checkpointing=args.gradient_checkpointing)
+                           gradient_checkpointing=args.gradient_checkpointing,
+                           precision=args.precision)
     from loralab.models.quantize import QuantizeConfig
 
     quantize = QuantizeConfig(method=args.quantize or "none", double_quant=args.double_quant,
@@ -435,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --quantize nf4/fp4: the dtype each product dequantizes the weight to")
     t.add_argument("--gradient-checkpointing", action="store_true",
                    help="recompute each layer's activations in backward instead of keeping them (less memory, slower)")
+    t.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: bf16 compute (autocast), fp32 master weights and optimizer state")
     t.add_argument("--no-packing", action="store_true",
                    help="use the model's own padded forward (default: compute on real tokens only where supported)")
     t.add_argument("--shuffle-options", action="store_true",

@@ -164,7 +164,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         valid_items = task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
         record["valid"] = evaluate(model, valid_items, task=task, pad_id=pad_id,
                                    batch_size=config.training.eval_batch_size, device=device, progress=progress,
-                                   packed=config.training.packed, parallel=parallel)
+                                   packed=config.training.packed, parallel=parallel,
+                                   precision=config.training.precision)
         record["valid"]["path"] = str(config.valid)
     write_json(out_dir / RECORD, record)
     return record

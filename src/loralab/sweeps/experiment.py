@@ -76,6 +76,7 @@ ALIASES = {
     "quantize": "quantize.method",
     "double_quant": "quantize.double_quant",
     "compute_dtype": "quantize.compute_dtype",
+    "precision": "training.precision",
     "divergence_factor": "training.divergence_factor",
     "divergence_window": "training.divergence_window",
     "shuffle_options": "training.shuffle_options",

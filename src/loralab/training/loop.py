@@ -22,6 +22,7 @@ from loralab.errors import LoralabError
 from loralab.tasks.batching import batches
 from loralab.training.checkpointing import checkpointing
 from loralab.training.distributed import SINGLE, DataParallel
+from loralab.training.precision import PRECISIONS, autocast
 from loralab.validate import SettingError, number
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ class TrainConfig:
     """Multiple choice by letter (decoders): show each question's options in a new random order every epoch."""
     gradient_checkpointing: bool = False
     """Keep only each layer's input and recompute the layer in backward (less activation memory, one more forward)."""
+    precision: str = "fp32"
+    """'fp32', or 'bf16': bf16 compute under autocast, fp32 master weights and optimizer state
+    (`loralab.training.precision`); evaluation after training computes the same way."""
 
     divergence_factor: float = 10.0
     """A run diverges when its median loss over a window of steps is above this many times the first step's
@@ -89,6 +93,8 @@ class TrainConfig:
         check("theta_lr", low=0, low_open=True, optional=True)
         check("divergence_factor", low=0)
         check("divergence_window", integer=True, low=1)
+        if self.precision not in PRECISIONS:
+            raise SettingError("training.precision", self.precision, " or ".join(PRECISIONS))
         for name in ("group_by_length", "packed", "shuffle_options", "gradient_checkpointing"):
             if not isinstance(getattr(self, name), bool):
                 raise SettingError(f"training.{name}", getattr(self, name), "true or false")
@@ -178,7 +184,10 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig, groups: ParamGroups 
     optimizer_groups = [{"params": decay, "weight_decay": config.weight_decay},
                         {"params": no_decay, "weight_decay": 0.0}]
     optimizer_groups += [{"params": params, "weight_decay": 0.0, "lr": lr} for lr, params in own]
-    return torch.optim.AdamW([g for g in optimizer_groups if g["params"]], lr=config.lr)
+    optimizer_groups = [g for g in optimizer_groups if g["params"]]
+    # On a GPU, AdamW's fused kernel updates every tensor in one launch; elsewhere torch's default (foreach).
+    fused = all(p.is_cuda for g in optimizer_groups for p in g["params"]) or None
+    return torch.optim.AdamW(optimizer_groups, lr=config.lr, fused=fused)
 
 
 def runaway_loss(losses: list[float], config: TrainConfig, *, finished: bool = False) -> str | None:
@@ -269,7 +278,8 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
                 micro += 1
                 step_ends = not micro % config.grad_accum or index == micro_per_epoch - 1
                 with prepared.sync(step_ends):  # accumulating: gradients are reduced once, at the step's end
-                    loss = prepared.loss(batch)
+                    with autocast(config.precision, device):
+                        loss = prepared.loss(batch)
                     (loss * share / config.grad_accum).backward()
                 step_loss += loss.item() * share / parallel.world / config.grad_accum
                 step_tokens += int(batch["attention_mask"].sum()) if share else 0
@@ -313,7 +323,7 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
 @torch.no_grad()
 def score(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: int, batch_size: int = 32,
           device: str | torch.device = "cpu", progress: bool = False, packed: bool = True,
-          parallel: DataParallel = SINGLE) -> list[list[float]]:
+          parallel: DataParallel = SINGLE, precision: str = "fp32") -> list[list[float]]:
     """Each example's outputs (option scores, label logits or the predicted value), in file order;
     `parallel`: each rank scores its share and every rank gets all the outputs."""
     model.eval()
@@ -321,7 +331,7 @@ def score(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: i
     everything, items = items, parallel.split(items)
     total = math.ceil(len(items) / batch_size)
     # Parametrized weights (the random subspace) are computed once for the whole pass, not per batch.
-    with parametrize.cached():
+    with parametrize.cached(), autocast(precision, device):
         for batch in tqdm(batches(items, batch_size, functools.partial(task.collate, pad_id=pad_id)), total=total,
                           desc="score", unit="batch", disable=not progress):
             batch = {k: v.to(device) for k, v in batch.items()}
@@ -331,8 +341,8 @@ def score(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: i
 
 def evaluate(model: torch.nn.Module, items: Sequence[Any], *, task: Task, pad_id: int, batch_size: int = 32,
              device: str | torch.device = "cpu", progress: bool = False, packed: bool = True,
-             parallel: DataParallel = SINGLE) -> dict[str, float]:
+             parallel: DataParallel = SINGLE, precision: str = "fp32") -> dict[str, float]:
     """The task's metrics over examples with known labels."""
     outputs = score(model, items, task=task, pad_id=pad_id, batch_size=batch_size, device=device, progress=progress,
-                    packed=packed, parallel=parallel)
+                    packed=packed, parallel=parallel, precision=precision)
     return task.scores(outputs, task.targets(items))

@@ -11,7 +11,8 @@ from torch.nn.utils import parametrize
 from loralab.errors import LoralabError
 from loralab.strategies.subspace.attach import SubspaceConfig, apply_subspace
 from loralab.strategies.subspace.projections import Projection
-from tiny_networks import DIMS, MODELS, bert, mlp, one_thread, outputs, train_a_little  # noqa: F401  (autouse fixture)
+import reference_fastfood
+from tiny_networks import DIMS, MODELS, bert, mlp, mlp_batch, one_thread, outputs, train_a_little  # noqa: F401  (autouse fixture)
 
 
 @pytest.mark.parametrize("kind", list(Projection))
@@ -138,3 +139,66 @@ def test_apply_errors_are_clear():
     apply_subspace(model, SubspaceConfig(dim=8))
     with pytest.raises(LoralabError, match="already has a subspace"):
         apply_subspace(model, SubspaceConfig(dim=8))
+
+
+@pytest.mark.parametrize("kind", [Projection.FASTFOOD, Projection.SAID, Projection.DENSE])
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_gradients_reach_theta_as_through_the_original_transform(kind, model_name):
+    """The flat gradient buffer and one P^T give theta (and the SAID scales) autograd's gradient through
+    the original per-tensor W0 + P theta (reference_fastfood for Fastfood, the plain per-tensor rows else)."""
+    build, batch, direct = MODELS[model_name]
+    model, inputs = build(), batch()
+    subspace = apply_subspace(model, SubspaceConfig(dim=DIMS[kind], projection=kind, seed=2), head=direct)
+    with torch.no_grad():
+        subspace.theta.normal_(0, 0.3, generator=torch.Generator().manual_seed(0))
+        if subspace.scales is not None:
+            subspace.scales.uniform_(0.5, 1.5, generator=torch.Generator().manual_seed(1))
+    outputs(model, inputs).square().mean().backward()
+    got = [subspace.theta.grad] + ([subspace.scales.grad] if subspace.scales is not None else [])
+
+    base = build()
+    theta = subspace.theta.detach().clone().requires_grad_(True)
+    scales = None if subspace.scales is None else subspace.scales.detach().clone().requires_grad_(True)
+    rows = reference_fastfood.rows if kind is not Projection.DENSE else (lambda p, t, i: p(t, i))
+    weights = {}
+    for i, name in enumerate(subspace.names):
+        w0 = dict(base.named_parameters())[name]
+        delta = rows(subspace.projection, theta, i).view(w0.shape)
+        weights[name] = w0.detach() + (delta if scales is None else delta * scales[i])
+    head = {n: p for n, p in model.named_parameters() if n.startswith(direct[0] + ".")}
+    out = torch.func.functional_call(base, {**weights, **head}, args=(), kwargs=inputs)
+    out = out if isinstance(out, torch.Tensor) else out.logits
+    want = torch.autograd.grad(out.square().mean(), [theta] + ([scales] if scales is not None else []))
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-6), (g - w).abs().max()
+
+
+def test_theta_gradient_over_two_forwards_and_two_backward_passes():
+    model, inputs = mlp(), mlp_batch()
+    subspace = apply_subspace(model, SubspaceConfig(dim=24, projection="fastfood"))
+    outputs(model, inputs).square().mean().backward()
+    once = subspace.theta.grad.clone()
+    subspace.theta.grad = None
+    first, second = outputs(model, inputs), outputs(model, inputs)  # theta unchanged: one P theta serves both
+    first.square().mean().backward()
+    second.square().mean().backward()
+    assert torch.allclose(subspace.theta.grad, 2 * once)
+    subspace.theta.grad = None
+    (first, second) = outputs(model, inputs), outputs(model, inputs)
+    (first.square().mean() + second.square().mean()).backward()  # one pass through both
+    assert torch.allclose(subspace.theta.grad, 2 * once)
+
+
+def test_delta_is_recomputed_when_theta_changes_and_kept_in_fp32_under_autocast():
+    model, inputs = mlp(), mlp_batch()
+    subspace = apply_subspace(model, SubspaceConfig(dim=24, projection="fastfood"))
+    with torch.no_grad():
+        subspace.theta.fill_(0.5)
+        first = model[0].weight.clone()
+        subspace.theta.fill_(-0.5)  # an in-place write: the cached P theta must not be reused
+        second = model[0].weight.clone()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = model[0].weight.clone()
+    w0 = model[0].parametrizations.weight.original
+    assert torch.allclose(first - w0, -(second - w0), atol=1e-6) and not torch.equal(first, second)
+    assert under_autocast.dtype == torch.float32 and torch.equal(under_autocast, second)

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 
 from loralab.strategies.subspace.projections import BUILDERS, FastfoodProjection, Projection, _sylvester, hadamard
+from loralab.strategies.subspace import projections
+import reference_fastfood
 from tiny_networks import one_thread  # noqa: F401  (autouse fixture)
 
 
@@ -67,3 +69,44 @@ def test_projection_is_rebuilt_identically_from_its_seed(kind):
     first, second, other = (BUILDERS[kind](sizes, 8, torch.Generator().manual_seed(s)) for s in (1, 1, 2))
     assert torch.equal(explicit(first, sizes, 8), explicit(second, sizes, 8))
     assert not torch.equal(explicit(first, sizes, 8), explicit(other, sizes, 8))
+
+
+# (tensor sizes, d, bytes per chunk): n = 8 with a cut last block; n = 1024 over 5 blocks, one or several
+# blocks per chunk and a cut last chunk; n = 16384 as on MiniLM at d = 10,000, over 3 blocks.
+FAST_CASES = [([40, 30], 6, 1 << 20), ([3000, 100, 2000], 1000, 1 << 20), ([3000, 100, 2000], 1000, 8192),
+              ([20000, 7, 19000], 10_000, 1 << 20)]
+
+
+@pytest.mark.parametrize("sizes,dim,chunk", FAST_CASES)
+def test_fast_fastfood_equals_the_original_transform(sizes, dim, chunk, monkeypatch):
+    """P theta and P^T g, computed a few blocks at a time, equal the original per-tensor transform and its
+    autograd gradient within float rounding, for the same seed."""
+    monkeypatch.setattr(projections, "CHUNK_BYTES", chunk)
+    projection = FastfoodProjection(sizes, dim, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(1)
+    theta = torch.randn(dim, generator=g, dtype=torch.float32).requires_grad_(True)
+    upstream = torch.randn(sum(sizes), generator=g)
+    reference = reference_fastfood.project(projection, theta)
+    (want,) = torch.autograd.grad(reference, theta, upstream)
+    fast = projection.project(theta.detach())
+    scale = reference.abs().max().item()
+    assert fast.shape == reference.shape and torch.allclose(fast, reference, rtol=1e-5, atol=1e-6 * scale)
+    got = projection.project_t(upstream)
+    assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-5, atol=1e-6 * want.abs().max().item())
+    for i, (start, end) in enumerate(projection.ranges):  # the per-tensor call is the same rows
+        assert torch.equal(projection(theta.detach(), i), fast[start:end])
+
+
+def test_reference_hadamard_is_the_same_transform():
+    x = torch.randn(4, 4096, dtype=torch.float64)
+    assert torch.allclose(hadamard(x), reference_fastfood.hadamard(x))
+
+
+@pytest.mark.parametrize("kind", [Projection.DENSE, Projection.SPARSE])
+def test_project_and_its_transpose_match_the_explicit_matrix(kind):
+    sizes, dim = [300, 700, 24], 10
+    projection = BUILDERS[kind](sizes, dim, torch.Generator().manual_seed(0))
+    matrix = explicit(projection, sizes, dim)  # (D, d)
+    theta, grad = torch.randn(dim), torch.randn(sum(sizes))
+    assert torch.allclose(projection.project(theta), matrix @ theta, atol=1e-6)
+    assert torch.allclose(projection.project_t(grad), matrix.t() @ grad, atol=1e-5)

@@ -14,12 +14,19 @@ Parameters named as the `head` (the task head, when it trains) train normally, o
 subspace weight becomes a parametrization (`torch.nn.utils.parametrize`) over a frozen buffer W0,
 so the model stays an ordinary nn.Module: call it, and optimise the parameters that require grad.
 `merge_subspace` evaluates W0 + P theta once and gives the model back its plain weights.
+
+Cost: P theta is computed once for all D weights whenever theta has changed (not once per tensor
+per forward pass), and the gradient goes back the same way: each tensor's weight gradient is
+written into one flat buffer as backward reaches it, and P^T is applied once, to the whole buffer,
+when backward reaches theta (`_Project`, `_Shifted`). Letting autograd slice one flat P theta
+instead would hand each slice's gradient back as a D-sized tensor of zeros, once per tensor.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -62,6 +69,46 @@ class SubspaceConfig:
                 "exclude": list(self.exclude)}
 
 
+@dataclass
+class _Current:
+    """P theta for the theta it was computed from, and the gradient flowing back to it."""
+
+    key: tuple
+    """theta's identity and version when `delta` was computed."""
+    delta: torch.Tensor
+    """P theta, flat (D,)."""
+    token: torch.Tensor | None = None
+    """Autograd's link from every shifted weight back to theta (None: computed without grad)."""
+    grad: torch.Tensor | None = None
+    """The weights' gradient, flat (D,), filled tensor by tensor during backward (a reused buffer)."""
+    written: set = field(default_factory=set)
+    """The tensors whose gradient `grad` holds in this backward pass."""
+
+
+class _Holder:
+    """The cache: the current `_Current`, and two D-sized buffers that every step reuses (allocating
+    fresh ones costs page faults over all D weights, twice a step). Kept out of deepcopy and pickling."""
+
+    def __init__(self):
+        self.current: _Current | None = None
+        self.buffers: dict[str, torch.Tensor] = {}
+
+    def buffer(self, name: str, like: torch.Tensor, size: int) -> torch.Tensor:
+        held = self.buffers.get(name)
+        if held is None or held.shape[0] != size or held.device != like.device or held.dtype != like.dtype:
+            held = self.buffers[name] = like.new_empty(size)
+        return held
+
+    def __deepcopy__(self, memo):
+        return _Holder()
+
+    def __getstate__(self):
+        return {}
+
+    def __setstate__(self, state):
+        self.__init__()
+
+
 class Subspace(nn.Module):
     """theta (and the SAID scales) plus the projection, shared by the parametrizations of all tensors."""
 
@@ -82,12 +129,48 @@ class Subspace(nn.Module):
             raise LoralabError(f"invalid dim={config.dim}: the subspace has only D={self.total} weights")
         generator = torch.Generator().manual_seed(config.seed)
         self.projection = BUILDERS[config.projection](sizes, free, generator)
+        self.ranges = tuple((end - size, end) for size, end in zip(sizes, itertools.accumulate(sizes)))
         self.theta = nn.Parameter(torch.zeros(free))
         self.scales = nn.Parameter(torch.ones(len(names))) if said else None
+        self._cache = _Holder()
+
+    def _current(self) -> _Current:
+        """P theta for theta as it is now, computed only when theta changed (an optimizer step, a load)."""
+        theta = self.theta
+        # In-place updates (optimizer steps, load_state_dict) bump _version; a move to another device
+        # changes the storage. A write through `theta.data` does neither: call `forget()` after one.
+        key = (id(theta), theta._version, theta.data_ptr(), theta.device, theta.dtype)
+        current = self._cache.current
+        if current is None or current.key != key:
+            with torch.no_grad(), torch.autocast(theta.device.type, enabled=False):  # P theta in full precision
+                # Written in place: a graph still holding the old rows (SAID saves them) then fails loudly on
+                # backward, through autograd's version check, instead of using the new values.
+                delta = self.projection.project(theta.detach(), out=self._cache.buffer("delta", theta, self.total))
+                current = _Current(key, delta, grad=self._cache.buffer("grad", theta, self.total))
+            self._cache.current = current
+        if current.token is None and theta.requires_grad and torch.is_grad_enabled():
+            current.token = _Project.apply(theta, self, current)
+        return current
+
+    def forget(self) -> None:
+        """Drop the cached P theta (needed only after writing theta through `.data`)."""
+        self._cache.current = None
+
+    def shifted(self, original: torch.Tensor, index: int) -> torch.Tensor:
+        """W0 + P theta for subspace tensor `index` (times its scale under said), shaped as `original`."""
+        current = self._current()
+        start, end = self.ranges[index]
+        rows = current.delta[start:end].view(original.shape)  # (*tensor shape)
+        scale = None if self.scales is None else self.scales[index]
+        if current.token is None:  # no gradient reaches theta: plain autograd (the scale may still train)
+            delta = rows if scale is None else rows * scale
+            return original + delta.to(original.dtype)
+        return _Shifted.apply(current.token, original, rows, scale, current, index, (start, end))
 
     def delta(self, index: int) -> torch.Tensor:
         """Rows of P theta for subspace tensor `index`, flat; times its scale under said."""
-        rows = self.projection(self.theta, index)
+        start, end = self.ranges[index]
+        rows = self._current().delta[start:end]
         return rows if self.scales is None else rows * self.scales[index]
 
     @property
@@ -97,6 +180,57 @@ class Subspace(nn.Module):
 
     def extra_repr(self) -> str:
         return f"projection={self.config.projection.value}, d={self.trainable}, D={self.total}, seed={self.config.seed}"
+
+
+class _Project(torch.autograd.Function):
+    """theta -> a token every shifted weight depends on; backward applies P^T once to all their gradients.
+
+    Autograd runs this backward after every `_Shifted` backward that depends on the token, so the
+    flat gradient is complete by then. Nothing is saved for backward, so a graph that is run
+    backward twice (retain_graph) or reused by a second forward before theta changes works too:
+    each backward pass applies P^T to what that pass wrote.
+    """
+
+    @staticmethod
+    def forward(ctx, theta, subspace, current):
+        ctx.subspace, ctx.current = subspace, current
+        return theta.new_zeros(())
+
+    @staticmethod
+    def backward(ctx, _token_grad):
+        current, subspace = ctx.current, ctx.subspace
+        for index, (start, end) in enumerate(subspace.ranges):
+            if index not in current.written:  # a tensor this pass never reached: no gradient
+                current.grad[start:end].zero_()
+        current.written.clear()
+        with torch.autocast(current.grad.device.type, enabled=False):
+            return subspace.projection.project_t(current.grad), None, None
+
+
+class _Shifted(torch.autograd.Function):
+    """W0 + rows (times the SAID scale); backward writes the weight gradient into the flat buffer."""
+
+    @staticmethod
+    def forward(ctx, token, original, rows, scale, current, index, span):
+        ctx.current, ctx.index, ctx.span = current, index, span
+        ctx.save_for_backward(rows if scale is not None else None, scale)  # rows only for the scale's gradient
+        delta = rows if scale is None else rows * scale
+        return original + delta.to(original.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        rows, scale = ctx.saved_tensors
+        current, index = ctx.current, ctx.index
+        start, end = ctx.span
+        flat = (grad if scale is None else grad * scale).reshape(-1).to(current.grad.dtype)
+        if index in current.written:  # tied weights: one tensor of the subspace used twice
+            current.grad[start:end] += flat
+        else:
+            current.grad[start:end].copy_(flat)
+            current.written.add(index)
+        grad_scale = (grad * rows).sum().to(scale.dtype) if scale is not None and ctx.needs_input_grad[3] else None
+        grad_original = grad if ctx.needs_input_grad[1] else None
+        return grad.new_zeros(()), grad_original, None, grad_scale, None, None, None
 
 
 class _Shift(nn.Module):
@@ -114,8 +248,7 @@ class _Shift(nn.Module):
         self.shape = shape
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        delta = self._subspace[0].delta(self.index).reshape(self.shape)  # (*tensor shape)
-        return original + delta.to(original.dtype)
+        return self._subspace[0].shifted(original, self.index)
 
 
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:
