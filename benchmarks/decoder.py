@@ -6,7 +6,9 @@ output layer (r 8, alpha 16), AdamW. Variants, each a fresh copy of the same bas
 - `loralab-lora`: loralab's LoRA layer, scored at the last position only (what `loralab train` runs);
 - `peft-lora`: peft's LoRA layer through the same loss, so the ratio isolates the adapter layers;
 - `peft-lora-full-logits`: peft's LoRA with the model's own forward, computing every position's
-  logits over the whole vocabulary and reading the last (what a plain peft loop does).
+  logits over the whole vocabulary and reading the last (what a plain peft loop does);
+- `loralab-qlora`: loralab's LoRA on an NF4 base with double quantization (QLoRA): the cost of
+  dequantizing every frozen weight on every step.
 
 Batches are length-grouped (neighbours in length share a batch) and the same for every variant.
 Printed and written as JSON: the median step time of each, and the median of the per-batch ratios.
@@ -49,8 +51,12 @@ def full_logits_loss(model, batch):
 
 def build(base, variant: str):
     model = copy.deepcopy(base)
-    if variant == "loralab-lora":
+    if variant in ("loralab-lora", "loralab-qlora"):
         apply_strategy(model, StrategyConfig(Strategy.LORA, LoraConfig(r=R, alpha=ALPHA, targets=("all-linear",))))
+        if variant == "loralab-qlora":
+            from loralab.models.quantize import QuantizeConfig, quantize_model
+
+            quantize_model(model, QuantizeConfig(method="nf4", double_quant=True))
         return model, lambda batch: LETTER.loss(model, batch, packed=False)
     from peft import LoraConfig as PeftLoraConfig, get_peft_model
 
@@ -73,7 +79,7 @@ def main(argv=None):
     groups = common.groups(items, args, grouped=True)
     pad = pad_token_id(tokenizer)
     batches = [{k: v.to(device) for k, v in LETTER.collate(g, pad).items()} for g in groups]
-    variants = ["loralab-lora", "peft-lora", "peft-lora-full-logits"]
+    variants = ["loralab-lora", "peft-lora", "peft-lora-full-logits", "loralab-qlora"]
     built = {}
     for name in variants:
         model, loss_fn = build(base, name)
@@ -104,7 +110,8 @@ def main(argv=None):
         "trainable_params": trainable,
         "median_step_seconds": {n: round(statistics.median(t), 4) for n, t in times.items()},
         "ratios": {"loralab_lora_over_peft_lora": round(ratio("loralab-lora", "peft-lora"), 4),
-                   "loralab_lora_over_peft_lora_full_logits": round(ratio("loralab-lora", "peft-lora-full-logits"), 4)},
+                   "loralab_lora_over_peft_lora_full_logits": round(ratio("loralab-lora", "peft-lora-full-logits"), 4),
+                   "loralab_qlora_over_loralab_lora": round(ratio("loralab-qlora", "loralab-lora"), 4)},
     }
     print(json.dumps(result, indent=2))
     if not args.no_write:
