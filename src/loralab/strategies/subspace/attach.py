@@ -24,6 +24,7 @@ instead would hand each slice's gradient back as a D-sized tensor of zeros, once
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ from loralab.errors import LoralabError
 from loralab.names import has_prefix
 from loralab.strategies.subspace.projections import BUILDERS, Projection
 from loralab.validate import number
+
+
+def _full_precision(device: torch.device):
+    """Autocast turned off where autocast exists (CPU, CUDA); a model built on the meta device has none."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,7 @@ class Subspace(nn.Module):
         key = (id(theta), theta._version, theta.data_ptr(), theta.device, theta.dtype)
         current = self._cache.current
         if current is None or current.key != key:
-            with torch.no_grad(), torch.autocast(theta.device.type, enabled=False):  # P theta in full precision
+            with torch.no_grad(), _full_precision(theta.device):  # P theta in full precision
                 # Written in place: a graph still holding the old rows (SAID saves them) then fails loudly on
                 # backward, through autograd's version check, instead of using the new values.
                 delta = self.projection.project(theta.detach(), out=self._cache.buffer("delta", theta, self.total))
