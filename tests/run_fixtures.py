@@ -89,3 +89,14 @@ def random_questions(n=12, seed=0):
         ids = tuple(tuple(torch.randint(5, 100, (length,), generator=g).tolist()) for _ in range(4))
         out.append(EncodedQuestion({"input_ids": ids}, label=i % 4))
     return out
+
+
+def copy_adapters(ours, theirs):
+    """Give peft's adapters the values of loralab's, module by module (the same A and B in both)."""
+    ours_state = dict(ours.named_parameters())
+    with torch.no_grad():
+        for name, module in theirs.named_modules():
+            if hasattr(module, "lora_A") and isinstance(module.lora_A, torch.nn.ModuleDict):
+                inner = name.removeprefix("base_model.model.")
+                module.lora_A["default"].weight.copy_(ours_state[f"{inner}.lora_A"])
+                module.lora_B["default"].weight.copy_(ours_state[f"{inner}.lora_B"])

@@ -19,7 +19,7 @@ from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers, merge, unmerge
 from loralab.tasks import TaskConfig
 from loralab.training import TrainConfig
-from run_fixtures import save_tiny_decoder
+from run_fixtures import copy_adapters, save_tiny_decoder
 
 PEFT_TARGETS = {"llama": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
                 "gpt2": ["c_attn", "c_proj", "c_fc"]}
@@ -48,13 +48,7 @@ def test_lora_equals_peft_with_the_same_a_and_b_and_leaves_lm_head_alone(kind):
     randomise(ours)
     theirs = peft.get_peft_model(base, peft.LoraConfig(r=4, lora_alpha=8, target_modules=PEFT_TARGETS[kind],
                                                        fan_in_fan_out=kind == "gpt2", task_type="CAUSAL_LM"))
-    state = dict(ours.named_parameters())
-    with torch.no_grad():
-        for name, module in theirs.named_modules():
-            if hasattr(module, "lora_A") and isinstance(module.lora_A, torch.nn.ModuleDict):
-                inner = name.removeprefix("base_model.model.")
-                module.lora_A["default"].weight.copy_(state[f"{inner}.lora_A"])
-                module.lora_B["default"].weight.copy_(state[f"{inner}.lora_B"])
+    copy_adapters(ours, theirs)
     assert report.trainable_params == sum(p.numel() for p in theirs.parameters() if p.requires_grad)
     ours.eval(), theirs.eval()
     with torch.no_grad():

@@ -6,6 +6,7 @@ import torch
 from transformers.pytorch_utils import Conv1D
 
 from conftest import CLASSIFICATION, SCIENCE, tiny_batch, tiny_model, tiny_text_batch
+from run_fixtures import copy_adapters
 from loralab.tasks.multiple_choice import collate, encode
 from loralab.tasks.multiple_choice import read_questions
 from loralab.errors import LoralabError
@@ -126,17 +127,6 @@ def test_scaling_is_alpha_over_r_or_over_sqrt_r():
 def test_invalid_config_names_the_field(field, value):
     with pytest.raises(LoralabError, match=field if field != "targets" else "target"):
         LoraConfig(**{field: value})
-
-
-def copy_adapters(ours, theirs):
-    """Give peft's adapters the values of loralab's, module by module."""
-    ours_state = dict(ours.named_parameters())
-    with torch.no_grad():
-        for name, module in theirs.named_modules():
-            if hasattr(module, "lora_A") and isinstance(module.lora_A, torch.nn.ModuleDict):
-                inner = name.removeprefix("base_model.model.")
-                module.lora_A["default"].weight.copy_(ours_state[f"{inner}.lora_A"])
-                module.lora_B["default"].weight.copy_(ours_state[f"{inner}.lora_B"])
 
 
 @pytest.mark.filterwarnings("ignore:the task head")

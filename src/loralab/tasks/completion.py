@@ -20,7 +20,7 @@ import torch
 
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
-from loralab.tasks.decoder_choice import hidden_states, token_logits
+from loralab.tasks.decoder_choice import cut_from_left, hidden_states, token_logits
 from loralab.tasks.table import read_text
 from loralab.validate import number
 
@@ -130,9 +130,7 @@ def encode(examples: Sequence[Example], tokenizer, max_length: int, source: str 
         prompt = tokenizer(prompt_text, add_special_tokens=True)["input_ids"]
         completion = tokenizer.encode(completion_text, add_special_tokens=False) + eos if example.completion is not None else []
         completion = completion[: max_length - 1]
-        keep = max_length - len(completion)
-        if len(prompt) > keep:
-            prompt = prompt[:1] + prompt[len(prompt) - keep + 1:] if keep > 1 else prompt[:1]
+        prompt = cut_from_left(prompt, max_length - len(completion))
         encoded.append(EncodedCompletion(tuple(prompt) + tuple(completion), len(prompt)))
     return encoded
 

@@ -94,6 +94,14 @@ def letter_token(tokenizer, letter: str) -> int:
     return ids[0]
 
 
+def cut_from_left(ids: list[int], keep: int) -> list[int]:
+    """At most `keep` ids: the first (a start-of-text token where the tokenizer adds one) and the last
+    `keep - 1`; the end of a prompt says what to answer, so its beginning goes first."""
+    if len(ids) <= keep:
+        return ids
+    return ids[:1] + ids[len(ids) - keep + 1:] if keep > 1 else ids[:1]
+
+
 def _fit(question: list[int], options: list[list[int]], fixed: int, max_length: int, source: str, index: int):
     """Cut the question from the left, then the longest options from the right, until the prompt fits."""
     room = max_length - fixed
@@ -102,8 +110,7 @@ def _fit(question: list[int], options: list[list[int]], fixed: int, max_length: 
                            "raise --max-length")
     over = len(question) + sum(map(len, options)) - room
     if over > 0:
-        keep = max(1, len(question) - over)
-        question = question[:1] + question[len(question) - keep + 1:] if keep > 1 else question[:1]
+        question = cut_from_left(question, max(1, len(question) - over))
         over = len(question) + sum(map(len, options)) - room
     while over > 0:
         longest = max(range(len(options)), key=lambda i: len(options[i]))
@@ -193,8 +200,7 @@ def encode_continuations(questions: Sequence[Question], tokenizer, max_length: i
         if longest >= max_length:  # keep one prompt token at least; an option is cut at its end
             options = [o[: max_length - 1] for o in options]
             longest = max_length - 1
-        keep = max_length - longest
-        prompt = prompt[:1] + prompt[len(prompt) - keep + 1:] if len(prompt) > keep else prompt
+        prompt = cut_from_left(prompt, max_length - longest)
         encoded.append(Continuations(tuple(tuple(prompt) + tuple(o) for o in options),
                                      tuple(len(prompt) for _ in options), -1 if q.answer is None else q.answer))
     return encoded
