@@ -3,12 +3,16 @@
 Multiple choice by letter (`loralab.tasks.decoder_choice`), LoRA on every linear layer but the
 output layer (r 8, alpha 16), AdamW. Variants, each a fresh copy of the same base model:
 
-- `loralab-lora`: loralab's LoRA layer, scored at the last position only (what `loralab train` runs);
-- `peft-lora`: peft's LoRA layer through the same loss, so the ratio isolates the adapter layers;
+- `loralab-lora`: loralab's LoRA layer, the packed forward (`loralab.models.packed_decoder`: the
+  linear layers on real tokens only, attention per sequence), scored at the last position only
+  (what `loralab train` runs);
+- `loralab-lora-padded`: the same with the model's padded forward, so the packed forward's share shows;
+- `peft-lora`: peft's LoRA layer through loralab's padded last-position loss (peft with loralab's
+  scoring: the strictest baseline);
 - `peft-lora-full-logits`: peft's LoRA with the model's own forward, computing every position's
   logits over the whole vocabulary and reading the last (what a plain peft loop does);
-- `loralab-qlora`: loralab's LoRA on an NF4 base with double quantization (QLoRA): the cost of
-  dequantizing every frozen weight on every step.
+- `loralab-qlora`: loralab's LoRA on an NF4 base with double quantization (QLoRA), packed: the cost
+  of dequantizing every frozen weight on every step.
 
 Batches are length-grouped (neighbours in length share a batch) and the same for every variant.
 Printed and written as JSON: the median step time of each, and the median of the per-batch ratios.
@@ -51,13 +55,14 @@ def full_logits_loss(model, batch):
 
 def build(base, variant: str):
     model = copy.deepcopy(base)
-    if variant in ("loralab-lora", "loralab-qlora"):
+    if variant.startswith("loralab-"):
         apply_strategy(model, StrategyConfig(Strategy.LORA, LoraConfig(r=R, alpha=ALPHA, targets=("all-linear",))))
         if variant == "loralab-qlora":
             from loralab.models.quantize import QuantizeConfig, quantize_model
 
             quantize_model(model, QuantizeConfig(method="nf4", double_quant=True))
-        return model, lambda batch: LETTER.loss(model, batch, packed=False)
+        packed = variant != "loralab-lora-padded"
+        return model, lambda batch: LETTER.loss(model, batch, packed=packed)
     from peft import LoraConfig as PeftLoraConfig, get_peft_model
 
     wrapped = get_peft_model(model, PeftLoraConfig(r=R, lora_alpha=ALPHA, lora_dropout=0.0, target_modules=TARGETS))
@@ -79,7 +84,7 @@ def main(argv=None):
     groups = common.groups(items, args, grouped=True)
     pad = pad_token_id(tokenizer)
     batches = [{k: v.to(device) for k, v in LETTER.collate(g, pad).items()} for g in groups]
-    variants = ["loralab-lora", "peft-lora", "peft-lora-full-logits", "loralab-qlora"]
+    variants = ["loralab-lora", "loralab-lora-padded", "peft-lora", "peft-lora-full-logits", "loralab-qlora"]
     built = {}
     for name in variants:
         model, loss_fn = build(base, name)
@@ -106,11 +111,14 @@ def main(argv=None):
         "benchmark": "decoder", "model": args.model, "machine": common.machine(device),
         "settings": {"batch_size": args.batch_size, "batches": args.batches, "rounds": args.rounds, "r": R,
                      "alpha": ALPHA, "targets": "all-linear (q,k,v,o,gate,up,down)", "scoring": "letter",
-                     "tokens_per_batch": [int(b["attention_mask"].sum()) for b in batches]},
+                     "tokens_per_batch": [int(b["attention_mask"].sum()) for b in batches],
+                     "padded_tokens_per_batch": [int(b["attention_mask"].numel()) for b in batches]},
         "trainable_params": trainable,
         "median_step_seconds": {n: round(statistics.median(t), 4) for n, t in times.items()},
         "ratios": {"loralab_lora_over_peft_lora": round(ratio("loralab-lora", "peft-lora"), 4),
                    "loralab_lora_over_peft_lora_full_logits": round(ratio("loralab-lora", "peft-lora-full-logits"), 4),
+                   "loralab_lora_over_loralab_lora_padded": round(ratio("loralab-lora", "loralab-lora-padded"), 4),
+                   "loralab_lora_padded_over_peft_lora": round(ratio("loralab-lora-padded", "peft-lora"), 4),
                    "loralab_qlora_over_loralab_lora": round(ratio("loralab-qlora", "loralab-lora"), 4)},
     }
     print(json.dumps(result, indent=2))

@@ -5,8 +5,10 @@ fewer and smaller the numbers that train, the larger the step they need. LoRA's 
 its update is scaled by alpha / r, so its useful rates sit about an order of magnitude above full
 fine-tuning's (Hu et al. 2021 train RoBERTa's LoRA at 2e-4 to 5e-4; RoBERTa was fully fine-tuned at
 1e-5 to 3e-5, Liu et al. 2019; the seed's LoRA at 1e-5 learned nothing here,
-`experiments/results/seed-blog/`). LoRA also searches its rank r
-and alpha.
+`experiments/results/seed-blog/`). LoRA's range starts at 1e-4, the lowest rate those recipes use
+(QLoRA, Dettmers et al. 2023, trains its adapters at 1e-4 to 2e-4): below it B grows too slowly from
+zero for a pilot of tens of steps to show anything, which is how the seed's mistake would come back.
+LoRA also searches its rank r and alpha.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ LR_RANGES: dict[Strategy, tuple[float, float]] = {
     Strategy.FULL: (1e-5, 2e-4),
     Strategy.ATTENTION: (2e-5, 5e-4),
     Strategy.QV: (2e-5, 5e-4),
-    Strategy.LORA: (5e-5, 5e-3),
+    Strategy.LORA: (1e-4, 5e-3),
     Strategy.SUBSPACE: (1e-3, 1e-1),
 }
 LORA_RANKS = (4, 8, 16)

@@ -149,9 +149,10 @@ def collate(items: Sequence[EncodedCompletion], pad_id: int) -> dict[str, torch.
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def token_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def token_losses(model: torch.nn.Module, batch: dict[str, torch.Tensor],
+                 packed: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-token cross-entropy of every completion token, the row each belongs to)."""
-    hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"])  # (batch, seq, hidden)
+    hidden = hidden_states(model, batch["input_ids"], batch["attention_mask"], packed)  # (batch, seq, hidden)
     targets = batch["labels"][:, 1:]  # position t predicts token t + 1
     rows, cols = (targets != -100).nonzero(as_tuple=True)
     logits = token_logits(model, hidden[rows, cols]).float()  # (tokens, vocab): completion positions only
@@ -185,11 +186,11 @@ class Completion:
         return collate(items, pad_id)
 
     def loss(self, model, batch, packed: bool) -> torch.Tensor:
-        losses, _ = token_losses(model, batch)
+        losses, _ = token_losses(model, batch, packed)
         return losses.mean()
 
     def outputs(self, model, batch, packed: bool) -> list[list[float]]:
-        losses, rows = token_losses(model, batch)
+        losses, rows = token_losses(model, batch, packed)
         size = batch["input_ids"].shape[0]
         total = torch.zeros(size, dtype=losses.dtype).index_add(0, rows.cpu(), losses.detach().cpu())
         count = torch.zeros(size, dtype=losses.dtype).index_add(0, rows.cpu(), torch.ones_like(losses).cpu())

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from loralab.errors import LoralabError
+from loralab.models import packed_decoder
 from loralab.tasks.multiple_choice import MultipleChoice, Question
 
 PROMPT = "Question: {question}"
@@ -33,9 +34,12 @@ CUE = "\nAnswer:"
 
 # ---- the decoder's forward, on the positions that are scored only ---------------------------------
 
-def hidden_states(model: torch.nn.Module, input_ids, attention_mask) -> torch.Tensor:
+def hidden_states(model: torch.nn.Module, input_ids, attention_mask, packed: bool = True) -> torch.Tensor:
     """The last layer's hidden states (batch, seq, hidden); positions count real tokens only, so left
-    padding (letter scoring) gives every real token the position it has unpadded."""
+    padding (letter scoring) gives every real token the position it has unpadded. `packed` runs the
+    models `loralab.models.packed_decoder` supports on their real tokens only (the same result)."""
+    if packed and packed_decoder.supports(model, input_ids.shape[-1]):
+        return packed_decoder.packed_hidden_states(model, input_ids, attention_mask)
     position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)  # (batch, seq)
     return model.base_model(input_ids=input_ids, attention_mask=attention_mask,
                             position_ids=position_ids).last_hidden_state
@@ -158,9 +162,9 @@ def collate_letters(items: Sequence[LetterPrompt], pad_id: int) -> dict[str, tor
             "choice_mask": choice_mask, "labels": torch.tensor([item.label for item in items])}
 
 
-def letter_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def letter_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor], packed: bool = True) -> torch.Tensor:
     """(batch, choices): the next-token logits of the options' letters after `Answer:`."""
-    last = hidden_states(model, batch["input_ids"], batch["attention_mask"])[:, -1]  # (batch, hidden)
+    last = hidden_states(model, batch["input_ids"], batch["attention_mask"], packed)[:, -1]  # (batch, hidden)
     logits = token_logits(model, last)  # (batch, vocab)
     scores = logits.gather(1, batch["letters"])  # (batch, choices)
     return scores.masked_fill(~batch["choice_mask"], torch.finfo(scores.dtype).min)
@@ -225,11 +229,11 @@ def collate_continuations(items: Sequence[Continuations], pad_id: int) -> dict[s
             "choice_mask": choice_mask, "labels": torch.tensor([item.label for item in items])}
 
 
-def likelihood_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def likelihood_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor], packed: bool = True) -> torch.Tensor:
     """(batch, choices): each option's mean log-probability per token."""
     batch_size, choices, seq = batch["input_ids"].shape
     ids = batch["input_ids"].view(-1, seq)  # (batch * choices, seq)
-    hidden = hidden_states(model, ids, batch["attention_mask"].view(-1, seq))
+    hidden = hidden_states(model, ids, batch["attention_mask"].view(-1, seq), packed)
     scored = batch["scored"].view(-1, seq)
     rows, cols = scored.nonzero(as_tuple=True)  # the positions whose next token belongs to an option
     log_probs = torch.log_softmax(token_logits(model, hidden[rows, cols]).float(), dim=-1)  # (tokens, vocab)
@@ -257,10 +261,10 @@ class DecoderMultipleChoice(MultipleChoice):
         return self._collate(items, pad_id)
 
     def loss(self, model, batch, packed: bool) -> torch.Tensor:
-        return torch.nn.functional.cross_entropy(self._scores(model, batch).float(), batch["labels"])
+        return torch.nn.functional.cross_entropy(self._scores(model, batch, packed).float(), batch["labels"])
 
     def outputs(self, model, batch, packed: bool) -> list[list[float]]:
-        scores = self._scores(model, batch).float().cpu()
+        scores = self._scores(model, batch, packed).float().cpu()
         return [row[: int(mask.sum())].tolist() for row, mask in zip(scores, batch["choice_mask"].cpu())]
 
     def permuted(self, items: Sequence[Any], generator: torch.Generator) -> list[Any]:
