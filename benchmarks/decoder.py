@@ -14,10 +14,13 @@ output layer (r 8, alpha 16), AdamW. Variants, each a fresh copy of the same bas
 - `loralab-qlora`: loralab's LoRA on an NF4 base with double quantization (QLoRA), packed: the cost
   of dequantizing every frozen weight on every step.
 
-Batches are length-grouped (neighbours in length share a batch) and the same for every variant.
+Batches are the same for every variant: length-grouped by default (neighbours in length share a
+batch, as `loralab train` makes them), or random with `--random` (as a plain loop batches), where
+the padding the packed forward skips is larger.
 Printed and written as JSON: the median step time of each, and the median of the per-batch ratios.
 
-    python benchmarks/decoder.py --threads 1 --batches 4 --rounds 2
+    python benchmarks/decoder.py --threads 1 --batches 3 --rounds 2
+    python benchmarks/decoder.py --threads 1 --batches 3 --rounds 2 --random --name decoder-random
 """
 
 from __future__ import annotations
@@ -75,13 +78,14 @@ def build(base, variant: str):
 def main(argv=None):
     p = common.parser(__doc__.splitlines()[0], "decoder")
     p.set_defaults(model="smollm2", batches=4, rounds=2)
+    p.add_argument("--random", action="store_true", help="random batches instead of length-grouped ones")
     args = p.parse_args(argv)
     device = common.setup(args)
     tokenizer = load_tokenizer(args.model)
     base = load_model(args.model, task=LETTER)
     questions = read_questions(args.data, limit=args.batch_size * args.batches)
     items = encode_letters(questions, tokenizer, args.max_length)
-    groups = common.groups(items, args, grouped=True)
+    groups = common.groups(items, args, grouped=not args.random)
     pad = pad_token_id(tokenizer)
     batches = [{k: v.to(device) for k, v in LETTER.collate(g, pad).items()} for g in groups]
     variants = ["loralab-lora", "loralab-lora-padded", "peft-lora", "peft-lora-full-logits", "loralab-qlora"]
@@ -111,6 +115,7 @@ def main(argv=None):
         "benchmark": "decoder", "model": args.model, "machine": common.machine(device),
         "settings": {"batch_size": args.batch_size, "batches": args.batches, "rounds": args.rounds, "r": R,
                      "alpha": ALPHA, "targets": "all-linear (q,k,v,o,gate,up,down)", "scoring": "letter",
+                     "batching": "random" if args.random else "length-grouped",
                      "tokens_per_batch": [int(b["attention_mask"].sum()) for b in batches],
                      "padded_tokens_per_batch": [int(b["attention_mask"].numel()) for b in batches]},
         "trainable_params": trainable,
