@@ -13,6 +13,7 @@ Resumable: each (model, scoring) pair is saved in scores.json as soon as it is d
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -54,6 +55,24 @@ def paired(a: list[float], b: list[float], samples: int = 2000) -> dict:
             "beyond_noise": bool(low > 0 or high < 0)}
 
 
+def interval(a: list[float], samples: int = 2000) -> list[float]:
+    """95% bootstrap interval of a mean over questions."""
+    a_ = torch.tensor(a, dtype=torch.float64)
+    index = torch.randint(0, len(a), (samples, len(a)), generator=torch.Generator().manual_seed(0))
+    low, high = torch.quantile(a_[index].mean(1), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return [round(low, 4), round(high, 4)]
+
+
+def best_constant_order() -> tuple[float, str]:
+    """MAP@3 of the best fixed letter order for every question, chosen with hindsight on valid: the most a
+    letter prior alone can score (uniform guessing scores (1 + 1/2 + 1/3) / 5 = 0.367)."""
+    answers = [q.answer for q in get_task("multiple-choice", "letter").read(VALID, TaskConfig())]
+    best = max((sum(map_at_k([[3.0 if c == o[0] else 2.0 if c == o[1] else 1.0 if c == o[2] else 0.0
+                                 for c in range(5)]], [a]) for a in answers) / len(answers), o)
+               for o in itertools.permutations(range(5), 3))
+    return round(best[0], 4), "".join("ABCDE"[i] for i in best[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder")
@@ -86,13 +105,18 @@ def main() -> None:
         if name != "zero-shot" and f"{name}/letter" in saved:
             comparisons[f"{name} - zero-shot (letter)"] = paired(saved[f"{name}/letter"], saved["zero-shot/letter"])
             comparisons[f"{name}: letter - likelihood"] = paired(saved[f"{name}/letter"], saved[f"{name}/likelihood"])
+    constant, order = best_constant_order()
     summary = {"machine": machine(torch.device("cpu")), "questions": len(next(iter(saved.values()))), "map@3": table,
-               "comparisons": comparisons}
+               "map@3_ci95": {key: interval(v) for key, v in saved.items()}, "chance_uniform": round(11 / 30, 4),
+               "best_constant_letter_order": {"order": order, "map@3": constant}, "comparisons": comparisons}
     (folder / "summary.json").write_text(json.dumps(summary, indent=2))
-    lines = ["| model | letter MAP@3 | likelihood MAP@3 |", "|---|---|---|"]
+    ci = summary["map@3_ci95"]
+    cell = lambda key: f"{table[key]:.4f} [{ci[key][0]:.3f}, {ci[key][1]:.3f}]" if key in table else "–"
+    lines = ["| model | letter MAP@3 [95% interval] | likelihood MAP@3 [95% interval] |", "|---|---|---|"]
     for name in models:
-        lines.append(f"| {name} | {table.get(f'{name}/letter', float('nan')):.4f} | "
-                     f"{table.get(f'{name}/likelihood', float('nan')):.4f} |")
+        lines.append(f"| {name} | {cell(f'{name}/letter')} | {cell(f'{name}/likelihood')} |")
+    lines += ["", f"Uniform guessing scores {11 / 30:.4f}; the best fixed letter order, chosen with hindsight on "
+              f"these questions ({order}), scores {constant:.4f}: the most a letter prior alone can give."]
     lines += ["", "| comparison (paired bootstrap over 500 questions) | difference | 95% interval | beyond noise |",
               "|---|---|---|---|"]
     for name, c in comparisons.items():
