@@ -135,6 +135,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
+            _release_freed_memory()  # else heap an earlier run in this process freed still counts as resident
             try:  # "5" resets the kernel's high-water mark of this process's RSS
                 with open("/proc/self/clear_refs", "w") as f:
                     f.write("5")
@@ -148,6 +149,19 @@ class PeakMemory:
         else:
             self.peak_mb = _peak_rss_mb()
         return False
+
+
+def _release_freed_memory() -> None:
+    """Collect garbage and hand the C heap's free pages back to the kernel (glibc's `malloc_trim`), so a
+    run's peak RSS is not inflated by what an earlier run in the same process (a sweep) freed."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _peak_rss_mb() -> float:
