@@ -65,6 +65,8 @@ def summarise(rows: dict[str, list[dict]]) -> dict:
             "seeds": [r["config"]["training"]["seed"] for r in records],
             "map@3": stats(maps), "map@3_values": maps,
             "train_seconds": stats([r["train_seconds"] for r in records]),
+            "train_seconds_values": [r["train_seconds"] for r in records],
+            "peak_memory_mb_values": [r["peak_memory_mb"] for r in records],
             "median_step_seconds": stats([r["median_step_seconds"] for r in records]),
             "peak_memory_mb": stats([r["peak_memory_mb"] for r in records]),
             "trainable_params": records[0]["trainable_params"], "total_params": records[0]["total_params"],
@@ -96,20 +98,22 @@ def fmt(stat: tuple[float, float | None], digits: int, scale: float = 1.0) -> st
 
 def plot(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    for ax, key, label in ((axes[0], "peak_memory_mb", "peak memory (GB, process RSS)"),
+    for ax, key, label in ((axes[0], "peak_memory_mb", "peak memory (GB, whole-run RSS; later runs of a process inflated)"),
                            (axes[1], "train_seconds", "training time (s, 1 thread, shared CPU)")):
-        for name, row in summary["rows"].items():
+        for index, (name, row) in enumerate(summary["rows"].items()):
             scale = 1 / 1024 if key == "peak_memory_mb" else 1.0
-            x, xsd = row[key]
-            y, ysd = row["map@3"]
-            ax.errorbar(x * scale, y, xerr=(xsd or 0) * scale, yerr=ysd or 0, fmt="o", capsize=3, label=name)
-            ax.annotate(name, (x * scale, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+            color = f"C{index % 10}"
+            xs = [x * scale for x in row[f"{key}_values"]]
+            ax.scatter(xs, row["map@3_values"], s=22, color=color, alpha=0.6)  # every seed: the spread is the story
+            x, y = row[key][0] * scale, row["map@3"][0]
+            ax.scatter([x], [y], s=90, marker="D", color=color, edgecolor="black", label=name)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("MAP@3 (500 validation questions)")
     axes[0].axhline(0.367, color="grey", linestyle=":", linewidth=1)
     axes[1].axhline(0.367, color="grey", linestyle=":", linewidth=1)
-    fig.suptitle("Scale ladder on science-exam (2,000 training questions; dotted: chance)")
+    fig.suptitle("Scale ladder on science-exam (2,000 training questions): dots seeds, diamonds means; dotted: chance")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
