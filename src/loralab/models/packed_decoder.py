@@ -79,8 +79,6 @@ def supports(model: nn.Module, longest: int) -> bool:
     config = getattr(model, "config", None)
     if config is None or getattr(config, "model_type", None) not in FAMILIES or not hasattr(model, "base_model"):
         return False
-    if getattr(config, "use_sliding_window", False) and getattr(config, "sliding_window", None):
-        return longest <= config.sliding_window
     window = getattr(config, "sliding_window", None)
     return window is None or longest <= window
 
