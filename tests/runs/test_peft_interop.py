@@ -201,3 +201,45 @@ def test_gpt2_conv1d_adapters_carry_over_both_ways(tmp_path):
     again.eval()
     with torch.no_grad():
         torch.testing.assert_close(again(**batch).logits, expected, atol=1e-5, rtol=0)
+
+
+def test_mpnet_pooler_trains_with_the_head_and_travels_to_peft(tmp_path):
+    """MPNet's checkpoints ship the pooler untrained, so the multiple-choice head includes it: LoRA trains it,
+    QLoRA leaves it unquantized, and an exported adapter carries it to peft (with equal logits)."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    from conftest import tiny_batch
+    from loralab.models.quantize import QuantizeConfig, is_quantized, quantize_model
+    from loralab.tasks.multiple_choice import TASK
+
+    base = tiny_model("mpnet")
+    model = copy.deepcopy(base)
+    lora = LoraConfig(r=2, alpha=4.0)
+    apply_strategy(model, StrategyConfig(Strategy.LORA, lora=lora))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert {"mpnet.pooler.dense.weight", "mpnet.pooler.dense.bias", "classifier.weight"} <= trainable
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # adapters and head unlike a fresh peft model's
+        for name in sorted(trainable):
+            param = model.get_parameter(name)
+            param.add_(torch.randn(param.shape, generator=g) * 0.3)
+    config = peft_config(model, lora, "tiny-mpnet")
+    assert config["modules_to_save"] == ["mpnet.pooler", "classifier"]
+    (tmp_path / CONFIG).write_text(json.dumps(config))
+    save_file({k: v.detach().contiguous() for k, v in peft_state(model).items()}, tmp_path / WEIGHTS)
+
+    batch = tiny_batch()
+    model.eval()
+    with torch.no_grad():
+        ours = torch.tensor(TASK.outputs(model, batch, packed=False))
+        restored = peft.PeftModel.from_pretrained(copy.deepcopy(base), tmp_path).eval()
+        theirs = torch.tensor(TASK.outputs(restored, batch, packed=False))
+        plain = torch.tensor(TASK.outputs(base, batch, packed=False))
+    assert (plain - ours).abs().max() > 1e-2
+    torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
+
+    quantize_model(model, QuantizeConfig("nf4", double_quant=True))
+    assert is_quantized(model.mpnet.encoder.layer[0].attention.attn.k)  # frozen base: 4-bit
+    assert type(model.mpnet.pooler.dense) is torch.nn.Linear  # head: float, and training

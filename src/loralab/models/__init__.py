@@ -61,7 +61,9 @@ class Architecture:
     key: str
     value: str
     attention_output: str
-    heads: Mapping[Head, tuple[str, ...]]  # per task-model class: top-level modules it adds on top of the encoder
+    # Per task-model class, the modules that train as its head: what the class adds on top of the encoder, and any
+    # part of the encoder its pretrained checkpoints leave untrained (MPNet's pooler).
+    heads: Mapping[Head, tuple[str, ...]]
     packed: Packed | None = None  # None: the multiple-choice model always takes its own forward
     output: str = ""  # a decoder's output projection (lm_head): never adapted, often tied to the embeddings
     head: tuple[str, ...] = ()
@@ -94,7 +96,11 @@ ARCHITECTURES: dict[str, Architecture] = {
     "xlm-roberta": Architecture(*_BERT, _CLASSIFIER, _ROBERTA_PACKED),
     # ELECTRA's multiple-choice model pools through a new `sequence_summary` (a linear layer) before its classifier.
     "electra": Architecture(*_BERT, {MULTIPLE_CHOICE: ("sequence_summary", "classifier"), CLASSIFICATION: ("classifier",)}),
-    "mpnet": Architecture("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o", _CLASSIFIER,
+    # MPNet's pretraining has no sentence-level objective, so its checkpoints ship the pooler untrained (all-mpnet-base-v2:
+    # weights at their initialisation, std 0.020, bias 0). The multiple-choice model scores through it, so it trains with
+    # the head; frozen, LoRA runs stayed at the loss plateau (ln 5) for most or all of an epoch.
+    "mpnet": Architecture("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
+                          {MULTIPLE_CHOICE: ("mpnet.pooler", "classifier"), CLASSIFICATION: ("classifier",)},
                           Packed("mpnet", Layer.MPNET, positions_from_padding=True, token_types=False, relative_bias=True)),
     "deberta-v2": Architecture("attention.self.query_proj", "attention.self.key_proj", "attention.self.value_proj",
                                "attention.output.dense",

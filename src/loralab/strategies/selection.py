@@ -37,7 +37,7 @@ def find_modules(model: nn.Module, arch: Architecture, targets: tuple[str, ...])
 
 
 def head_modules(model: nn.Module, arch: Architecture) -> list[str]:
-    return [name for name, _ in model.named_children() if name in arch.head]
+    return [name for name, _ in model.named_modules() if name in arch.head]
 
 
 def freeze_all_but(model: nn.Module, module_names: list[str] | None) -> None:
