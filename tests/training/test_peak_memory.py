@@ -27,3 +27,27 @@ def test_freed_heap_of_an_earlier_run_is_not_counted(monkeypatch):
     monkeypatch.setattr(loop, "_release_freed_memory", lambda: None)
     untrimmed = freed_then_measured()
     assert untrimmed - baseline > 400  # the check can fail: without the release the freed heap is counted
+
+
+def tiny_run():
+    from conftest import tiny_model
+    from loralab.strategies import Strategy, StrategyConfig, apply_strategy
+    from loralab.tasks.multiple_choice import TASK as MC
+    from loralab.training import TrainConfig, train
+    from run_fixtures import random_questions
+
+    model = tiny_model("bert")
+    apply_strategy(model, StrategyConfig(Strategy.FULL))
+    config = TrainConfig(lr=1e-2, batch_size=4, epochs=2, warmup_ratio=0.0)
+    return train(model, random_questions(), config, task=MC, pad_id=0, progress=False)
+
+
+def test_every_cpu_step_hands_freed_heap_back_and_computes_the_same(monkeypatch):
+    untrimmed = []
+    monkeypatch.setattr(loop, "release_heap", lambda: untrimmed.append(1))  # counted, not trimmed
+    counted = tiny_run()
+    assert counted.steps == 6
+    assert len(untrimmed) == counted.steps + 1  # after every step, and once before the run (PeakMemory)
+    monkeypatch.undo()
+    trimmed = tiny_run()
+    assert trimmed.losses == counted.losses  # bit for bit: trimming moves memory, not arithmetic
