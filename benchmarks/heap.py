@@ -4,14 +4,16 @@ A step frees its activations, and glibc keeps the freed heap to reuse; batches o
 allocate tensors of new shapes that do not fit the holes, so the heap grows over a run. loralab's
 training loop calls `malloc_trim` after every optimizer step on CPU. Two measurements:
 
-- Memory: the real `loralab train` in two fresh processes per variant, one with `release_heap` made
-  a no-op; the whole run's peak RSS from each `run.json`, and whether the losses are bit-for-bit equal
-  (they must be: trimming changes where memory lives, not what is computed).
+- Memory: the real `loralab train` in fresh processes per variant, never trimming
+  (`--trim-heap-every 0`) and trimming after every N steps for each N of `--every`; the whole run's
+  peak RSS from each `run.json`, and whether the losses are bit-for-bit equal (they must be: trimming
+  changes where memory lives, not what is computed).
 - Time: one process, fixed length-grouped batches (`common.groups`), each batch stepped twice in a
   row, once right after a trim (the trim call counted in the step) and once without, the order
-  alternating from batch to batch; the median of the per-batch ratios trimmed / untrimmed.
+  alternating from batch to batch; the median of the per-batch ratios trimmed / untrimmed. That is
+  the cost of one trim; trimming every N steps pays it once per N steps.
 
-    python benchmarks/heap.py --threads 1
+    python benchmarks/heap.py --threads 1 --precision bf16
     python benchmarks/heap.py --threads 1 --model mpnet --variants qlora-ckpt --train-steps 100 --name heap-mpnet
 """
 
@@ -38,19 +40,17 @@ TRAIN_OPTIONS = {
 }
 
 
-def train_child(args, variant: str, trim: bool) -> dict:
-    """One whole `loralab train` run in this (fresh) process; `trim` off makes release_heap a no-op."""
+def train_child(args, variant: str, every: int) -> dict:
+    """One whole `loralab train` run in this (fresh) process, trimming after every `every` steps (0: never)."""
     from loralab.cli import main
-    from loralab.training import loop
 
-    if not trim:
-        loop.release_heap = lambda: None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         code = main(["train", "--model", args.model, "--train", args.data, "--train-limit", str(args.train_limit),
                      "--max-length", str(args.max_length), "--batch-size", str(args.batch_size),
                      "--max-steps", str(args.train_steps), "--seed", str(args.seed), "--precision", args.precision,
-                     "--threads", str(args.threads or 1), "--quiet", "--out", str(out), *TRAIN_OPTIONS[variant]])
+                     "--threads", str(args.threads or 1), "--quiet", "--out", str(out), "--trim-heap-every", str(every),
+                     *TRAIN_OPTIONS[variant]])
         if code:
             raise SystemExit(f"loralab train exited {code}")
         run = json.loads((out / "run.json").read_text())
@@ -98,16 +98,20 @@ def main(argv=None):
     p.add_argument("--variants", default="lora,full", help=f"comma list from {', '.join(TRAIN_OPTIONS)}")
     p.add_argument("--train-steps", type=int, default=250, help="steps of each whole `loralab train` run")
     p.add_argument("--train-limit", type=int, default=2000, help="training questions of each whole run")
+    p.add_argument("--every", default="1,4", help="comma list of trimming cadences (steps) to measure the peak at")
     p.add_argument("--child", help=argparse_hidden())
     args = p.parse_args(argv)
     device = common.setup(args)
     if device.type != "cpu":
         p.error("the heap is trimmed on CPU only; run with --device cpu")
     if args.child:
-        variant, trim = args.child.split(":")
-        print(json.dumps(train_child(args, variant, trim == "on")))
+        variant, every = args.child.split(":")
+        print(json.dumps(train_child(args, variant, int(every))))
         return None
     chosen = [v.strip() for v in args.variants.split(",") if v.strip()]
+    cadences = [int(n) for n in args.every.split(",") if n.strip()]
+    if not cadences or min(cadences) < 1:
+        p.error(f"--every {args.every}: expected a comma list of step counts >= 1")
     unknown = set(chosen) - set(TRAIN_OPTIONS)
     if unknown:
         p.error(f"unknown variants {', '.join(sorted(unknown))}")
@@ -115,35 +119,38 @@ def main(argv=None):
     results = {}
     for variant in chosen:
         runs = {}
-        for trim in ("off", "on"):
-            out = subprocess.run([sys.executable, __file__, *forwarded, "--child", f"{variant}:{trim}"],
+        for every in [0, *cadences]:
+            out = subprocess.run([sys.executable, __file__, *forwarded, "--child", f"{variant}:{every}"],
                                  capture_output=True, text=True)
             if out.returncode:
-                raise SystemExit(f"{variant} trim {trim}: child failed\n{out.stderr[-3000:]}")
-            runs[trim] = json.loads(out.stdout.strip().splitlines()[-1])
+                raise SystemExit(f"{variant} trimming every {every}: child failed\n{out.stderr[-3000:]}")
+            runs[every] = json.loads(out.stdout.strip().splitlines()[-1])
         time_figures = timed(args, variant, device)
         results[variant] = {
-            "peak_mb_untrimmed": runs["off"]["peak_mb"], "peak_mb_trimmed": runs["on"]["peak_mb"],
-            "peak_trimmed_over_untrimmed": runs["on"]["peak_mb"] / runs["off"]["peak_mb"],
-            "losses_equal": runs["on"]["losses"] == runs["off"]["losses"], "train_steps": runs["on"]["steps"],
-            **time_figures,
+            "peak_mb_untrimmed": runs[0]["peak_mb"],
+            **{f"peak_mb_every_{n}": runs[n]["peak_mb"] for n in cadences},
+            **{f"peak_every_{n}_over_untrimmed": runs[n]["peak_mb"] / runs[0]["peak_mb"] for n in cadences},
+            "losses_equal": all(runs[n]["losses"] == runs[0]["losses"] for n in cadences),
+            "train_steps": runs[0]["steps"], **time_figures,
         }
         print(f"{variant}: {results[variant]}", file=sys.stderr)
     record = {"benchmark": "heap", "command": "python benchmarks/heap.py " + " ".join(forwarded),
               "machine": common.machine(device), "model": args.model, "batch_size": args.batch_size,
               "max_length": args.max_length, "precision": args.precision, "variants": results}
-    rows = [[v, r["train_steps"], r["peak_mb_untrimmed"], r["peak_mb_trimmed"], r["peak_trimmed_over_untrimmed"],
+    rows = [[v, r["train_steps"], r["peak_mb_untrimmed"],
+             *[f"{r[f'peak_mb_every_{n}']:,.0f} ({r[f'peak_every_{n}_over_untrimmed']:.2f})" for n in cadences],
              r["losses_equal"], r["trimmed_over_plain"], r["pairs"], r["trim_call_seconds"] * 1000]
             for v, r in results.items()]
     markdown = "\n\n".join([
         f"# Returning freed heap after every step ({args.model}, batch {args.batch_size}, max length {args.max_length})",
         f"`{record['command']}`",
         "## Machine\n" + common.machine_lines(record["machine"]),
-        "Peak MB: the whole `loralab train` run's peak RSS, each in a fresh process, without and with the "
-        "trim after every step. Step ratio: the step right after a trim (the trim call included) over the same "
-        "batch's step without one, interleaved in one process; median over batches.",
-        common.table(["variant", "steps", "peak MB untrimmed", "peak MB trimmed", "trimmed / untrimmed",
-                      "losses equal", "step ratio", "pairs", "trim call ms"], rows),
+        "Peak MB: the whole `loralab train` run's peak RSS, each in a fresh process, never trimmed and "
+        "trimmed after every N steps (in brackets: over the untrimmed peak). Step ratio: the step right after a "
+        "trim (the trim call included) over the same batch's step without one, interleaved in one process; "
+        "median over batches (trimming every N steps pays it once per N steps).",
+        common.table(["variant", "steps", "peak MB untrimmed", *[f"peak MB every {n}" for n in cadences],
+                      "losses equal", "step ratio after a trim", "pairs", "trim call ms"], rows),
     ]) + "\n"
     common.write(args.name, record, markdown, args.no_write, args.results)
     return record

@@ -107,6 +107,17 @@ def test_memory_benchmark_qlora_and_checkpointing():
     assert record["variants"]["qlora-ckpt"]["peak_mb"] > 0
 
 
+def test_heap_benchmark_trims_without_changing_the_losses():
+    import heap
+
+    record = heap.main(SMOKE + ["--threads", "1", "--variants", "lora", "--train-steps", "3", "--train-limit", "24",
+                                "--every", "1,2"])  # three fresh `loralab train` processes and one timed
+    lora = record["variants"]["lora"]
+    assert lora["losses_equal"] is True and lora["train_steps"] == 3
+    assert lora["peak_mb_untrimmed"] > 0 and lora["peak_mb_every_1"] > 0 and lora["peak_mb_every_2"] > 0
+    assert lora["pairs"] >= 2 and lora["trimmed_over_plain"] > 0 and lora["trim_call_seconds"] >= 0
+
+
 def _counted_flops(model, batch) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 

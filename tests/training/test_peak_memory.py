@@ -29,7 +29,7 @@ def test_freed_heap_of_an_earlier_run_is_not_counted(monkeypatch):
     assert untrimmed - baseline > 400  # the check can fail: without the release the freed heap is counted
 
 
-def tiny_run():
+def tiny_run(**training):
     from conftest import tiny_model
     from loralab.strategies import Strategy, StrategyConfig, apply_strategy
     from loralab.tasks.multiple_choice import TASK as MC
@@ -38,16 +38,29 @@ def tiny_run():
 
     model = tiny_model("bert")
     apply_strategy(model, StrategyConfig(Strategy.FULL))
-    config = TrainConfig(lr=1e-2, batch_size=4, epochs=2, warmup_ratio=0.0)
+    config = TrainConfig(lr=1e-2, batch_size=4, epochs=2, warmup_ratio=0.0, **training)
     return train(model, random_questions(), config, task=MC, pad_id=0, progress=False)
 
 
-def test_every_cpu_step_hands_freed_heap_back_and_computes_the_same(monkeypatch):
-    untrimmed = []
-    monkeypatch.setattr(loop, "release_heap", lambda: untrimmed.append(1))  # counted, not trimmed
-    counted = tiny_run()
+@pytest.mark.parametrize("every, trims", [(1, 6), (4, 1), (0, 0)])
+def test_freed_heap_goes_back_every_n_cpu_steps_and_computes_the_same(monkeypatch, every, trims):
+    reference = tiny_run(trim_heap_every=0)
+    calls = []
+    monkeypatch.setattr(loop, "release_heap", lambda: calls.append(1))  # counted, not trimmed
+    counted = tiny_run(trim_heap_every=every)
     assert counted.steps == 6
-    assert len(untrimmed) == counted.steps + 1  # after every step, and once before the run (PeakMemory)
+    assert len(calls) == trims + 1  # after every `every` steps, and once before the run (PeakMemory)
     monkeypatch.undo()
-    trimmed = tiny_run()
-    assert trimmed.losses == counted.losses  # bit for bit: trimming moves memory, not arithmetic
+    assert tiny_run(trim_heap_every=every).losses == counted.losses == reference.losses  # memory moves, not arithmetic
+
+
+def test_a_record_trimmed_at_another_cadence_is_the_same_run():
+    from loralab.runs.config import RunConfig
+    from loralab.runs.state import same_config
+    from loralab.training import TrainConfig
+
+    planned = RunConfig(train="t.csv", training=TrainConfig(trim_heap_every=4))
+    recorded = RunConfig(train="t.csv", training=TrainConfig(trim_heap_every=0)).to_dict()
+    assert same_config(recorded, planned)
+    recorded["training"]["lr"] = 1.0
+    assert not same_config(recorded, planned)  # the check can fail

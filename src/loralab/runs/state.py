@@ -20,7 +20,8 @@ from loralab.runs.config import RunConfig
 
 
 def _comparable(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
-    """A configuration as compared for reuse: the device it ran on does not change what it is."""
+    """A configuration as compared for reuse: the device it ran on, and how often its heap was trimmed,
+    do not change what it is."""
     if not isinstance(config, RunConfig):
         try:  # a record from an older loralab lacks settings added since: they read as their defaults
             config = RunConfig.from_dict(config)
@@ -28,6 +29,8 @@ def _comparable(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
             pass
     data = config.to_dict() if isinstance(config, RunConfig) else dict(config)
     data.pop("device", None)
+    if isinstance(data.get("training"), dict):  # where memory goes between steps, not what is computed
+        data["training"] = {k: v for k, v in data["training"].items() if k != "trim_heap_every"}
     return json.loads(json.dumps(data))  # tuples and lists compare alike
 
 

@@ -80,6 +80,7 @@ ALIASES = {
     "divergence_factor": "training.divergence_factor",
     "divergence_window": "training.divergence_window",
     "shuffle_options": "training.shuffle_options",
+    "trim_heap_every": "training.trim_heap_every",
 }
 
 # Short names for folder names; any other setting uses the last part of its dotted name.

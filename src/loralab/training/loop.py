@@ -69,6 +69,10 @@ class TrainConfig:
     """'fp32', or 'bf16': bf16 compute under autocast, fp32 master weights and optimizer state
     (`loralab.training.precision`); evaluation after training computes the same way."""
 
+    trim_heap_every: int = 4
+    """CPU: hand the heap's freed pages back to the kernel (`release_heap`) after every this many optimizer
+    steps (0: never; 1: the lowest peak, the slowest steps). Changes no result: benchmarks/results/heap.md."""
+
     divergence_factor: float = 10.0
     """A run diverges when its median loss over a window of steps is above this many times the first step's
     loss (0: only a NaN/inf loss counts)."""
@@ -93,6 +97,7 @@ class TrainConfig:
         check("theta_lr", low=0, low_open=True, optional=True)
         check("divergence_factor", low=0)
         check("divergence_window", integer=True, low=1)
+        check("trim_heap_every", integer=True, low=0)
         if self.precision not in PRECISIONS:
             raise SettingError("training.precision", self.precision, " or ".join(PRECISIONS))
         for name in ("group_by_length", "packed", "shuffle_options", "gradient_checkpointing"):
@@ -173,9 +178,12 @@ def _malloc_trim():
 def release_heap() -> None:
     """Hand the C heap's free pages back to the kernel (glibc's `malloc_trim`; nothing elsewhere).
 
-    `train` calls it after every optimizer step on CPU. Steps allocate activations of a new shape with
-    every batch length, and glibc keeps what they free: without it MiniLM LoRA's whole-run peak RSS was
-    1.5 times what it was with it (benchmarks/heap.py, which also times it).
+    `train` calls it on CPU after every `TrainConfig.trim_heap_every` optimizer steps. Steps allocate
+    activations of a new shape with every batch length, and glibc keeps what they free for reuse, so
+    the heap grows. benchmarks/heap.py measures both sides on MiniLM LoRA: over a 250-step run the peak
+    RSS was 0.64 of the untrimmed peak when trimmed after every step and 0.74 after every fourth (the
+    default), while a step right after a trim took 1.15 to 1.29 times as long (what was handed back is
+    faulted in again), a cost paid once per trim.
     """
     trim = _malloc_trim()
     if trim is not None:
@@ -328,8 +336,8 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                if device.type == "cpu":
-                    release_heap()  # what this step's activations freed, before the next step's shapes fragment it
+                if device.type == "cpu" and config.trim_heap_every and not (result.steps + 1) % config.trim_heap_every:
+                    release_heap()  # what the steps' activations freed, before new batch shapes fragment it further
                 now = time.perf_counter()
                 result.steps += 1
                 result.losses.append(step_loss)
