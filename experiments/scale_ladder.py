@@ -126,12 +126,14 @@ def main() -> None:
     parser.add_argument("--fresh", action="append", default=[],
                         help="a run folder that was the first run of its process: only these give the memory verdict "
                              "(before loralab 4aad067 a sweep's later runs also counted heap its earlier runs freed)")
+    parser.add_argument("--baseline", default=BASELINE,
+                        help=f"the row the promise compares with (default {BASELINE!r}; e.g. a row added with --extra)")
     parser.add_argument("--baseline-memory-mb", type=float,
                         help="MiniLM full's whole-run peak from a clean measurement (the seed-blog sweep: 3,111)")
     args = parser.parse_args()
     folder = Path(args.folder)
     summary = summarise(rows_of(folder, args.extra))
-    comparisons = [c for c in (compare(summary, *QUALITY), *(compare(summary, row, BASELINE) for row in PROMISE)) if c]
+    comparisons = [c for c in (compare(summary, *QUALITY), *(compare(summary, row, args.baseline) for row in PROMISE)) if c]
     summary["comparisons"] = comparisons
     baseline_memory = args.baseline_memory_mb
     summary["baseline_peak_memory_mb"] = baseline_memory
@@ -156,7 +158,7 @@ def main() -> None:
     for c in comparisons:
         lines.append(f"| {c['a']} − {c['b']} | {c['difference']:+.3f} | {c['two_se']:.3f} | {c['verdict']} |")
     if baseline_memory and fresh:
-        lines += ["", f"Whole-run peak memory against {BASELINE}'s {baseline_memory:,.0f} MB (first runs of a process only):"]
+        lines += ["", f"Whole-run peak memory against {args.baseline}'s {baseline_memory:,.0f} MB (first runs of a process only):"]
         for name, peak in fresh.items():
             lines.append(f"- `{name}`: {peak:,.0f} MB, {peak / baseline_memory:.2f} of it "
                          f"({'within' if peak <= baseline_memory else 'above'}).")

@@ -182,7 +182,7 @@ def release_heap() -> None:
     activations of a new shape with every batch length, and glibc keeps what they free for reuse, so
     the heap grows. benchmarks/heap.py measures both sides on MiniLM LoRA: over a 250-step run the peak
     RSS was 0.64 of the untrimmed peak when trimmed after every step and 0.74 after every fourth (the
-    default), while a step right after a trim took 1.15 to 1.29 times as long (what was handed back is
+    default), while a step right after a trim took 1.29 times as long (what was handed back is
     faulted in again), a cost paid once per trim.
     """
     trim = _malloc_trim()
