@@ -336,10 +336,10 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                if device.type == "cpu" and config.trim_heap_every and not (result.steps + 1) % config.trim_heap_every:
+                result.steps += 1
+                if device.type == "cpu" and config.trim_heap_every and not result.steps % config.trim_heap_every:
                     release_heap()  # what the steps' activations freed, before new batch shapes fragment it further
                 now = time.perf_counter()
-                result.steps += 1
                 result.losses.append(step_loss)
                 result.step_seconds.append(now - step_start)
                 bar.update(1)
