@@ -24,7 +24,7 @@ from loralab.names import has_prefix
 if TYPE_CHECKING:
     from loralab.tasks import Task
 
-DEFAULT_MODEL = "minilm"  # the packaged sentence-transformers/all-MiniLM-L6-v2
+from loralab.settings.model import DEFAULT_MODEL
 
 
 class Head(enum.Enum):

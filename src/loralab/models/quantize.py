@@ -32,51 +32,15 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from loralab.errors import LoralabError
+from loralab.settings.model import Method, QuantizeConfig
 from loralab.validate import SettingError
 
 BLOCKSIZE = 64  # weights per absmax scale (QLoRA's, and bitsandbytes' and transformers' default)
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class Method(enum.Enum):
-    NONE = "none"
-    NF4 = "nf4"
-    FP4 = "fp4"
-    INT8 = "int8"
-
-    @property
-    def four_bit(self) -> bool:
-        return self in (Method.NF4, Method.FP4)
 
 
-@dataclass(frozen=True)
-class QuantizeConfig:
-    """How the frozen base weights are stored."""
-
-    method: str = "none"
-    """none, nf4 (4-bit NormalFloat), fp4 (4-bit float) or int8."""
-    double_quant: bool = False
-    """4-bit only: quantize the block scales too (QLoRA's double quantization)."""
-    compute_dtype: str = "float32"
-    """4-bit only: the dtype the weight is dequantized to for each product (float32, bfloat16, float16)."""
-
-    def __post_init__(self):
-        try:
-            method = Method(self.method)
-        except ValueError:
-            raise SettingError("quantize.method", self.method, "one of " + ", ".join(m.value for m in Method)) from None
-        if not isinstance(self.double_quant, bool):
-            raise SettingError("quantize.double_quant", self.double_quant, "true or false")
-        if self.compute_dtype not in COMPUTE_DTYPES:
-            raise SettingError("quantize.compute_dtype", self.compute_dtype, "one of " + ", ".join(COMPUTE_DTYPES))
-        if not method.four_bit and self.double_quant:
-            raise SettingError("quantize.double_quant", self.double_quant, f"false with {self.method} (4-bit only)")
-        if not method.four_bit and self.compute_dtype != "float32":
-            raise SettingError("quantize.compute_dtype", self.compute_dtype, f"float32 with {self.method} (4-bit only)")
-
-    @property
-    def enabled(self) -> bool:
-        return self.method != Method.NONE.value
 
 
 @dataclass(frozen=True)

@@ -15,27 +15,13 @@ from typing import Callable, NamedTuple
 from torch import nn
 
 from loralab.errors import LoralabError
+from loralab.settings.strategy import Strategy, StrategyConfig
 from loralab.models import Architecture, architecture, count_parameters
 from loralab.strategies.lora import LoraConfig, apply_lora, merge_lora
 from loralab.strategies.selection import find_modules, freeze_all_but, head_modules
 from loralab.strategies.subspace import SubspaceConfig, apply_subspace, merge_subspace
 
 
-class Strategy(enum.Enum):
-    FULL = "full"
-    ATTENTION = "attention"
-    QV = "qv"
-    LORA = "lora"
-    SUBSPACE = "subspace"
-
-    @classmethod
-    def parse(cls, value: "str | Strategy") -> "Strategy":
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except (ValueError, TypeError):
-            raise LoralabError(f"unknown strategy {value!r}; choose one of {', '.join(s.value for s in cls)}") from None
 
 
 # The projection roles each selection strategy trains (None: every weight).
@@ -46,25 +32,6 @@ SELECTIONS: dict[Strategy, tuple[str, ...] | None] = {
 }
 
 
-@dataclass(frozen=True)
-class StrategyConfig:
-    """Which strategy to apply, and its settings."""
-
-    strategy: Strategy = Strategy.FULL
-    """The strategy: full, attention, qv, lora or subspace."""
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    """LoRA settings (used by the lora strategy only)."""
-    subspace: SubspaceConfig = field(default_factory=lambda: SubspaceConfig(dim=1000))
-    """Random-subspace settings (used by the subspace strategy only)."""
-    train_head: bool = True
-    """Train the task head; when False it stays at its random initialisation."""
-
-    def __post_init__(self):
-        object.__setattr__(self, "strategy", Strategy.parse(self.strategy))
-        if not isinstance(self.train_head, bool):
-            raise LoralabError(f"invalid strategy.train_head={self.train_head!r}: expected true or false")
-        if self.strategy is Strategy.FULL and not self.train_head:
-            raise LoralabError("train_head=False conflicts with strategy 'full', which trains every weight")
 
 
 class ParamGroup(NamedTuple):

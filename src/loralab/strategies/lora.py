@@ -27,37 +27,12 @@ from torch import nn
 
 from loralab.dropout import dropout
 from loralab.errors import LoralabError
+from loralab.settings.strategy import LoraConfig
 from loralab.models import is_linear
 from loralab.models.quantize import dequantize, is_quantized
 from loralab.validate import SettingError, names, number
 
 
-@dataclass(frozen=True)
-class LoraConfig:
-    """Settings of the LoRA adapters."""
-
-    r: int = 8
-    """Rank of the update B A."""
-    alpha: float = 32.0
-    """Scale numerator: the update is multiplied by alpha / r (or alpha / sqrt(r) with rslora)."""
-    dropout: float = 0.0
-    """Dropout on the adapter's input x; the frozen path sees x unchanged."""
-    targets: tuple[str, ...] = ("query", "value")
-    """Projection roles (query, key, value, attention_output), 'all-linear', or module-name suffixes."""
-    rslora: bool = False
-    """Scale by alpha / sqrt(r) (rank-stabilised LoRA)."""
-
-    def __post_init__(self):
-        number("strategy.lora.r", self.r, integer=True, low=1)
-        number("strategy.lora.alpha", self.alpha, low=0, low_open=True)
-        number("strategy.lora.dropout", self.dropout, low=0, high=1, high_open=True)
-        object.__setattr__(self, "targets", names("strategy.lora.targets", self.targets))
-        if not isinstance(self.rslora, bool):
-            raise SettingError("strategy.lora.rslora", self.rslora, "true or false")
-
-    @property
-    def scaling(self) -> float:
-        return self.alpha / (math.sqrt(self.r) if self.rslora else self.r)
 
 
 class _MergedLinear(torch.autograd.Function):

@@ -28,42 +28,9 @@ import torch
 from loralab.errors import LoralabError
 from loralab.validate import SettingError
 
-AUTO = "auto"
+from loralab.settings.task import AUTO, SCORINGS, TASK_NAMES, TaskConfig
 
 
-@dataclass(frozen=True)
-class TaskConfig:
-    """Which task a run is, and where its columns are when their names are not the usual ones."""
-
-    name: str = AUTO
-    """multiple-choice, classification, regression, or auto (inferred from the training file's columns)."""
-    text: str | None = None
-    """Classification/regression: the column of the (first) text (None: a GLUE name such as `sentence`)."""
-    text_pair: str | None = None
-    """Classification/regression: the column of the second text of a pair (None: a GLUE name, if any)."""
-    label: str | None = None
-    """Classification/regression: the label column (None: `label`, `Quality` or `score`)."""
-    columns: tuple[str, ...] = ()
-    """Names for the columns of files without a header row, in order (GLUE's CoLA, the STS Benchmark);
-    fields after the last named one are ignored."""
-    scoring: str = AUTO
-    """Multiple choice: head (an encoder's multiple-choice head), letter or likelihood (a decoder's
-    next-token scores), or auto (head for encoders, letter for decoders)."""
-
-    def __post_init__(self):
-        if self.name != AUTO and self.name not in TASK_NAMES:
-            raise SettingError("task.name", self.name, f"one of {', '.join((AUTO,) + TASK_NAMES)}")
-        for name in ("text", "text_pair", "label"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value.strip()):
-                raise SettingError(f"task.{name}", value, "a column name")
-        columns = self.columns
-        if isinstance(columns, str) or not isinstance(columns, (list, tuple)) or not all(
-                isinstance(c, str) for c in columns) or (columns and not any(c.strip() for c in columns)):
-            raise SettingError("task.columns", columns, "a list of column names (an empty name skips a column)")
-        object.__setattr__(self, "columns", tuple(columns))
-        if self.scoring not in (AUTO,) + SCORINGS:
-            raise SettingError("task.scoring", self.scoring, f"one of {', '.join((AUTO,) + SCORINGS)}")
 
 
 class Task(Protocol):
@@ -99,8 +66,6 @@ class Task(Protocol):
                     space: dict[str, Any]) -> tuple[list[str], list[list[Any]], list[str], list[list[Any]]]: ...
 
 
-TASK_NAMES = ("multiple-choice", "classification", "regression", "completion")
-SCORINGS = ("head", "letter", "likelihood")
 
 
 def get_task(name: str, scoring: str | None = None) -> Task:

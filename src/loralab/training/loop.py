@@ -19,6 +19,7 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
+from loralab.settings.training import TrainConfig
 from loralab.tasks.batching import batches
 from loralab.training.checkpointing import checkpointing
 from loralab.training.distributed import SINGLE, DataParallel
@@ -29,80 +30,6 @@ if TYPE_CHECKING:
     from loralab.tasks import Task
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings of one run."""
-
-    epochs: float = 1.0
-    """Passes over the training set (fractions allowed)."""
-    lr: float = 2e-5
-    """Peak learning rate of AdamW."""
-    batch_size: int = 8
-    """Questions per forward pass."""
-    grad_accum: int = 1
-    """Forward passes per optimizer step."""
-    warmup_ratio: float = 0.1
-    """Share of the steps spent warming the learning rate up linearly from zero."""
-    weight_decay: float = 0.01
-    """AdamW weight decay, applied to matrices only (not biases or norms)."""
-    max_grad_norm: float = 1.0
-    """Clip the gradient's global norm to this (0: no clipping)."""
-    max_length: int = 256
-    """Tokens per (prompt, option) pair; longer pairs are truncated, prompt first."""
-    seed: int = 0
-    """Seeds data order, dropout and the new head's initialisation."""
-    max_steps: int | None = None
-    """Stop after this many optimizer steps (None: run all epochs)."""
-    eval_batch_size: int = 32
-    """Questions per forward pass when evaluating."""
-    group_by_length: bool = True
-    """Batch questions of similar length together to cut padding."""
-    theta_lr: float | None = None
-    """Peak learning rate of a random subspace's theta (None: `lr`); the head and SAID scales keep `lr`."""
-    packed: bool = True
-    """Compute on real tokens only where loralab.models.packed supports the model (off: the model's padded forward)."""
-    shuffle_options: bool = False
-    """Multiple choice by letter (decoders): show each question's options in a new random order every epoch."""
-    gradient_checkpointing: bool = False
-    """Keep only each layer's input and recompute the layer in backward (less activation memory, one more forward)."""
-    precision: str = "fp32"
-    """'fp32', or 'bf16': bf16 compute under autocast, fp32 master weights and optimizer state
-    (`loralab.training.precision`); evaluation after training computes the same way."""
-
-    trim_heap_every: int = 4
-    """CPU: hand the heap's freed pages back to the kernel (`release_heap`) after every this many optimizer
-    steps (0: never; 1: the lowest peak, the slowest steps). Changes no result: benchmarks/results/heap.md."""
-
-    divergence_factor: float = 10.0
-    """A run diverges when its median loss over a window of steps is above this many times the first step's
-    loss (0: only a NaN/inf loss counts)."""
-    divergence_window: int = 10
-    """The window's length in optimizer steps (a shorter run is judged on its steps after the first)."""
-
-    def __post_init__(self):
-        def check(name: str, **rule) -> None:
-            number(f"training.{name}", getattr(self, name), **rule)
-
-        check("epochs", low=0, low_open=True, high=1e6)
-        check("lr", low=0, low_open=True)
-        check("batch_size", integer=True, low=1)
-        check("grad_accum", integer=True, low=1)
-        check("warmup_ratio", low=0, high=1, high_open=True)
-        check("weight_decay", low=0)
-        check("max_grad_norm", low=0)
-        check("max_length", integer=True, low=8)
-        check("seed", integer=True, low=0, high=2**63 - 1)
-        check("max_steps", integer=True, low=1, optional=True)
-        check("eval_batch_size", integer=True, low=1)
-        check("theta_lr", low=0, low_open=True, optional=True)
-        check("divergence_factor", low=0)
-        check("divergence_window", integer=True, low=1)
-        check("trim_heap_every", integer=True, low=0)
-        if self.precision not in PRECISIONS:
-            raise SettingError("training.precision", self.precision, " or ".join(PRECISIONS))
-        for name in ("group_by_length", "packed", "shuffle_options", "gradient_checkpointing"):
-            if not isinstance(getattr(self, name), bool):
-                raise SettingError(f"training.{name}", getattr(self, name), "true or false")
 
 
 @dataclass

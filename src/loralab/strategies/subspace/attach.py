@@ -35,7 +35,8 @@ from torch.nn.utils import parametrize
 
 from loralab.errors import LoralabError
 from loralab.names import has_prefix
-from loralab.strategies.subspace.projections import BUILDERS, Projection
+from loralab.settings.strategy import Projection, SubspaceConfig
+from loralab.strategies.subspace.projections import BUILDERS
 from loralab.validate import number
 
 
@@ -46,35 +47,6 @@ def _full_precision(device: torch.device):
     return contextlib.nullcontext()
 
 
-@dataclass(frozen=True)
-class SubspaceConfig:
-    """Settings of random-subspace training."""
-
-    dim: int
-    """d: how many numbers train (with said, the per-tensor scales count towards it)."""
-    projection: Projection = Projection.FASTFOOD
-    """How P is built: dense, sparse, fastfood or said."""
-    seed: int = 0
-    """Seed of the torch.Generator that builds P; with theta it reproduces the trained model."""
-    exclude: tuple[str, ...] = ()
-    """Parameter-name prefixes left out of the subspace and frozen (e.g. a word-embedding table)."""
-
-    def __post_init__(self):
-        number("strategy.subspace.dim", self.dim, integer=True, low=1)
-        object.__setattr__(self, "projection", Projection.parse(self.projection))
-        number("strategy.subspace.seed", self.seed, integer=True, low=0, high=2**63 - 1)
-        for field in ("exclude",):
-            value = getattr(self, field)
-            if not isinstance(value, (list, tuple)):
-                raise LoralabError(f"invalid {field}={value!r}: expected a list of name prefixes")
-            object.__setattr__(self, field, tuple(value))
-            for prefix in getattr(self, field):
-                if not isinstance(prefix, str) or not prefix or prefix.startswith(".") or prefix.endswith("."):
-                    raise LoralabError(f"invalid {field} entry {prefix!r}: expected a module or parameter name")
-
-    def to_dict(self) -> dict:
-        return {"dim": self.dim, "projection": self.projection.value, "seed": self.seed, 
-                "exclude": list(self.exclude)}
 
 
 @dataclass

@@ -24,24 +24,9 @@ import torch
 from torch import nn
 
 from loralab.errors import LoralabError
+from loralab.settings.strategy import Projection
 
 
-class Projection(enum.Enum):
-    DENSE = "dense"
-    SPARSE = "sparse"
-    FASTFOOD = "fastfood"
-    SAID = "said"
-
-    @classmethod
-    def parse(cls, value: "str | Projection") -> "Projection":
-        if isinstance(value, cls):
-            return value
-        try:
-            return cls(value)
-        except (ValueError, TypeError):
-            raise LoralabError(
-                f"invalid projection={value!r}: choose one of {', '.join(p.value for p in cls)}"
-            ) from None
 
 
 RADIX_BITS = 5  # Hadamard factors of up to 32 x 32: few, BLAS-sized products instead of log2(n) tiny ones
