@@ -21,11 +21,11 @@ from typing import Any
 from loralab.runs.artifacts import RECORD, read_json
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
+from loralab.settings import SETTINGS
 
 STRATEGY_ORDER = ("full", "attention", "qv", "lora", "subspace")
-# Settings that say where a run ran or what it read, not how it trained; never a row's "settings".
-IGNORED = ("device", "offline", "trust_remote_code", "training.seed", "training.eval_batch_size",
-           "training.divergence_factor", "training.divergence_window")
+# Settings that say where a run ran, its seed, or its guards, not how it trained: never a row's "settings".
+IGNORED = tuple(s.path for s in SETTINGS if not s.in_reports)
 # Records written before tasks named their headline metric are all multiple choice, ranked by MAP@3.
 DEFAULT_TASK, DEFAULT_METRIC = "multiple-choice", "map@3"
 
@@ -205,14 +205,10 @@ def build_sections(records: list[tuple[str, dict[str, Any]]], manifest: dict[str
     return sorted(sections, key=lambda s: min(r.order for r in s.rows))
 
 
-_SETTING_NAMES = {"strategy.lora.r": "r", "strategy.lora.alpha": "alpha", "strategy.lora.dropout": "dropout",
-                  "strategy.train_head": "head", "training.lr": "lr", "strategy.subspace.dim": "d",
-                  "strategy.subspace.projection": "projection", "strategy.subspace.seed": "P seed"}
-
-
 def setting_name(key: str) -> str:
     """How a report names a setting ("alpha" for strategy.lora.alpha)."""
-    return _SETTING_NAMES.get(key, key.rsplit(".", 1)[-1])
+    setting = SETTINGS.by_path.get(key)
+    return setting.report_label if setting else key.rsplit(".", 1)[-1]
 
 
 def setting_value(key: str, value: Any) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from torch import nn
 
-from loralab import __version__
+from loralab.version import __version__
 from loralab.runs.artifacts import write_json
 from loralab.errors import LoralabError
 from loralab.models.quantize import dequantize_model

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from loralab import __version__
+from loralab.version import __version__
 from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights
 from loralab.runs.artifacts import write_json as _write_json
 from loralab.runs.config import RunConfig

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from loralab import __version__
+from loralab.version import __version__
 from loralab.runs.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
 from loralab.errors import LoralabError
 from loralab.models import architecture, fingerprint, is_decoder, is_head

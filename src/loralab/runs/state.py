@@ -10,28 +10,15 @@ intrinsic-dimension measurement both ask here.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 from loralab.errors import LoralabError
 from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, read_json
-from loralab.runs.config import RunConfig
+from loralab.settings import RunConfig, identity
 
 
-def _comparable(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
-    """A configuration as compared for reuse: the device it ran on, and how often its heap was trimmed,
-    do not change what it is."""
-    if not isinstance(config, RunConfig):
-        try:  # a record from an older loralab lacks settings added since: they read as their defaults
-            config = RunConfig.from_dict(config)
-        except (LoralabError, TypeError, ValueError):
-            pass
-    data = config.to_dict() if isinstance(config, RunConfig) else dict(config)
-    data.pop("device", None)
-    if isinstance(data.get("training"), dict):  # where memory goes between steps, not what is computed
-        data["training"] = {k: v for k, v in data["training"].items() if k != "trim_heap_every"}
-    return json.loads(json.dumps(data))  # tuples and lists compare alike
+_comparable = identity  # a configuration as compared for reuse: `loralab.settings.run.identity`
 
 
 @functools.lru_cache(maxsize=64)

@@ -28,7 +28,7 @@ class QuantizeConfig:
     """How the frozen base weights are stored."""
 
     method: str = setting("none", "Store the frozen base linear weights in 4 or 8 bits (bitsandbytes): none, nf4 "
-                          "(4-bit NormalFloat; lora on nf4 is QLoRA), fp4 or int8.", key="quantize",
+                          "(4-bit NormalFloat; lora on nf4 is QLoRA), fp4 or int8.", key="quantize", folder="quantize",
                           choices=tuple(m.value for m in Method))
     double_quant: bool = setting(False, "4-bit only: quantize the block scales too (QLoRA's double quantization).")
     compute_dtype: str = setting("float32", "4-bit only: the dtype each product dequantizes the weight to.",

@@ -26,11 +26,12 @@ class RunConfig:
     """Everything that defines one training run."""
 
     train: str = setting("", "Training file: multiple-choice CSV (id, prompt, A..E, answer), a classification or "
-                         "regression CSV/TSV (a text or pair, a label), or completion JSONL.", metavar="FILE")
+                         "regression CSV/TSV (a text or pair, a label), or completion JSONL.", metavar="FILE",
+                         cli_default="required")
     valid: str | None = setting(None, "Validation file, scored with the task's metrics after training (none: no "
                                 "evaluation).", metavar="FILE")
     model: str = setting(DEFAULT_MODEL, "A local model folder, a packaged name (minilm, smollm2, mpnet), or a hub "
-                         "name (with --online).")
+                         "name (with --online).", metavar="MODEL")
     task: TaskConfig = group(TaskConfig, "Which task the data is and where its columns are.")
     strategy: StrategyConfig = group(StrategyConfig, "What trains, and how.")
     training: TrainConfig = group(TrainConfig, "Optimisation settings.")
@@ -40,7 +41,7 @@ class RunConfig:
     valid_limit: int | None = setting(None, "Use only the first N validation examples.", metavar="N")
     train_sample_seed: int | None = setting(None, "With --train-limit: draw the N training examples at random with "
                                             "this seed (file order kept) instead of taking the first N.")
-    device: str = setting("auto", "auto (CUDA when present), cpu or cuda[:N].", identity=False)
+    device: str = setting("auto", "auto (CUDA when present), cpu or cuda[:N].", identity=False, metavar="DEVICE")
     offline: bool = setting(True, "Never reach a model hub (--online: allow downloading the model).",
                             flag="--online", negate=True, compared=False)
     trust_remote_code: bool = setting(False, "Allow a hub model's own Python code to run (off: only transformers' "

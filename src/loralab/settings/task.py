@@ -19,12 +19,12 @@ class TaskConfig:
     name: str = setting(AUTO, "What the data is: multiple-choice, classification, regression, completion, or auto "
                         "(inferred from the training file's columns and labels).", key="task",
                         choices=(AUTO,) + TASK_NAMES)
-    text: str | None = setting(None, "Classification/regression: the column of the (first) text (default: a GLUE "
-                               "name such as sentence, sentence1, question, '#1 String').", key="text_column")
-    text_pair: str | None = setting(None, "Classification/regression: the column of the second text of a pair "
-                                    "(default: a GLUE name, if any).", key="text_pair_column")
-    label: str | None = setting(None, "Classification/regression: the label column (default: label, Quality or "
-                                "score).", key="label_column")
+    text: str | None = setting(None, "Classification/regression: the column of the (first) text.", key="text_column",
+                               cli_default="a GLUE name such as sentence, sentence1, question, '#1 String'")
+    text_pair: str | None = setting(None, "Classification/regression: the column of the second text of a pair.",
+                                    key="text_pair_column", cli_default="a GLUE name, if any")
+    label: str | None = setting(None, "Classification/regression: the label column.", key="label_column",
+                                cli_default="label, Quality or score")
     columns: tuple[str, ...] = setting((), "Names for the columns of a file without a header row, in order (GLUE's "
                                        "CoLA: source,label,,sentence); an empty name skips a column, fields after "
                                        "the last named one are ignored.", keep_empty=True, metavar="NAMES")

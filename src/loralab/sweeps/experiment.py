@@ -36,57 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from loralab.errors import LoralabError
-from loralab.runs.config import RunConfig
-from loralab.runs.state import _comparable
+from loralab.settings import SETTINGS, RunConfig, identity
 from loralab.tasks.table import read_text
 
 MANIFEST = "sweep.json"
 
-# Friendly names for the settings people sweep most; any RunConfig.flat() name works as well.
-ALIASES = {
-    "strategy": "strategy.strategy",
-    "task": "task.name",
-    "train_sample_seed": "train_sample_seed",
-    "text_column": "task.text",
-    "text_pair_column": "task.text_pair",
-    "label_column": "task.label",
-    "columns": "task.columns",
-    "scoring": "task.scoring",
-    "lora_r": "strategy.lora.r",
-    "lora_alpha": "strategy.lora.alpha",
-    "lora_dropout": "strategy.lora.dropout",
-    "lora_targets": "strategy.lora.targets",
-    "rslora": "strategy.lora.rslora",
-    "train_head": "strategy.train_head",
-    "subspace_dim": "strategy.subspace.dim",
-    "projection": "strategy.subspace.projection",
-    "subspace_seed": "strategy.subspace.seed",
-    "subspace_exclude": "strategy.subspace.exclude",
-    "lr": "training.lr",
-    "seed": "training.seed",
-    "epochs": "training.epochs",
-    "batch_size": "training.batch_size",
-    "grad_accum": "training.grad_accum",
-    "max_length": "training.max_length",
-    "max_steps": "training.max_steps",
-    "warmup_ratio": "training.warmup_ratio",
-    "weight_decay": "training.weight_decay",
-    "packed": "training.packed",
-    "gradient_checkpointing": "training.gradient_checkpointing",
-    "quantize": "quantize.method",
-    "double_quant": "quantize.double_quant",
-    "compute_dtype": "quantize.compute_dtype",
-    "precision": "training.precision",
-    "divergence_factor": "training.divergence_factor",
-    "divergence_window": "training.divergence_window",
-    "shuffle_options": "training.shuffle_options",
-    "trim_heap_every": "training.trim_heap_every",
-}
-
-# Short names for folder names; any other setting uses the last part of its dotted name.
-_SHORT = {"strategy.lora.r": "r", "strategy.lora.alpha": "alpha", "strategy.lora.dropout": "dropout",
-          "strategy.train_head": "head", "strategy.subspace.dim": "d", "training.seed": "seed", "training.batch_size": "bs",
-          "training.max_length": "len", "quantize.method": "quantize", "training.gradient_checkpointing": "ckpt"}
+# Every setting's experiment key (`lora_r`) and older names, from the one table; dotted paths work as well.
+ALIASES = {key: setting.path for key, setting in SETTINGS.by_key.items()}
 _PATHS = ("train", "valid", "model")
 _WITH_THE_DATA = ("valid", "task.name", "task.text", "task.text_pair", "task.label", "task.columns")
 _ENTRY_KEYS = ("name", "grid", "seeds")
@@ -117,6 +73,11 @@ class Experiment:
     """Every run, in file order, without duplicates."""
     description: str = ""
     """Free text from the file."""
+
+
+def _short(path: str) -> str:
+    setting = SETTINGS.by_path.get(path)
+    return setting.folder_name if setting else path.rsplit(".", 1)[-1]
 
 
 def _defaults() -> dict[str, Any]:
@@ -235,7 +196,7 @@ def _folder_name(flat: dict[str, Any], base: dict[str, Any]) -> str:
             continue
         if key in _WITH_THE_DATA:  # the training file names the data set; these go with it
             continue
-        parts.append(_format(value) if key == "train" else f"{_SHORT.get(key, key.rsplit('.', 1)[-1])}-{_format(value)}")
+        parts.append(_format(value) if key == "train" else f"{_short(key)}-{_format(value)}")
     parts.append(f"seed-{flat['training.seed']}")
     name = "_".join(parts)
     name = "".join(c if c.isalnum() or c in "-_.+" else "-" for c in name)
@@ -340,7 +301,7 @@ def _load_experiment(path: Path) -> Experiment:
                 raise LoralabError(f"{where}: {e}") from None
             name = _folder_name(flat, base)
             existing = planned.get(name)
-            if existing is not None and _comparable(existing.config) != _comparable(config):
+            if existing is not None and identity(existing.config) != identity(config):
                 name = f"{name}-{_digest(config.to_dict())}"
                 existing = planned.get(name)
             if existing is None:

@@ -1,0 +1,65 @@
+"""The settings of the commands that plan many runs: `recommend`'s search and `intrinsic-dim`'s
+measurement. Their run settings (epochs, batch size, ...) are `RunConfig`'s; these are the rest, declared
+here so that `--help` shows them without importing the libraries that carry them out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loralab.settings.strategy import Projection
+from loralab.settings.table import setting
+
+
+@dataclass(frozen=True)
+class RecommendOptions:
+    """How `loralab recommend` searches: what it tries, and what it may spend."""
+
+    budget: str = setting("", "Time for the whole search, final run included (30m, 1h30m, 1590s).",
+                          cli_default="required")
+    budget_clock: str = setting("wall", "What --budget counts: wall-clock seconds, or this process's CPU seconds "
+                                "(steady on a CPU shared with other jobs).", choices=("wall", "cpu"))
+    brackets: int | None = setting(None, "Stop after this many brackets even if budget is left.")
+    models: tuple[str, ...] = setting(("minilm",), "Comma list of models (folders, packaged names or hub names).")
+    strategies: tuple[str, ...] = setting(("full", "attention", "qv", "lora"), "Comma list of strategies to try.")
+    memory: str | None = setting(None, "Peak memory a run may use (8GB, 512MB); candidates over it are excluded.")
+    min_steps: int = setting(16, "Optimizer steps of the first rung's pilots.")
+    eta: int = setting(3, "Each rung keeps the best 1/eta with eta times the steps.")
+    rungs: int = setting(3, "Rungs per bracket.")
+    bracket_size: int | None = setting(None, "Settings drawn per bracket (none: twice the candidates that fit).")
+    pilot_valid: int = setting(200, "Validation examples pilots are scored on (the first ones of the file).")
+    search_seed: int = setting(0, "Seed of Optuna's sampler (each run's own seed is --seed).")
+    storage: str | None = setting(None, "Optuna storage shared by workers: an SQL URL or a journal file (none: "
+                                  "OUT/study.journal).")
+    worker: str = setting("main", "This worker's name when several share one search; only 'main' trains the winner.")
+    final: bool = setting(True, "Train the winner on all the data once the pilots are done (--no-final: stop "
+                          "after the pilots).")
+
+
+@dataclass(frozen=True)
+class IntrinsicOptions:
+    """How `loralab intrinsic-dim` measures: the baseline, the subspace runs, and where it looks for d."""
+
+    projection: Projection = setting(Projection.SAID, "How P is built: dense, sparse, fastfood or said.",
+                                     choices=tuple(p.value for p in Projection))
+    subspace_seed: int = setting(0, "Seed of P.")
+    exclude: tuple[str, ...] = setting((), "Comma list of parameter-name prefixes kept frozen, outside the subspace "
+                                       "(the baseline still trains them).", metavar="PREFIXES")
+    theta_lr: float = setting(1e-2, "Learning rate of theta in the subspace runs.")
+    head_lr: float | None = setting(None, "Learning rate of a directly trained head (--train-head) and of the SAID "
+                                    "scales (none: --theta-lr).")
+    lr_reference_dim: int | None = setting(None, "Scale theta's learning rate by sqrt(D0 / d), so that a step moves "
+                                           "the weights equally far at every d.", metavar="D0")
+    baseline_lr: float = setting(5e-5, "Learning rate of the full fine-tuning baseline.")
+    metric: str = setting("accuracy", "The score compared with the baseline (regression: pearson or spearman).")
+    train_head: bool = setting(False, "Train the task head directly, beside theta (default: it moves through the "
+                               "subspace too, so exactly d numbers train).")
+    fraction: float = setting(0.9, "The threshold as a fraction of the baseline (0.9: d_int90).")
+    d_min: int | None = setting(None, "Smallest d of the coarse log grid (none: 100; 300 with said, which spends "
+                                "one of the d numbers on each weight tensor).")
+    d_max: int = setting(10_000, "Largest d of the coarse log grid.")
+    per_decade: int = setting(2, "Coarse grid points per factor of 10.")
+    resolution: int = setting(100, "Bisection stops at a bracket this narrow.")
+
+    def smallest_d(self) -> int:
+        """`d_min`, else the default for the projection: SAID spends one of d per weight tensor."""
+        return self.d_min or (300 if Projection.parse(self.projection) is Projection.SAID else 100)
