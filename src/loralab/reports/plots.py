@@ -33,14 +33,14 @@ def _title(ax, title: str, subtitle: str) -> None:
         ax.set_title(title)
 
 
-def _colors(n: int) -> list:
+def colors(n: int) -> list:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path) -> Path:
     fig.tight_layout()
     _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     return path
@@ -72,7 +72,7 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = 
         return None
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    for color, (text, members) in zip(_colors(len(groups)), groups):
+    for color, (text, members) in zip(colors(len(groups)), groups):
         alphas = [lora_alpha(m) for m in members]
         means = [m.mean(metric) for m in members]
         sds = [m.sd(metric) or 0.0 for m in members]
@@ -96,7 +96,7 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = 
     _title(ax, f"{metric_label(metric)} against lora_alpha (mean ± s.d. over seeds)", subtitle)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, out / _name(f"{_slug(metric)}_vs_lora_alpha", tag))
+    return save_png(fig, out / _name(f"{_slug(metric)}_vs_lora_alpha", tag))
 
 
 SAME_BUDGET = 0.01
@@ -153,7 +153,7 @@ def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str =
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     strategies = list(dict.fromkeys(row.strategy for _, _, row, _ in points))
-    for color, strategy in zip(_colors(len(strategies)), strategies):
+    for color, strategy in zip(colors(len(strategies)), strategies):
         xs = [p for p, _, row, _ in points if row.strategy == strategy]
         ys = [v for _, v, row, _ in points if row.strategy == strategy]
         ax.scatter(xs, ys, color=color, label=strategy, s=22, alpha=0.8)
@@ -167,7 +167,7 @@ def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str =
     _title(ax, f"{metric_label(metric)} against trainable parameters (one point per run)", subtitle)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, out / _name(f"{_slug(metric)}_vs_trainable_params", tag))
+    return save_png(fig, out / _name(f"{_slug(metric)}_vs_trainable_params", tag))
 
 
 def plot_metric_vs_cost(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
@@ -184,7 +184,7 @@ def plot_metric_vs_cost(rows: list[Row], metric: str, out: Path, *, tag: str = "
     fig = Figure(figsize=(11, 4.5))
     axes = fig.subplots(1, 2, sharey=True)
     labels = list(dict.fromkeys(row.label for row, _, _ in runs))
-    for color, label in zip(_colors(len(labels)), labels):
+    for color, label in zip(colors(len(labels)), labels):
         mine = [(r, v) for row, r, v in runs if row.label == label]
         axes[0].scatter([r["peak_memory_mb"] / 1024 for r, _ in mine], [v for _, v in mine], color=color, label=label,
                         s=28, alpha=0.85)
@@ -197,7 +197,7 @@ def plot_metric_vs_cost(rows: list[Row], metric: str, out: Path, *, tag: str = "
     _title(axes[0], f"{metric_label(metric)} against peak memory", subtitle)
     _title(axes[1], f"{metric_label(metric)} against training time", subtitle)
     axes[0].legend(fontsize=7)
-    return _save(fig, out / _name(f"{_slug(metric)}_vs_memory_and_time", tag))
+    return save_png(fig, out / _name(f"{_slug(metric)}_vs_memory_and_time", tag))
 
 
 def _smooth(values: list[float], window: int) -> list[float]:
@@ -219,7 +219,7 @@ def plot_loss_curves(rows: list[Row], out: Path, *, tag: str = "", subtitle: str
         return None
     fig = Figure(figsize=(8, 5))
     ax = fig.add_subplot()
-    for color, row in zip(_colors(len(rows)), rows):
+    for color, row in zip(colors(len(rows)), rows):
         for i, record in enumerate(row.records):
             loss = [float(x) for x in record["loss"] if is_number(x) and math.isfinite(float(x))]
             if not loss:
@@ -235,7 +235,7 @@ def plot_loss_curves(rows: list[Row], out: Path, *, tag: str = "", subtitle: str
     _title(ax, "Training loss (x: diverged)", subtitle)
     ax.legend(fontsize=6, ncol=2 if len(rows) > 8 else 1)
     ax.grid(alpha=0.3)
-    return _save(fig, out / _name("loss_curves", tag))
+    return save_png(fig, out / _name("loss_curves", tag))
 
 
 def plot_intrinsic(result: IntrinsicResult, path: str | Path, *, metric: str = "score", title: str | None = None) -> Path:
@@ -259,4 +259,4 @@ def plot_intrinsic(result: IntrinsicResult, path: str | Path, *, metric: str = "
         ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right")
-    return _save(fig, Path(path))
+    return save_png(fig, Path(path))
