@@ -1,4 +1,4 @@
-"""The PNG plots of a report, and of an intrinsic-dimension measurement.
+"""The PNG plots of a report (an intrinsic-dimension measurement's plot: `intrinsic.py`).
 
 matplotlib's object API (Figure, not pyplot), so no global state and no display is needed; matplotlib
 is imported inside each function, so reading records and writing Markdown never pays for it.
@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from loralab.runs.artifacts import _atomic_write
 from loralab.reports.rows import IGNORED, Row, higher_is_better, is_number, metric_label, metric_value, settings_text
-
-if TYPE_CHECKING:
-    from loralab.sweeps.intrinsic import IntrinsicResult
 
 
 def _slug(metric: str) -> str:
@@ -200,7 +196,8 @@ def plot_metric_vs_cost(rows: list[Row], metric: str, out: Path, *, tag: str = "
     return save_png(fig, out / _name(f"{_slug(metric)}_vs_memory_and_time", tag))
 
 
-def _smooth(values: list[float], window: int) -> list[float]:
+def moving_average(values: list[float], window: int) -> list[float]:
+    """The mean of each value and the window - 1 before it (fewer at the start)."""
     out, total = [], 0.0
     for i, v in enumerate(values):
         total += v
@@ -224,7 +221,7 @@ def plot_loss_curves(rows: list[Row], out: Path, *, tag: str = "", subtitle: str
             loss = [float(x) for x in record["loss"] if is_number(x) and math.isfinite(float(x))]
             if not loss:
                 continue
-            smooth = _smooth(loss, max(1, len(loss) // 20))
+            smooth = moving_average(loss, max(1, len(loss) // 20))
             text = f"{row.label} ({settings_text(row)})" if settings_text(row) else row.label
             ax.plot(range(1, len(smooth) + 1), smooth, color=color, linewidth=1, alpha=0.8,
                     label=text if i == 0 else None)
@@ -236,27 +233,3 @@ def plot_loss_curves(rows: list[Row], out: Path, *, tag: str = "", subtitle: str
     ax.legend(fontsize=6, ncol=2 if len(rows) > 8 else 1)
     ax.grid(alpha=0.3)
     return save_png(fig, out / _name("loss_curves", tag))
-
-
-def plot_intrinsic(result: IntrinsicResult, path: str | Path, *, metric: str = "score", title: str | None = None) -> Path:
-    """Score against d on a log axis, with the baseline and the threshold line."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2))
-    ax = fig.add_subplot()
-    ax.plot([d for d, _ in result.points], [s for _, s in result.points], "o-", color="tab:blue",
-            label="subspace training")
-    ax.axhline(result.baseline, color="tab:gray", linestyle="--", label=f"baseline {result.baseline:.4g}")
-    ax.axhline(result.threshold, color="tab:red", linestyle=":",
-               label=f"{result.fraction:.0%} of baseline {result.threshold:.4g}")
-    if result.d_int is not None:
-        ax.axvline(result.d_int, color="tab:green", linestyle="-.",
-                   label=f"d_int{round(100 * result.fraction)} = {result.d_int}")
-    ax.set_xscale("log")
-    ax.set_xlabel("subspace dimension d")
-    ax.set_ylabel(metric)
-    if title:
-        ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    return save_png(fig, Path(path))
