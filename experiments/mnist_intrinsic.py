@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from loralab.data.mnist import Split, load_mnist
-from loralab.sweeps.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
+from loralab.reports.intrinsic import IntrinsicResult, write_intrinsic
+from loralab.sweeps.intrinsic import SearchConfig, find_intrinsic_dim
 from loralab.strategies.subspace import SubspaceConfig, apply_subspace
 
 HERE = Path(__file__).resolve().parent

@@ -17,6 +17,7 @@ from recommend_fixtures import BAD_LR, GOOD_LR, easy_search
 from run_fixtures import save_tiny_bert
 from loralab.cli import main
 from loralab.recommend import parse_budget, recommend
+from loralab.recommend.report import write_report
 from loralab.recommend.search import open_search
 from loralab.runs.artifacts import RECORD
 
@@ -64,6 +65,10 @@ def test_a_rate_that_cannot_learn_is_stopped_at_the_first_rung(tmp_path, tiny):
     assert "**Recommended: `tiny-full` with lr 1.0e-03**" in report
     assert "| 1 | `tiny-lora` | lr 1.0e-09, r" in report and "pruned at 4 steps" in report
     assert (tmp_path / "search" / "curves.png").stat().st_size > 0
+    # The report is built from recommendation.json and the run records alone: rebuilt, it is the same.
+    (tmp_path / "search" / "report.md").unlink()
+    write_report(tmp_path / "search")
+    assert (tmp_path / "search" / "report.md").read_text() == report
 
 
 _KILLED = """
@@ -145,6 +150,7 @@ sys.path[:0] = [{tests!r}, {here!r}]
 from pathlib import Path
 from recommend_fixtures import easy_search
 from loralab.errors import LoralabError
+from loralab.recommend.report import write_report
 from loralab.recommend.search import open_search
 try:
     open_search(easy_search(Path({folder!r}), Path({model!r})), Path({folder!r}) / "search")

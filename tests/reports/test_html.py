@@ -12,7 +12,7 @@ from urllib.parse import unquote
 import pytest
 
 from loralab.reports import against_best, budget_front, write_page, write_report
-from loralab.sweeps.intrinsic import IntrinsicResult, write_intrinsic
+from loralab.reports.intrinsic import IntrinsicResult, write_intrinsic
 from report_records import RUNS, write_run, write_sweep
 
 

@@ -1,13 +1,11 @@
-"""The d_int90 search on synthetic score curves, and its report files."""
+"""The d_int90 search on synthetic score curves (its files: tests/reports/test_intrinsic.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 from loralab.errors import LoralabError
-from loralab.sweeps.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
+from loralab.sweeps.intrinsic import SearchConfig, find_intrinsic_dim
 
 
 def ramp(knee: int, top: float = 1.0):
@@ -70,14 +68,3 @@ def test_config_errors_name_the_field_and_value(kwargs, message):
 def test_grid_is_log_spaced_and_ends_at_d_max():
     assert SearchConfig(d_min=10, d_max=1000, per_decade=2).grid() == (10, 32, 100, 316, 1000)
 
-
-def test_writes_json_markdown_and_plot(tmp_path):
-    result = IntrinsicResult(points=((100, 0.5), (700, 0.85), (750, 0.9), (1000, 0.95)), baseline=0.98,
-                             fraction=0.9, d_int=750, lower=700)
-    paths = write_intrinsic(result, tmp_path, name="run", metric="accuracy", details={"epochs": 3})
-    record = json.loads(paths["json"].read_text())
-    assert record["d_int90"] == 750 and record["threshold"] == pytest.approx(0.882)
-    assert record["details"] == {"epochs": 3} and len(record["points"]) == 4
-    markdown = paths["md"].read_text()
-    assert "**d_int90 = 750**" in markdown and "| 750 | 0.9000 | yes |" in markdown and "run.png" in markdown
-    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

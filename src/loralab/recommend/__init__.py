@@ -2,12 +2,15 @@
 
 Candidates that fit the memory limit (`memory.py`), each with a learning-rate range fitting its
 strategy (`space.py`), are compared by successive halving over short pilot runs (`halving.py`,
-`search.py`, with Optuna's sampler and storage); the winner is trained on all the data and a report
-says why it won and what it costs (`report.py`).
+`search.py`, with Optuna's sampler and storage) within a budget (`config.py`, `ledger.py`); the
+winner (`verdict.py`) is trained on all the data, and `driver.py` writes what the search found to
+`recommendation.json`, from which a report says why it won and what it costs (`report.py`). Where
+each file of a search lives: `folder.py`.
 """
 
+from loralab.recommend.config import RecommendConfig, parse_budget
+from loralab.recommend.driver import recommend
 from loralab.recommend.memory import parse_memory
-from loralab.recommend.search import RecommendConfig, parse_budget, recommend
 from loralab.recommend.space import Candidate, candidates
 
 __all__ = ["Candidate", "RecommendConfig", "candidates", "parse_budget", "parse_memory", "recommend"]

@@ -1,4 +1,4 @@
-"""The recommend search: candidates that fit, pilots by successive halving within a time budget, the winner's full run.
+"""The recommend search: candidates that fit, then pilots by successive halving within a time budget.
 
 1. Candidates (model x strategy) are screened for memory (`memory.py`): an estimate from parameter
    counts, then a one-step probe run, which also measures each candidate's step time.
@@ -7,185 +7,48 @@
    training examples and scores it on the first `pilot_valid` validation examples; the best 1/eta go
    on to eta times the steps, and so on. A new pilot starts only while the seconds spent so far, the
    pilot's estimated cost and the reserve for the final run fit in the budget.
-3. The winner is the best pilot at the largest step count any pilot reached; it is trained once on
-   all the training data (`final/t<trial>-<candidate>/`) and scored on all the validation data.
+3. The winner (`verdict.py`) is trained once on all the training data (`train_final`) and scored on
+   all the validation data; `driver.py` runs these steps in turn.
 
-Every probe, pilot and final run is an ordinary run folder. The Optuna study lives in a journal file
-in the output folder, and the seconds spent in a ledger beside it, so rerunning the same command
-resumes: finished pilots are read back, not redone, and a bracket cut short goes on where it stopped.
-Several workers can share one study (`worker`); see `loralab recommend --help`.
+Every probe, pilot and final run is an ordinary run folder (`folder.py`). The Optuna study lives in
+a journal file in the output folder, and the seconds spent in a ledger beside it (`ledger.py`), so
+rerunning the same command resumes: finished pilots are read back, not redone, and a bracket cut
+short goes on where it stopped. Several workers can share one study (`worker`); see
+`loralab recommend --help`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable
 
 import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 
 from loralab.errors import LoralabError
+from loralab.models import offline_environment
+from loralab.recommend.config import RecommendConfig
+from loralab.recommend.folder import (JOURNAL, check_plan, final_folder, ledger_path, lock_worker, pilot_folder,
+                                      probe_folder)
 from loralab.recommend.halving import BRACKET, BracketPruner, rung_steps
+from loralab.recommend.ledger import Ledger
 from loralab.recommend.memory import Fit, estimate_mb, fits, parameter_counts
-from loralab.recommend.space import Candidate
+from loralab.recommend.space import Candidate, describe
+from loralab.recommend.verdict import Pilot
 from loralab.reports.rows import higher_is_better
 from loralab.runs import run
-from loralab.runs.artifacts import RECORD, read_json, write_json
+from loralab.runs.artifacts import RECORD, read_json
 from loralab.runs.config import RunConfig
 from loralab.runs.state import record_state, rerun
 from loralab.tasks import get_task, infer_task
-from loralab.validate import number
 
 STUDY = "recommend"
-_SECONDS = {"s": 1, "m": 60, "h": 3600}
-
-
-def parse_budget(text: str) -> float:
-    """'30m', '1h30m', '1590s', '1590' (seconds) -> seconds."""
-    import re
-
-    text = str(text).strip().lower()
-    parts = re.findall(r"([0-9]*\.?[0-9]+)\s*([smh]?)", text)
-    if not parts or re.sub(r"([0-9]*\.?[0-9]+)\s*([smh]?)", "", text).strip():
-        raise LoralabError(f"invalid --budget {text!r}: expected a duration such as 30m, 1h30m or 1590s")
-    seconds = sum(float(n) * _SECONDS[unit or "s"] for n, unit in parts)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise LoralabError(f"invalid --budget {text!r}: expected a positive duration")
-    return seconds
-
-
-@dataclass(frozen=True)
-class RecommendConfig:
-    """A recommend search: the data and training defaults, what to try, and what it may spend."""
-
-    base: RunConfig
-    """Data, task, limits, device and training defaults (batch size, max length, epochs, seed) of every run."""
-    candidates: tuple[Candidate, ...]
-    """Model x strategy pairs, each with its learning-rate range."""
-    budget_seconds: float
-    """Wall-clock seconds the search may spend on probes, pilots and the final run together."""
-    memory_mb: float | None = None
-    """Peak memory a run may use (None: no limit)."""
-    min_steps: int = 16
-    """Optimizer steps of the first rung (r0)."""
-    eta: int = 3
-    """Each rung keeps the best 1/eta and gives them eta times the steps."""
-    rungs: int = 3
-    """Rungs per bracket: r0, r0 * eta, ..., r0 * eta**(rungs - 1) steps."""
-    bracket_size: int | None = None
-    """Settings drawn per bracket (None: twice the number of candidates that fit)."""
-    pilot_valid: int = 200
-    """Validation examples pilots are scored on (the first ones of the file)."""
-    seed: int = 0
-    """Seed of the sampler (each run's own seed is base.training.seed)."""
-    storage: str | None = None
-    """Optuna storage: an SQLAlchemy URL (sqlite:///..., postgresql://...) or a journal file's path
-    (None: `study.journal` in the output folder)."""
-    worker: str = "main"
-    """This process's name among several sharing one study; only 'main' trains the winner."""
-    clock: str = "wall"
-    """What the budget counts: 'wall' seconds, or 'cpu' seconds of this process (steady on a shared CPU)."""
-    brackets: int | None = None
-    """Stop after this many brackets of this worker even if budget is left (None: only the budget stops it)."""
-
-    def __post_init__(self):
-        number("budget", self.budget_seconds, low=0, low_open=True)
-        number("memory", self.memory_mb, low=0, low_open=True, optional=True)
-        number("min_steps", self.min_steps, integer=True, low=1)
-        number("eta", self.eta, integer=True, low=2)
-        number("rungs", self.rungs, integer=True, low=1, high=8)
-        number("bracket_size", self.bracket_size, integer=True, low=1, optional=True)
-        number("pilot_valid", self.pilot_valid, integer=True, low=1)
-        number("seed", self.seed, integer=True, low=0, high=2**31 - 1)
-        number("brackets", self.brackets, integer=True, low=1, optional=True)
-        if self.clock not in ("wall", "cpu"):
-            raise LoralabError(f"invalid --budget-clock {self.clock!r}: expected wall or cpu")
-        if not self.candidates:
-            raise LoralabError("recommend needs at least one candidate (model x strategy)")
-        if not self.base.valid:
-            raise LoralabError("recommend needs a validation file (--valid): pilots are compared on it")
-        if not isinstance(self.worker, str) or not self.worker.replace("-", "").replace("_", "").isalnum():
-            raise LoralabError(f"invalid --worker {self.worker!r}: expected letters, digits, - and _")
-
-    def plan(self) -> dict[str, Any]:
-        """What a resumed search must share with the one it continues (the budget may grow)."""
-        return json.loads(json.dumps({
-            "base": self.base.to_dict(), "candidates": [[c.model, c.strategy.value, list(c.lr_range)]
-                                                        for c in self.candidates],
-            "memory_mb": self.memory_mb, "min_steps": self.min_steps, "eta": self.eta, "rungs": self.rungs,
-            "bracket_size": self.bracket_size, "pilot_valid": self.pilot_valid, "seed": self.seed,
-            "clock": self.clock}))
-
-
-class Ledger:
-    """What each probe, pilot and final run cost, one JSON line per run folder (relative to the
-    search's folder, so the folder may move), so that a resumed search knows what it already spent.
-
-    Costs are kept on two clocks: wall seconds, and the process's CPU seconds (`time.process_time`),
-    which a CPU shared with other jobs does not inflate; `clock` says which one the budget counts.
-    """
-
-    def __init__(self, path: Path, clock: str = "wall", start: tuple[float, float] | None = None):
-        self.path, self.clock = path, clock
-        self.entries: dict[str, dict[str, Any]] = {}
-        # What this process spends outside the runs (the study, the sampler, counting parameters) is
-        # charged too, as one entry per session, rewritten by `settle`.
-        self.session = f"search:{time.time_ns()}"
-        self.start, self.logged = start or (time.perf_counter(), time.process_time()), [0.0, 0.0]
-        if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    try:
-                        entry = json.loads(line)
-                    except json.JSONDecodeError:  # a line cut short by a kill: its run is redone or re-read
-                        continue
-                    self.entries[entry["folder"]] = entry
-
-    def key(self, folder: Path) -> str:
-        return folder.relative_to(self.path.parent).as_posix()
-
-    def add(self, key: str, kind: str, *, wall: float, cpu: float, train_wall: float = 0.0, steps: int = 0,
-            candidate: str | None = None) -> None:
-        entry = {"folder": key, "kind": kind, "candidate": candidate, "seconds": round(wall, 3),
-                 "cpu_seconds": round(cpu, 3), "train_seconds": round(train_wall, 3), "steps": steps}
-        self.entries[key] = entry
-        if kind != "search":
-            self.logged[0] += wall
-            self.logged[1] += cpu
-        with open(self.path, "a") as f:
-            f.write(json.dumps(entry) + "\n")
-
-    def settle(self) -> None:
-        """Charge what this process spent outside the runs since it started."""
-        wall = time.perf_counter() - self.start[0] - self.logged[0]
-        cpu = time.process_time() - self.start[1] - self.logged[1]
-        self.add(self.session, "search", wall=max(0.0, wall), cpu=max(0.0, cpu))
-
-    def cost(self, entry: dict[str, Any]) -> float:
-        return float(entry["cpu_seconds" if self.clock == "cpu" else "seconds"])
-
-    def spent(self, kind: str | None = None) -> float:
-        return sum(self.cost(e) for e in self.entries.values() if kind is None or e["kind"] == kind)
-
-    def _training_share(self, entry: dict[str, Any]) -> float:
-        """The share of a run's cost that went into its training steps, by wall time."""
-        return min(1.0, entry["train_seconds"] / entry["seconds"]) if entry["seconds"] > 0 else 0.0
-
-    def step_cost(self, candidate: str) -> float | None:
-        """A candidate's median cost per optimizer step, on the budget's clock."""
-        values = [self.cost(e) * self._training_share(e) / e["steps"] for e in self.entries.values()
-                  if e.get("candidate") == candidate and e.get("steps")]
-        return statistics.median(values) if values else None
-
-    def overhead(self, kind: str) -> float | None:
-        """The largest cost a run of this kind spent outside its training steps (loading, scoring)."""
-        values = [self.cost(e) * (1.0 - self._training_share(e)) for e in self.entries.values() if e["kind"] == kind]
-        return max(values) if values else None
 
 
 @dataclass
@@ -205,7 +68,7 @@ class Search:
     log: Callable[[str], None] = print
     progress: bool = False
     stopped: str | None = None
-    lock: Any = None
+    lock: IO[str] | None = None
     """The open lock file that keeps a second process from running as the same worker."""
 
     def close(self) -> None:
@@ -234,6 +97,12 @@ class Search:
     def pilot_cost(self, name: str, steps: int) -> float:
         overhead = self.ledger.overhead("pilot") or 2 * (self.ledger.overhead("probe") or 0.0)
         return self.step_time(name) * steps + overhead
+
+    def expected_cost(self, name: str) -> float | None:
+        """The budget-clock seconds a full run of this candidate is expected to cost (its median cost
+        per step over all its runs, times the final run's steps)."""
+        per_step = self.ledger.step_cost(name)
+        return None if per_step is None else per_step * self.final_steps()
 
 
 def _timed(search: Search, config: RunConfig, folder: Path, kind: str, candidate: str) -> dict[str, Any]:
@@ -272,7 +141,7 @@ def _screen(search: Search) -> None:
                                         train_limit=config.base.training.batch_size * config.base.training.grad_accum,
                                         training=dataclasses.replace(config.base.training, lr=math.sqrt(low * high),
                                                                      max_steps=1, epochs=1.0))
-            record = _timed(search, probe, search.out / "probes" / config.worker / candidate.name, "probe",
+            record = _timed(search, probe, probe_folder(search.out, config.worker, candidate.name), "probe",
                             candidate.name)
             peak = float(record["peak_memory_mb"])
             fit = dataclasses.replace(fit, probe_mb=round(peak, 1))
@@ -289,10 +158,7 @@ def _open_study(config: RecommendConfig, out: Path, direction: str) -> optuna.St
     if config.storage and "://" in config.storage:
         storage = config.storage
     else:
-        from optuna.storages import JournalStorage
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = JournalStorage(JournalFileBackend(str(config.storage or out / "study.journal")))
+        storage = JournalStorage(JournalFileBackend(str(config.storage or out / JOURNAL)))
     sampler = optuna.samplers.TPESampler(seed=config.seed, constant_liar=True)
     return optuna.create_study(storage=storage, study_name=STUDY, direction=direction, sampler=sampler,
                                pruner=BracketPruner(config.eta), load_if_exists=True)
@@ -304,16 +170,6 @@ def _candidate(search: Search, trial: optuna.trial.FrozenTrial) -> Candidate:
         if candidate.name == name:
             return candidate
     raise LoralabError(f"the study holds trial {trial.number} of candidate {name!r}, which this search does not plan")
-
-
-def pilot_folder(out: Path, number_: int, candidate: str, steps: int) -> Path:
-    return out / "pilots" / f"t{number_:03d}-{candidate}" / f"steps-{steps}"
-
-
-def final_folder(out: Path, winner: "Pilot") -> Path:
-    """The winner's full run; named for its trial, so a search resumed with more budget that finds
-    another winner keeps the earlier one's run beside the new one."""
-    return out / "final" / f"t{winner.number:03d}-{winner.candidate}"
 
 
 def pilot_config(search: Search, candidate: Candidate, settings: dict[str, Any], steps: int) -> RunConfig:
@@ -390,7 +246,7 @@ def _run_bracket(search: Search, bracket: str) -> bool:
             value = _value(search, record)
             optuna.trial.Trial(search.study, frozen._trial_id).report(value, steps)
             search.log(f"[{search.ledger.spent():6.0f} s] trial {frozen.number} {candidate.name} "
-                       f"({_settings_text(settings)}) at {steps} steps: {search.metric} {value:.4f}")
+                       f"({describe(settings)}) at {steps} steps: {search.metric} {value:.4f}")
         # Judged only once every trial of the bracket has reported this rung (see halving.py).
         for frozen in [t for t in _my_brackets(search)[bracket] if t.state == running]:
             trial = optuna.trial.Trial(search.study, frozen._trial_id)
@@ -405,27 +261,26 @@ def _run_bracket(search: Search, bracket: str) -> bool:
     return True
 
 
-def _settings_text(settings: dict[str, Any]) -> str:
-    from loralab.recommend.space import describe
-
-    return describe(settings)
-
-
-@dataclass(frozen=True)
-class Pilot:
-    """One trial as the report sees it: its candidate, settings, score at each step and cost."""
-
-    number: int
-    candidate: str
-    strategy: str
-    settings: dict[str, Any]
-    values: dict[int, float]
-    state: str
-    step_seconds: float | None
-    """Median step time measured in its pilots."""
+def run_brackets(search: Search) -> None:
+    """Screen the candidates, then run brackets until the budget, the bracket count or the memory limit stops them."""
+    config = search.config
+    _screen(search)
+    while search.stopped is None:
+        if config.brackets is not None and _finished_brackets(search) >= config.brackets:
+            search.stopped = f"{config.brackets} bracket(s) done"
+            break
+        bracket = _start_bracket(search)
+        if bracket is None:
+            search.stopped = "no candidate fits the memory limit"
+            break
+        if not _run_bracket(search, bracket):
+            break
+    search.ledger.settle()
+    search.log(f"search stopped: {search.stopped}")
 
 
 def pilots(search: Search) -> list[Pilot]:
+    """Every trial of the study (every worker's), with the median step time of its pilots' records."""
     out = []
     for trial in search.study.get_trials(deepcopy=False):
         if "candidate" not in trial.user_attrs:
@@ -442,107 +297,18 @@ def pilots(search: Search) -> list[Pilot]:
     return out
 
 
-def sampling_se(value: float, n: int) -> float:
-    """Standard error of a mean over n examples of a score in [0, 1] (MAP@3, accuracy): at most
-    sqrt(m (1 - m) / n), the bound reached when every example scores 0 or 1; other scores: 1 / sqrt(n)."""
-    if 0.0 <= value <= 1.0:
-        return math.sqrt(max(value * (1.0 - value), 1e-12) / n)
-    return 1.0 / math.sqrt(n)
-
-
-Comparison = tuple[Pilot, float, float, bool]
-"""(pilot, its difference from the winner, the noise threshold, within noise)."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The winner among the pilots and how it compares with the others at each step count it reached."""
-
-    winner: Pilot
-    steps: int
-    """The step count the winner was chosen at: the largest any pilot reached."""
-    comparisons: dict[int, list[Comparison]]
-    """Step count -> every other pilot scored there, best first."""
-    cheaper: Pilot | None
-    """The cheapest rival within noise of the winner whose full run is expected to cost less, if any."""
-
-    @property
-    def rivals(self) -> list[Comparison]:
-        """The comparisons at the largest step count where the winner had a rival."""
-        for steps in sorted(self.comparisons, reverse=True):
-            if self.comparisons[steps]:
-                return self.comparisons[steps]
-        return []
-
-    @property
-    def rivals_at(self) -> int:
-        return next((s for s in sorted(self.comparisons, reverse=True) if self.comparisons[s]), self.steps)
-
-
-def expected_cost(search: Search, pilot: Pilot) -> float | None:
-    """The budget-clock seconds a full run of this pilot's candidate is expected to cost (its median
-    cost per step over all its runs, times the final run's steps)."""
-    per_step = search.ledger.step_cost(pilot.candidate)
-    return None if per_step is None else per_step * search.final_steps()
-
-
-def choose(search: Search, found: list[Pilot]) -> Verdict | None:
-    """The best pilot at the largest step count any pilot reached, compared with the others at every
-    step count it reached; a rival is within noise when the difference is under twice its standard error."""
-    scored = [p for p in found if any(math.isfinite(v) for v in p.values.values())]
-    if not scored:
-        return None
-    top = max(s for p in scored for s, v in p.values.items() if math.isfinite(v))
-    sign = 1 if higher_is_better(search.metric) else -1
-    winner = sorted((p for p in scored if math.isfinite(p.values.get(top, math.nan))),
-                    key=lambda p: (-sign * p.values[top], p.number))[0]
-    n = min(search.config.pilot_valid, search.valid_examples)
-    comparisons: dict[int, list[Comparison]] = {}
-    for steps, mine in sorted(winner.values.items()):
-        others = sorted((p for p in scored if p is not winner and math.isfinite(p.values.get(steps, math.nan))),
-                        key=lambda p: (-sign * p.values[steps], p.number))
-        comparisons[steps] = [(p, p.values[steps] - mine,
-                               2 * math.hypot(sampling_se(mine, n), sampling_se(p.values[steps], n)), False)
-                              for p in others]
-        comparisons[steps] = [(p, d, t, abs(d) < t) for p, d, t, _ in comparisons[steps]]
-    verdict = Verdict(winner, top, comparisons, None)
-    mine = expected_cost(search, winner)
-    cheaper = [p for p, _, _, within in verdict.rivals
-               if within and mine is not None and (expected_cost(search, p) or math.inf) < 0.9 * mine]
-    return dataclasses.replace(verdict, cheaper=min(cheaper, key=lambda p: expected_cost(search, p)) if cheaper else None)
-
-
-def _check_plan(config: RecommendConfig, out: Path) -> None:
-    path, plan = out / "plan.json", config.plan()
-    if path.exists():
-        if read_json(path) != plan:
-            raise LoralabError(f"{path}: this folder holds a recommend search with other settings (data, candidates "
-                               "or search); rerun it with the same options (only --budget may change), or use "
-                               "another --out")
-    else:
-        write_json(path, plan)
-
-
-def _lock_worker(out: Path, worker: str):
-    """Hold `worker-<name>.lock` for this process's life: two processes running as one worker would
-    train the same pilots into the same folders."""
-    import fcntl
-
-    handle = open(out / f"worker-{worker}.lock", "w")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise LoralabError(f"{out}: another process is running this search as worker {worker!r}; give this one "
-                           "another --worker name, or wait for it to end") from None
-    return handle
+def train_final(search: Search, winner: Pilot) -> dict[str, Any]:
+    """Train the winner's settings on all the data (or read its finished run back); its run record."""
+    candidate = next(c for c in search.config.candidates if c.name == winner.candidate)
+    search.log(f"winner: trial {winner.number} {candidate.name} ({describe(winner.settings)}); "
+               f"training it on all {search.train_examples} examples")
+    return _timed(search, candidate.config(search.config.base, winner.settings),
+                  final_folder(search.out, winner.number, candidate.name), "final", candidate.name)
 
 
 def open_search(config: RecommendConfig, out: str | Path, *, log: Callable[[str], None] = print,
                 progress: bool = False) -> Search:
     """Check the data and models, then open (or resume) the search in `out`; bad input writes nothing."""
-    from loralab.models import offline_environment
-
     start = (time.perf_counter(), time.process_time())  # counting parameters is part of the search's cost
     out, base = Path(out), config.base
     offline_environment(base.offline)
@@ -552,50 +318,10 @@ def open_search(config: RecommendConfig, out: str | Path, *, log: Callable[[str]
     task.check_labels(valid, task.label_space(train, source=base.train), source=base.valid)
     counts = {c.name: parameter_counts(c, base) for c in config.candidates}  # also: every model loads
     out.mkdir(parents=True, exist_ok=True)
-    _check_plan(config, out)
-    lock = _lock_worker(out, config.worker)
+    check_plan(out, config.plan())
+    lock = lock_worker(out, config.worker)
     metric = task.metrics[0]
     study = _open_study(config, out, "maximize" if higher_is_better(metric) else "minimize")
-    return Search(config, out, study, Ledger(out / f"ledger-{config.worker}.jsonl", config.clock, start), metric,
+    return Search(config, out, study, Ledger(ledger_path(out, config.worker), config.clock, start), metric,
                   min(len(train), base.train_limit or len(train)), len(valid), counts, log=log, progress=progress,
                   lock=lock)
-
-
-def recommend(config: RecommendConfig, out: str | Path, *, log: Callable[[str], None] = print,
-              progress: bool = False, final: bool = True) -> dict[str, Any]:
-    """Search, train the winner on all the data, and write `recommendation.json`; returns its content."""
-    search = open_search(config, out, log=log, progress=progress)
-    try:
-        return _search_and_train(search, final)
-    finally:
-        search.close()
-
-
-def _search_and_train(search: Search, final: bool) -> dict[str, Any]:
-    from loralab.recommend.report import write_recommendation
-
-    config, log = search.config, search.log
-    _screen(search)
-    while search.stopped is None:
-        if config.brackets is not None and _finished_brackets(search) >= config.brackets:
-            search.stopped = f"{config.brackets} bracket(s) done"
-            break
-        bracket = _start_bracket(search)
-        if bracket is None:
-            search.stopped = "no candidate fits the memory limit"
-            break
-        if not _run_bracket(search, bracket):
-            break
-    search.ledger.settle()
-    log(f"search stopped: {search.stopped}")
-    found = pilots(search)
-    verdict = choose(search, found)
-    final_record = None
-    if final and verdict is not None and config.worker == "main":
-        winner = next(c for c in config.candidates if c.name == verdict.winner.candidate)
-        log(f"winner: trial {verdict.winner.number} {winner.name} ({_settings_text(verdict.winner.settings)}); "
-            f"training it on all {search.train_examples} examples")
-        final_record = _timed(search, winner.config(config.base, verdict.winner.settings),
-                              final_folder(search.out, verdict.winner), "final", winner.name)
-    search.ledger.settle()
-    return write_recommendation(search, found, verdict, final_record)

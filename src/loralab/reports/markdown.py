@@ -1,16 +1,13 @@
-"""The Markdown a report writes: the sweep's `report.md` and an intrinsic-dimension measurement's page."""
+"""The Markdown a report writes: the sweep's `report.md` (an intrinsic-dimension measurement's page: `intrinsic.py`)."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loralab.reports.rows import DEFAULT_TASK, Section, against_best, higher_is_better, metric_label, settings_text
-
-if TYPE_CHECKING:
-    from loralab.sweeps.intrinsic import IntrinsicResult
 
 
 def _mean_sd(values: list[float], digits: int = 3) -> str:
@@ -124,32 +121,3 @@ def report_markdown(sections: list[Section], skipped: list[str], title: str, des
     if plots:
         lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     return "\n".join(lines)
-
-
-def intrinsic_markdown(result: IntrinsicResult, *, metric: str, title: str, plot: str,
-                       details: dict[str, Any] | None = None) -> str:
-    """The page of an intrinsic-dimension measurement: the verdict, every scored d, the plot, the protocol."""
-    label = f"d_int{round(100 * result.fraction)}"
-    if result.d_int is None:
-        verdict = f"No scored d reached {result.fraction:.0%} of the baseline."
-    elif result.lower is None:
-        verdict = f"**{label} <= {result.d_int}**: the smallest d scored already reached the threshold."
-    else:
-        verdict = f"**{label} = {result.d_int}** (d = {result.lower} missed the threshold)."
-    lines = [
-        f"# {title}",
-        "",
-        verdict,
-        "",
-        f"- baseline {metric}: {result.baseline:.4f}",
-        f"- threshold ({result.fraction:.0%} of baseline): {result.threshold:.4f}",
-        "",
-        f"| d | {metric} | reaches threshold |",
-        "|---:|---:|:---:|",
-        *(f"| {d} | {s:.4f} | {'yes' if s >= result.threshold else 'no'} |" for d, s in result.points),
-        "",
-        f"![{metric} against d]({plot})",
-    ]
-    if details:
-        lines += ["", "## Protocol", "", *(f"- {key}: {value}" for key, value in details.items())]
-    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""The PNG plots of a report, and of an intrinsic-dimension measurement.
+"""The PNG plots of a report (an intrinsic-dimension measurement's plot: `intrinsic.py`).
 
 matplotlib's object API (Figure, not pyplot), so no global state and no display is needed; matplotlib
 is imported inside each function, so reading records and writing Markdown never pays for it.
@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from loralab.runs.artifacts import _atomic_write
 from loralab.reports.rows import IGNORED, Row, higher_is_better, is_number, metric_label, metric_value, settings_text
-
-if TYPE_CHECKING:
-    from loralab.sweeps.intrinsic import IntrinsicResult
 
 
 def _slug(metric: str) -> str:
@@ -33,14 +29,14 @@ def _title(ax, title: str, subtitle: str) -> None:
         ax.set_title(title)
 
 
-def _colors(n: int) -> list:
+def colors(n: int) -> list:
     from matplotlib import colormaps
 
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _save(fig, path: Path) -> Path:
+def save_png(fig, path: Path) -> Path:
     fig.tight_layout()
     _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     return path
@@ -72,7 +68,7 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = 
         return None
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
-    for color, (text, members) in zip(_colors(len(groups)), groups):
+    for color, (text, members) in zip(colors(len(groups)), groups):
         alphas = [lora_alpha(m) for m in members]
         means = [m.mean(metric) for m in members]
         sds = [m.sd(metric) or 0.0 for m in members]
@@ -96,7 +92,7 @@ def plot_metric_vs_alpha(rows: list[Row], metric: str, out: Path, *, tag: str = 
     _title(ax, f"{metric_label(metric)} against lora_alpha (mean ± s.d. over seeds)", subtitle)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, out / _name(f"{_slug(metric)}_vs_lora_alpha", tag))
+    return save_png(fig, out / _name(f"{_slug(metric)}_vs_lora_alpha", tag))
 
 
 SAME_BUDGET = 0.01
@@ -153,7 +149,7 @@ def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str =
     fig = Figure(figsize=(7, 4.5))
     ax = fig.add_subplot()
     strategies = list(dict.fromkeys(row.strategy for _, _, row, _ in points))
-    for color, strategy in zip(_colors(len(strategies)), strategies):
+    for color, strategy in zip(colors(len(strategies)), strategies):
         xs = [p for p, _, row, _ in points if row.strategy == strategy]
         ys = [v for _, v, row, _ in points if row.strategy == strategy]
         ax.scatter(xs, ys, color=color, label=strategy, s=22, alpha=0.8)
@@ -167,7 +163,7 @@ def plot_metric_vs_params(rows: list[Row], metric: str, out: Path, *, tag: str =
     _title(ax, f"{metric_label(metric)} against trainable parameters (one point per run)", subtitle)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, out / _name(f"{_slug(metric)}_vs_trainable_params", tag))
+    return save_png(fig, out / _name(f"{_slug(metric)}_vs_trainable_params", tag))
 
 
 def plot_metric_vs_cost(rows: list[Row], metric: str, out: Path, *, tag: str = "", subtitle: str = "") -> Path | None:
@@ -184,7 +180,7 @@ def plot_metric_vs_cost(rows: list[Row], metric: str, out: Path, *, tag: str = "
     fig = Figure(figsize=(11, 4.5))
     axes = fig.subplots(1, 2, sharey=True)
     labels = list(dict.fromkeys(row.label for row, _, _ in runs))
-    for color, label in zip(_colors(len(labels)), labels):
+    for color, label in zip(colors(len(labels)), labels):
         mine = [(r, v) for row, r, v in runs if row.label == label]
         axes[0].scatter([r["peak_memory_mb"] / 1024 for r, _ in mine], [v for _, v in mine], color=color, label=label,
                         s=28, alpha=0.85)
@@ -197,10 +193,11 @@ def plot_metric_vs_cost(rows: list[Row], metric: str, out: Path, *, tag: str = "
     _title(axes[0], f"{metric_label(metric)} against peak memory", subtitle)
     _title(axes[1], f"{metric_label(metric)} against training time", subtitle)
     axes[0].legend(fontsize=7)
-    return _save(fig, out / _name(f"{_slug(metric)}_vs_memory_and_time", tag))
+    return save_png(fig, out / _name(f"{_slug(metric)}_vs_memory_and_time", tag))
 
 
-def _smooth(values: list[float], window: int) -> list[float]:
+def moving_average(values: list[float], window: int) -> list[float]:
+    """The mean of each value and the window - 1 before it (fewer at the start)."""
     out, total = [], 0.0
     for i, v in enumerate(values):
         total += v
@@ -219,12 +216,12 @@ def plot_loss_curves(rows: list[Row], out: Path, *, tag: str = "", subtitle: str
         return None
     fig = Figure(figsize=(8, 5))
     ax = fig.add_subplot()
-    for color, row in zip(_colors(len(rows)), rows):
+    for color, row in zip(colors(len(rows)), rows):
         for i, record in enumerate(row.records):
             loss = [float(x) for x in record["loss"] if is_number(x) and math.isfinite(float(x))]
             if not loss:
                 continue
-            smooth = _smooth(loss, max(1, len(loss) // 20))
+            smooth = moving_average(loss, max(1, len(loss) // 20))
             text = f"{row.label} ({settings_text(row)})" if settings_text(row) else row.label
             ax.plot(range(1, len(smooth) + 1), smooth, color=color, linewidth=1, alpha=0.8,
                     label=text if i == 0 else None)
@@ -235,28 +232,4 @@ def plot_loss_curves(rows: list[Row], out: Path, *, tag: str = "", subtitle: str
     _title(ax, "Training loss (x: diverged)", subtitle)
     ax.legend(fontsize=6, ncol=2 if len(rows) > 8 else 1)
     ax.grid(alpha=0.3)
-    return _save(fig, out / _name("loss_curves", tag))
-
-
-def plot_intrinsic(result: IntrinsicResult, path: str | Path, *, metric: str = "score", title: str | None = None) -> Path:
-    """Score against d on a log axis, with the baseline and the threshold line."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6.4, 4.2))
-    ax = fig.add_subplot()
-    ax.plot([d for d, _ in result.points], [s for _, s in result.points], "o-", color="tab:blue",
-            label="subspace training")
-    ax.axhline(result.baseline, color="tab:gray", linestyle="--", label=f"baseline {result.baseline:.4g}")
-    ax.axhline(result.threshold, color="tab:red", linestyle=":",
-               label=f"{result.fraction:.0%} of baseline {result.threshold:.4g}")
-    if result.d_int is not None:
-        ax.axvline(result.d_int, color="tab:green", linestyle="-.",
-                   label=f"d_int{round(100 * result.fraction)} = {result.d_int}")
-    ax.set_xscale("log")
-    ax.set_xlabel("subspace dimension d")
-    ax.set_ylabel(metric)
-    if title:
-        ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
-    return _save(fig, Path(path))
+    return save_png(fig, out / _name("loss_curves", tag))

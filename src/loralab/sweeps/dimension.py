@@ -24,7 +24,8 @@ from loralab.errors import LoralabError
 from loralab.metrics import METRICS
 from loralab.validate import number
 from loralab.runs.state import record_state, rerun
-from loralab.sweeps.intrinsic import IntrinsicResult, SearchConfig, find_intrinsic_dim, write_intrinsic
+from loralab.reports.intrinsic import IntrinsicResult, write_intrinsic
+from loralab.sweeps.intrinsic import SearchConfig, find_intrinsic_dim
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.strategies.subspace import Projection, SubspaceConfig
 

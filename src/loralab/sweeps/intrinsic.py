@@ -10,19 +10,17 @@ Training is the expensive part, so the search spends few evaluations: a coarse l
 d finds where the score crosses the threshold, then bisection on a grid of step `resolution`
 narrows the bracket. It assumes the score grows with d; under noise it reports the smallest d
 that was seen to reach the threshold. Nothing here knows what is trained: `score` is any callable.
+The result's record, page and plot are written by `reports.intrinsic.write_intrinsic`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from loralab.runs.artifacts import write_json
 from loralab.errors import LoralabError
-from loralab.reports import intrinsic_markdown, plot_intrinsic
+from loralab.reports.intrinsic import IntrinsicResult
 from loralab.validate import number
 
 
@@ -56,50 +54,6 @@ class SearchConfig:
         steps = math.ceil(math.log10(self.d_max / self.d_min) * self.per_decade)
         points = {round(self.d_min * 10 ** (i / self.per_decade)) for i in range(steps)}
         return tuple(sorted(points | {self.d_max}))
-
-
-@dataclass(frozen=True)
-class IntrinsicResult:
-    """Every scored d, and the intrinsic dimension they imply."""
-
-    points: tuple[tuple[int, float], ...]
-    """(d, score) in increasing d."""
-    baseline: float
-    """Score of direct training, the 100% mark."""
-    fraction: float
-    """The threshold's fraction of the baseline."""
-    d_int: int | None
-    """Smallest scored d reaching the threshold; None if none did."""
-    lower: int | None
-    """Largest scored d below d_int that missed the threshold; None if d_int is the smallest scored d."""
-
-    @property
-    def threshold(self) -> float:
-        return self.fraction * self.baseline
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "baseline": self.baseline,
-            "fraction": self.fraction,
-            "threshold": self.threshold,
-            "d_int": self.d_int,
-            "lower": self.lower,
-            "points": [{"d": d, "score": s} for d, s in self.points],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "IntrinsicResult":
-        """Read back `to_dict()` (or a record written by `write_intrinsic`)."""
-        try:
-            return cls(
-                points=tuple((int(p["d"]), float(p["score"])) for p in data["points"]),
-                baseline=float(data["baseline"]),
-                fraction=float(data["fraction"]),
-                d_int=data["d_int"],
-                lower=data["lower"],
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            raise LoralabError(f"not an intrinsic-dimension record: {e!r}") from None
 
 
 def find_intrinsic_dim(
@@ -167,26 +121,3 @@ def _probe(lo: int, hi: int, resolution: int) -> int | None:
     first = (lo // resolution + 1) * resolution
     return first if first < hi else None
 
-
-def write_intrinsic(
-    result: IntrinsicResult,
-    folder: str | Path,
-    *,
-    name: str = "intrinsic",
-    metric: str = "score",
-    title: str = "Intrinsic dimension",
-    details: dict[str, Any] | None = None,
-) -> dict[str, Path]:
-    """Write `<name>.json`, `<name>.md` and `<name>.png` to `folder`; `details` records the protocol."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    details = dict(details or {})
-    label = f"d_int{round(100 * result.fraction)}"
-    paths = {kind: folder / f"{name}.{kind}" for kind in ("json", "md", "png")}
-
-    record = {"metric": metric, label: result.d_int, **result.to_dict(), "details": details}
-    write_json(paths["json"], record)
-    plot_intrinsic(result, paths["png"], metric=metric, title=title)
-    paths["md"].write_text(intrinsic_markdown(result, metric=metric, title=title, plot=paths["png"].name,
-                                              details=details))
-    return paths

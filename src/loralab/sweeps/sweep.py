@@ -17,6 +17,8 @@ from typing import Callable, Iterable, Iterator
 from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
+from loralab.metrics import METRICS
+from loralab.reports import write_page
 from loralab.runs.artifacts import write_json
 from loralab.runs.state import record_state, rerun
 from loralab.sweeps.experiment import MANIFEST, Experiment, PlannedRun
@@ -94,8 +96,6 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
             result.diverged.append(planned.folder)
             say(f"  diverged at step {record.get('diverged_at_step')}; going on")
         elif "valid" in record:
-            from loralab.metrics import METRICS
-
             shown = "  ".join(f"{METRICS[k].label} {v:.4f}" for k, v in record["valid"].items() if k in METRICS)
             say(f"  {shown}  ({record['train_seconds']:.0f} s)")
         if page:
@@ -110,8 +110,6 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
 
 def _rewrite_page(out_dir: Path, log: Callable[[str], None]) -> None:
     """report.html as the records stand; a page that cannot be written never stops the sweep."""
-    from loralab.reports import write_page
-
     try:
         write_page(out_dir, running=True)
     except Exception as e:  # a report's fault must not end hours of training; the final report will say it again

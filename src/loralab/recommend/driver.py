@@ -1,0 +1,109 @@
+"""`recommend`: run the search, train the winner, write `recommendation.json`, then the report.
+
+The driver is the one place that holds the live search; what the search found leaves it as
+`recommendation.json` (every pilot, the verdict, the final run, the seconds spent), and the report
+(`report.py`) is built from that file and the run records alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from loralab.recommend.config import RecommendConfig
+from loralab.recommend.folder import RECOMMENDATION, final_folder, pilot_folder
+from loralab.recommend.halving import rung_steps
+from loralab.recommend.report import write_report
+from loralab.recommend.search import Search, open_search, pilots, run_brackets, train_final
+from loralab.recommend.verdict import Pilot, Verdict, choose
+from loralab.runs.artifacts import write_json
+
+
+def recommend(config: RecommendConfig, out: str | Path, *, log: Callable[[str], None] = print,
+              progress: bool = False, final: bool = True) -> dict[str, Any]:
+    """Search, train the winner on all the data, and write `recommendation.json` and the report; returns
+    the recommendation."""
+    search = open_search(config, out, log=log, progress=progress)
+    try:
+        return _search_and_train(search, final)
+    finally:
+        search.close()
+
+
+def _search_and_train(search: Search, final: bool) -> dict[str, Any]:
+    run_brackets(search)
+    found = pilots(search)
+    examples = min(search.config.pilot_valid, search.valid_examples)
+    verdict = choose(found, search.metric, examples, lambda p: search.expected_cost(p.candidate))
+    final_record = None
+    if final and verdict is not None and search.config.worker == "main":
+        final_record = train_final(search, verdict.winner)
+    search.ledger.settle()
+    summary = recommendation(search, found, verdict, final_record)
+    write_json(search.out / RECOMMENDATION, summary)
+    write_report(search.out)
+    return summary
+
+
+def _pilot_dict(search: Search, pilot: Pilot) -> dict[str, Any]:
+    cost = None if pilot.step_seconds is None else pilot.step_seconds * search.final_steps()
+    return {"trial": pilot.number, "candidate": pilot.candidate, "strategy": pilot.strategy, "settings": pilot.settings,
+            "values": {str(k): v for k, v in sorted(pilot.values.items())}, "state": pilot.state,
+            "median_step_seconds": pilot.step_seconds, "expected_train_seconds": cost,
+            "expected_budget_seconds": search.expected_cost(pilot.candidate),
+            "folders": {str(k): search.ledger.key(pilot_folder(search.out, pilot.number, pilot.candidate, k))
+                        for k in sorted(pilot.values)}}
+
+
+def _final_dict(search: Search, winner: Pilot, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    key = search.ledger.key(final_folder(search.out, winner.number, winner.candidate))
+    return {"folder": key, "status": record.get("status"), search.metric: record.get("valid", {}).get(search.metric),
+            "valid": record.get("valid"), "steps": record.get("steps"), "train_seconds": record.get("train_seconds"),
+            "peak_memory_mb": record.get("peak_memory_mb"), "trainable_params": record.get("trainable_params"),
+            "seconds": search.ledger.entries.get(key, {}).get("seconds"),
+            "cpu_seconds": search.ledger.entries.get(key, {}).get("cpu_seconds")}
+
+
+def _lora_end(found: list[Pilot]) -> list[float]:
+    """The learning rates of the LoRA settings that went furthest: those at the largest step any LoRA pilot reached."""
+    lora = [p for p in found if p.strategy == "lora" and p.values]
+    if not lora:
+        return []
+    top = max(max(p.values) for p in lora)
+    return sorted(p.settings["lr"] for p in lora if top in p.values)
+
+
+def recommendation(search: Search, found: list[Pilot], verdict: Verdict | None,
+                   final_record: dict[str, Any] | None) -> dict[str, Any]:
+    """What `recommendation.json` holds: everything the report needs, so it never sees the live search."""
+    config = search.config
+    summary: dict[str, Any] = {
+        "metric": search.metric,
+        "budget_seconds": config.budget_seconds,
+        "budget_clock": config.clock,
+        "spent_seconds": {kind: round(search.ledger.spent(kind), 1) for kind in ("probe", "pilot", "final", "search")}
+                         | {"total": round(search.ledger.spent(), 1)},
+        "stopped": search.stopped,
+        "train_examples": search.train_examples,
+        "valid_examples": search.valid_examples,
+        "pilot_valid": min(config.pilot_valid, search.valid_examples),
+        "final_steps": search.final_steps(),
+        "eta": config.eta,
+        "rung_steps": list(rung_steps(config.min_steps, config.eta, config.rungs)),
+        "memory_limit_mb": config.memory_mb,
+        "candidates": [{**search.fits[c.name].to_dict(), "model": c.model, "strategy": c.strategy.value,
+                        "lr_range": list(c.lr_range)} for c in config.candidates],
+        "pilots": [_pilot_dict(search, p) for p in found],
+        "lora_final_lrs": _lora_end(found),
+    }
+    if verdict is not None:
+        summary["winner"] = {**_pilot_dict(search, verdict.winner), "compared_at_steps": verdict.steps}
+        summary["comparisons"] = {str(steps): [{"trial": p.number, "candidate": p.candidate, "difference": diff,
+                                                "noise": threshold, "within_noise": within}
+                                               for p, diff, threshold, within in rows]
+                                  for steps, rows in verdict.comparisons.items()}
+        summary["cheaper_within_noise"] = _pilot_dict(search, verdict.cheaper) if verdict.cheaper else None
+    summary["final"] = _final_dict(search, verdict.winner, final_record) if verdict else None
+    return summary
