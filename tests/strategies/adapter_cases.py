@@ -6,7 +6,6 @@ here knows which method it runs.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
@@ -84,7 +83,3 @@ def assert_round_trip(model: torch.nn.Module, fresh: torch.nn.Module, folder: Pa
     for name, tensor in trainable(fresh).items():
         assert torch.equal(tensor, state[name]), name
     assert torch.equal(outputs(fresh), outputs(model))
-
-
-def copy_model(model: torch.nn.Module) -> torch.nn.Module:
-    return copy.deepcopy(model)
