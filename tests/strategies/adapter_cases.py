@@ -15,20 +15,10 @@ from conftest import CLASSIFICATION, tiny_model, tiny_text_batch
 from loralab.models import architecture
 from loralab.strategies.selection import find_modules
 
-# An encoder and a decoder, both with a sequence-classification head (peft's modules_to_save aside).
-MODELS = ("bert", "llama")
-# peft's name of each role, per model type, for target_modules lists.
-PEFT_NAMES = {
-    "bert": {"query": "query", "key": "key", "value": "value", "ffn_output": "output.dense",
-             "attention_output": "attention.output.dense", "ffn_inner": "intermediate.dense"},
-    "llama": {"query": "q_proj", "key": "k_proj", "value": "v_proj", "ffn_output": "down_proj",
-              "attention_output": "o_proj", "ffn_inner": "up_proj"},
-}
-
 
 def base_model(model_type: str) -> torch.nn.Module:
-    """A tiny model whose head reads its features at std 0.2, not 0.02: logits of order one, so that an
-    atol of 1e-5 is a strict comparison and a changed feature shows in them."""
+    """A tiny encoder ("bert") or decoder ("llama") with a sequence-classification head whose weights have
+    std 0.2, not 0.02: logits ten times larger, so that a changed feature shows in them above an atol of 1e-5."""
     model = tiny_model(model_type, head=CLASSIFICATION)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
