@@ -66,6 +66,9 @@ class Architecture:
     heads: Mapping[Head, tuple[str, ...]]
     packed: Packed | None = None  # None: the multiple-choice model always takes its own forward
     output: str = ""  # a decoder's output projection (lm_head): never adapted, often tied to the embeddings
+    # The feed-forward block's output projection, whose input is the FFN's inner activation (IA3 scales it); a
+    # suffix that may also end the attention output's name (BERT's `output.dense`), which is not it.
+    ffn_output: str = "output.dense"
     head: tuple[str, ...] = ()
     """The head of the one model `architecture(model)` was asked about; empty in the table."""
 
@@ -86,8 +89,9 @@ _ROBERTA_PACKED = Packed("roberta", Layer.BERT, positions_from_padding=True, tok
 _LLAMA = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
 
 
-def _decoder(projections: tuple[str, str, str, str]) -> Architecture:
-    return Architecture(*projections, {CLASSIFICATION: ("score",), Head.CAUSAL_LM: ()}, output="lm_head")
+def _decoder(projections: tuple[str, str, str, str], ffn_output: str = "mlp.down_proj") -> Architecture:
+    return Architecture(*projections, {CLASSIFICATION: ("score",), Head.CAUSAL_LM: ()}, output="lm_head",
+                        ffn_output=ffn_output)
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -110,7 +114,7 @@ ARCHITECTURES: dict[str, Architecture] = {
                             "attention.output.dense", {CLASSIFICATION: ("pooler", "classifier")}),
     "distilbert": Architecture("attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
                                {MULTIPLE_CHOICE: ("pre_classifier", "classifier"),
-                                CLASSIFICATION: ("pre_classifier", "classifier")}),
+                                CLASSIFICATION: ("pre_classifier", "classifier")}, ffn_output="ffn.lin2"),
     # Decoders: a causal LM keeps its pretrained output layer, so it has no new head; classification adds `score`.
     "llama": _decoder(_LLAMA),
     "mistral": _decoder(_LLAMA),
@@ -120,7 +124,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     # Phi-3 fuses q, k and v into one `qkv_proj`: selecting any of them selects all three.
     "phi3": _decoder(("self_attn.qkv_proj", "self_attn.qkv_proj", "self_attn.qkv_proj", "self_attn.o_proj")),
     # GPT-2 fuses q, k and v into one Conv1D: selecting any of them selects all three.
-    "gpt2": _decoder(("attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj")),
+    "gpt2": _decoder(("attn.c_attn", "attn.c_attn", "attn.c_attn", "attn.c_proj"), ffn_output="mlp.c_proj"),
 }
 
 
