@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from loralab.runs.config import RunConfig
+from loralab.settings import SETTINGS, RunConfig
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.validate import SettingError, number
 
@@ -72,13 +72,10 @@ class Candidate:
         return settings
 
     def config(self, base: RunConfig, settings: dict[str, Any]) -> RunConfig:
-        """`base` with this candidate's model and strategy and the drawn `settings`."""
-        lora = base.strategy.lora
-        if "lora_r" in settings:
-            lora = dataclasses.replace(lora, r=int(settings["lora_r"]), alpha=float(settings["lora_alpha"]))
-        strategy = StrategyConfig(strategy=self.strategy, lora=lora, subspace=base.strategy.subspace)
-        training = dataclasses.replace(base.training, lr=float(settings["lr"]))
-        return dataclasses.replace(base, model=self.model, strategy=strategy, training=training)
+        """`base` with this candidate's model and strategy and the drawn `settings`, named by their keys in
+        the settings table (`lr`, `lora_r`, ...)."""
+        strategy = StrategyConfig(strategy=self.strategy, lora=base.strategy.lora, subspace=base.strategy.subspace)
+        return dataclasses.replace(base, model=self.model, strategy=strategy).replace(settings)
 
 
 def candidates(models: tuple[str, ...], strategies: tuple[Strategy, ...],
@@ -97,8 +94,10 @@ def candidates(models: tuple[str, ...], strategies: tuple[Strategy, ...],
 
 
 def describe(settings: dict[str, Any]) -> str:
-    """Settings as a short text: 'lr 3.2e-04, r 8, alpha 32'."""
-    parts = [f"lr {settings['lr']:.1e}"]
-    if "lora_r" in settings:
-        parts.append(f"r {settings['lora_r']}, alpha {settings['lora_alpha']:g}")
+    """Settings as a short text, each by its report label: 'lr 3.2e-04, r 8, alpha 32'."""
+    parts = []
+    for key, value in settings.items():
+        setting = SETTINGS.by_key.get(key)
+        label = setting.report_label if setting else key
+        parts.append(f"{label} {value:.1e}" if key == "lr" else f"{label} {value:g}")
     return ", ".join(parts)

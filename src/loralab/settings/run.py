@@ -102,6 +102,8 @@ class RunConfig:
             path = SETTINGS.path(name)
             if path is None:
                 raise LoralabError(f"unknown setting {name!r}")
+            if SETTINGS.by_path[path].kind == "float" and type(value) is int:
+                value = float(value)  # as the field holds it, so records and folder names read alike
             flat[path] = value
         return RunConfig.from_flat(flat)
 
