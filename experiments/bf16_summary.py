@@ -5,7 +5,7 @@ bf16, the difference bf16 - fp32, and the verdict: *within noise* when the diffe
 twice its standard error sqrt(s1^2/n1 + s2^2/n2) (the rule `loralab report` uses), else *worse* or
 *better*. Also each run's median step time in its record; those runs ran one after another on a
 shared CPU, so the step-time ratio of one interleaved run is in benchmarks/results/training-bf16.json.
-Writes `summary.md` and `summary.json` beside the records.
+Writes `tables.md` and `summary.json` beside the records.
 
     python experiments/bf16_summary.py experiments/results/bf16
 """
@@ -84,7 +84,7 @@ def main() -> None:
         parser.error(f"{folder}: no such folder")
     summary = summarise(folder)
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (folder / "summary.md").write_text(markdown(summary))
+    (folder / "tables.md").write_text(markdown(summary))
     print(markdown(summary))
 
 

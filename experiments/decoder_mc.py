@@ -122,7 +122,7 @@ def main() -> None:
     for name, c in comparisons.items():
         lines.append(f"| {name} | {c['difference']:+.4f} | [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] | "
                      f"{'yes' if c['beyond_noise'] else 'no'} |")
-    (folder / "summary.md").write_text("\n".join(lines) + "\n")
+    (folder / "tables.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -4,7 +4,7 @@ For each task, the metric GLUE reports for it (Hu et al. 2021, Table 2: MRPC and
 accuracy, CoLA Matthews correlation, STS-B Pearson), as mean ± sample s.d. over seeds, for full
 fine-tuning, LoRA on q,v and LoRA on every linear layer; each LoRA row's difference from full is
 *within noise* when under twice its standard error sqrt(s1^2/n1 + s2^2/n2). The average over the
-tasks is the paper's summary number. Writes `summary.md` and `summary.json` beside the records.
+tasks is the paper's summary number. Writes `tables.md` and `summary.json` beside the records.
 
     python experiments/glue_summary.py experiments/results/glue
 """
@@ -117,7 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = summarise(args.folder)
     text = markdown(rows)
-    (args.folder / "summary.md").write_text(text)
+    (args.folder / "tables.md").write_text(text)
     (args.folder / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(text)
 

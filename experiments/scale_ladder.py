@@ -2,7 +2,7 @@
 
 After `loralab sweep experiments/scale-ladder.yaml --out experiments/results/scale-ladder` (two
 processes may share it with --shard 1/2 and 2/2), this reads every finished run record, groups
-them by the experiment's row names, and writes `summary.md`, `summary.json` and `ladder.png`
+them by the experiment's row names, and writes `tables.md`, `summary.json` and `ladder.png`
 (MAP@3 against peak memory, and against training time, one point per row with its seeds' spread)
 into the sweep folder. Rows from other sweeps on the same data can be added with --extra
 (FOLDER:ROW NAME), e.g. the SmolLM2 LoRA run of experiments/results/decoder-mc.
@@ -163,7 +163,7 @@ def main() -> None:
             lines.append(f"- `{name}`: {peak:,.0f} MB, {peak / baseline_memory:.2f} of it "
                          f"({'within' if peak <= baseline_memory else 'above'}).")
     lines += ["", "![MAP@3 against peak memory and training time](ladder.png)"]
-    (folder / "summary.md").write_text("\n".join(lines) + "\n")
+    (folder / "tables.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
