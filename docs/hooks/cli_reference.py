@@ -60,6 +60,10 @@ def _option(action: argparse.Action) -> str:
 def _default(action: argparse.Action) -> str:
     if action.required:
         return "required"
+    if action.default is argparse.SUPPRESS and isinstance(action.help, str) and action.help.endswith(")"):
+        # a setting's option: absent unless given, its default (from the settings table) closes its help
+        said = action.help.rpartition("(default: ")[2][:-1]
+        return f"`{said}`" if said else ""
     if isinstance(action, argparse.BooleanOptionalAction):
         return "on" if action.default else "off"
     if action.nargs == 0:  # store_true / store_false flags; --version and the like have no default
