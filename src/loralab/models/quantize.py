@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from loralab.errors import LoralabError
+from loralab.models.architectures import architecture, is_head
 from loralab.validate import SettingError
 
 BLOCKSIZE = 64  # weights per absmax scale (QLoRA's, and bitsandbytes' and transformers' default)
@@ -116,8 +117,6 @@ def is_quantized(module: nn.Module) -> bool:
 
 def _frozen_linear_layers(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
     """(parent, attribute, layer) of every plain nn.Linear outside the head whose weight does not train."""
-    from loralab.models import architecture, is_head
-
     arch = architecture(model)
     output = getattr(arch, "output", "")  # a decoder's lm_head stays float, as in QLoRA and transformers (often tied)
     found = []

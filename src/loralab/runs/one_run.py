@@ -62,6 +62,11 @@ def data_identity(config: RunConfig) -> dict[str, dict[str, str]]:
             for key in ("train", "valid") if getattr(config, key)}
 
 
+def task_model(name: str | None, task: Task, space: dict[str, Any] | None = None, **kwargs: Any) -> torch.nn.Module:
+    """`load_model` with the head of `task` (sized by its label space `space`)."""
+    return load_model(name, model_class=task.model_class, model_kwargs=task.model_kwargs(space or {}), **kwargs)
+
+
 def run_task(config: RunConfig) -> Task:
     """The task a run's data is, scored the way its model scores (an encoder's head, a decoder's tokens)."""
     name = infer_task(config.train, config.task)
@@ -95,8 +100,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         task.check_labels(valid_examples, space, source=config.valid)
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
-    model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
-                       seed=config.training.seed, task=task, space=space)
+    model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
+                       seed=config.training.seed)
     base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
             "fingerprint": fingerprint(model)}
     if adapter is not None:
@@ -200,8 +205,8 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     # Records from before tasks were all multiple choice, and from before decoders all scored with a head.
     task = get_task(record.get("task", "multiple-choice"), record.get("scoring"))
     space = record.get("label_space") or {}
-    model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
-                       seed=config.training.seed, task=task, space=space)
+    model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
+                       seed=config.training.seed)
     expected = record.get("base_model", {}).get("fingerprint")
     if expected and fingerprint(model) != expected:
         raise LoralabError(
@@ -229,7 +234,7 @@ def load_base(name: str, data: str | Path, task_config: TaskConfig | None = None
                        trust_remote_code=trust_remote_code, training=TrainConfig(max_length=max_length))
     offline_environment(offline)
     task = run_task(config)
-    model = load_model(name, offline=offline, trust_remote_code=trust_remote_code, task=task)
+    model = task_model(name, task, offline=offline, trust_remote_code=trust_remote_code)
     device_ = resolve_device(device)
     model.to(device_).eval()
     tokenizer = load_tokenizer(name, offline=offline, trust_remote_code=trust_remote_code)
@@ -250,8 +255,7 @@ def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: s
                            "pass --model")
     offline_environment(offline)
     task = get_task(adapter.task, adapter.scoring)
-    base = load_model(name, offline=offline, trust_remote_code=trust_remote_code, seed=seed, task=task,
-                      space=adapter.space)
+    base = task_model(name, task, adapter.space, offline=offline, trust_remote_code=trust_remote_code, seed=seed)
     base_fingerprint = fingerprint(base)
     apply_peft_adapter(base, adapter)
     quantize_model(base, adapter.quantize)

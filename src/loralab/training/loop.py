@@ -19,8 +19,8 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
+from loralab.models.checkpointing import checkpointing
 from loralab.tasks.batching import batches
-from loralab.training.checkpointing import checkpointing
 from loralab.training.distributed import SINGLE, DataParallel
 from loralab.training.precision import PRECISIONS, autocast
 from loralab.validate import SettingError, number
