@@ -32,6 +32,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from loralab.errors import LoralabError
+from loralab.heap import release_heap
 from loralab.models.architectures import architecture, is_head
 from loralab.validate import SettingError
 
@@ -176,22 +177,11 @@ def quantize_model(model: nn.Module, config: QuantizeConfig) -> QuantizationRepo
         weights += layer.weight.numel()
         float_bytes += layer.weight.numel() * layer.weight.element_size()
         quantized_bytes += stored_bytes(quantized)
-    _return_freed_memory()
+    # The replaced float weights' memory goes back to the OS: else the process's RSS (loralab's peak
+    # memory on CPU) would still count them.
+    release_heap(collect=True)
     return QuantizationReport(config.method, config.double_quant, config.compute_dtype, layers, weights,
                               quantized_bytes, float_bytes)
-
-
-def _return_freed_memory() -> None:
-    """Hand the replaced float weights' memory back to the OS. glibc keeps freed blocks of up to 32 MB
-    for reuse, so without this the process's RSS (loralab's peak memory on CPU) would still count them."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 def stored_bytes(layer: nn.Module) -> int:

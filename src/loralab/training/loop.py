@@ -19,9 +19,11 @@ from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
+from loralab.heap import release_heap
 from loralab.models.checkpointing import checkpointing
 from loralab.tasks.batching import batches
 from loralab.training.distributed import SINGLE, DataParallel
+from loralab.training.memory import PeakMemory
 from loralab.training.precision import PRECISIONS, autocast
 from loralab.validate import SettingError, number
 
@@ -127,80 +129,6 @@ class TrainResult:
     @property
     def median_step_seconds(self) -> float:
         return statistics.median(self.step_seconds) if self.step_seconds else 0.0
-
-
-class PeakMemory:
-    """Peak memory inside a `with` block: CUDA max allocated, or peak RSS on CPU (Linux)."""
-
-    def __init__(self, device: torch.device):
-        self.device = torch.device(device)
-        self.peak_mb = 0.0
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            _release_freed_memory()  # else heap an earlier run in this process freed still counts as resident
-            try:  # "5" resets the kernel's high-water mark of this process's RSS
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-            except OSError:
-                pass
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        else:
-            self.peak_mb = _peak_rss_mb()
-        return False
-
-
-def _release_freed_memory() -> None:
-    """Collect garbage and hand the C heap's free pages back to the kernel, so a run's peak RSS is not
-    inflated by what an earlier run in the same process (a sweep) freed."""
-    import gc
-
-    gc.collect()
-    release_heap()
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
-    import ctypes
-
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
-
-
-def release_heap() -> None:
-    """Hand the C heap's free pages back to the kernel (glibc's `malloc_trim`; nothing elsewhere).
-
-    `train` calls it on CPU after every `TrainConfig.trim_heap_every` optimizer steps. Steps allocate
-    activations of a new shape with every batch length, and glibc keeps what they free for reuse, so
-    the heap grows. benchmarks/heap.py measures both sides on MiniLM LoRA: over a 250-step run the peak
-    RSS was 0.64 of the untrimmed peak when trimmed after every step and 0.74 after every fourth (the
-    default), while a step right after a trim took 1.29 times as long (what was handed back is
-    faulted in again), a cost paid once per trim.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def _peak_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # What trains, as a strategy reports it: (role, parameters) pairs in the model's parameter order.
