@@ -123,7 +123,7 @@ def build(base: torch.nn.Module, variant: str, lora_dropout: float = 0.0) -> tor
     """A fresh copy of `base` prepared by loralab's strategy `variant`, or by peft for 'peft'.
 
     "qlora" is loralab's LoRA on a base quantized as `QUANTIZE`; a "-ckpt" suffix turns on gradient
-    checkpointing (`loralab.training.checkpointing`) for the variant it ends.
+    checkpointing (`loralab.models.checkpointing`) for the variant it ends.
     """
     checkpointed = variant.endswith("-ckpt")
     variant = variant.removesuffix("-ckpt")
@@ -133,7 +133,7 @@ def build(base: torch.nn.Module, variant: str, lora_dropout: float = 0.0) -> tor
 
         quantize_model(model, QuantizeConfig(**QUANTIZE))
     if checkpointed:
-        from loralab.training.checkpointing import enable
+        from loralab.models.checkpointing import enable
 
         enable(model)
     return model

@@ -82,7 +82,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     device = common.setup(args)
     tokenizer = load_tokenizer(args.model)
-    base = load_model(args.model, task=LETTER)
+    base = load_model(args.model, model_class=LETTER.model_class)
     questions = read_questions(args.data, limit=args.batch_size * args.batches)
     items = encode_letters(questions, tokenizer, args.max_length)
     groups = common.groups(items, args, grouped=not args.random)

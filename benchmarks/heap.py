@@ -1,4 +1,4 @@
-"""What handing freed heap back after every step saves and costs on CPU (`loralab.training.loop.release_heap`).
+"""What handing freed heap back after every step saves and costs on CPU (`loralab.heap.release_heap`).
 
 A step frees its activations, and glibc keeps the freed heap to reuse; batches of a new length
 allocate tensors of new shapes that do not fit the holes, so the heap grows over a run. loralab's
@@ -63,7 +63,7 @@ def timed(args, variant: str, device) -> dict:
     from training import Runner
 
     from loralab.training import TrainConfig
-    from loralab.training.loop import release_heap
+    from loralab.heap import release_heap
 
     base, tokenizer, items = common.load(args)
     model = common.build(base, variant)

@@ -70,14 +70,9 @@ def child(args, how: str, dropout: float) -> dict:
 
 
 def _trim() -> None:
-    import ctypes
-    import gc
+    from loralab.heap import release_heap
 
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    release_heap(collect=True)
 
 
 def _bytes(model: torch.nn.Module) -> int:

@@ -6,7 +6,7 @@ a shared machine hits them all alike. Ratios are medians of per-batch ratios (sa
 numerator and denominator).
 
 The step is loralab's: collate (dynamic padding), forward with `choice_logits`, cross-entropy,
-backward, `loss.item()`, global-norm clipping, AdamW from `loralab.training._optimizer`, zero_grad.
+backward, `loss.item()`, global-norm clipping, AdamW from `loralab.training.optimizer.adamw`, zero_grad.
 loralab's variants use its packed forward (real tokens only, `loralab.models.packed`), as `loralab.training`
 does; peft's LoRA runs through the same step with the model's own padded forward, which is what
 peft gives. `lora-padded` (loralab's LoRA layer in the padded forward) against peft isolates the
@@ -41,7 +41,7 @@ import flops  # noqa: E402
 from loralab.tasks.multiple_choice import TASK as MC  # noqa: E402
 from loralab.tasks.multiple_choice import choice_logits, collate  # noqa: E402
 from loralab.training import TrainConfig, train  # noqa: E402
-from loralab.training.loop import _optimizer  # noqa: E402
+from loralab.training.optimizer import adamw  # noqa: E402
 from loralab.training.precision import autocast  # noqa: E402
 
 # (label, how the model is prepared, LoRA dropout, packed forward). loralab's variants run as `loralab.training` runs
@@ -73,7 +73,7 @@ class Runner:
     def __init__(self, model, config: TrainConfig, device, packed: bool = True, precision: str = "fp32"):
         self.model = model.to(device).train()
         self.packed, self.precision = packed, precision
-        self.optimizer = _optimizer(model, config)
+        self.optimizer = adamw(model, config.lr, config.weight_decay)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.config, self.device = config, device
         self.trainable = sum(p.numel() for p in self.params)
@@ -230,7 +230,7 @@ def main(argv=None):
 
 def epochs(base, tokenizer, args, device) -> dict:
     """Interleaved whole passes of `loralab.training`: loralab LoRA (grouped) against peft LoRA (random)."""
-    from loralab.tasks.batching import batches
+    from loralab.training.batching import batches
 
     items = common.load_items(args, args.epoch_questions)
     setups = {"loralab-lora": ("lora", True), "peft-lora": ("peft", False)}

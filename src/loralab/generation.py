@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 
 from loralab.errors import LoralabError
-from loralab.models import is_decoder, load_model, load_tokenizer, offline_environment, pad_token_id
+from loralab.models import is_decoder, load_tokenizer, offline_environment, pad_token_id
 
 
 def _loaded(run: str | None, model: str | None, device: str):
-    from loralab.runs import load_run, resolve_device
+    from loralab.runs import load_run, resolve_device, task_model
     from loralab.tasks import get_task
 
     if run:
@@ -23,7 +23,7 @@ def _loaded(run: str | None, model: str | None, device: str):
                                "generate needs a causal language model")
         return loaded.model, loaded.tokenizer, loaded.device
     offline_environment(True)
-    base = load_model(model, task=get_task("completion"))
+    base = task_model(model, get_task("completion"))
     device_ = resolve_device(device)
     return base.to(device_).eval(), load_tokenizer(model), device_
 

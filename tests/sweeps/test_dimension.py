@@ -62,8 +62,9 @@ def test_train_head_trains_the_head_beside_theta(tmp_path, base_folder, science_
 
 def test_lr_reference_dim_scales_only_thetas_learning_rate(base_folder, science_exam):
     from conftest import tiny_model
+    from loralab.runs.one_run import learning_rates
     from loralab.strategies import apply_strategy
-    from loralab.training.loop import _optimizer
+    from loralab.training.optimizer import adamw
 
     config = tiny_config(base_folder, science_exam, lr_reference_dim=1000, train_head=True)
     training = config.at(4000).training
@@ -73,7 +74,8 @@ def test_lr_reference_dim_scales_only_thetas_learning_rate(base_folder, science_
     assert split.lr == 1e-3 and split.theta_lr == 0.5
     model = tiny_model("bert")
     report = apply_strategy(model, config.at(40).strategy)
-    groups = _optimizer(model, config.at(40).training, report.groups).param_groups
+    training = config.at(40).training
+    groups = adamw(model, training.lr, training.weight_decay, learning_rates(report.groups, training)).param_groups
     theta = [g for g in groups if any(p.dim() == 1 and p.numel() == 40 for p in g["params"])]
     assert len(theta) == 1 and theta[0]["lr"] == pytest.approx(0.5 * 5.0) and len(theta[0]["params"]) == 1
     assert all(g["lr"] == 0.5 for g in groups if g is not theta[0])

@@ -8,9 +8,7 @@ from run_fixtures import random_questions as items
 from loralab.tasks.multiple_choice import TASK as MC, EncodedQuestion
 from loralab.errors import LoralabError
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
-from loralab.strategies.subspace import SubspaceConfig, subspace_of
 from loralab.training import TrainConfig, evaluate, train
-from loralab.training.loop import _linear_schedule, _optimizer
 
 
 def trained(config, strategy=Strategy.FULL):
@@ -58,36 +56,6 @@ def test_non_finite_loss_is_recorded_as_diverged():
         model.classifier.weight.fill_(float("inf"))
     result = train(model, items(), TrainConfig(batch_size=4), task=MC, pad_id=0, progress=False)
     assert result.status == "diverged" and result.diverged_at_step == 1 and result.steps == 0
-
-
-def test_linear_warmup_then_decay():
-    factor = _linear_schedule(total_steps=10, warmup_steps=2)
-    assert [round(factor(s), 3) for s in range(10)] == [0.5, 1.0, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125]
-
-
-def test_optimizer_state_only_for_what_trains():
-    model = tiny_model("bert")
-    apply_strategy(model, StrategyConfig(Strategy.LORA))
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    optimizer = _optimizer(model, TrainConfig())
-    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == trainable
-
-
-@pytest.mark.parametrize("theta_lr", [None, 0.5])
-def test_subspace_theta_trains_in_its_own_group_only_with_theta_lr(theta_lr):
-    model = tiny_model("bert")
-    report = apply_strategy(model, StrategyConfig(Strategy.SUBSPACE, subspace=SubspaceConfig(dim=50, projection="said")))
-    theta = subspace_of(model).theta
-    trainable = [p for p in model.parameters() if p.requires_grad]  # theta, the said scales, the head
-    matrices, vectors = [p for p in trainable if p.dim() >= 2], [p for p in trainable if p.dim() < 2]
-    expected = [(matrices, 0.01, 1e-3), (vectors, 0.0, 1e-3)]  # in the model's order, as before groups existed
-    if theta_lr is not None:
-        expected = [(matrices, 0.01, 1e-3), ([p for p in vectors if p is not theta], 0.0, 1e-3), ([theta], 0.0, theta_lr)]
-    groups = _optimizer(model, TrainConfig(lr=1e-3, theta_lr=theta_lr), report.groups).param_groups
-    assert [([id(p) for p in g["params"]], g["weight_decay"], g["lr"]) for g in groups] == \
-        [([id(p) for p in params], decay, lr) for params, decay, lr in expected]
-    # Without the strategy's groups the loop cannot tell theta from any other vector.
-    assert len(_optimizer(model, TrainConfig(lr=1e-3, theta_lr=0.5)).param_groups) == 2
 
 
 @pytest.mark.parametrize("field,value", [("lr", 0.0), ("batch_size", 0), ("warmup_ratio", 1.0), ("max_length", 2)])

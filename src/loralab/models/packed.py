@@ -14,7 +14,7 @@ Dropout here is loralab's own (`loralab.dropout`), which draws its CPU masks sev
 than torch's `bernoulli_` (about 9% of a LoRA step on MiniLM).
 
 Supported: `*ForMultipleChoice` models whose architecture has a `packed` description in loralab's
-table (`loralab.models`: BERT, RoBERTa / XLM-RoBERTa and MPNet), whose first token is the pooled one.
+table (`loralab.models.architectures`: BERT, RoBERTa / XLM-RoBERTa and MPNet), whose first token is the pooled one.
 Anything else (another architecture, a decoder configuration, a peft wrapper,
 left padding) takes the model's own forward, so `choice_logits` is always correct.
 """
@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from loralab.dropout import dropout
-from loralab.models import ARCHITECTURES, Head, Layer, Packed, head_class
-from loralab.training.checkpointing import run_block
+from loralab.models.architectures import ARCHITECTURES, Head, Layer, Packed, head_class
+from loralab.models.checkpointing import run_block
 
 
 def supports(model: nn.Module) -> bool:

@@ -32,6 +32,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from loralab.errors import LoralabError
+from loralab.heap import release_heap
+from loralab.models.architectures import architecture, is_head
 from loralab.settings.model import Method, QuantizeConfig
 from loralab.validate import SettingError
 
@@ -80,8 +82,6 @@ def is_quantized(module: nn.Module) -> bool:
 
 def _frozen_linear_layers(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
     """(parent, attribute, layer) of every plain nn.Linear outside the head whose weight does not train."""
-    from loralab.models import architecture, is_head
-
     arch = architecture(model)
     output = getattr(arch, "output", "")  # a decoder's lm_head stays float, as in QLoRA and transformers (often tied)
     found = []
@@ -141,22 +141,11 @@ def quantize_model(model: nn.Module, config: QuantizeConfig) -> QuantizationRepo
         weights += layer.weight.numel()
         float_bytes += layer.weight.numel() * layer.weight.element_size()
         quantized_bytes += stored_bytes(quantized)
-    _return_freed_memory()
+    # The replaced float weights' memory goes back to the OS: else the process's RSS (loralab's peak
+    # memory on CPU) would still count them.
+    release_heap(collect=True)
     return QuantizationReport(config.method, config.double_quant, config.compute_dtype, layers, weights,
                               quantized_bytes, float_bytes)
-
-
-def _return_freed_memory() -> None:
-    """Hand the replaced float weights' memory back to the OS. glibc keeps freed blocks of up to 32 MB
-    for reuse, so without this the process's RSS (loralab's peak memory on CPU) would still count them."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 def stored_bytes(layer: nn.Module) -> int:

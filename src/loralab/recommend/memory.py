@@ -19,9 +19,10 @@ import re
 from dataclasses import dataclass
 
 from loralab.errors import LoralabError
-from loralab.models import count_parameters, load_model
+from loralab.models import count_parameters
 from loralab.recommend.space import Candidate
 from loralab.runs.config import RunConfig
+from loralab.runs.one_run import task_model
 from loralab.strategies import apply_strategy
 from loralab.tasks import get_task, infer_task
 
@@ -65,8 +66,8 @@ def parameter_counts(candidate: Candidate, base: RunConfig) -> tuple[int, int]:
     task = get_task(infer_task(config.train, config.task))
     examples = task.read(config.train, config.task, limit=config.train_limit)
     space = task.label_space(examples, source=config.train)
-    model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
-                       seed=config.training.seed, task=task, space=space)
+    model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
+                       seed=config.training.seed)
     apply_strategy(model, config.strategy)
     return count_parameters(model)
 

@@ -26,9 +26,10 @@ from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, 
 from loralab.models.quantize import quantize_model
 from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
 from loralab.runs.peft import PeftAdapter, apply_peft_adapter, read_peft_adapter
-from loralab.strategies import Strategy, apply_strategy
-from loralab.training import evaluate, train
+from loralab.strategies import ParamGroup, Strategy, apply_strategy
+from loralab.training import TrainConfig, evaluate, train
 from loralab.training.distributed import SINGLE, DataParallel
+from loralab.training.interface import EpochHook
 
 
 def resolve_device(device: str) -> torch.device:
@@ -60,6 +61,23 @@ def data_identity(config: RunConfig) -> dict[str, dict[str, str]]:
     that a file was edited in place."""
     return {key: {"path": str(getattr(config, key)), "sha256": file_sha256(getattr(config, key))}
             for key in ("train", "valid") if getattr(config, key)}
+
+
+def learning_rates(groups: tuple[ParamGroup, ...], training: TrainConfig) -> tuple[ParamGroup, ...]:
+    """The strategy's parameter groups at the run's learning rates: a subspace's theta at
+    `training.theta_lr` where it is set; every other group at the run's `lr` (None)."""
+    return tuple(group._replace(lr=training.theta_lr) if group.role == "theta" else group for group in groups)
+
+
+def epoch_hook(task: Task, training: TrainConfig) -> EpochHook | None:
+    """What the task does as each epoch starts: with `shuffle_options`, a task that can (multiple
+    choice by letter) shows each question's options in a new order."""
+    return getattr(task, "permuted", None) if training.shuffle_options else None
+
+
+def task_model(name: str | None, task: Task, space: dict[str, Any] | None = None, **kwargs: Any) -> torch.nn.Module:
+    """`load_model` with the head of `task` (sized by its label space `space`)."""
+    return load_model(name, model_class=task.model_class, model_kwargs=task.model_kwargs(space or {}), **kwargs)
 
 
 def run_task(config: RunConfig) -> Task:
@@ -95,8 +113,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         task.check_labels(valid_examples, space, source=config.valid)
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
-    model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
-                       seed=config.training.seed, task=task, space=space)
+    model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
+                       seed=config.training.seed)
     base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
             "fingerprint": fingerprint(model)}
     if adapter is not None:
@@ -137,7 +155,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     pad_id = pad_token_id(tokenizer)
     items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
     result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress,
-                   groups=report.groups, parallel=parallel)
+                   groups=learning_rates(report.groups, config.training), parallel=parallel,
+                   on_epoch=epoch_hook(task, config.training))
     record.update({
         "status": result.status,
         "steps": result.steps,
@@ -200,8 +219,8 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     # Records from before tasks were all multiple choice, and from before decoders all scored with a head.
     task = get_task(record.get("task", "multiple-choice"), record.get("scoring"))
     space = record.get("label_space") or {}
-    model = load_model(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code,
-                       seed=config.training.seed, task=task, space=space)
+    model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
+                       seed=config.training.seed)
     expected = record.get("base_model", {}).get("fingerprint")
     if expected and fingerprint(model) != expected:
         raise LoralabError(
@@ -223,13 +242,11 @@ def load_base(name: str, data: str | Path, task_config: TaskConfig | None = None
 
     Meaningful for a decoder, which scores with its own next-token head; an encoder's task head would
     be freshly random."""
-    from loralab.training import TrainConfig
-
     config = RunConfig(train=str(data), model=name, task=task_config or TaskConfig(), offline=offline,
                        trust_remote_code=trust_remote_code, training=TrainConfig(max_length=max_length))
     offline_environment(offline)
     task = run_task(config)
-    model = load_model(name, offline=offline, trust_remote_code=trust_remote_code, task=task)
+    model = task_model(name, task, offline=offline, trust_remote_code=trust_remote_code)
     device_ = resolve_device(device)
     model.to(device_).eval()
     tokenizer = load_tokenizer(name, offline=offline, trust_remote_code=trust_remote_code)
@@ -250,8 +267,7 @@ def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: s
                            "pass --model")
     offline_environment(offline)
     task = get_task(adapter.task, adapter.scoring)
-    base = load_model(name, offline=offline, trust_remote_code=trust_remote_code, seed=seed, task=task,
-                      space=adapter.space)
+    base = task_model(name, task, adapter.space, offline=offline, trust_remote_code=trust_remote_code, seed=seed)
     base_fingerprint = fingerprint(base)
     apply_peft_adapter(base, adapter)
     quantize_model(base, adapter.quantize)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from loralab.errors import LoralabError
+from loralab.heap import release_heap
 from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, read_json
 from loralab.settings import RunConfig, identity
 
@@ -110,15 +111,7 @@ def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
 def _release_memory() -> None:
     """Return the previous run's freed memory to the OS, so the next run's peak RSS (measured from the
     current RSS up) starts near the live baseline rather than on the allocator's leftovers."""
-    import gc
-
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
+    release_heap(collect=True)
 
 
 def _clear(folder: Path) -> None:

@@ -38,8 +38,10 @@ class ParamGroup(NamedTuple):
     """Trainable parameters that share their optimiser settings."""
 
     role: str
-    """"weights", or "theta": a subspace's coordinates, which train at `training.theta_lr` when it is set."""
+    """"weights", or "theta": a subspace's coordinates, which a run trains at `training.theta_lr` when it is set."""
     params: tuple[nn.Parameter, ...]
+    lr: float | None = None
+    """The group's own peak learning rate (the run sets it from its config); None: the run's `lr`."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,8 @@ def _groups(model: nn.Module, roles: dict[int, str] | None = None) -> tuple[Para
     """The parameters that require grad, in the model's order, cut into runs of one role.
 
     `roles` gives a parameter (by id) its role; any other is "weights". Runs, not one group per role,
-    keep the model's order: a training loop that has no learning rate of its own for a role pools it
-    back with the weights, and its gradient-norm clipping sums in that order, bit for bit as before.
+    keep the model's order: the training loop pools a group without a learning rate of its own back
+    with the weights, and its gradient-norm clipping sums in that order, bit for bit as before.
     """
     roles = roles or {}
     runs: list[tuple[str, list[nn.Parameter]]] = []

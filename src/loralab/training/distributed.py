@@ -30,15 +30,13 @@ import contextlib
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from loralab.errors import LoralabError
-
-if TYPE_CHECKING:
-    from loralab.tasks import Task
+from loralab.training.interface import Group, ParamGroup, Task
 
 # The variables torchrun sets for every process it starts.
 _ENVIRONMENT = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -122,7 +120,8 @@ class DataParallel:
             return collate(list(chunk[:1])), 0.0
         return collate(mine), self.world * len(mine) / len(chunk)
 
-    def prepare(self, model: nn.Module, task: "Task", packed: bool, groups, probe: dict | None) -> "Prepared":
+    def prepare(self, model: nn.Module, task: Task, packed: bool, groups: Sequence[ParamGroup] | None,
+                probe: dict | None) -> "Prepared":
         """Wrap `model` for training. Under FSDP the parameters are replaced by sharded ones, so the
         optimizer must be built from the returned groups; `probe` is one local batch, used to find the
         parameters DDP would wait for."""
@@ -142,7 +141,7 @@ class DataParallel:
                                                         find_unused_parameters=bool(unused))
         return Prepared(model, task, packed, groups, bound, self.sharded, info)
 
-    def _unused(self, model: nn.Module, task: "Task", packed: bool, probe: dict | None) -> list[str]:
+    def _unused(self, model: nn.Module, task: Task, packed: bool, probe: dict | None) -> list[str]:
         """Names of trainable parameters that get no gradient from one forward and backward pass on any rank."""
         import torch.distributed as dist
 
@@ -158,31 +157,29 @@ class DataParallel:
         dist.all_reduce(used, op=dist.ReduceOp.MAX)  # used on any rank counts as used
         return [n for (n, _), u in zip(trainable, used.tolist()) if not u]
 
-    def _fully_shard(self, bound: "_Bound", groups):
+    def _fully_shard(self, bound: "_Bound", groups: Sequence[ParamGroup] | None) -> tuple[Group, ...] | None:
         from torch.distributed.device_mesh import init_device_mesh
         from torch.distributed.fsdp import fully_shard
-
-        from loralab.strategies.lora import LoraLinear
 
         model = bound.model
         if any(torch.nn.utils.parametrize.is_parametrized(m) for m in model.modules()):
             raise LoralabError("--fsdp cannot shard a random-subspace run (its weights are computed from theta); use DDP")
         _broadcast(model)  # every rank must shard the same initial weights (DDP broadcasts by itself)
         names = {id(p): n for n, p in model.named_parameters()}
-        roles = None if groups is None else [(role, [names[id(p)] for p in params]) for role, params in groups]
+        named = None if groups is None else [(group.lr, [names[id(p)] for p in group.params]) for group in groups]
         mesh = init_device_mesh(next(model.parameters()).device.type, (self.world,))
         # Units are the modules the packed forward calls directly (a LoRA layer with its frozen base, a
         # linear, an embedding): a unit's weights are gathered by its own forward. The rest (norms, the
         # head's bias) is the root unit, whole during a forward.
-        bases = {id(m.base) for m in model.modules() if isinstance(m, LoraLinear)}
+        bases = {id(base) for m in model.modules() if (base := _adapted(m)) is not None}
         for module in list(model.modules()):
-            if isinstance(module, LoraLinear) or (isinstance(module, (nn.Linear, nn.Embedding)) and id(module) not in bases):
+            if _adapted(module) is not None or (isinstance(module, (nn.Linear, nn.Embedding)) and id(module) not in bases):
                 fully_shard(module, mesh=mesh)
         fully_shard(bound, mesh=mesh)
-        if roles is None:
+        if named is None:
             return None
         params = dict(model.named_parameters())
-        return tuple((role, tuple(params[n] for n in names_)) for role, names_ in roles)
+        return tuple(Group(tuple(params[n] for n in names_), lr) for lr, names_ in named)
 
     def total(self, *values: float) -> list[float]:
         """Each value summed over the ranks."""
@@ -227,11 +224,18 @@ class DataParallel:
 SINGLE = DataParallel()
 
 
+def _adapted(module: nn.Module) -> nn.Module | None:
+    """The layer `module` adapts, when it is an adapter: loralab's adapters wrap, not inherit, and hold
+    the layer they adapt as `base` (LoRA's `LoraLinear`); None for any other module."""
+    base = getattr(module, "base", None)
+    return base if isinstance(base, nn.Module) else None
+
+
 class Prepared:
     """A model made ready for one run's training loop: its loss, when to reduce, what was recorded."""
 
-    def __init__(self, model: nn.Module, task: "Task", packed: bool, groups, wrapped: nn.Module | None = None,
-                 sharded: bool = False, info: dict | None = None):
+    def __init__(self, model: nn.Module, task: Task, packed: bool, groups: Sequence[ParamGroup] | None,
+                 wrapped: nn.Module | None = None, sharded: bool = False, info: dict | None = None):
         self.model, self.task, self.packed, self.groups = model, task, packed, groups
         self.wrapped, self.sharded, self.info = wrapped, sharded, info
 

@@ -1,8 +1,9 @@
 """The training loop and evaluation: plain functions that know nothing of the strategy or task in use.
 
-`train` optimises whatever parameters require grad with AdamW (Loshchilov & Hutter 2019) under a
-linear warm-up then linear decay schedule, with gradient accumulation and dynamic padding, and
-measures what the run cost: wall time per optimizer step, tokens per second and peak memory.
+`train` optimises the parameter groups it is given (whatever requires grad, without them) with
+AdamW under a linear warm-up then linear decay schedule (`optimizer.py`), with gradient accumulation
+and dynamic padding, and measures what the run cost: wall time per optimizer step, tokens per
+second and peak memory. What it asks of a task and a strategy is in `interface.py`.
 """
 
 from __future__ import annotations
@@ -12,22 +13,22 @@ import math
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
-from loralab.errors import LoralabError
+from loralab.heap import release_heap
+from loralab.models.checkpointing import checkpointing
 from loralab.settings.training import TrainConfig
-from loralab.tasks.batching import batches
-from loralab.training.checkpointing import checkpointing
+from loralab.training.batching import batches
 from loralab.training.distributed import SINGLE, DataParallel
+from loralab.training.interface import EpochHook, ParamGroup, Task
+from loralab.training.memory import PeakMemory
+from loralab.training.optimizer import adamw, linear_schedule
 from loralab.training.precision import PRECISIONS, autocast
 from loralab.validate import SettingError, number
-
-if TYPE_CHECKING:
-    from loralab.tasks import Task
 
 
 
@@ -54,107 +55,6 @@ class TrainResult:
     @property
     def median_step_seconds(self) -> float:
         return statistics.median(self.step_seconds) if self.step_seconds else 0.0
-
-
-class PeakMemory:
-    """Peak memory inside a `with` block: CUDA max allocated, or peak RSS on CPU (Linux)."""
-
-    def __init__(self, device: torch.device):
-        self.device = torch.device(device)
-        self.peak_mb = 0.0
-
-    def __enter__(self):
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            _release_freed_memory()  # else heap an earlier run in this process freed still counts as resident
-            try:  # "5" resets the kernel's high-water mark of this process's RSS
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-            except OSError:
-                pass
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
-        else:
-            self.peak_mb = _peak_rss_mb()
-        return False
-
-
-def _release_freed_memory() -> None:
-    """Collect garbage and hand the C heap's free pages back to the kernel, so a run's peak RSS is not
-    inflated by what an earlier run in the same process (a sweep) freed."""
-    import gc
-
-    gc.collect()
-    release_heap()
-
-
-@functools.lru_cache(maxsize=1)
-def _malloc_trim():
-    import ctypes
-
-    try:
-        return ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        return None
-
-
-def release_heap() -> None:
-    """Hand the C heap's free pages back to the kernel (glibc's `malloc_trim`; nothing elsewhere).
-
-    `train` calls it on CPU after every `TrainConfig.trim_heap_every` optimizer steps. Steps allocate
-    activations of a new shape with every batch length, and glibc keeps what they free for reuse, so
-    the heap grows. benchmarks/heap.py measures both sides on MiniLM LoRA: over a 250-step run the peak
-    RSS was 0.64 of the untrimmed peak when trimmed after every step and 0.74 after every fourth (the
-    default), while a step right after a trim took 1.29 times as long (what was handed back is
-    faulted in again), a cost paid once per trim.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def _peak_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-# What trains, as a strategy reports it: (role, parameters) pairs in the model's parameter order.
-ParamGroups = tuple[tuple[str, tuple[torch.nn.Parameter, ...]], ...]
-
-
-def _optimizer(model: torch.nn.Module, config: TrainConfig, groups: ParamGroups | None = None) -> torch.optim.Optimizer:
-    """AdamW over `groups` (None: every parameter that requires grad, as "weights"). A role with a
-    learning rate of its own (theta: `theta_lr`, when set) gets an optimizer group; the rest share
-    `lr`, and only their matrices decay.
-    """
-    if groups is None:
-        groups = (("weights", tuple(p for p in model.parameters() if p.requires_grad)),)
-    if not any(params for _, params in groups):
-        raise LoralabError("nothing to train: the strategy left no parameter trainable")
-    own_lr = {"theta": config.theta_lr}
-    own = [(own_lr[role], list(params)) for role, params in groups if own_lr.get(role) is not None]
-    rest = [p for role, params in groups if own_lr.get(role) is None for p in params]
-    decay = [p for p in rest if p.dim() >= 2]
-    no_decay = [p for p in rest if p.dim() < 2]
-    optimizer_groups = [{"params": decay, "weight_decay": config.weight_decay},
-                        {"params": no_decay, "weight_decay": 0.0}]
-    optimizer_groups += [{"params": params, "weight_decay": 0.0, "lr": lr} for lr, params in own]
-    optimizer_groups = [g for g in optimizer_groups if g["params"]]
-    # On a GPU, AdamW's fused kernel updates every tensor in one launch; elsewhere torch's default (foreach).
-    fused = all(p.is_cuda for g in optimizer_groups for p in g["params"]) or None
-    return torch.optim.AdamW(optimizer_groups, lr=config.lr, fused=fused)
 
 
 def runaway_loss(losses: list[float], config: TrainConfig, *, finished: bool = False) -> str | None:
@@ -185,24 +85,18 @@ def _diverge(result: TrainResult, why: str, at: int | None = None) -> None:
     result.diverged_at_step = at if at is not None else result.steps + 1
 
 
-def _linear_schedule(total_steps: int, warmup_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return factor
-
-
 def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, task: Task, pad_id: int,
-          device: str | torch.device = "cpu", progress: bool = True, groups: ParamGroups | None = None,
-          parallel: DataParallel = SINGLE) -> TrainResult:
+          device: str | torch.device = "cpu", progress: bool = True, groups: Sequence[ParamGroup] | None = None,
+          parallel: DataParallel = SINGLE, on_epoch: EpochHook | None = None) -> TrainResult:
     """Train `model` in place on a task's encoded examples; returns losses, timing and memory.
 
     The task supplies the batches (`collate`) and the loss; the loop knows nothing else of it.
-    `groups`: what trains, as the strategy reported it; None: whatever requires grad.
+    `groups`: what trains, as the strategy reported it, each group at its own learning rate where it
+    has one; None: whatever requires grad, at `config.lr`.
     `parallel`: this process's place among the ranks of a data-parallel run (`loralab.training.distributed`);
     every rank takes `batch_size` examples of each global batch of `batch_size x world`.
+    `on_epoch`: gives each epoch's examples, drawn from the loop's data-order generator before the
+    epoch's batches are (see `interface.EpochHook`).
     """
     device = torch.device(device)
     torch.manual_seed(config.seed + parallel.rank)  # each rank its own dropout, as each example has
@@ -212,7 +106,7 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
 
     def epoch() -> Iterator[tuple[dict, float]]:
         # Collated one batch at a time: an epoch of padded tensors never sits in memory at once.
-        epoch_items = task.permuted(items, generator) if config.shuffle_options and hasattr(task, "permuted") else items
+        epoch_items = items if on_epoch is None else on_epoch(items, generator)
         for chunk in batches(epoch_items, global_batch, list, shuffle=True, generator=generator,
                              group_by_length=config.group_by_length):
             yield parallel.shard(chunk, collate)
@@ -223,14 +117,14 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
         chunk = next(batches(items, global_batch, list, shuffle=True, generator=first, group_by_length=config.group_by_length))
         probe = {k: v.to(device) for k, v in parallel.shard(chunk, collate)[0].items()}
     prepared = parallel.prepare(model, task, config.packed, groups, probe)
-    optimizer = _optimizer(model, config, prepared.groups)
+    optimizer = adamw(model, config.lr, config.weight_decay, prepared.groups)
     micro_per_epoch = math.ceil(len(items) / global_batch)
     steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     warmup = int(total_steps * config.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(total_steps, warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total_steps, warmup))
     params = [p for group in optimizer.param_groups for p in group["params"]]
 
     result = TrainResult("completed", 0, [], [], 0.0, 0, 0.0)

@@ -5,13 +5,13 @@ import torch
 
 from conftest import CLASSIFICATION, tiny_model, tiny_text_batch
 from loralab.errors import LoralabError
+from loralab.models.checkpointing import blocks, checkpointing
 from loralab.models.quantize import QuantizeConfig, quantize_model
 from loralab.strategies import Strategy, StrategyConfig, apply_strategy
 from loralab.strategies.lora import LoraConfig, lora_layers
 from loralab.strategies.subspace import SubspaceConfig
 from loralab.tasks.multiple_choice import TASK as MC
 from loralab.training import TrainConfig, train
-from loralab.training.checkpointing import blocks, checkpointing
 from run_fixtures import random_questions
 
 LORA = LoraConfig(r=4, alpha=16.0, dropout=0.1, targets=("query", "value"))  # dropout: masks must be redrawn alike

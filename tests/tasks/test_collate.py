@@ -1,6 +1,5 @@
-import torch
+"""Multiple-choice questions collated into padded batches."""
 
-from loralab.tasks.batching import batches
 from loralab.tasks.multiple_choice import collate, encode
 from loralab.tasks.multiple_choice import Question
 
@@ -29,14 +28,3 @@ def test_batches_pad_to_the_longest_sequence_and_widest_question(minilm_tokenize
 def test_truncation_respects_max_length(minilm_tokenizer):
     items = encode(questions(), minilm_tokenizer, max_length=8)
     assert max(item.longest for item in items) == 8
-
-
-def test_shuffled_batches_are_seeded_and_cover_every_question(minilm_tokenizer):
-    items = encode(questions() * 5, minilm_tokenizer, max_length=32)
-
-    def labels(seed):
-        g = torch.Generator().manual_seed(seed)
-        return [b["labels"].tolist() for b in batches(items, 3, lambda b: collate(b, 0), shuffle=True, generator=g, group_by_length=True)]
-
-    assert labels(1) == labels(1)
-    assert sorted(sum(labels(1), [])) == sorted([0, 1] * 5)

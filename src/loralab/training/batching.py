@@ -1,7 +1,8 @@
 """Batches for every task: examples of similar length together, padded only to their batch's longest.
 
 `batches` orders encoded examples (each with a `.longest` token count) into batches and hands each
-batch to the task's own `collate`, which pads it into tensors.
+batch to a `collate` function (the task's own), which pads it into tensors. The training loop owns
+the order; the task owns what a batch holds.
 """
 
 from __future__ import annotations

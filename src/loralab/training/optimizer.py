@@ -1,0 +1,45 @@
+"""AdamW (Loshchilov & Hutter 2019) over a strategy's parameter groups, under a linear warm-up then decay.
+
+Weight decay applies to matrices only, not to biases, norms or a subspace's coordinates. A group
+with a learning rate of its own (a subspace's theta) gets an optimizer group of its own; the rest
+are pooled, in the model's order, into one group of matrices and one of vectors.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+from loralab.errors import LoralabError
+from loralab.training.interface import Group, ParamGroup
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float,
+          groups: Sequence[ParamGroup] | None = None) -> torch.optim.Optimizer:
+    """AdamW over `groups` (None: every parameter that requires grad, at `lr`)."""
+    if groups is None:
+        groups = (Group(tuple(p for p in model.parameters() if p.requires_grad)),)
+    if not any(group.params for group in groups):
+        raise LoralabError("nothing to train: the strategy left no parameter trainable")
+    own = [(group.lr, list(group.params)) for group in groups if group.lr is not None]
+    rest = [p for group in groups if group.lr is None for p in group.params]
+    decay = [p for p in rest if p.dim() >= 2]
+    no_decay = [p for p in rest if p.dim() < 2]
+    optimizer_groups = [{"params": decay, "weight_decay": weight_decay},
+                        {"params": no_decay, "weight_decay": 0.0}]
+    optimizer_groups += [{"params": params, "weight_decay": 0.0, "lr": group_lr} for group_lr, params in own]
+    optimizer_groups = [g for g in optimizer_groups if g["params"]]
+    # On a GPU, AdamW's fused kernel updates every tensor in one launch; elsewhere torch's default (foreach).
+    fused = all(p.is_cuda for g in optimizer_groups for p in g["params"]) or None
+    return torch.optim.AdamW(optimizer_groups, lr=lr, fused=fused)
+
+
+def linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """The learning rate's factor at each step: up from 1/warmup to 1 over `warmup_steps`, then down to 0."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
