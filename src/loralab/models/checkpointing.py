@@ -23,7 +23,6 @@ itself, asks `run_block`. Checkpointing acts only while training with grad on.
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Any, Callable
 
 import torch

@@ -173,7 +173,8 @@ class DataParallel:
         # head's bias) is the root unit, whole during a forward.
         bases = {id(base) for m in model.modules() if (base := _adapted(m)) is not None}
         for module in list(model.modules()):
-            if _adapted(module) is not None or (isinstance(module, (nn.Linear, nn.Embedding)) and id(module) not in bases):
+            plain = isinstance(module, (nn.Linear, nn.Embedding)) and id(module) not in bases
+            if plain or _adapted(module) is not None:
                 fully_shard(module, mesh=mesh)
         fully_shard(bound, mesh=mesh)
         if named is None:
