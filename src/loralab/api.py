@@ -27,11 +27,12 @@ from loralab.runs.merge import merge_run
 from loralab.runs.peft import export_peft as _write_adapter, read_peft_adapter
 from loralab.runs.scoring import score_file
 from loralab.settings import RunConfig, TaskConfig
+from loralab.sweeps.dimension import DimensionConfig, measure
 from loralab.sweeps.experiment import Experiment, load_experiment
 from loralab.sweeps.sweep import SweepResult, sweep as _run_all
 
-__all__ = ["evaluate", "export_peft", "generate", "load_run", "merge", "predict", "recommend", "report", "sweep",
-           "train"]
+__all__ = ["evaluate", "export_peft", "generate", "intrinsic_dimension", "load_run", "merge", "predict", "recommend",
+           "report", "sweep", "train"]
 
 
 def train(config: RunConfig, out: str | Path, *, progress: bool = True, adapter: str | Path | None = None,
@@ -111,6 +112,13 @@ def sweep(experiment: str | Path | Experiment, out: str | Path, *, shard: tuple[
         experiment = load_experiment(experiment)
     return _run_all(experiment, out, progress=progress, shard=shard, page=page, log=log, run_fn=run_fn,
                    executor=executor)
+
+
+def intrinsic_dimension(config: DimensionConfig, out: str | Path, *, progress: bool = True):
+    """Measure a task's intrinsic dimension (Li et al. 2018): a full fine-tuning baseline, then random-subspace
+    runs over d, and the smallest d that reaches `config.search.fraction` of the baseline. Returns the result
+    and the files written (intrinsic.json, .md, .png)."""
+    return measure(config, out, progress=progress)
 
 
 def report(folder: str | Path, out: str | Path | None = None, *, metric: str | None = None) -> Report:

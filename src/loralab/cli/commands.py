@@ -163,7 +163,7 @@ def sweep(args: argparse.Namespace) -> None:
 
 def intrinsic_dim(args: argparse.Namespace) -> None:
     from loralab import api
-    from loralab.sweeps.dimension import DimensionConfig, measure
+    from loralab.sweeps.dimension import DimensionConfig
     from loralab.sweeps.intrinsic import SearchConfig
 
     output_folder(args.out, "--out")
@@ -177,7 +177,7 @@ def intrinsic_dim(args: argparse.Namespace) -> None:
                              exclude=o.exclude, lr_reference_dim=o.lr_reference_dim, head_lr=o.head_lr)
     with warnings.catch_warnings():  # the head starts random and moves through the subspace: intended here
         warnings.filterwarnings("ignore", message="the task head")
-        result, files = measure(config, args.out, progress=not args.quiet)
+        result, files = api.intrinsic_dimension(config, args.out, progress=not args.quiet)
     label = f"d_int{round(100 * result.fraction)}"
     if result.d_int is None:
         print(f"{label}: not reached up to d = {max(d for d, _ in result.points)} "
