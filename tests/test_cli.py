@@ -113,3 +113,16 @@ def test_bad_data_does_not_touch_an_existing_run(trained, tmp_path):
     result = loralab("train", "--train", bad, "--out", out, "--quiet")
     assert result.returncode == 2
     assert ((out / "run.json").read_bytes(), (out / "weights.safetensors").read_bytes()) == before
+
+
+def test_every_option_that_takes_a_value_shows_its_default():
+    """`--help` names each option's default (settings' from the settings table), so none is a guess."""
+    import argparse
+
+    from loralab.cli import build_parser
+
+    for name, sub in build_parser()._subparsers._group_actions[0].choices.items():
+        for action in sub._actions:
+            if not action.option_strings or action.help is argparse.SUPPRESS or action.nargs == 0 or action.required:
+                continue
+            assert "default" in (action.help or ""), f"loralab {name} {action.option_strings[0]}: no default in its help"

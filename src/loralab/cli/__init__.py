@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "OUT/weights.safetensors.")
     t.add_argument("--out", required=True, help="run folder to write run.json and weights into")
     t.add_argument("--adapter", metavar="ADAPTER_DIR",
-                   help="continue training a peft LoRA adapter (its settings replace --strategy and --lora-*)")
+                   help="continue training a peft LoRA adapter (its settings replace --strategy and --lora-*; default: none)")
     t.add_argument("--fsdp", action="store_true", help="under torchrun: shard parameters, gradients and optimizer "
                    "state across the processes with FSDP2 (default: DDP, a whole copy on each)")
     t.add_argument("--freeze-head", dest="legacy_freeze_head", action="store_true", help=argparse.SUPPRESS)  # < 0.2
@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                               ("evaluate", commands.evaluate, "print a trained run's (or a base model's) metrics on a data file")):
         p = sub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
         source = p.add_mutually_exclusive_group()
-        source.add_argument("--run", help="run folder written by 'loralab train'")
-        source.add_argument("--adapter", metavar="ADAPTER_DIR", help="a peft LoRA adapter folder")
+        source.add_argument("--run", help="run folder written by 'loralab train' (default: none; give --run, --adapter or --model)")
+        source.add_argument("--adapter", metavar="ADAPTER_DIR", help="a peft LoRA adapter folder (default: none)")
         p.add_argument("--model", help="base model for --adapter (default: its base_model_name_or_path); alone: "
                        "score this base model as it is (zero-shot; a decoder, since an encoder's head would be random)")
         p.add_argument("--data", required=True, help="data file of the run's task")
@@ -61,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="write a trained decoder's (or a base decoder's) completion of a prompt")
     source = g.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", help="run folder written by 'loralab train' (a decoder)")
-    source.add_argument("--model", help="a base decoder as it is (e.g. smollm2)")
+    source.add_argument("--run", help="run folder written by 'loralab train' (a decoder; default: none, give --run or --model)")
+    source.add_argument("--model", help="a base decoder as it is, e.g. smollm2 (default: none)")
     g.add_argument("--prompt", action="append", required=True, help="the prompt (repeat for several)")
     g.add_argument("--max-new-tokens", type=int, default=64, help="tokens to generate at most (default: 64)")
     g.add_argument("--chat", action="store_true", help="send the prompt as a user message through the chat template")
@@ -86,10 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-report", action="store_true", help="do not write the report (nor rewrite report.html after each run)")
     s.add_argument("--dry-run", action="store_true", help="list the planned run folders and stop")
     s.add_argument("--shard", metavar="K/N", help="run only every N-th planned run from the K-th, so N processes "
-                   "can share one sweep folder (e.g. two processes with --shard 1/2 and --shard 2/2)")
+                   "can share one sweep folder (e.g. two processes with --shard 1/2 and --shard 2/2; default: every run)")
     s.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run each planned run as a Ray task on the "
                    "cluster at ADDRESS (host:port, ray://host:10001 or auto; alone: a local Ray instance); records "
-                   "and weights come back to --out. Needs the 'ray' extra")
+                   "and weights come back to --out. Needs the 'ray' extra (default: no Ray, the runs run in this process)")
     s.set_defaults(func=commands.sweep)
 
     i = sub.add_parser("intrinsic-dim", help="measure a task's intrinsic dimension: full baseline, then subspace "
