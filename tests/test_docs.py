@@ -66,6 +66,11 @@ def bash_commands(document: Path) -> list[str]:
     return commands
 
 
+def python_blocks(document: Path) -> list[str]:
+    """The document's ```python blocks, each whole."""
+    return re.findall(r"^```python\n(.*?)^```", document.read_text(encoding="utf-8"), flags=re.S | re.M)
+
+
 def skipped(segment: str) -> str | None:
     """Why a segment is not run, or None when it is."""
     for pattern, reason in SKIPPED.items():
@@ -116,6 +121,7 @@ class Workspace:
         shim = shims / "loralab"
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m loralab "$@"\n')
         shim.chmod(0o755)
+        (shims / "python").symlink_to(sys.executable)
         self.env = dict(os.environ, PATH=f"{shims}{os.pathsep}{os.environ.get('PATH', '')}",
                         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
                         OMP_NUM_THREADS="1", MPLBACKEND="Agg")
@@ -174,6 +180,9 @@ def test_the_readme_commands_run_as_written(workspace):
     with open(folder / "submission.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 16
     assert (folder / "runs/recommend/report.md").is_file()
+    for block in python_blocks(DOCUMENTS["README"]):  # the Python API, as the README shows it
+        workspace.run(f"python -c {shlex.quote(block)}")
+    assert (folder / "runs/mine/lora-py/run.json").is_file()
 
 
 @pytest.mark.slow
@@ -209,7 +218,7 @@ def test_the_cli_reference_lists_every_subcommand_and_option():
             if action.help is argparse.SUPPRESS or not action.option_strings or isinstance(action, argparse._HelpAction):
                 continue
             assert f"`{action.option_strings[0]}`" in section, (name, action.option_strings)
-    assert "| `--lora-r` `LORA_R` | `8` |" in page  # an option, its value and its default, as --help has them
+    assert "| `--lora-r` `N` | `8` |" in page  # an option, its value and its default, as --help has them
 
 
 @pytest.mark.slow

@@ -41,8 +41,8 @@ def train(config: RunConfig, out: str | Path, *, progress: bool = True, adapter:
 
     `adapter` continues training a peft LoRA adapter (its settings replace the config's strategy);
     `parallel` is a `loralab.training.distributed.DataParallel` under torchrun (None: one process)."""
-    return _run(config, out, progress=progress, adapter=read_peft_adapter(adapter) if adapter else None,
-               parallel=parallel)
+    extra = {"parallel": parallel} if parallel is not None else {}
+    return _run(config, out, progress=progress, adapter=read_peft_adapter(adapter) if adapter else None, **extra)
 
 
 def evaluate(data: str | Path, *, run: str | Path | None = None, adapter: str | Path | None = None,
