@@ -207,8 +207,7 @@ class LoadedRun:
 def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     """A trained run rebuilt from its folder: its record's configuration, the base model with the strategy
     applied and the trained weights loaded (their hash and the base model's fingerprint checked against the
-    record), the tokenizer and
-    the task, ready to score (`loaded.model`, `loaded.tokenizer`, `loaded.task`, `loaded.config`)."""
+    record), the tokenizer and the task, ready to score (`loaded.model`, `loaded.tokenizer`, `loaded.task`, `loaded.config`)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LoralabError(f"{run_dir}: no such run folder")
