@@ -46,6 +46,7 @@ def test_lora_paths_match_the_formula(training, dropout, base_trains, bias):
 SMOKE = ["--batch-size", "2", "--batches", "2", "--rounds", "1", "--max-length", "32", "--no-write"]
 
 
+@pytest.mark.slow
 def test_training_benchmark_reports_ratios():
     import training
 
@@ -94,6 +95,7 @@ def test_distributed_benchmark_counts_what_each_strategy_reduces():
     assert llama["lora"]["trained_params"] == 32 * 2 * (8 * 4096 + 4096 * 8) + 4096 * 2
 
 
+@pytest.mark.slow
 def test_memory_benchmark_qlora_and_checkpointing():
     import memory
 
@@ -107,6 +109,7 @@ def test_memory_benchmark_qlora_and_checkpointing():
     assert record["variants"]["qlora-ckpt"]["peak_mb"] > 0
 
 
+@pytest.mark.slow
 def test_heap_benchmark_trims_without_changing_the_losses():
     import heap
 
@@ -162,6 +165,7 @@ def test_gemm_rate_is_a_positive_rate():
     assert math.isfinite(rate) and rate > 1e6  # FLOP/s; any machine that runs the suite does more than a megaflop
 
 
+@pytest.mark.slow
 def test_gpu_script_dry_run_runs_every_benchmark_on_cpu(tmp_path):
     """`bash benchmarks/gpu.sh --dry-run` (CPU, tiny sizes) runs the GPU script's three benchmarks end to end
     and writes their JSON, so the script cannot rot before a GPU runs it. A tiny BERT with MiniLM's

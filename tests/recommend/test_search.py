@@ -81,6 +81,7 @@ recommend(easy_search(Path({folder!r}), Path({model!r})), Path({folder!r}) / "se
 """
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_without_redoing_finished_pilots(tmp_path, tiny):
     out = tmp_path / "search"
     easy_search(tmp_path, tiny)  # writes the data files before the child reads them

@@ -83,6 +83,7 @@ def records(out):
     return {p.parent.name: json.loads(p.read_text()) for p in out.glob(f"*/{RECORD}")}
 
 
+@pytest.mark.slow
 @needs_ray
 def test_a_killed_ray_sweep_resumes_and_matches_the_in_process_sweep(experiment, cluster, tmp_path):
     import torch

@@ -137,6 +137,7 @@ def test_tiny_end_to_end_train_evaluate_predict(tmp_path, minilm_tokenizer, caps
     assert plain.config.num_labels == (2 if task_name == "classification" else 1)
 
 
+@pytest.mark.slow
 def test_a_classification_adapter_and_intrinsic_dim(tmp_path, minilm_tokenizer, capsys):
     """export-peft carries the task and labels, so `evaluate --adapter` scores like the run; intrinsic-dim
     measures a classification task."""

@@ -24,6 +24,8 @@ from loralab.tasks.multiple_choice import TASK as MC
 from loralab.training import TrainConfig, evaluate, train
 from loralab.training.distributed import SINGLE, DataParallel
 
+pytestmark = pytest.mark.slow  # processes that start, join and reduce: tens of seconds each
+
 # (name, strategy, training settings, examples): 13 examples end each epoch on a short global batch
 # split 3/2; 9 end on a batch of one, which leaves rank 1 with nothing (share 0).
 CASES = [

@@ -85,6 +85,7 @@ def test_precision_is_a_run_setting_an_experiment_key_and_recorded(tmp_path):
     assert Path(run.config.train).name == "train.csv"
 
 
+@pytest.mark.slow
 def test_cli_trains_in_bf16_and_records_it(tmp_path, science_exam):
     import json
     import subprocess

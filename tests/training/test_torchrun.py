@@ -21,6 +21,8 @@ from loralab.runs import load_run
 from loralab.runs.artifacts import RECORD, WEIGHTS
 from loralab.training import evaluate
 
+pytestmark = pytest.mark.slow  # processes that start, join and reduce: tens of seconds each
+
 
 def torchrun(*args: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
