@@ -11,6 +11,7 @@ through --columns.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -46,6 +47,10 @@ def workspace(tmp_path_factory, minilm_tokenizer, science_exam):
     for name, text in files.items():
         (root / name).write_text(text)
     (root / "binary.csv").write_bytes(b"\xff\xfe\x00garbage\x81")
+    record = json.loads((root / "run" / "run.json").read_text())
+    for name, change in BAD_RECORDS.items():  # the trained run, its record edited by hand
+        shutil.copytree(root / "run", root / name)
+        (root / name / "run.json").write_text(json.dumps({**record, **change}))
     (root / "sweep" / "done").mkdir(parents=True)
     (root / "sweep" / "done" / "note.txt").write_text("keep me\n")
     (root / "full-folder").mkdir()
@@ -53,6 +58,8 @@ def workspace(tmp_path_factory, minilm_tokenizer, science_exam):
     return root
 
 
+BAD_RECORDS = {"rec-base": {"base_model": "minilm"}, "rec-config": {"config": "oops"}, "rec-weights": {"weights": 5},
+               "rec-task": {"task": ["multiple-choice"]}, "rec-future": {"loralab_version": "99.0.0"}}
 TRAIN = ["train", "--train", "good.csv", "--model", "tiny", "--quiet", "--device", "cpu", "--max-steps", "1"]
 SCORE = ["--run", "run", "--data", "good.csv", "--quiet", "--device", "cpu"]
 
@@ -73,6 +80,10 @@ CASES = [
     ("evaluate", "bad data: ragged row", ["evaluate", *SCORE, "--data", "ragged.csv"], "row 2: has 3 fields"),
     ("evaluate", "bad number: zero", ["evaluate", *SCORE, "--batch-size", "0"], "invalid --batch-size 0"),
     ("evaluate", "bad run", ["evaluate", "--run", "nowhere", "--data", "good.csv"], "no such run folder"),
+    *[("evaluate", f"bad record: {name}", ["evaluate", *SCORE, "--run", name], message)
+      for name, message in (("rec-base", "field 'base_model' is str"), ("rec-config", "field 'config' is str"),
+                            ("rec-weights", "field 'weights' is int"), ("rec-task", "field 'task' is list"),
+                            ("rec-future", "written by loralab 99.0.0"))],
     ("predict", "bad data: not UTF-8", ["predict", *SCORE, "--data", "binary.csv", "--out", "s.csv"], "not UTF-8"),
     ("predict", "bad number: negative", ["predict", *SCORE, "--batch-size", "-1", "--out", "s.csv"],
      "invalid --batch-size -1"),

@@ -72,8 +72,10 @@ def read_json(path: str | Path) -> dict[str, Any]:
             data = json.load(f)
     except FileNotFoundError:
         raise LoralabError(f"{path}: not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, or an integer past Python's limit
         raise LoralabError(f"{path}: not a readable JSON record ({e})") from None
+    except RecursionError:
+        raise LoralabError(f"{path}: not a readable JSON record (nested too deeply)") from None
     if not isinstance(data, dict):
         raise LoralabError(f"{path}: expected a JSON object")
     return data

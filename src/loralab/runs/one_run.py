@@ -15,9 +15,10 @@ from typing import Any, Callable
 import torch
 
 from loralab.version import __version__
-from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights
+from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, save_weights
 from loralab.runs.artifacts import write_json as _write_json
 from loralab.runs.config import RunConfig
+from loralab.runs.record import read_record
 from loralab.tasks import TaskConfig
 from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
@@ -208,7 +209,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LoralabError(f"{run_dir}: no such run folder")
-    record = read_json(run_dir / RECORD)
+    record = read_record(run_dir / RECORD)
     if record.get("status") != "completed":
         raise LoralabError(f"{run_dir / RECORD}: run status is {record.get('status')!r}, not 'completed'")
     if "config" not in record:
