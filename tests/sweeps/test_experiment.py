@@ -352,3 +352,15 @@ def test_sweep_rewrites_report_html_after_each_run_with_the_runs_left(tmp_path):
     again = tmp_path / "again"
     sweep(experiment, again, run_fn=FakeRun(), progress=False, log=lambda _: None, page=False)
     assert not (again / "report.html").exists()
+
+
+@pytest.mark.parametrize("name,text", [
+    ("big.toml", "[base]\ntrain = \"x\"\nseed = " + "9" * 5000 + "\n"),
+    ("deep.toml", "a = " + "[" * 200_000 + "]" * 200_000 + "\n"),
+    ("big.yaml", "base: {train: x, seed: " + "9" * 5000 + "}\n"),
+    ("deep.yaml", "base: " + "[" * 200_000 + "]" * 200_000 + "\n"),
+])
+def test_parser_limits_are_one_line_errors(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(LoralabError, match=f"{name}: "):
+        load_experiment(tmp_path / name)

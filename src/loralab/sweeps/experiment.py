@@ -220,7 +220,7 @@ def _read_file(path: Path) -> dict[str, Any]:
             raise LoralabError(f"{path}: TOML experiment files need Python 3.11 or later; use YAML") from None
         try:
             data = tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, RecursionError) as e:
+        except (tomllib.TOMLDecodeError, ValueError, RecursionError) as e:  # ValueError: past the digit limit
             raise LoralabError(f"{path}: not valid TOML ({e or 'nested too deeply'})") from None
     else:
         import yaml

@@ -74,6 +74,10 @@ def read_examples(path: str | Path, *, labelled: bool = True, limit: int | None 
             record = json.loads(raw)
         except json.JSONDecodeError as e:
             raise LoralabError(f"{path}, line {line}: not JSON ({e.msg} at column {e.colno})") from None
+        except ValueError as e:  # an integer past Python's digit limit
+            raise LoralabError(f"{path}, line {line}: not readable JSON ({e})") from None
+        except RecursionError:
+            raise LoralabError(f"{path}, line {line}: not readable JSON (nested too deeply)") from None
         if not isinstance(record, dict):
             raise LoralabError(f"{path}, line {line}: expected a JSON object, got {type(record).__name__}")
         qid = str(record.get("id", line))
