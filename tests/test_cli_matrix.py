@@ -84,6 +84,7 @@ CASES = [
       for name, message in (("rec-base", "field 'base_model' is str"), ("rec-config", "field 'config' is str"),
                             ("rec-weights", "field 'weights' is int"), ("rec-task", "field 'task' is list"),
                             ("rec-future", "written by loralab 99.0.0"))],
+    ("evaluate", "an encoder alone", ["evaluate", "--model", "tiny", "--data", "good.csv"], "randomly initialised"),
     ("predict", "bad data: not UTF-8", ["predict", *SCORE, "--data", "binary.csv", "--out", "s.csv"], "not UTF-8"),
     ("predict", "bad number: negative", ["predict", *SCORE, "--batch-size", "-1", "--out", "s.csv"],
      "invalid --batch-size -1"),
@@ -377,3 +378,11 @@ def test_the_runs_score_good_files(class_workspace, monkeypatch, capsys, args):
     if "predict" in args:
         assert (class_workspace / "s.csv").read_text().splitlines()[0] == "id,prediction"
         (class_workspace / "s.csv").unlink()
+
+
+def test_correlations_over_constant_labels_print_undefined(class_workspace, monkeypatch, capsys):
+    monkeypatch.chdir(class_workspace)
+    (class_workspace / "flat.tsv").write_text("index\tsentence1\tsentence2\tscore\n0\tA.\tB.\t2.5\n1\tC.\tD.\t2.5\n")
+    assert main(_score_args("evaluate", "reg", "flat.tsv")) == 0
+    out = capsys.readouterr().out
+    assert "Pearson   undefined" in out and "Spearman  undefined" in out

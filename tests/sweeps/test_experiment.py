@@ -364,3 +364,13 @@ def test_parser_limits_are_one_line_errors(tmp_path, name, text):
     (tmp_path / name).write_text(text)
     with pytest.raises(LoralabError, match=f"{name}: "):
         load_experiment(tmp_path / name)
+
+
+def test_a_key_given_twice_is_refused_but_merge_keys_override(tmp_path):
+    (tmp_path / "dup.yaml").write_text("base: {train: x.csv}\nruns:\n  - strategy: lora\n    lora_r: 4\n    lora_r: 8\n")
+    with pytest.raises(LoralabError, match="dup.yaml, line 5: key 'lora_r' is given twice"):
+        load_experiment(tmp_path / "dup.yaml")
+    (tmp_path / "merge.yaml").write_text("x: &d {lora_r: 4}\nbase:\n  <<: *d\n  lora_r: 8\n")
+    from loralab.sweeps.experiment import _read_file
+
+    assert _read_file(tmp_path / "merge.yaml")["base"] == {"lora_r": 8}

@@ -58,13 +58,13 @@ def _scoring_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate(args: argparse.Namespace) -> None:
     from loralab import api
-    from loralab.metrics import METRICS
+    from loralab.metrics import METRICS, shown
 
     set_threads(args)
     values = api.evaluate(args.data, **_scoring_kwargs(args))
     for name, value in values.items():
         if name in METRICS:
-            print(f"{METRICS[name].label:<9} {value:.4f}")
+            print(f"{METRICS[name].label:<9} {shown(value)}")
     count = "questions" if "questions" in values else "examples"
     print(f"{count:<9} {values[count]}")
 

@@ -247,6 +247,9 @@ def load_base(name: str, data: str | Path, task_config: TaskConfig | None = None
                        trust_remote_code=trust_remote_code, training=TrainConfig(max_length=max_length))
     offline_environment(offline)
     task = run_task(config)
+    if model_type(name, offline=offline, trust_remote_code=trust_remote_code) not in DECODER_TYPES:
+        raise LoralabError(f"--model {name}: an encoder alone would be scored through a randomly initialised "
+                           f"{task.name} head; train a run first and evaluate it with --run")
     model = task_model(name, task, offline=offline, trust_remote_code=trust_remote_code)
     device_ = resolve_device(device)
     model.to(device_).eval()

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator
 from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
-from loralab.metrics import METRICS
+from loralab.metrics import METRICS, shown
 from loralab.reports import write_page
 from loralab.runs.artifacts import write_json
 from loralab.runs.state import record_state, rerun
@@ -96,7 +96,7 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
             result.diverged.append(planned.folder)
             say(f"  diverged at step {record.get('diverged_at_step')}; going on")
         elif "valid" in record:
-            shown = "  ".join(f"{METRICS[k].label} {v:.4f}" for k, v in record["valid"].items() if k in METRICS)
+            shown = "  ".join(f"{METRICS[k].label} {shown(v)}" for k, v in record["valid"].items() if k in METRICS)
             say(f"  {shown}  ({record['train_seconds']:.0f} s)")
         if page:
             _rewrite_page(out_dir, say)
