@@ -386,3 +386,14 @@ def test_correlations_over_constant_labels_print_undefined(class_workspace, monk
     assert main(_score_args("evaluate", "reg", "flat.tsv")) == 0
     out = capsys.readouterr().out
     assert "Pearson   undefined" in out and "Spearman  undefined" in out
+
+
+def test_predict_to_a_250_character_name_writes_it(workspace, monkeypatch, capsys):
+    monkeypatch.chdir(workspace)
+    name = "p" * 246 + ".csv"
+    try:
+        assert main(["predict", *SCORE, "--out", name]) == 0, capsys.readouterr().err
+        assert (workspace / name).read_text().startswith("id,prediction")
+        assert not [p for p in workspace.iterdir() if p.name.endswith(".tmp")]
+    finally:
+        (workspace / name).unlink(missing_ok=True)

@@ -25,9 +25,15 @@ RECORD = "run.json"
 WEIGHTS = "weights.safetensors"
 
 
+def temporary_prefix(name: str) -> str:
+    """The prefix of a file's temporary sibling: `.NAME.`, NAME cut so that the whole temporary name (the
+    prefix, 8 random characters and `.tmp`) fits in 255 bytes however long the destination's name is."""
+    return "." + os.fsencode(name)[:200].decode("utf-8", "ignore") + "."
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)

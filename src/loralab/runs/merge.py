@@ -21,7 +21,7 @@ from pathlib import Path
 from torch import nn
 
 from loralab.version import __version__
-from loralab.runs.artifacts import write_json
+from loralab.runs.artifacts import temporary_prefix, write_json
 from loralab.errors import LoralabError
 from loralab.models.quantize import dequantize_model
 from loralab.strategies import STRATEGIES, Strategy
@@ -52,7 +52,7 @@ def merge_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     loaded = load_run(run_dir, device="cpu")
     model = merge_into_base(loaded.model, loaded.config.strategy.strategy)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=temporary_prefix(out_dir.name), suffix=".tmp"))
     try:
         model.save_pretrained(tmp)  # safetensors: transformers 5 writes nothing else
         loaded.tokenizer.save_pretrained(tmp)
