@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -43,6 +44,24 @@ def _atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# What a write killed before its rename leaves: `_atomic_write`'s `.NAME.XXXXXXXX.tmp`, and the bare
+# `tmpXXXXXXXX` / `.tmpXXXXXXXX` names that tempfile's defaults gave in earlier versions.
+_LEFTOVER = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$|^\.?tmp[A-Za-z0-9_]{8}$")
+
+
+def remove_leftovers(folder: str | Path) -> list[str]:
+    """Remove the temporary files that a run killed while saving left in its `folder`; their names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        if _LEFTOVER.match(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def strict(value: Any) -> Any:

@@ -15,7 +15,8 @@ from typing import Any, Callable
 import torch
 
 from loralab.version import __version__
-from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, save_weights
+from loralab.runs.artifacts import (RECORD, WEIGHTS, file_sha256, load_state_into, load_weights,
+                                    remove_leftovers, save_weights)
 from loralab.runs.artifacts import write_json as _write_json
 from loralab.runs.config import RunConfig
 from loralab.runs.record import read_record
@@ -98,6 +99,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     `parallel`: this process's rank in a data-parallel run; only rank 0 writes the folder.
     """
     out_dir = Path(out_dir)
+    if parallel.main:  # a folder reused after a kill mid-save: its temporary files go first
+        remove_leftovers(out_dir)
     offline_environment(config.offline)
     device = parallel.device(resolve_device(config.device))
     write_json = _write_json if parallel.main else (lambda *_: None)
