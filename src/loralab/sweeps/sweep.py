@@ -8,6 +8,7 @@ cluster) and hands back their records as they finish.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from loralab.runs.artifacts import write_json
 from loralab.runs.state import record_state, rerun
 from loralab.sweeps.experiment import MANIFEST, Experiment, PlannedRun
 
+LOCK = ".sweep.lock"
 # Runs the planned runs (each with why it runs) into the sweep folder; yields each with its record as it ends.
 Executor = Callable[[list[tuple[PlannedRun, str]], Path], Iterable[tuple[PlannedRun, dict]]]
 
@@ -55,7 +57,7 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
         from loralab.runs import run as run_fn
     out_dir = Path(out_dir)
     # Every folder is checked before anything runs, so a clash is refused at once, not hours in.
-    states = {p.folder: record_state(out_dir / p.folder, p.config) for p in experiment.runs}
+    _states(experiment, out_dir)
     for p in experiment.runs:
         for key in ("train", "valid"):
             value = getattr(p.config, key)
@@ -67,6 +69,34 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
     checked: dict = {}
     for p in experiment.runs:
         check_data(p.config, checked)
+    with contextlib.ExitStack() as held:
+        if n == 1:  # shards share a folder on purpose; two whole sweeps would run the same runs twice
+            held.enter_context(folder_lock(out_dir))
+        return _sweep(experiment, out_dir, run_fn, progress, log, shard, page, executor,
+                      _states(experiment, out_dir))  # again: a sweep that held the folder may have ended since
+
+
+def _states(experiment: Experiment, out_dir: Path) -> dict[str, tuple[str, str]]:
+    return {p.folder: record_state(out_dir / p.folder, p.config) for p in experiment.runs}
+
+
+def folder_lock(out_dir: Path):
+    """This process's hold on the sweep folder (a lock file held with flock, so the lock of a process
+    that died is free again at once); a second sweep on the folder is refused in one line."""
+    from filelock import FileLock, Timeout
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return FileLock(out_dir / LOCK, timeout=0).acquire()  # released as the `with` ends
+    except Timeout:
+        raise LoralabError(f"{out_dir}: another loralab sweep is running in this folder; wait for it to end, "
+                           "or share the folder between processes with --shard K/N") from None
+
+
+def _sweep(experiment: Experiment, out_dir: Path, run_fn: Callable[..., dict], progress: bool,
+           log: Callable[[str], None], shard: tuple[int, int], page: bool, executor: Executor | None,
+           states: dict[str, tuple[str, str]]) -> SweepResult:
+    k, n = shard
     write_json(out_dir / MANIFEST, {
         "experiment": experiment.name,
         "source": experiment.source,
