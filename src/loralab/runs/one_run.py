@@ -117,6 +117,11 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         task.check_labels(valid_examples, space, source=config.valid)
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
+    # Both files are tokenized before anything is written: text the tokenizer refuses, or a validation
+    # question that cannot fit max_length, stops the run here, not after hours of training.
+    items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
+    valid_items = (task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
+                   if valid_examples is not None else None)
     model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
                        seed=config.training.seed)
     base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
@@ -157,7 +162,6 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         f"parameters train ({100 * report.trainable_fraction:.2f}%), {len(train_examples)} examples, device {device}")
 
     pad_id = pad_token_id(tokenizer)
-    items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
     result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress,
                    groups=learning_rates(report.groups, config.training), parallel=parallel,
                    on_epoch=epoch_hook(task, config.training))
@@ -183,8 +187,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     state = parallel.whole(_trained_state(model))  # every rank takes part in gathering sharded weights
     if parallel.main:
         record["weights_sha256"] = save_weights(out_dir / WEIGHTS, state, {"format": "loralab"})
-    if valid_examples is not None:
-        valid_items = task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
+    if valid_items is not None:
         record["valid"] = evaluate(model, valid_items, task=task, pad_id=pad_id,
                                    batch_size=config.training.eval_batch_size, device=device, progress=progress,
                                    packed=config.training.packed, parallel=parallel,

@@ -126,8 +126,8 @@ def _sweep(experiment: Experiment, out_dir: Path, run_fn: Callable[..., dict], p
             result.diverged.append(planned.folder)
             say(f"  diverged at step {record.get('diverged_at_step')}; going on")
         elif "valid" in record:
-            shown = "  ".join(f"{METRICS[k].label} {shown(v)}" for k, v in record["valid"].items() if k in METRICS)
-            say(f"  {shown}  ({record['train_seconds']:.0f} s)")
+            scores = "  ".join(f"{METRICS[k].label} {shown(v)}" for k, v in record["valid"].items() if k in METRICS)
+            say(f"  {scores}  ({record['train_seconds']:.0f} s)")
         if page:
             _rewrite_page(out_dir, say)
         bar.update(1)

@@ -21,7 +21,7 @@ import torch
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
 from loralab.tasks.decoder_choice import cut_from_left, hidden_states, token_logits
-from loralab.tasks.table import read_text
+from loralab.tasks.table import check_text, read_text
 from loralab.validate import number
 
 ROLES = ("system", "user", "assistant")
@@ -45,7 +45,7 @@ def _field(path, line: int, record: dict, name: str, required: bool) -> str | No
         raise LoralabError(f"{path}, line {line}, field '{name}': expected a string, got {type(value).__name__}")
     if required and not value.strip():
         raise LoralabError(f"{path}, line {line}, field '{name}': empty")
-    return value
+    return check_text(value, f"{path}, line {line}, field '{name}'")
 
 
 def _messages(path, line: int, value) -> tuple[tuple[str, str], ...]:
@@ -56,7 +56,7 @@ def _messages(path, line: int, value) -> tuple[tuple[str, str], ...]:
         where = f"{path}, line {line}, field 'messages[{i}]'"
         if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
             raise LoralabError(f"{where}: expected {{\"role\": one of {', '.join(ROLES)}, \"content\": a string}}")
-        out.append((message["role"], message["content"]))
+        out.append((message["role"], check_text(message["content"], where)))
     if out[-1][0] != "assistant" or not out[-1][1].strip():
         raise LoralabError(f"{path}, line {line}, field 'messages': the last message must be the assistant's, not empty")
     return tuple(out)

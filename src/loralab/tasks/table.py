@@ -58,6 +58,17 @@ def read_text(path: str | Path, what: str, missing: str = "file not found") -> s
         raise LoralabError(f"{path}, row {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})") from None
 
 
+def check_text(value: str, where: str) -> str:
+    """`value` when it is text a tokenizer can take; a lone surrogate (JSON's "\\ud800", which no UTF-8
+    file can hold but a JSON escape can) is refused naming `where`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise LoralabError(f"{where}: character {e.start + 1} is a lone surrogate ({value[e.start]!a}), "
+                           "not text") from None
+    return value
+
+
 def sniff_delimiter(path: Path, text: str) -> str:
     """Comma for .csv files, tab for .tsv/.txt; otherwise tab when the header line has tabs and no comma."""
     suffix = path.suffix.lower()
