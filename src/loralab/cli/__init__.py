@@ -12,7 +12,9 @@ import sys
 import warnings
 
 from loralab.cli import commands
-from loralab.cli.options import (INTRINSIC, PREFIX, RECOMMEND, Parser, add_settings, mark_required, option_error)
+from loralab.cli.offline import offline_sockets
+from loralab.cli.options import (INTRINSIC, PREFIX, RECOMMEND, Parser, add_settings, given, mark_required,
+                                 option_error)
 from loralab.errors import LoralabError
 from loralab.validate import SettingError
 from loralab.version import __version__
@@ -134,13 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+def _named_hosts(args: argparse.Namespace) -> tuple[str, ...]:
+    """The machines a command's own options name (sweep --ray ADDRESS, recommend --storage URL): reachable offline."""
+    from urllib.parse import urlsplit
+
+    named = [getattr(args, "ray", None), given(args, "recommend").get("storage")]
+    return tuple(urlsplit(n if "://" in n else f"//{n}").hostname or "" for n in named if isinstance(n, str) and n)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if hasattr(args, f"{PREFIX}run:device"):
         args.device = getattr(args, f"{PREFIX}run:device")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), offline_sockets(given(args).get("offline") is False, _named_hosts(args)):
             warnings.simplefilter("default")
             try:
                 args.func(args)

@@ -6,6 +6,7 @@ a run folder for prediction, evaluation and export.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import platform
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from loralab.tasks import TaskConfig
 from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
 from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, load_tokenizer, model_type,
-                            offline_environment, pad_token_id, resolve_model)
+                            offline_environment, pad_token_id, recorded_model, resolve_model)
 from loralab.models.quantize import quantize_model
 from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
 from loralab.runs.peft import PeftAdapter, apply_peft_adapter, read_peft_adapter
@@ -99,6 +100,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     `parallel`: this process's rank in a data-parallel run; only rank 0 writes the folder.
     """
     out_dir = Path(out_dir)
+    config = dataclasses.replace(config, model=recorded_model(config.model))
     if parallel.main:  # a folder reused after a kill mid-save: its temporary files go first
         remove_leftovers(out_dir)
     offline_environment(config.offline)
