@@ -8,6 +8,8 @@ runs (`commands.py`), with options from the settings tables (`options.py`).
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import warnings
 
@@ -15,7 +17,7 @@ from loralab.cli import commands
 from loralab.cli.offline import offline_sockets
 from loralab.cli.options import (INTRINSIC, PREFIX, RECOMMEND, Parser, add_settings, given, mark_required,
                                  option_error)
-from loralab.errors import LoralabError
+from loralab.errors import LoralabError, disk_full
 from loralab.validate import SettingError
 from loralab.version import __version__
 
@@ -158,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise option_error(e, parser._subparsers._group_actions[0].choices[args.command]) from None
     except LoralabError as e:
         print(f"loralab: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write no layer below caught: still the user's disk, not a bug
+        if not (disk_full(e) or e.errno == errno.ENAMETOOLONG):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"loralab: error: {where}cannot write ({os.strerror(e.errno)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("loralab: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ safetensors only: nothing is ever unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -20,7 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from loralab.errors import LoralabError
+from loralab.errors import LoralabError, disk_full
 
 RECORD = "run.json"
 WEIGHTS = "weights.safetensors"
@@ -41,8 +42,10 @@ def _atomic_write(path: Path, write) -> None:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if disk_full(e):
+            raise LoralabError(f"{path}: cannot write ({disk_full(e)}); the file is as it was") from None
         raise
 
 
@@ -104,6 +107,19 @@ def read_json(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LoralabError(f"{path}: expected a JSON object")
     return data
+
+
+def mark_failed(path: str | Path, error: BaseException) -> None:
+    """The 'running' record at `path` marked 'failed' with why, where the disk still takes it (a failed
+    weights write has removed its temporary file by now, so a record of a few KB usually fits)."""
+    try:
+        record = read_json(path)
+    except LoralabError:
+        return
+    if record.get("status") == "running":
+        record.update(status="failed", error=" ".join(str(error).split()))
+        with contextlib.suppress(LoralabError, OSError):
+            write_json(path, record)
 
 
 def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:

@@ -22,7 +22,7 @@ from torch import nn
 
 from loralab.version import __version__
 from loralab.runs.artifacts import temporary_prefix, write_json
-from loralab.errors import LoralabError
+from loralab.errors import LoralabError, disk_full
 from loralab.models.quantize import dequantize_model
 from loralab.strategies import STRATEGIES, Strategy
 
@@ -66,7 +66,9 @@ def merge_run(run_dir: str | Path, out_dir: str | Path) -> Path:
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         tmp.rename(out_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(e):
+            raise LoralabError(f"{out_dir}: cannot write ({disk_full(e)}); nothing was left behind") from None
         raise
     return out_dir

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from loralab.version import __version__
-from loralab.runs.artifacts import (RECORD, WEIGHTS, file_sha256, load_state_into, load_weights,
+from loralab.runs.artifacts import (RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, mark_failed,
                                     remove_leftovers, save_weights)
 from loralab.runs.artifacts import write_json as _write_json
 from loralab.runs.config import RunConfig
@@ -90,9 +90,20 @@ def run_task(config: RunConfig) -> Task:
     return get_task(name, resolve_scoring(name, config.task.scoring, decoder))
 
 
-def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
-        log: Callable[[str], None] = print, adapter: PeftAdapter | None = None,
-        parallel: DataParallel = SINGLE) -> dict[str, Any]:
+def run(config: RunConfig, out_dir: str | Path, *, parallel: DataParallel = SINGLE, **kwargs: Any) -> dict[str, Any]:
+    """`train_run`, and a run that stops on a user error or a failed write (a full disk) leaves its
+    record 'failed' with why, never 'running'."""
+    try:
+        return train_run(config, out_dir, parallel=parallel, **kwargs)
+    except (LoralabError, OSError) as e:
+        if parallel.main:
+            mark_failed(Path(out_dir) / RECORD, e)
+        raise
+
+
+def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
+              log: Callable[[str], None] = print, adapter: PeftAdapter | None = None,
+              parallel: DataParallel = SINGLE) -> dict[str, Any]:
     """Train one configuration and leave `out_dir/run.json` and `out_dir/weights.safetensors`.
 
     `adapter` is a peft LoRA adapter to start from (`read_peft_adapter(folder)`, read once);
