@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,12 +34,35 @@ def temporary_prefix(name: str) -> str:
     return "." + os.fsencode(name)[:200].decode("utf-8", "ignore") + "."
 
 
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_mode(path: Path, folder: bool = False) -> int:
+    """The mode a file loralab writes gets: the one `path` has when it is overwritten, else what `open`
+    would give (0666, or 0777 for a folder, under the umask); mkstemp's own 0600 would hide results."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return (0o777 if folder else 0o666) & ~umask()
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, new_mode(path))  # after: a writer may have made the file anew (safetensors does)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
