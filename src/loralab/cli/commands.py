@@ -153,7 +153,7 @@ def sweep(args: argparse.Namespace) -> None:
         with parallel.joined(resolve_device(args.device)):
             api.sweep(experiment, args.out, progress=not args.quiet and parallel.main, shard=shard,
                       run_fn=functools.partial(run, parallel=parallel), log=print if parallel.main else (lambda _: None),
-                      page=not args.no_report and parallel.main)
+                      page=not args.no_report and parallel.main, lock=parallel.main)
         if not parallel.main:
             return
     if not args.no_report:

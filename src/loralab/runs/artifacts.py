@@ -166,10 +166,16 @@ def load_weights(path: str | Path, expected_sha256: str | None = None) -> dict[s
 
 
 def file_sha256(path: str | Path) -> str:
+    """A file's sha256; for a folder (a datasets folder), the sha256 of its files' names and contents."""
+    path = Path(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

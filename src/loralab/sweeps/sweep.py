@@ -42,13 +42,14 @@ class SweepResult:
 
 def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
           progress: bool = True, log: Callable[[str], None] = print, shard: tuple[int, int] = (1, 1),
-          page: bool = True, executor: Executor | None = None) -> SweepResult:
+          page: bool = True, executor: Executor | None = None, lock: bool = True) -> SweepResult:
     """Run every planned run that is not already done, one after another, into `out_dir/<folder>/`.
 
     `shard` (k, n) runs only every n-th planned run starting from the k-th, so n processes (or
     machines sharing the folder) split one sweep between them without touching each other's runs.
     `page` rewrites `report.html` after each run, so the sweep's progress can be watched in a browser.
     `executor`: where the runs run (None: in this process, one after another).
+    `lock`: hold the folder against a second sweep (without a shard); under torchrun only rank 0 holds it.
     """
     k, n = shard
     if not (isinstance(k, int) and isinstance(n, int) and 1 <= k <= n):
@@ -61,7 +62,7 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
     for p in experiment.runs:
         for key in ("train", "valid"):
             value = getattr(p.config, key)
-            if value and not Path(value).is_file():
+            if value and not Path(value).exists():
                 raise LoralabError(f"{experiment.source}: run {p.folder}: {key} file {value} not found")
     # Every data file is read once before anything is written, so a bad row stops the sweep at once.
     from loralab.tasks import check_data
@@ -70,7 +71,7 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
     for p in experiment.runs:
         check_data(p.config, checked)
     with contextlib.ExitStack() as held:
-        if n == 1:  # shards share a folder on purpose; two whole sweeps would run the same runs twice
+        if n == 1 and lock:  # shards share a folder on purpose; two whole sweeps would run the same runs twice
             held.enter_context(folder_lock(out_dir))
         return _sweep(experiment, out_dir, run_fn, progress, log, shard, page, executor,
                       _states(experiment, out_dir))  # again: a sweep that held the folder may have ended since

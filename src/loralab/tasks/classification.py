@@ -64,7 +64,7 @@ class Columns:
 
 def _table(path: str | Path, config) -> Table:
     names = tuple(config.columns) if config is not None else ()
-    return read_table(path, names=names or None, what="a classification file")
+    return read_table(path, names=names or None, what="a classification file", split=getattr(config, "split", None))
 
 
 def find_columns(table: Table, config, *, labelled: bool) -> Columns:

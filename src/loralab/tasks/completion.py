@@ -21,7 +21,7 @@ import torch
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
 from loralab.tasks.decoder_choice import cut_from_left, hidden_states, token_logits
-from loralab.tasks.table import check_text, read_text
+from loralab.tasks.table import SUPPORTED, check_text, is_records, read_records, read_text
 from loralab.validate import number
 
 ROLES = ("system", "user", "assistant")
@@ -62,24 +62,16 @@ def _messages(path, line: int, value) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def read_examples(path: str | Path, *, labelled: bool = True, limit: int | None = None) -> list[Example]:
-    """Read and validate a JSON Lines file of prompts and completions; problems name the file, line and field."""
+def read_examples(path: str | Path, *, labelled: bool = True, limit: int | None = None,
+                  split: str | None = None) -> list[Example]:
+    """Read and validate prompts and completions (JSON Lines, a JSON array, Parquet or a datasets folder);
+    problems name the file, line (row) and field."""
     number("limit", limit, integer=True, low=1, optional=True)
-    text = read_text(path, what="a JSON Lines file of prompts and completions")
+    if not is_records(Path(path)):
+        read_text(path, what="a JSON Lines file of prompts and completions")  # a missing file said as such
+        raise LoralabError(f"{path}: prompts and completions are read from {SUPPORTED.replace('CSV, TSV, ', '')}")
     examples = []
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise LoralabError(f"{path}, line {line}: not JSON ({e.msg} at column {e.colno})") from None
-        except ValueError as e:  # an integer past Python's digit limit
-            raise LoralabError(f"{path}, line {line}: not readable JSON ({e})") from None
-        except RecursionError:
-            raise LoralabError(f"{path}, line {line}: not readable JSON (nested too deeply)") from None
-        if not isinstance(record, dict):
-            raise LoralabError(f"{path}, line {line}: expected a JSON object, got {type(record).__name__}")
+    for line, record in read_records(path, split=split):
         qid = str(record.get("id", line))
         if "messages" in record:
             messages = _messages(path, line, record["messages"])
@@ -172,7 +164,7 @@ class Completion:
     scoring = "tokens"
 
     def read(self, path, config=None, *, labelled: bool = True, limit: int | None = None) -> list[Example]:
-        return read_examples(path, labelled=labelled, limit=limit)
+        return read_examples(path, labelled=labelled, limit=limit, split=getattr(config, "split", None))
 
     def label_space(self, examples, source: str = "") -> dict[str, Any]:
         return {}
