@@ -43,6 +43,11 @@ def workspace(tmp_path_factory, minilm_tokenizer, science_exam):
         "exp-dup.yaml": "base: {train: dup.csv, model: tiny}\n",
         "old-submission.csv": "id,prediction\nq1,A B\n",
         "afile": "not a folder\n",
+        "big.jsonl": '{"prompt": "x", "completion": "y", "n": ' + "9" * 5000 + "}\n",
+        "deep.json": "[" * 200_000 + "]" * 200_000,
+        "surrogate.json": '[{"id": "q1", "prompt": "Why \\ud800?", "A": "a", "B": "b", "answer": "A"}]',
+        "book.xlsx": "PK not a workbook",
+        "exp-twice.yaml": "base: {train: good.csv, lora_r: 4, lora_r: 8}\nruns: [{strategy: lora}]\n",
     }
     for name, text in files.items():
         (root / name).write_text(text)
@@ -69,6 +74,12 @@ CASES = [
     ("train", "bad data: not UTF-8", [*TRAIN, "--train", "binary.csv", "--out", "new"], "not UTF-8"),
     ("train", "bad data: missing column", [*TRAIN, "--valid", "missing.csv", "--out", "new"], "missing column"),
     ("train", "bad data: empty file", [*TRAIN, "--train", "empty.csv", "--out", "new"], "empty"),
+    ("train", "parser limit: digits", [*TRAIN, "--train", "big.jsonl", "--out", "new"], "not readable JSON (Exceeds"),
+    ("train", "parser limit: nesting", [*TRAIN, "--train", "deep.json", "--out", "new"], "nested too deeply"),
+    ("train", "text the tokenizer refuses", [*TRAIN, "--valid", "surrogate.json", "--out", "new"], "lone surrogate"),
+    ("train", "unsupported format", [*TRAIN, "--train", "book.xlsx", "--out", "new"], "unsupported format .xlsx"),
+    ("train", "a name too long", [*TRAIN, "--out", "n" * 300], "300 bytes long"),
+    ("sweep", "a key given twice", ["sweep", "exp-twice.yaml", "--out", "sw"], "key 'lora_r' is given twice"),
     ("train", "bad number: inf", [*TRAIN, "--epochs", "inf", "--out", "new"], "invalid --epochs inf"),
     ("train", "bad number: inf alpha", [*TRAIN, "--lora-alpha", "inf", "--out", "new"], "invalid --lora-alpha inf"),
     ("train", "bad number: not a number", [*TRAIN, "--batch-size", "x", "--out", "new"], "invalid int value"),

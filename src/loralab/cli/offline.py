@@ -4,7 +4,8 @@ Hugging Face libraries read HF_HUB_OFFLINE when first imported and honour it onl
 setting the variable does not prove a command stays offline (a run recorded with a relative model
 path, evaluated from another folder, asked the hub for it). The guard refuses, in one line, every
 name lookup and connection beyond this machine unless the command was given --online. Loopback,
-Unix sockets and the torchrun rendezvous host (MASTER_ADDR) stay open: those are a run's own processes.
+Unix sockets, this machine's own name and addresses and the torchrun rendezvous host (MASTER_ADDR)
+stay open: those are a run's own processes.
 """
 
 from __future__ import annotations
@@ -46,9 +47,13 @@ def offline_sockets(online: bool, hosts: tuple[str, ...] = ()) -> Iterator[None]
     if online:
         yield
         return
-    allowed = {host for host in (os.environ.get("MASTER_ADDR"), *hosts) if host}
+    allowed = {host for host in (os.environ.get("MASTER_ADDR"), socket.gethostname(), *hosts) if host}
     originals = (socket.getaddrinfo, socket.socket.connect, socket.socket.connect_ex)
     lookup, connect, connect_ex = originals
+    try:  # this machine by its own name and addresses (a local Ray instance listens on them)
+        allowed.update(str(info[4][0]) for info in lookup(socket.gethostname(), None))
+    except OSError:
+        pass
 
     def refuse(host: object) -> NetworkRefused:
         return NetworkRefused(f"network access to {host} refused: loralab stays offline unless --online is given "
