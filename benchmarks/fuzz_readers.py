@@ -3,8 +3,9 @@
     python benchmarks/fuzz_readers.py --examples 2000
     python benchmarks/fuzz_readers.py --examples 500 --only class_arbitrary_bytes class_mutations class_round_trip
 
-The readers: multiple-choice questions, tables, experiment files, and classification/regression
-files (read_examples and infer_task on GLUE-like TSV/CSV: SST-2, RTE, MRPC, CoLA, STS-B, QNLI).
+The readers: multiple-choice questions, tables, experiment files, classification/regression
+files (read_examples and infer_task on GLUE-like TSV/CSV: SST-2, RTE, MRPC, CoLA, STS-B, QNLI),
+JSON Lines of prompts and completions (plain and chat), and run.json and sweep.json records.
 
 Unlike the test suite, a failure does not end a property: hypothesis shrinks it to a minimal example,
 and the property runs again tolerating it, until a round of --examples examples finds no new kind of

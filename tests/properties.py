@@ -8,8 +8,9 @@ bug in loralab. The round-trip properties state that valid files written by Pyth
 read back exactly.
 
 Readers under test: `read_questions` (loralab.tasks.multiple_choice), `read_table`
-(loralab.tasks.table), `read_examples` and `infer_task` (loralab.tasks.classification, loralab.tasks)
-and `load_experiment` (loralab.sweeps.experiment). Files are written into one temporary folder per process, which also holds
+(loralab.tasks.table), `read_examples` and `infer_task` (loralab.tasks.classification, loralab.tasks),
+`load_experiment` (loralab.sweeps.experiment), the completion reader (JSON Lines of prompts and chats,
+loralab.tasks.completion), and run.json and sweep.json (loralab.runs.record, loralab.reports.rows). Files are written into one temporary folder per process, which also holds
 a valid train.csv and valid.csv, so an experiment's relative paths resolve next to it.
 """
 
@@ -20,6 +21,7 @@ import dataclasses
 import atexit
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -1177,6 +1179,130 @@ _class_mutation = st.tuples(st.integers(0, len(CLASS_SEEDS) - 1), st.lists(CLASS
 
 
 # ---------------------------------------------------------------------------------------------
+# JSON Lines of prompts and completions (plain and chat), run.json and sweep.json
+
+
+_any_text = st.text(st.characters(blacklist_categories=()), max_size=12)  # lone surrogates included
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats() | _any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_any_text, inner, max_size=3), max_leaves=8)
+_message = st.fixed_dictionaries({"role": st.sampled_from(["system", "user", "assistant", "bot"]) | json_values,
+                                  "content": _any_text | json_values})
+completion_records = st.one_of(
+    st.fixed_dictionaries({"prompt": _any_text | json_values, "completion": _any_text | json_values},
+                          optional={"id": json_values}),
+    st.fixed_dictionaries({"messages": st.lists(_message, max_size=4) | json_values}),
+    json_values)
+
+
+@st.composite
+def completion_files(draw) -> bytes:
+    lines = []
+    for record in draw(st.lists(completion_records, min_size=0, max_size=5)):
+        lines.append(json.dumps(record, ensure_ascii=draw(st.booleans())))
+        if draw(st.integers(0, 6)) == 0:
+            lines.append(draw(st.sampled_from(["", "   ", "{", "[1]", '{"prompt": 1e999}', "nul\x00"])))
+    try:
+        return "\n".join(lines).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate written raw: as bytes no UTF-8 file can hold
+        return "\n".join(lines).encode("utf-8", "surrogatepass")
+
+
+def check_completion_file(data: bytes) -> None:
+    """The completion reader on `data`: prompts and completions that a tokenizer can take, or a one-line LoralabError."""
+    from loralab.tasks.completion import read_examples as read_completions
+
+    path = write("completions.jsonl", data)
+    for labelled in (True, False):
+        try:
+            examples = read_completions(path, labelled=labelled)
+        except LoralabError as e:
+            check_one_line(e)
+            continue
+        require(isinstance(examples, list) and examples, f"read_examples returned {examples!r}")
+        for e in examples:
+            texts = [e.prompt, e.completion or ""] + [c for _, c in (e.messages or ())]
+            require(all(isinstance(t, str) for t in texts), f"not text in {e!r}")
+            for t in texts:
+                t.encode("utf-8")  # a lone surrogate here is a bug: the tokenizer would raise
+            require(bool(e.messages) or bool(e.prompt.strip()), f"an empty prompt in {e!r}")
+            if labelled:
+                require(isinstance(e.completion, str) and e.completion.strip() != "" or bool(e.messages),
+                        f"no completion in {e!r}")
+    try:
+        infer_task(path, TaskConfig())
+    except LoralabError as e:
+        check_one_line(e)
+
+
+_RECORD_KEYS = ("status", "loralab_version", "task", "strategy", "metric", "scoring", "base_model", "config",
+                "hyperparameters", "valid", "weights", "weights_sha256", "peak_memory_mb", "train_seconds",
+                "trainable_params", "total_params", "loss", "step_seconds", "head", "label_space",
+                "diverged_at_step", "median_step_seconds", "tokens_per_second")
+_plausible = {"status": st.sampled_from(["completed", "diverged", "running", "failed"]),
+              "hyperparameters": st.just(RunConfig(train="t.csv").flat()),
+              "valid": st.dictionaries(st.sampled_from(["map@3", "accuracy", "pearson", "path", "questions"]),
+                                       st.none() | st.floats() | st.integers(0, 100) | st.sampled_from(["NaN", "x"]),
+                                       max_size=4),
+              "loralab_version": st.sampled_from(["0.1.0", "0.0.1", "99.0.0", "x"])}
+run_records = st.fixed_dictionaries({}, optional={k: (_plausible[k] | json_values) if k in _plausible else json_values
+                                                  for k in _RECORD_KEYS})
+
+
+def check_run_record(record: dict) -> None:
+    """run.json: read (`read_record`) and reported on (rows, sections, the Markdown table), or a one-line
+    LoralabError; a record that is read is reported without any other exception."""
+    from loralab.reports.markdown import report_markdown
+    from loralab.reports.rows import build_sections, load_records
+    from loralab.runs.record import read_record
+
+    folder = workspace() / "records"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "run").mkdir(parents=True)
+    (folder / "run" / "run.json").write_text(json.dumps(record))
+    try:
+        read_record(folder / "run" / "run.json")
+    except LoralabError as e:
+        check_one_line(e)
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        records, _ = load_records(folder)
+    if records:
+        report_markdown(build_sections(records), [], "t")
+
+
+manifests = st.fixed_dictionaries({}, optional={"experiment": json_values, "description": json_values,
+                                                "runs": json_values | st.lists(st.fixed_dictionaries(
+                                                    {"folder": _any_text | json_values},
+                                                    optional={"labels": st.lists(_any_text) | json_values}))})
+
+
+def check_manifest(data: dict) -> None:
+    """sweep.json: its runs read, or a one-line LoralabError; the report's reader of it never raises."""
+    from loralab.reports.rows import read_manifest
+    from loralab.runs.record import read_manifest_runs
+
+    folder = workspace() / "manifest"
+    folder.mkdir(exist_ok=True)
+    (folder / "sweep.json").write_text(json.dumps(data))
+    try:
+        runs = read_manifest_runs(folder / "sweep.json")
+    except LoralabError as e:
+        check_one_line(e)
+    else:
+        require(all(isinstance(f, str) and all(isinstance(x, str) for x in labels) for f, labels in runs),
+                f"manifest runs {runs!r}")
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        read_manifest(folder)
+
+
+# ---------------------------------------------------------------------------------------------
 # The properties
 
 
@@ -1244,6 +1370,15 @@ PROPERTIES: dict[str, Property] = {p.name: p for p in [
     Property("class_round_trip", class_files(), check_class_round_trip,
              "classification/regression files written as TSV (quoting off) or CSV read back exactly",
              lambda cf: cf.data),
+    Property("completion_jsonl", completion_files(), check_completion_file,
+             "the completion reader on generated JSON Lines (prompts, chats, wrong types, lone surrogates, bad "
+             "lines): text a tokenizer takes, or a one-line LoralabError"),
+    Property("run_record", run_records, check_run_record,
+             "run.json with known fields of any type: read and reported, or a one-line LoralabError",
+             lambda r: json.dumps(r).encode()),
+    Property("sweep_manifest", manifests, check_manifest,
+             "sweep.json of any shape: its runs, or a one-line LoralabError; the report's reader never raises",
+             lambda m: json.dumps(m).encode()),
 ]}
 
 HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much, HealthCheck.large_base_example]

@@ -11,6 +11,7 @@ through --columns.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -42,10 +43,19 @@ def workspace(tmp_path_factory, minilm_tokenizer, science_exam):
         "exp-dup.yaml": "base: {train: dup.csv, model: tiny}\n",
         "old-submission.csv": "id,prediction\nq1,A B\n",
         "afile": "not a folder\n",
+        "big.jsonl": '{"prompt": "x", "completion": "y", "n": ' + "9" * 5000 + "}\n",
+        "deep.json": "[" * 200_000 + "]" * 200_000,
+        "surrogate.json": '[{"id": "q1", "prompt": "Why \\ud800?", "A": "a", "B": "b", "answer": "A"}]',
+        "book.xlsx": "PK not a workbook",
+        "exp-twice.yaml": "base: {train: good.csv, lora_r: 4, lora_r: 8}\nruns: [{strategy: lora}]\n",
     }
     for name, text in files.items():
         (root / name).write_text(text)
     (root / "binary.csv").write_bytes(b"\xff\xfe\x00garbage\x81")
+    record = json.loads((root / "run" / "run.json").read_text())
+    for name, change in BAD_RECORDS.items():  # the trained run, its record edited by hand
+        shutil.copytree(root / "run", root / name)
+        (root / name / "run.json").write_text(json.dumps({**record, **change}))
     (root / "sweep" / "done").mkdir(parents=True)
     (root / "sweep" / "done" / "note.txt").write_text("keep me\n")
     (root / "full-folder").mkdir()
@@ -53,6 +63,8 @@ def workspace(tmp_path_factory, minilm_tokenizer, science_exam):
     return root
 
 
+BAD_RECORDS = {"rec-base": {"base_model": "minilm"}, "rec-config": {"config": "oops"}, "rec-weights": {"weights": 5},
+               "rec-task": {"task": ["multiple-choice"]}, "rec-future": {"loralab_version": "99.0.0"}}
 TRAIN = ["train", "--train", "good.csv", "--model", "tiny", "--quiet", "--device", "cpu", "--max-steps", "1"]
 SCORE = ["--run", "run", "--data", "good.csv", "--quiet", "--device", "cpu"]
 
@@ -62,6 +74,12 @@ CASES = [
     ("train", "bad data: not UTF-8", [*TRAIN, "--train", "binary.csv", "--out", "new"], "not UTF-8"),
     ("train", "bad data: missing column", [*TRAIN, "--valid", "missing.csv", "--out", "new"], "missing column"),
     ("train", "bad data: empty file", [*TRAIN, "--train", "empty.csv", "--out", "new"], "empty"),
+    ("train", "parser limit: digits", [*TRAIN, "--train", "big.jsonl", "--out", "new"], "not readable JSON (Exceeds"),
+    ("train", "parser limit: nesting", [*TRAIN, "--train", "deep.json", "--out", "new"], "nested too deeply"),
+    ("train", "text the tokenizer refuses", [*TRAIN, "--valid", "surrogate.json", "--out", "new"], "lone surrogate"),
+    ("train", "unsupported format", [*TRAIN, "--train", "book.xlsx", "--out", "new"], "unsupported format .xlsx"),
+    ("train", "a name too long", [*TRAIN, "--out", "n" * 300], "300 bytes long"),
+    ("sweep", "a key given twice", ["sweep", "exp-twice.yaml", "--out", "sw"], "key 'lora_r' is given twice"),
     ("train", "bad number: inf", [*TRAIN, "--epochs", "inf", "--out", "new"], "invalid --epochs inf"),
     ("train", "bad number: inf alpha", [*TRAIN, "--lora-alpha", "inf", "--out", "new"], "invalid --lora-alpha inf"),
     ("train", "bad number: not a number", [*TRAIN, "--batch-size", "x", "--out", "new"], "invalid int value"),
@@ -73,6 +91,11 @@ CASES = [
     ("evaluate", "bad data: ragged row", ["evaluate", *SCORE, "--data", "ragged.csv"], "row 2: has 3 fields"),
     ("evaluate", "bad number: zero", ["evaluate", *SCORE, "--batch-size", "0"], "invalid --batch-size 0"),
     ("evaluate", "bad run", ["evaluate", "--run", "nowhere", "--data", "good.csv"], "no such run folder"),
+    *[("evaluate", f"bad record: {name}", ["evaluate", *SCORE, "--run", name], message)
+      for name, message in (("rec-base", "field 'base_model' is str"), ("rec-config", "field 'config' is str"),
+                            ("rec-weights", "field 'weights' is int"), ("rec-task", "field 'task' is list"),
+                            ("rec-future", "written by loralab 99.0.0"))],
+    ("evaluate", "an encoder alone", ["evaluate", "--model", "tiny", "--data", "good.csv"], "randomly initialised"),
     ("predict", "bad data: not UTF-8", ["predict", *SCORE, "--data", "binary.csv", "--out", "s.csv"], "not UTF-8"),
     ("predict", "bad number: negative", ["predict", *SCORE, "--batch-size", "-1", "--out", "s.csv"],
      "invalid --batch-size -1"),
@@ -366,3 +389,22 @@ def test_the_runs_score_good_files(class_workspace, monkeypatch, capsys, args):
     if "predict" in args:
         assert (class_workspace / "s.csv").read_text().splitlines()[0] == "id,prediction"
         (class_workspace / "s.csv").unlink()
+
+
+def test_correlations_over_constant_labels_print_undefined(class_workspace, monkeypatch, capsys):
+    monkeypatch.chdir(class_workspace)
+    (class_workspace / "flat.tsv").write_text("index\tsentence1\tsentence2\tscore\n0\tA.\tB.\t2.5\n1\tC.\tD.\t2.5\n")
+    assert main(_score_args("evaluate", "reg", "flat.tsv")) == 0
+    out = capsys.readouterr().out
+    assert "Pearson   undefined" in out and "Spearman  undefined" in out
+
+
+def test_predict_to_a_250_character_name_writes_it(workspace, monkeypatch, capsys):
+    monkeypatch.chdir(workspace)
+    name = "p" * 246 + ".csv"
+    try:
+        assert main(["predict", *SCORE, "--out", name]) == 0, capsys.readouterr().err
+        assert (workspace / name).read_text().startswith("id,prediction")
+        assert not [p for p in workspace.iterdir() if p.name.endswith(".tmp")]
+    finally:
+        (workspace / name).unlink(missing_ok=True)

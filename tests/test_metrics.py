@@ -67,3 +67,12 @@ def test_pearson_spearman_and_mse_hand_computed():
     assert spearman([[1.0], [2.0], [2.0], [3.0]], [1.0, 3.0, 2.0, 4.0]) == pytest.approx(
         pearson([[1.0], [2.5], [2.5], [4.0]], [1.0, 3.0, 2.0, 4.0]))  # ties share their mean rank
     assert mse(predicted, gold) == pytest.approx((1 + 4 + 9 + 25) / 4)
+
+
+def test_a_correlation_over_constant_labels_is_undefined():
+    from loralab.metrics import pearson, shown, spearman
+
+    assert pearson([[0.1], [0.5], [0.9]], [2.0, 2.0, 2.0]) is None
+    assert spearman([[0.1], [0.5], [0.9]], [2.0, 2.0, 2.0]) is None
+    assert pearson([[0.5], [0.5], [0.5]], [1.0, 2.0, 3.0]) == 0.0  # constant predictions: as before
+    assert shown(None) == "undefined" and shown(0.5) == "0.5000"

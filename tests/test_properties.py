@@ -1,5 +1,6 @@
-"""Property-based tests of the input readers: read_questions, read_table, load_experiment, and the
-classification reader read_examples with infer_task.
+"""Property-based tests of the input readers: read_questions, read_table, load_experiment, the
+classification reader read_examples with infer_task, the completion reader (JSON Lines, chats), and
+run.json and sweep.json as every command and report reads them.
 
 For any input (arbitrary bytes, mutations of valid files, generated experiment documents) a reader
 either returns valid data or raises a one-line LoralabError; valid question sets, TSV tables and
@@ -17,7 +18,7 @@ from loralab.tasks import TaskConfig
 from loralab.tasks.classification import Example, read_examples
 from loralab.tasks.multiple_choice import Question
 
-# Examples per property: 3,250 in all, well under a minute on two cores when nothing fails.
+# Examples per property: 3,950 in all, well under a minute on two cores when nothing fails.
 EXAMPLES = {
     "questions_arbitrary_bytes": 300,
     "questions_mutations": 300,
@@ -31,6 +32,9 @@ EXAMPLES = {
     "class_arbitrary_bytes": 300,
     "class_mutations": 200,
     "class_round_trip": 250,
+    "completion_jsonl": 250,
+    "run_record": 250,
+    "sweep_manifest": 200,
 }
 
 

@@ -103,7 +103,7 @@ def generate(prompts: list[str], *, run: str | Path | None = None, model: str | 
 
 def sweep(experiment: str | Path | Experiment, out: str | Path, *, shard: tuple[int, int] = (1, 1),
           progress: bool = True, page: bool = True, log: Callable[[str], None] = print, run_fn: Any = None,
-          executor: Any = None) -> SweepResult:
+          executor: Any = None, lock: bool = True) -> SweepResult:
     """Run an experiment file's (or `Experiment`'s) runs that are not done yet into `out`, one folder per run.
 
     A sweep resumes where it stopped; `shard` (k, n) runs every n-th planned run from the k-th, so n
@@ -111,7 +111,7 @@ def sweep(experiment: str | Path | Experiment, out: str | Path, *, shard: tuple[
     if not isinstance(experiment, Experiment):
         experiment = load_experiment(experiment)
     return _run_all(experiment, out, progress=progress, shard=shard, page=page, log=log, run_fn=run_fn,
-                   executor=executor)
+                   executor=executor, lock=lock)
 
 
 def intrinsic_dimension(config: DimensionConfig, out: str | Path, *, progress: bool = True):

@@ -71,13 +71,16 @@ def mcc(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
     return numerator / denominator if denominator else 0.0
 
 
-def pearson(values: Sequence[Sequence[float]], labels: Sequence[float]) -> float:
+def pearson(values: Sequence[Sequence[float]], labels: Sequence[float]) -> float | None:
+    """Pearson's r; None (undefined) when every label is the same, 0 when every prediction is (as before)."""
     _check(values, labels)
     x, y = [float(v[0]) for v in values], [float(t) for t in labels]
     mx, my = sum(x) / len(x), sum(y) / len(y)
     sxy = sum((a - mx) * (b - my) for a, b in zip(x, y))
     sxx, syy = sum((a - mx) ** 2 for a in x), sum((b - my) ** 2 for b in y)
-    return sxy / math.sqrt(sxx * syy) if sxx and syy else 0.0
+    if not syy:
+        return None  # a correlation with a constant is no number: reported as undefined, never as 0
+    return sxy / math.sqrt(sxx * syy) if sxx else 0.0
 
 
 def _ranks(values: Sequence[float]) -> list[float]:
@@ -95,7 +98,7 @@ def _ranks(values: Sequence[float]) -> list[float]:
     return ranks
 
 
-def spearman(values: Sequence[Sequence[float]], labels: Sequence[float]) -> float:
+def spearman(values: Sequence[Sequence[float]], labels: Sequence[float]) -> float | None:
     _check(values, labels)
     return pearson([[r] for r in _ranks([float(v[0]) for v in values])], _ranks([float(t) for t in labels]))
 
@@ -114,6 +117,11 @@ def token_loss(outputs: Sequence[Sequence[float]], labels=None) -> float:
 def perplexity(outputs: Sequence[Sequence[float]], labels=None) -> float:
     """exp(cross-entropy per token): the number of equally likely tokens the model hesitates between."""
     return math.exp(min(token_loss(outputs), 700.0))
+
+
+def shown(value: float | None) -> str:
+    """A metric's value as printed: four decimals, or "undefined" (a correlation over constant labels)."""
+    return "undefined" if value is None else f"{value:.4f}"
 
 
 @dataclass(frozen=True)

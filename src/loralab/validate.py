@@ -9,6 +9,7 @@ same message. A `SettingError` names the setting by its dotted `RunConfig.flat()
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -72,6 +73,7 @@ def output_folder(path: str | Path, option: str, *, forbid: Iterable[str] = (), 
     """A folder a command will write into: refused when it is a file, when it already holds one of
     the `forbid` names, or (unless `nonempty_ok`) when it holds anything at all."""
     path = Path(path)
+    _name_fits(path, option)
     if path.exists() and not path.is_dir():
         raise LoralabError(f"{option} {path}: exists and is not a folder")
     if path.is_dir():
@@ -87,6 +89,7 @@ def output_folder(path: str | Path, option: str, *, forbid: Iterable[str] = (), 
 def output_file(path: str | Path, option: str, *, inputs: Iterable[str | Path] = ()) -> Path:
     """A file a command will (re)write: refused when it is a folder, or one of the command's inputs."""
     path = Path(path)
+    _name_fits(path, option)
     if path.is_dir():
         raise LoralabError(f"{option} {path}: is a folder; give a file name")
     for source in inputs:
@@ -94,6 +97,26 @@ def output_file(path: str | Path, option: str, *, inputs: Iterable[str | Path] =
             raise LoralabError(f"{option} {path}: is also an input of this command; writing it would destroy it")
     _writable_parent(path, option)
     return path
+
+
+def _name_limit(path: Path) -> int:
+    """The longest file name (in bytes) the file system holding `path`'s nearest existing folder allows."""
+    for folder in path.absolute().parents:
+        if folder.is_dir():
+            try:
+                return os.pathconf(folder, "PC_NAME_MAX")
+            except (OSError, ValueError):
+                break
+    return 255
+
+
+def _name_fits(path: Path, option: str) -> None:
+    """Refuse a name the file system cannot hold (asking whether it exists would already fail: Errno 36)."""
+    limit = _name_limit(path)
+    for part in path.parts:
+        if len(os.fsencode(part)) > limit:
+            raise LoralabError(f"{option}: the name {part[:40]}... is {len(os.fsencode(part))} bytes long; "
+                               f"this file system allows {limit}")
 
 
 def _writable_parent(path: Path, option: str) -> None:

@@ -168,3 +168,40 @@ def test_every_strategy_trains_a_tied_decoder_and_reloads_to_its_recorded_scores
     items = loaded.task.encode(loaded.task.read(SCIENCE / "valid.csv", TaskConfig(), limit=12), loaded.tokenizer, 96)
     again = evaluate(loaded.model, items, task=loaded.task, pad_id=2)
     assert again["map@3"] == pytest.approx(record["valid"]["map@3"], abs=1e-9)
+
+
+def _refused_before_anything(args, out, capsys, message):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err, err
+    assert not (out / "run.json").exists() and not (out / "weights.safetensors").exists()
+
+
+def test_text_the_tokenizer_refuses_stops_the_run_before_anything_is_written(decoder_folder, tmp_path, capsys):
+    good = "\n".join(json.dumps({"prompt": f"Q{i}", "completion": f" {i}"}) for i in range(4))
+    (tmp_path / "train.jsonl").write_text(good)
+    (tmp_path / "bad.jsonl").write_text('{"prompt": "x", "completion": "a \\ud800"}\n')
+    base = ["train", "--model", str(decoder_folder), "--max-steps", "1", "--quiet", "--device", "cpu"]
+    for train, valid in (("bad.jsonl", "train.jsonl"), ("train.jsonl", "bad.jsonl")):
+        out = tmp_path / f"out-{train}"
+        _refused_before_anything([*base, "--train", str(tmp_path / train), "--valid", str(tmp_path / valid),
+                                  "--out", str(out)], out, capsys, "bad.jsonl, line 1, field 'completion': character 3 "
+                                  "is a lone surrogate")
+    (tmp_path / "chat.jsonl").write_text(json.dumps({"messages": [{"role": "user", "content": "hi \ud800"},
+                                                                  {"role": "assistant", "content": "yo"}]}) + "\n")
+    out = tmp_path / "out-chat"
+    _refused_before_anything([*base, "--train", str(tmp_path / "train.jsonl"), "--valid", str(tmp_path / "chat.jsonl"),
+                              "--out", str(out)], out, capsys, "field 'messages[0]': character 4 is a lone surrogate")
+
+
+def test_a_validation_question_that_cannot_fit_stops_the_run_before_anything_is_written(decoder_folder, tmp_path,
+                                                                                         capsys):
+    (tmp_path / "train.csv").write_text("id,prompt,A,B,answer\nq1,Why?,yes,no,A\nq2,How?,so,thus,B\n")
+    letters = "ABCDE"  # five options' letters need more room than the training file's two
+    (tmp_path / "valid.csv").write_text("id,prompt," + ",".join(letters) + ",answer\nq1,Why?,"
+                                        + ",".join("x" for _ in letters) + ",A\n")
+    out = tmp_path / "out"
+    _refused_before_anything(["train", "--model", str(decoder_folder), "--train", str(tmp_path / "train.csv"),
+                              "--valid", str(tmp_path / "valid.csv"), "--max-length", "20", "--max-steps", "1", "--scoring", "letter",
+                              "--quiet", "--device", "cpu", "--out", str(out)], out, capsys,
+                             "valid.csv: question 1 cannot fit max_length=20")

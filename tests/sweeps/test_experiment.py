@@ -352,3 +352,25 @@ def test_sweep_rewrites_report_html_after_each_run_with_the_runs_left(tmp_path):
     again = tmp_path / "again"
     sweep(experiment, again, run_fn=FakeRun(), progress=False, log=lambda _: None, page=False)
     assert not (again / "report.html").exists()
+
+
+@pytest.mark.parametrize("name,text", [
+    ("big.toml", "[base]\ntrain = \"x\"\nseed = " + "9" * 5000 + "\n"),
+    ("deep.toml", "a = " + "[" * 200_000 + "]" * 200_000 + "\n"),
+    ("big.yaml", "base: {train: x, seed: " + "9" * 5000 + "}\n"),
+    ("deep.yaml", "base: " + "[" * 200_000 + "]" * 200_000 + "\n"),
+])
+def test_parser_limits_are_one_line_errors(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(LoralabError, match=f"{name}: "):
+        load_experiment(tmp_path / name)
+
+
+def test_a_key_given_twice_is_refused_but_merge_keys_override(tmp_path):
+    (tmp_path / "dup.yaml").write_text("base: {train: x.csv}\nruns:\n  - strategy: lora\n    lora_r: 4\n    lora_r: 8\n")
+    with pytest.raises(LoralabError, match="dup.yaml, line 5: key 'lora_r' is given twice"):
+        load_experiment(tmp_path / "dup.yaml")
+    (tmp_path / "merge.yaml").write_text("x: &d {lora_r: 4}\nbase:\n  <<: *d\n  lora_r: 8\n")
+    from loralab.sweeps.experiment import _read_file
+
+    assert _read_file(tmp_path / "merge.yaml")["base"] == {"lora_r": 8}

@@ -164,3 +164,11 @@ def test_a_classification_adapter_and_intrinsic_dim(tmp_path, minilm_tokenizer, 
     record = json.loads((out / "intrinsic.json").read_text())
     assert record["metric"] == "accuracy" and json.loads((out / "baseline" / "run.json").read_text())["task"] == \
         "classification"
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity"])
+def test_a_number_file_with_one_non_finite_label_is_refused(tmp_path, bad):
+    rows = "".join(f"s{i}\t{i * 0.3:.1f}\n" for i in range(30))
+    (tmp_path / "reg.tsv").write_text(f"sentence\tlabel\n{rows}broken\t{bad}\n")
+    with pytest.raises(LoralabError, match=f"reg.tsv, row 32: label '{bad}' is not a finite number"):
+        infer_task(tmp_path / "reg.tsv", TaskConfig())

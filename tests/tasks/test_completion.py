@@ -1,6 +1,7 @@
 """The completion task: reading JSON Lines, the loss on completion tokens only, chats, perplexity."""
 
 import json
+import re
 import math
 
 import pytest
@@ -86,3 +87,13 @@ def test_too_long_examples_cut_the_prompt_first(smollm2_tokenizer):
     assert len(item.input_ids) == 32
     assert smollm2_tokenizer.decode(item.input_ids[item.prompt_length:]).startswith(" ok")
     assert smollm2_tokenizer.decode(item.input_ids[:item.prompt_length]).endswith("Say ok:")
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"prompt": "x", "completion": "y", "n": ' + "9" * 5000 + "}\n", "line 1: not readable JSON (Exceeds"),
+    ("[" * 200_000 + "]" * 200_000 + "\n", "line 1: not readable JSON (nested too deeply)"),
+])
+def test_parser_limits_are_one_line_errors(tmp_path, text, message):
+    (tmp_path / "d.jsonl").write_text(text)
+    with pytest.raises(LoralabError, match=re.escape(message)):
+        read_examples(tmp_path / "d.jsonl")

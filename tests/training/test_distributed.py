@@ -88,7 +88,13 @@ def _port() -> int:
 def spawned(tmp_path_factory) -> dict[bool, list[dict]]:
     """Both ranks' results, DDP (False) and FSDP2 (True), from one start of two processes."""
     out = tmp_path_factory.mktemp("ranks")
-    torch.multiprocessing.spawn(_worker, args=(2, _port(), str(out)), nprocs=2, join=True)
+    for attempt in range(3):  # the free port found may be taken before rank 0 binds it: try another
+        try:
+            torch.multiprocessing.spawn(_worker, args=(2, _port(), str(out)), nprocs=2, join=True)
+            break
+        except torch.multiprocessing.ProcessRaisedException as e:
+            if attempt == 2 or not any(s in str(e) for s in ("EADDRINUSE", "address already in use", "Address in use")):
+                raise
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in range(2)]
     return {sharded: [rank[str(sharded)] for rank in ranks] for sharded in (False, True)}
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -24,8 +25,22 @@ from loralab.training import evaluate
 pytestmark = pytest.mark.slow  # processes that start, join and reduce: tens of seconds each
 
 
+# Generous limits: under load (a shared CPU, a test suite beside) starting two ranks and a run takes minutes.
+START, STOP, FINISH = 600, 300, 900
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def torchrun(*args: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    # A fixed free port for the rendezvous (--standalone picks one too, but its own c10d store on port 0
+    # has clashed with a neighbouring job's); a long rendezvous timeout for a loaded machine.
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_port()}",
+               "--rdzv-conf", "join_timeout=600,read_timeout=300",
                "-m", "loralab", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -71,17 +86,17 @@ def test_a_sweep_killed_on_rank_1_resumes_and_rank_0_writes_the_records(experime
     out = tmp_path / "out"
     first = torchrun("sweep", str(experiment), "--out", str(out), "--threads", "1", "--quiet", "--no-report")
     long_record = None
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + START
     while long_record is None:
         assert first.poll() is None, first.communicate()
-        assert time.monotonic() < deadline, "the long run did not start in 240 s"
+        assert time.monotonic() < deadline, f"the long run did not start in {START} s"
         started = [p for p in out.glob(f"full*/{RECORD}")]
         long_record = started[0] if started else None
         time.sleep(0.1)
     victim = rank_process(first.pid, 1)
     assert victim is not None
     os.kill(victim, signal.SIGKILL)
-    first.communicate(timeout=120)
+    first.communicate(timeout=STOP)
     assert first.returncode != 0  # torchrun stops every rank when one dies
     short_folder = next(out.glob("lora*"))
     short = json.loads((short_folder / RECORD).read_text())
@@ -89,7 +104,7 @@ def test_a_sweep_killed_on_rank_1_resumes_and_rank_0_writes_the_records(experime
     assert json.loads(long_record.read_text())["status"] == "running"
 
     second = torchrun("sweep", str(experiment), "--out", str(out), "--threads", "1", "--quiet", "--no-report")
-    stdout, stderr = second.communicate(timeout=600)
+    stdout, stderr = second.communicate(timeout=FINISH)
     assert second.returncode == 0, stderr
     assert "1 already done, 1 to run" in stdout and stdout.count("already done") == 1  # rank 0 alone speaks
     assert json.loads((short_folder / RECORD).read_text())["created"] == short["created"]
@@ -123,7 +138,7 @@ def test_fsdp_train_saves_whole_weights_that_one_process_loads(experiment, tmp_p
                        "--model", str(experiment.parent / "tiny"), "--strategy", "lora", "--fsdp", "--train-limit", "8",
                        "--valid-limit", "5", "--batch-size", "2", "--max-length", "32", "--max-steps", "2",
                        "--device", "cpu", "--threads", "1", "--quiet", "--out", str(out))
-    stdout, stderr = process.communicate(timeout=600)
+    stdout, stderr = process.communicate(timeout=FINISH)
     assert process.returncode == 0, stderr
     assert stdout.count("run        ") == 1  # rank 0 alone prints the summary
     record = json.loads((out / RECORD).read_text())

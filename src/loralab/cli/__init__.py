@@ -8,12 +8,16 @@ runs (`commands.py`), with options from the settings tables (`options.py`).
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import warnings
 
 from loralab.cli import commands
-from loralab.cli.options import (INTRINSIC, PREFIX, RECOMMEND, Parser, add_settings, mark_required, option_error)
-from loralab.errors import LoralabError
+from loralab.cli.offline import offline_sockets
+from loralab.cli.options import (INTRINSIC, PREFIX, RECOMMEND, Parser, add_settings, given, mark_required,
+                                 option_error)
+from loralab.errors import LoralabError, disk_full
 from loralab.validate import SettingError
 from loralab.version import __version__
 
@@ -134,13 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 
+def _named_hosts(args: argparse.Namespace) -> tuple[str, ...]:
+    """The machines a command's own options name (sweep --ray ADDRESS, recommend --storage URL): reachable offline."""
+    from urllib.parse import urlsplit
+
+    named = [getattr(args, "ray", None), given(args, "recommend").get("storage")]
+    return tuple(urlsplit(n if "://" in n else f"//{n}").hostname or "" for n in named if isinstance(n, str) and n)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if hasattr(args, f"{PREFIX}run:device"):
         args.device = getattr(args, f"{PREFIX}run:device")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), offline_sockets(given(args).get("offline") is False, _named_hosts(args)):
             warnings.simplefilter("default")
             try:
                 args.func(args)
@@ -148,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise option_error(e, parser._subparsers._group_actions[0].choices[args.command]) from None
     except LoralabError as e:
         print(f"loralab: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a write no layer below caught: still the user's disk, not a bug
+        if not (disk_full(e) or e.errno == errno.ENAMETOOLONG):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"loralab: error: {where}cannot write ({os.strerror(e.errno)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("loralab: interrupted", file=sys.stderr)

@@ -58,13 +58,13 @@ def _scoring_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate(args: argparse.Namespace) -> None:
     from loralab import api
-    from loralab.metrics import METRICS
+    from loralab.metrics import METRICS, shown
 
     set_threads(args)
     values = api.evaluate(args.data, **_scoring_kwargs(args))
     for name, value in values.items():
         if name in METRICS:
-            print(f"{METRICS[name].label:<9} {value:.4f}")
+            print(f"{METRICS[name].label:<9} {shown(value)}")
     count = "questions" if "questions" in values else "examples"
     print(f"{count:<9} {values[count]}")
 
@@ -153,7 +153,7 @@ def sweep(args: argparse.Namespace) -> None:
         with parallel.joined(resolve_device(args.device)):
             api.sweep(experiment, args.out, progress=not args.quiet and parallel.main, shard=shard,
                       run_fn=functools.partial(run, parallel=parallel), log=print if parallel.main else (lambda _: None),
-                      page=not args.no_report and parallel.main)
+                      page=not args.no_report and parallel.main, lock=parallel.main)
         if not parallel.main:
             return
     if not args.no_report:

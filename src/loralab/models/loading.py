@@ -38,6 +38,15 @@ def resolve_model(name: str | None) -> str:
     return name
 
 
+def recorded_model(name: str | None) -> str | None:
+    """How a run records its model: a local folder by its absolute path (so the record loads from any
+    folder), a packaged alias or a hub name as given."""
+    if name is None or packaged_folder(name) is not None:
+        return name
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.is_dir() else name
+
+
 def model_type(name: str | None, *, offline: bool = True, trust_remote_code: bool = False) -> str:
     """The `model_type` of a model's configuration, read without loading its weights."""
     from transformers import AutoConfig

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loralab.runs.artifacts import RECORD, read_json
+from loralab.runs.artifacts import RECORD
+from loralab.runs.record import is_number, read_manifest_runs, read_record
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
 from loralab.settings import SETTINGS
@@ -82,11 +84,6 @@ class Section:
         return [r for row in self.rows for r in row.records]
 
 
-def is_number(value: Any) -> bool:
-    """A number, or one of the strings strict JSON records non-finite numbers as."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) or value in ("NaN", "Infinity", "-Infinity")
-
-
 def metric_value(record: dict[str, Any], metric: str) -> float | None:
     """The record's validation `metric` as a float; None when it has none, or a NaN or infinite one."""
     value = record.get("valid", {}).get(metric)
@@ -115,9 +112,10 @@ def load_records(folder: str | Path) -> tuple[list[tuple[str, dict[str, Any]]], 
     for path in sorted(folder.glob(f"**/{RECORD}")):
         name = str(path.parent.relative_to(folder))
         try:
-            record = read_json(path)
+            record = read_record(path)
         except LoralabError as e:
             skipped.append(f"{name}: {e}")
+            warnings.warn(f"left out of the report: {e}", stacklevel=2)
             continue
         if record.get("status") not in ("completed", "diverged") or not isinstance(record.get("hyperparameters"), dict):
             skipped.append(f"{name}: status {record.get('status')!r} (unfinished)")
@@ -132,10 +130,11 @@ def read_manifest(folder: Path) -> dict[str, tuple[int, str]]:
     if not path.is_file():
         return {}
     try:
-        data = read_json(path)
-    except LoralabError:
+        runs = read_manifest_runs(path)
+    except LoralabError as e:  # the runs' own records still make a report, in folder order
+        warnings.warn(f"sweep order and labels not used: {e}", stacklevel=2)
         return {}
-    return {run["folder"]: (i, " / ".join(run.get("labels", []))) for i, run in enumerate(data.get("runs", []))}
+    return {folder: (i, " / ".join(labels)) for i, (folder, labels) in enumerate(runs)}
 
 
 def build_rows(records: list[tuple[str, dict[str, Any]]], manifest: dict[str, tuple[int, str]] | None = None) -> list[Row]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loralab.metrics import METRICS
+from loralab.metrics import METRICS, shown
 
 
 def metrics_line(values: dict) -> str:
     """"MAP@3 0.5680  accuracy 0.4120": the metrics of `values` that loralab knows, in their order."""
-    return "  ".join(f"{METRICS[k].label} {v:.4f}" for k, v in values.items() if k in METRICS)
+    return "  ".join(f"{METRICS[k].label} {shown(v)}" for k, v in values.items() if k in METRICS)
 
 
 def summary(record: dict, out: str | Path) -> str:

@@ -64,9 +64,16 @@ def _gather(folder: Path, metric: str | None) -> tuple[list[tuple[str, dict[str,
     reported = list(dict.fromkeys(m for s in sections for m in s.metrics))
     if metric is not None and reported and metric not in reported:
         raise LoralabError(f"unknown metric {metric!r} for these records: they report {', '.join(reported)}")
-    manifest_path = folder / "sweep.json"
-    info = read_json(manifest_path) if manifest_path.is_file() else {}
-    return records, skipped, sections, info
+    return records, skipped, sections, _manifest_info(folder / "sweep.json")
+
+
+def _manifest_info(path: Path) -> dict[str, str]:
+    """The experiment's name and description from sweep.json, where it has them as text."""
+    try:
+        info = read_json(path) if path.is_file() else {}
+    except LoralabError:
+        return {}  # read_manifest has said why
+    return {k: v for k, v in info.items() if k in ("experiment", "description") and isinstance(v, str)}
 
 
 def _page(folder: Path, out: Path, records: list[tuple[str, dict[str, Any]]], skipped: list[str],

@@ -7,10 +7,13 @@ safetensors only: nothing is ever unpickled.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,24 +22,73 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from loralab.errors import LoralabError
+from loralab.errors import LoralabError, disk_full
 
 RECORD = "run.json"
 WEIGHTS = "weights.safetensors"
 
 
+def temporary_prefix(name: str) -> str:
+    """The prefix of a file's temporary sibling: `.NAME.`, NAME cut so that the whole temporary name (the
+    prefix, 8 random characters and `.tmp`) fits in 255 bytes however long the destination's name is."""
+    return "." + os.fsencode(name)[:200].decode("utf-8", "ignore") + "."
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (/proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def new_mode(path: Path, folder: bool = False) -> int:
+    """The mode a file loralab writes gets: the one `path` has when it is overwritten, else what `open`
+    would give (0666, or 0777 for a folder, under the umask); mkstemp's own 0600 would hide results."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return (0o777 if folder else 0o666) & ~umask()
+
+
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, new_mode(path))  # after: a writer may have made the file anew (safetensors does)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if disk_full(e):
+            raise LoralabError(f"{path}: cannot write ({disk_full(e)}); the file is as it was") from None
         raise
+
+
+# What a write killed before its rename leaves: `_atomic_write`'s `.NAME.XXXXXXXX.tmp`, and the bare
+# `tmpXXXXXXXX` / `.tmpXXXXXXXX` names that tempfile's defaults gave in earlier versions.
+_LEFTOVER = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$|^\.?tmp[A-Za-z0-9_]{8}$")
+
+
+def remove_leftovers(folder: str | Path) -> list[str]:
+    """Remove the temporary files that a run killed while saving left in its `folder`; their names."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in folder.iterdir():
+        if _LEFTOVER.match(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def strict(value: Any) -> Any:
@@ -72,11 +124,26 @@ def read_json(path: str | Path) -> dict[str, Any]:
             data = json.load(f)
     except FileNotFoundError:
         raise LoralabError(f"{path}: not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, or an integer past Python's limit
         raise LoralabError(f"{path}: not a readable JSON record ({e})") from None
+    except RecursionError:
+        raise LoralabError(f"{path}: not a readable JSON record (nested too deeply)") from None
     if not isinstance(data, dict):
         raise LoralabError(f"{path}: expected a JSON object")
     return data
+
+
+def mark_failed(path: str | Path, error: BaseException) -> None:
+    """The 'running' record at `path` marked 'failed' with why, where the disk still takes it (a failed
+    weights write has removed its temporary file by now, so a record of a few KB usually fits)."""
+    try:
+        record = read_json(path)
+    except LoralabError:
+        return
+    if record.get("status") == "running":
+        record.update(status="failed", error=" ".join(str(error).split()))
+        with contextlib.suppress(LoralabError, OSError):
+            write_json(path, record)
 
 
 def save_weights(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
@@ -99,10 +166,16 @@ def load_weights(path: str | Path, expected_sha256: str | None = None) -> dict[s
 
 
 def file_sha256(path: str | Path) -> str:
+    """A file's sha256; for a folder (a datasets folder), the sha256 of its files' names and contents."""
+    path = Path(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -14,6 +14,7 @@ folder into a model folder.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,8 +22,8 @@ from pathlib import Path
 from torch import nn
 
 from loralab.version import __version__
-from loralab.runs.artifacts import write_json
-from loralab.errors import LoralabError
+from loralab.runs.artifacts import new_mode, temporary_prefix, write_json
+from loralab.errors import LoralabError, disk_full
 from loralab.models.quantize import dequantize_model
 from loralab.strategies import STRATEGIES, Strategy
 
@@ -52,8 +53,9 @@ def merge_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     loaded = load_run(run_dir, device="cpu")
     model = merge_into_base(loaded.model, loaded.config.strategy.strategy)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=temporary_prefix(out_dir.name), suffix=".tmp"))
     try:
+        os.chmod(tmp, new_mode(out_dir, folder=True))  # mkdtemp's 0700, as a folder made with mkdir would be
         model.save_pretrained(tmp)  # safetensors: transformers 5 writes nothing else
         loaded.tokenizer.save_pretrained(tmp)
         write_json(tmp / PROVENANCE, {
@@ -63,10 +65,14 @@ def merge_run(run_dir: str | Path, out_dir: str | Path) -> Path:
             "base_model": loaded.record.get("base_model"),
             "loralab_version": __version__,
         })
+        for path in tmp.rglob("*"):  # safetensors' writer makes its files 0600, whatever the umask
+            os.chmod(path, new_mode(out_dir / path.relative_to(tmp), folder=path.is_dir()))
         if out_dir.exists():
             out_dir.rmdir()  # empty, checked above
         tmp.rename(out_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(e):
+            raise LoralabError(f"{out_dir}: cannot write ({disk_full(e)}); nothing was left behind") from None
         raise
     return out_dir

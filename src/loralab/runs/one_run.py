@@ -6,6 +6,7 @@ a run folder for prediction, evaluation and export.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import platform
 from dataclasses import dataclass, field
@@ -15,14 +16,16 @@ from typing import Any, Callable
 import torch
 
 from loralab.version import __version__
-from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights
+from loralab.runs.artifacts import (RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, mark_failed,
+                                    remove_leftovers, save_weights)
 from loralab.runs.artifacts import write_json as _write_json
 from loralab.runs.config import RunConfig
+from loralab.runs.record import read_record
 from loralab.tasks import TaskConfig
 from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
 from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, load_tokenizer, model_type,
-                            offline_environment, pad_token_id, resolve_model)
+                            offline_environment, pad_token_id, recorded_model, resolve_model)
 from loralab.models.quantize import quantize_model
 from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
 from loralab.runs.peft import PeftAdapter, apply_peft_adapter, read_peft_adapter
@@ -87,9 +90,20 @@ def run_task(config: RunConfig) -> Task:
     return get_task(name, resolve_scoring(name, config.task.scoring, decoder))
 
 
-def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
-        log: Callable[[str], None] = print, adapter: PeftAdapter | None = None,
-        parallel: DataParallel = SINGLE) -> dict[str, Any]:
+def run(config: RunConfig, out_dir: str | Path, *, parallel: DataParallel = SINGLE, **kwargs: Any) -> dict[str, Any]:
+    """`train_run`, and a run that stops on a user error or a failed write (a full disk) leaves its
+    record 'failed' with why, never 'running'."""
+    try:
+        return train_run(config, out_dir, parallel=parallel, **kwargs)
+    except (LoralabError, OSError) as e:
+        if parallel.main:
+            mark_failed(Path(out_dir) / RECORD, e)
+        raise
+
+
+def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
+              log: Callable[[str], None] = print, adapter: PeftAdapter | None = None,
+              parallel: DataParallel = SINGLE) -> dict[str, Any]:
     """Train one configuration and leave `out_dir/run.json` and `out_dir/weights.safetensors`.
 
     `adapter` is a peft LoRA adapter to start from (`read_peft_adapter(folder)`, read once);
@@ -97,6 +111,9 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     `parallel`: this process's rank in a data-parallel run; only rank 0 writes the folder.
     """
     out_dir = Path(out_dir)
+    config = dataclasses.replace(config, model=recorded_model(config.model))
+    if parallel.main:  # a folder reused after a kill mid-save: its temporary files go first
+        remove_leftovers(out_dir)
     offline_environment(config.offline)
     device = parallel.device(resolve_device(config.device))
     write_json = _write_json if parallel.main else (lambda *_: None)
@@ -113,6 +130,11 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         task.check_labels(valid_examples, space, source=config.valid)
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
+    # Both files are tokenized before anything is written: text the tokenizer refuses, or a validation
+    # question that cannot fit max_length, stops the run here, not after hours of training.
+    items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
+    valid_items = (task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
+                   if valid_examples is not None else None)
     model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
                        seed=config.training.seed)
     base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
@@ -153,7 +175,6 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         f"parameters train ({100 * report.trainable_fraction:.2f}%), {len(train_examples)} examples, device {device}")
 
     pad_id = pad_token_id(tokenizer)
-    items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
     result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress,
                    groups=learning_rates(report.groups, config.training), parallel=parallel,
                    on_epoch=epoch_hook(task, config.training))
@@ -179,8 +200,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     state = parallel.whole(_trained_state(model))  # every rank takes part in gathering sharded weights
     if parallel.main:
         record["weights_sha256"] = save_weights(out_dir / WEIGHTS, state, {"format": "loralab"})
-    if valid_examples is not None:
-        valid_items = task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
+    if valid_items is not None:
         record["valid"] = evaluate(model, valid_items, task=task, pad_id=pad_id,
                                    batch_size=config.training.eval_batch_size, device=device, progress=progress,
                                    packed=config.training.packed, parallel=parallel,
@@ -211,7 +231,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise LoralabError(f"{run_dir}: no such run folder")
-    record = read_json(run_dir / RECORD)
+    record = read_record(run_dir / RECORD)
     if record.get("status") != "completed":
         raise LoralabError(f"{run_dir / RECORD}: run status is {record.get('status')!r}, not 'completed'")
     if "config" not in record:
@@ -249,6 +269,9 @@ def load_base(name: str, data: str | Path, task_config: TaskConfig | None = None
                        trust_remote_code=trust_remote_code, training=TrainConfig(max_length=max_length))
     offline_environment(offline)
     task = run_task(config)
+    if model_type(name, offline=offline, trust_remote_code=trust_remote_code) not in DECODER_TYPES:
+        raise LoralabError(f"--model {name}: an encoder alone would be scored through a randomly initialised "
+                           f"{task.name} head; train a run first and evaluate it with --run")
     model = task_model(name, task, offline=offline, trust_remote_code=trust_remote_code)
     device_ = resolve_device(device)
     model.to(device_).eval()

@@ -9,7 +9,8 @@ from typing import Any
 
 from loralab.errors import LoralabError
 from loralab.models import is_decoder, pad_token_id
-from loralab.runs.artifacts import RECORD, read_json
+from loralab.runs.artifacts import RECORD
+from loralab.runs.record import read_record
 from loralab.runs.one_run import LoadedRun, load_adapter, load_base, load_run
 from loralab.settings import RunConfig, TaskConfig
 from loralab.tasks import get_task, resolve_scoring
@@ -51,7 +52,7 @@ def score_file(data: str | Path, *, run: str | Path | None = None, adapter: str 
     elif run:
         if not Path(run).is_dir():
             raise LoralabError(f"{run}: no such run folder")
-        record = read_json(Path(run) / RECORD)
+        record = read_record(Path(run) / RECORD)
         reader = get_task(record.get("task", "multiple-choice"), record.get("scoring"))
         config = RunConfig.from_dict(record["config"]) if isinstance(record.get("config"), dict) else RunConfig(train="")
         examples = reader.read(data, config.task, labelled=labelled)

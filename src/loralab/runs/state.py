@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from loralab.errors import LoralabError
 from loralab.heap import release_heap
-from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, read_json
+from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256
+from loralab.runs.record import FutureRecord, read_record
 from loralab.settings import RunConfig, identity
 
 
@@ -79,7 +80,9 @@ def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
     if not path.exists():
         return "redo", "not run yet"
     try:
-        record = read_json(path)
+        record = read_record(path)
+    except FutureRecord:
+        raise  # a newer loralab's run: not ours to redo
     except LoralabError as e:
         return "redo", f"unreadable record ({e})"
     if isinstance(record.get("config"), dict) and not same_config(record["config"], config):

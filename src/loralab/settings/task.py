@@ -28,6 +28,8 @@ class TaskConfig:
     columns: tuple[str, ...] = setting((), "Names for the columns of a file without a header row, in order (GLUE's "
                                        "CoLA: source,label,,sentence); an empty name skips a column, fields after "
                                        "the last named one are ignored.", keep_empty=True, metavar="NAMES")
+    split: str | None = setting(None, "The split to read from a datasets folder (save_to_disk) that holds several "
+                                "(train, validation, test).", key="split", metavar="SPLIT")
     scoring: str = setting(AUTO, "Multiple choice: head (an encoder's head), letter (a decoder's next-token logits "
                            "of the option letters), likelihood (each option's mean log-likelihood), or auto (head "
                            "for encoders, letter for decoders).", choices=(AUTO,) + SCORINGS)

@@ -115,7 +115,11 @@ def measure(config: DimensionConfig, out_dir: str | Path, *, run_fn: Callable[..
         if record.get("status") == "diverged":
             log(f"{name}: diverged at step {record.get('diverged_at_step')}; scored 0")
             return 0.0
-        value = float(record["valid"][config.metric])
+        value = record["valid"].get(config.metric)
+        if value is None:
+            raise LoralabError(f"{folder / RECORD}: {config.metric} is undefined on this validation set "
+                               "(constant labels?); measure with another --metric")
+        value = float(value)
         log(f"{name}: {config.metric} {value:.4f}  ({record['trainable_params']:,} trainable, "
             f"{record['train_seconds']:.0f} s)")
         return value

@@ -220,18 +220,38 @@ def _read_file(path: Path) -> dict[str, Any]:
             raise LoralabError(f"{path}: TOML experiment files need Python 3.11 or later; use YAML") from None
         try:
             data = tomllib.loads(text)
-        except (tomllib.TOMLDecodeError, RecursionError) as e:
+        except (tomllib.TOMLDecodeError, ValueError, RecursionError) as e:  # ValueError: past the digit limit
             raise LoralabError(f"{path}: not valid TOML ({e or 'nested too deeply'})") from None
     else:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_unique_keys(yaml, path))
         except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as e:  # a bad date is a ValueError
             raise LoralabError(f"{path}: not valid YAML ({e})") from None
     if not isinstance(data, dict):
         raise LoralabError(f"{path}: expected a mapping with 'base' and 'runs'")
     return data
+
+
+def _unique_keys(yaml, path: Path) -> type:
+    """A safe YAML loader that refuses a mapping naming one key twice (PyYAML keeps the last one silently;
+    TOML refuses it already)."""
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` then overriding one of them is what merge keys are for
+                key = self.construct_object(key_node, deep=deep)
+                if isinstance(key, (str, int, float, bool)) and key in seen:
+                    raise LoralabError(f"{path}, line {key_node.start_mark.line + 1}: key {key!r} is given twice; "
+                                       "keep one")
+                seen.add(key) if isinstance(key, (str, int, float, bool)) else None
+            return super().construct_mapping(node, deep)
+
+    return Loader
 
 
 def packaged_experiment(name: str) -> Path:

@@ -8,6 +8,7 @@ cluster) and hands back their records as they finish.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ from typing import Callable, Iterable, Iterator
 from tqdm.auto import tqdm
 
 from loralab.errors import LoralabError
-from loralab.metrics import METRICS
+from loralab.metrics import METRICS, shown
 from loralab.reports import write_page
 from loralab.runs.artifacts import write_json
 from loralab.runs.state import record_state, rerun
 from loralab.sweeps.experiment import MANIFEST, Experiment, PlannedRun
 
+LOCK = ".sweep.lock"
 # Runs the planned runs (each with why it runs) into the sweep folder; yields each with its record as it ends.
 Executor = Callable[[list[tuple[PlannedRun, str]], Path], Iterable[tuple[PlannedRun, dict]]]
 
@@ -40,13 +42,14 @@ class SweepResult:
 
 def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., dict] | None = None,
           progress: bool = True, log: Callable[[str], None] = print, shard: tuple[int, int] = (1, 1),
-          page: bool = True, executor: Executor | None = None) -> SweepResult:
+          page: bool = True, executor: Executor | None = None, lock: bool = True) -> SweepResult:
     """Run every planned run that is not already done, one after another, into `out_dir/<folder>/`.
 
     `shard` (k, n) runs only every n-th planned run starting from the k-th, so n processes (or
     machines sharing the folder) split one sweep between them without touching each other's runs.
     `page` rewrites `report.html` after each run, so the sweep's progress can be watched in a browser.
     `executor`: where the runs run (None: in this process, one after another).
+    `lock`: hold the folder against a second sweep (without a shard); under torchrun only rank 0 holds it.
     """
     k, n = shard
     if not (isinstance(k, int) and isinstance(n, int) and 1 <= k <= n):
@@ -55,11 +58,11 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
         from loralab.runs import run as run_fn
     out_dir = Path(out_dir)
     # Every folder is checked before anything runs, so a clash is refused at once, not hours in.
-    states = {p.folder: record_state(out_dir / p.folder, p.config) for p in experiment.runs}
+    _states(experiment, out_dir)
     for p in experiment.runs:
         for key in ("train", "valid"):
             value = getattr(p.config, key)
-            if value and not Path(value).is_file():
+            if value and not Path(value).exists():
                 raise LoralabError(f"{experiment.source}: run {p.folder}: {key} file {value} not found")
     # Every data file is read once before anything is written, so a bad row stops the sweep at once.
     from loralab.tasks import check_data
@@ -67,6 +70,34 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
     checked: dict = {}
     for p in experiment.runs:
         check_data(p.config, checked)
+    with contextlib.ExitStack() as held:
+        if n == 1 and lock:  # shards share a folder on purpose; two whole sweeps would run the same runs twice
+            held.enter_context(folder_lock(out_dir))
+        return _sweep(experiment, out_dir, run_fn, progress, log, shard, page, executor,
+                      _states(experiment, out_dir))  # again: a sweep that held the folder may have ended since
+
+
+def _states(experiment: Experiment, out_dir: Path) -> dict[str, tuple[str, str]]:
+    return {p.folder: record_state(out_dir / p.folder, p.config) for p in experiment.runs}
+
+
+def folder_lock(out_dir: Path):
+    """This process's hold on the sweep folder (a lock file held with flock, so the lock of a process
+    that died is free again at once); a second sweep on the folder is refused in one line."""
+    from filelock import FileLock, Timeout
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return FileLock(out_dir / LOCK, timeout=0).acquire()  # released as the `with` ends
+    except Timeout:
+        raise LoralabError(f"{out_dir}: another loralab sweep is running in this folder; wait for it to end, "
+                           "or share the folder between processes with --shard K/N") from None
+
+
+def _sweep(experiment: Experiment, out_dir: Path, run_fn: Callable[..., dict], progress: bool,
+           log: Callable[[str], None], shard: tuple[int, int], page: bool, executor: Executor | None,
+           states: dict[str, tuple[str, str]]) -> SweepResult:
+    k, n = shard
     write_json(out_dir / MANIFEST, {
         "experiment": experiment.name,
         "source": experiment.source,
@@ -96,8 +127,8 @@ def sweep(experiment: Experiment, out_dir: str | Path, *, run_fn: Callable[..., 
             result.diverged.append(planned.folder)
             say(f"  diverged at step {record.get('diverged_at_step')}; going on")
         elif "valid" in record:
-            shown = "  ".join(f"{METRICS[k].label} {v:.4f}" for k, v in record["valid"].items() if k in METRICS)
-            say(f"  {shown}  ({record['train_seconds']:.0f} s)")
+            scores = "  ".join(f"{METRICS[k].label} {shown(v)}" for k, v in record["valid"].items() if k in METRICS)
+            say(f"  {scores}  ({record['train_seconds']:.0f} s)")
         if page:
             _rewrite_page(out_dir, say)
         bar.update(1)

@@ -108,9 +108,17 @@ def infer_task(path: str | Path, config: TaskConfig) -> str:
         return config.name
     from loralab.tasks import classification, multiple_choice
 
-    if Path(path).suffix.lower() in (".jsonl", ".json"):
-        return "completion"
-    if not config.columns:
+    if Path(path).suffix.lower() in (".jsonl", ".json", ".parquet") or Path(path).is_dir():
+        from loralab.tasks.table import Table, read_records
+
+        keys = tuple(dict.fromkeys(k for _, record in read_records(path, split=config.split) for k in record))
+        if "messages" in keys or "completion" in keys:
+            return "completion"
+        if multiple_choice.looks_like(Table(Path(path), keys, ())):
+            return "multiple-choice"
+        if not (set(classification.LABELS) & set(keys) or config.label):
+            return "completion"  # what the completion reader then says is missing
+    elif not config.columns:
         table = _header_only(path)
         if multiple_choice.looks_like(table):
             return "multiple-choice"

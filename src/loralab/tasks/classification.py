@@ -12,6 +12,7 @@ and the loss is the mean squared error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ class Columns:
 
 def _table(path: str | Path, config) -> Table:
     names = tuple(config.columns) if config is not None else ()
-    return read_table(path, names=names or None, what="a classification file")
+    return read_table(path, names=names or None, what="a classification file", split=getattr(config, "split", None))
 
 
 def find_columns(table: Table, config, *, labelled: bool) -> Columns:
@@ -124,9 +125,25 @@ def _number(text: str) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
+def _refuse_non_finite(examples: Sequence[Example], path) -> None:
+    """Labels that are all numbers but one nan or inf: a regression file with a broken row, which
+    would otherwise be read as classification with every distinct value a class."""
+    parsed = []
+    for e in examples:
+        try:
+            parsed.append(float(e.label))
+        except (TypeError, ValueError):
+            return  # words among the labels: classification, where "nan" may be a class name
+    for e, value in zip(examples, parsed):
+        if not math.isfinite(value):
+            raise LoralabError(f"{path}, row {e.line}: label {e.label!r} is not a finite number "
+                               "(the other labels are numbers)")
+
+
 def infer(path: str | Path, config) -> str:
     """classification or regression: numbers that are not all whole are a regression target."""
     examples = read_examples(path, config)
+    _refuse_non_finite(examples, path)
     values = [_number(e.label) for e in examples]
     if all(v is not None for v in values) and any(not float(v).is_integer() for v in values):
         return "regression"

@@ -21,7 +21,7 @@ import torch
 from loralab.errors import LoralabError
 from loralab.metrics import METRICS
 from loralab.tasks.decoder_choice import cut_from_left, hidden_states, token_logits
-from loralab.tasks.table import read_text
+from loralab.tasks.table import SUPPORTED, check_text, is_records, read_records, read_text
 from loralab.validate import number
 
 ROLES = ("system", "user", "assistant")
@@ -45,7 +45,7 @@ def _field(path, line: int, record: dict, name: str, required: bool) -> str | No
         raise LoralabError(f"{path}, line {line}, field '{name}': expected a string, got {type(value).__name__}")
     if required and not value.strip():
         raise LoralabError(f"{path}, line {line}, field '{name}': empty")
-    return value
+    return check_text(value, f"{path}, line {line}, field '{name}'")
 
 
 def _messages(path, line: int, value) -> tuple[tuple[str, str], ...]:
@@ -56,26 +56,22 @@ def _messages(path, line: int, value) -> tuple[tuple[str, str], ...]:
         where = f"{path}, line {line}, field 'messages[{i}]'"
         if not isinstance(message, dict) or message.get("role") not in ROLES or not isinstance(message.get("content"), str):
             raise LoralabError(f"{where}: expected {{\"role\": one of {', '.join(ROLES)}, \"content\": a string}}")
-        out.append((message["role"], message["content"]))
+        out.append((message["role"], check_text(message["content"], where)))
     if out[-1][0] != "assistant" or not out[-1][1].strip():
         raise LoralabError(f"{path}, line {line}, field 'messages': the last message must be the assistant's, not empty")
     return tuple(out)
 
 
-def read_examples(path: str | Path, *, labelled: bool = True, limit: int | None = None) -> list[Example]:
-    """Read and validate a JSON Lines file of prompts and completions; problems name the file, line and field."""
+def read_examples(path: str | Path, *, labelled: bool = True, limit: int | None = None,
+                  split: str | None = None) -> list[Example]:
+    """Read and validate prompts and completions (JSON Lines, a JSON array, Parquet or a datasets folder);
+    problems name the file, line (row) and field."""
     number("limit", limit, integer=True, low=1, optional=True)
-    text = read_text(path, what="a JSON Lines file of prompts and completions")
+    if not is_records(Path(path)):
+        read_text(path, what="a JSON Lines file of prompts and completions")  # a missing file said as such
+        raise LoralabError(f"{path}: prompts and completions are read from {SUPPORTED.replace('CSV, TSV, ', '')}")
     examples = []
-    for line, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as e:
-            raise LoralabError(f"{path}, line {line}: not JSON ({e.msg} at column {e.colno})") from None
-        if not isinstance(record, dict):
-            raise LoralabError(f"{path}, line {line}: expected a JSON object, got {type(record).__name__}")
+    for line, record in read_records(path, split=split):
         qid = str(record.get("id", line))
         if "messages" in record:
             messages = _messages(path, line, record["messages"])
@@ -168,7 +164,7 @@ class Completion:
     scoring = "tokens"
 
     def read(self, path, config=None, *, labelled: bool = True, limit: int | None = None) -> list[Example]:
-        return read_examples(path, labelled=labelled, limit=limit)
+        return read_examples(path, labelled=labelled, limit=limit, split=getattr(config, "split", None))
 
     def label_space(self, examples, source: str = "") -> dict[str, Any]:
         return {}

@@ -39,10 +39,11 @@ class Question:
         return None if self.answer is None else self.letters[self.answer]
 
 
-def read_questions(path: str | Path, *, require_answer: bool = True, limit: int | None = None) -> list[Question]:
-    """Read and validate a multiple-choice CSV; every problem names the file, row and field."""
+def read_questions(path: str | Path, *, require_answer: bool = True, limit: int | None = None,
+                   split: str | None = None) -> list[Question]:
+    """Read and validate a multiple-choice file; every problem names the file, row and field."""
     number("limit", limit, integer=True, low=1, optional=True)
-    table = read_table(path, delimiter=",", what="a multiple-choice CSV file")
+    table = read_table(path, delimiter=",", what="a multiple-choice CSV file", split=split)
     path, header = table.path, list(table.header)
     column = {name: i for i, name in enumerate(header)}
     letters = tuple(letter for letter in LETTERS if letter in column)
@@ -181,7 +182,7 @@ class MultipleChoice:
     model_class = "AutoModelForMultipleChoice"
 
     def read(self, path, config=None, *, labelled: bool = True, limit: int | None = None) -> list[Question]:
-        return read_questions(path, require_answer=labelled, limit=limit)
+        return read_questions(path, require_answer=labelled, limit=limit, split=getattr(config, "split", None))
 
     def label_space(self, examples, source: str = "") -> dict[str, Any]:
         return {}

@@ -1,4 +1,8 @@
-"""The one reader of tabular input files (CSV, TSV): every task reads its rows through `read_table`.
+"""The one reader of input files: every task reads its rows through `read_table` (or, for records
+with nested fields, `read_records`).
+
+CSV and TSV are read as text; JSON Lines, a JSON array of objects, Parquet and a `datasets` folder
+(`save_to_disk`) as records, whose fields are the columns, found by name exactly as a CSV header's.
 
 It reads UTF-8 with or without a byte-order mark (Excel writes one), finds columns by name and
 refuses a header that names a column twice (which one would win is a guess), reads cells of any
@@ -15,6 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loralab.errors import LoralabError
+
+RECORD_SUFFIXES = (".jsonl", ".json", ".parquet")
+# Formats people reach for that loralab does not read: named as such, not parsed as garbled CSV.
+UNSUPPORTED = (".xlsx", ".xls", ".ods", ".arrow", ".feather", ".pkl", ".pickle", ".h5", ".hdf5", ".npy", ".npz",
+               ".avro", ".orc", ".zip", ".gz", ".bz2", ".xz", ".zst", ".tar")
+SUPPORTED = "CSV, TSV, JSON Lines, a JSON array of objects, Parquet, or a datasets folder (save_to_disk)"
 
 # The csv module refuses fields over 128 KB by default; a long passage is a valid cell.
 _FIELD_LIMIT = 2**31 - 1
@@ -58,6 +68,17 @@ def read_text(path: str | Path, what: str, missing: str = "file not found") -> s
         raise LoralabError(f"{path}, row {line}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})") from None
 
 
+def check_text(value: str, where: str) -> str:
+    """`value` when it is text a tokenizer can take; a lone surrogate (JSON's "\\ud800", which no UTF-8
+    file can hold but a JSON escape can) is refused naming `where`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise LoralabError(f"{where}: character {e.start + 1} is a lone surrogate ({value[e.start]!a}), "
+                           "not text") from None
+    return value
+
+
 def sniff_delimiter(path: Path, text: str) -> str:
     """Comma for .csv files, tab for .tsv/.txt; otherwise tab when the header line has tabs and no comma."""
     suffix = path.suffix.lower()
@@ -68,7 +89,7 @@ def sniff_delimiter(path: Path, text: str) -> str:
 
 
 def read_table(path: str | Path, *, delimiter: str | None = None, quoting: bool | None = None,
-               names: tuple[str, ...] | None = None, what: str = "a CSV file") -> Table:
+               names: tuple[str, ...] | None = None, what: str = "a CSV file", split: str | None = None) -> Table:
     """Read a delimited text file with a header row (or, with `names`, without one).
 
     `delimiter`: None guesses from the name and header; `quoting`: None quotes CSV but not TSV
@@ -76,6 +97,8 @@ def read_table(path: str | Path, *, delimiter: str | None = None, quoting: bool 
     the columns of a file without a header row; fields after the last named one are ignored.
     """
     path = Path(path)
+    if is_records(path):
+        return _records_table(path, read_records(path, split=split), names)
     text = read_text(path, what)
     if "\x00" in text:
         line = text[: text.index("\x00")].count("\n") + 1
@@ -120,3 +143,50 @@ def read_table(path: str | Path, *, delimiter: str | None = None, quoting: bool 
                                + (f"{len(header)} columns are named" if names else f"the header has {len(header)}"))
         body.append((line, tuple(row)))
     return Table(path, header, tuple(body))
+
+
+def is_records(path: Path) -> bool:
+    """Whether `path` is read as records (JSON, JSON Lines, Parquet, a datasets folder); an unsupported
+    format is refused here, by name."""
+    suffix = path.suffix.lower()
+    if suffix in UNSUPPORTED:
+        raise LoralabError(f"{path}: unsupported format {suffix}; loralab reads {SUPPORTED}")
+    return suffix in RECORD_SUFFIXES or path.is_dir()
+
+
+def read_records(path: str | Path, *, split: str | None = None) -> list[tuple[int, dict]]:
+    """The records of a JSON Lines, JSON, Parquet file or datasets folder, each with its line (JSON
+    Lines) or its row as in a CSV export (the header row 1, the first record row 2)."""
+    from loralab.tasks import formats
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        return formats.read_dataset_folder(path, split)
+    if suffix == ".parquet":
+        return formats.read_parquet(path)
+    text = read_text(path, "a JSON file" if suffix == ".json" else "a JSON Lines file")
+    if suffix == ".json" or (suffix != ".jsonl" and text.lstrip().startswith("[")):
+        return formats.json_array(path, text)
+    return formats.json_lines(path, text)
+
+
+def cell(path: Path, line: int, name: str, value) -> str:
+    """A record's field as a CSV cell would hold it: text, a number written out, empty for null."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return check_text(value, f"{path}, row {line}, field {name!r}")
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise LoralabError(f"{path}, row {line}, field {name!r}: a {type(value).__name__}, expected text or a number")
+
+
+def _records_table(path: Path, records: list[tuple[int, dict]], names: tuple[str, ...] | None) -> Table:
+    if not records:
+        raise LoralabError(f"{path}: no records")
+    header = tuple(names) if names else tuple(dict.fromkeys(str(k).strip() for _, r in records for k in r))
+    body = tuple((line, tuple(cell(path, line, name, record.get(name)) for name in header)) for line, record in records)
+    return Table(path, header, body)
