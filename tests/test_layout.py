@@ -20,7 +20,7 @@ LAYERS = (
     ("runs",),
     ("reports", "generation"),
     ("sweeps",),
-    ("recommend", "compare"),
+    ("recommendation", "compare"),
     ("api",),
     ("cli",),
     ("__main__", "__init__"),

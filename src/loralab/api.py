@@ -128,9 +128,9 @@ def report(folder: str | Path, out: str | Path | None = None, *, metric: str | N
 
 def recommend(config: Any, out: str | Path, *, progress: bool = True, final: bool = True) -> dict[str, Any]:
     """Search for the model, strategy and settings worth training within a time budget
-    (`loralab.recommend.RecommendConfig`), train the winner on all the data unless `final` is off, and
+    (`loralab.recommendation.RecommendConfig`), train the winner on all the data unless `final` is off, and
     write the report; returns the search's result."""
-    from loralab.recommend import recommend as search  # optuna loads only for a search
+    from loralab.recommendation import recommend as search  # optuna loads only for a search
 
     return search(config, out, progress=progress, final=final)
 

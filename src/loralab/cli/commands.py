@@ -191,7 +191,7 @@ def intrinsic_dim(args: argparse.Namespace) -> None:
 
 def recommend(args: argparse.Namespace) -> None:
     from loralab import api
-    from loralab.recommend import RecommendConfig, candidates, parse_budget, parse_memory
+    from loralab.recommendation import RecommendConfig, candidates, parse_budget, parse_memory
 
     output_folder(args.out, "--out")
     set_threads(args)

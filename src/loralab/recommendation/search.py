@@ -33,14 +33,14 @@ from optuna.storages.journal import JournalFileBackend
 
 from loralab.errors import LoralabError
 from loralab.models import offline_environment
-from loralab.recommend.config import RecommendConfig
-from loralab.recommend.folder import (JOURNAL, check_plan, final_folder, ledger_path, lock_worker, pilot_folder,
+from loralab.recommendation.config import RecommendConfig
+from loralab.recommendation.folder import (JOURNAL, check_plan, final_folder, ledger_path, lock_worker, pilot_folder,
                                       probe_folder)
-from loralab.recommend.halving import BRACKET, BracketPruner, rung_steps
-from loralab.recommend.ledger import Ledger
-from loralab.recommend.memory import Fit, estimate_mb, fits, parameter_counts
-from loralab.recommend.space import Candidate, describe
-from loralab.recommend.verdict import Pilot
+from loralab.recommendation.halving import BRACKET, BracketPruner, rung_steps
+from loralab.recommendation.ledger import Ledger
+from loralab.recommendation.memory import Fit, estimate_mb, fits, parameter_counts
+from loralab.recommendation.space import Candidate, describe
+from loralab.recommendation.verdict import Pilot
 from loralab.reports.rows import higher_is_better
 from loralab.runs import run
 from loralab.runs.artifacts import RECORD, read_json

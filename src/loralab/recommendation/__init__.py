@@ -8,9 +8,9 @@ winner (`verdict.py`) is trained on all the data, and `driver.py` writes what th
 each file of a search lives: `folder.py`.
 """
 
-from loralab.recommend.config import RecommendConfig, parse_budget
-from loralab.recommend.driver import recommend
-from loralab.recommend.memory import parse_memory
-from loralab.recommend.space import Candidate, candidates
+from loralab.recommendation.config import RecommendConfig, parse_budget
+from loralab.recommendation.driver import recommend
+from loralab.recommendation.memory import parse_memory
+from loralab.recommendation.space import Candidate, candidates
 
 __all__ = ["Candidate", "RecommendConfig", "candidates", "parse_budget", "parse_memory", "recommend"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from loralab.errors import LoralabError
 from loralab.models import count_parameters
-from loralab.recommend.space import Candidate
+from loralab.recommendation.space import Candidate
 from loralab.runs.config import RunConfig
 from loralab.runs.one_run import task_model
 from loralab.strategies import apply_strategy

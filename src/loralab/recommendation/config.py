@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loralab.errors import LoralabError
-from loralab.recommend.space import Candidate
+from loralab.recommendation.space import Candidate
 from loralab.runs.config import RunConfig
 from loralab.validate import number
 

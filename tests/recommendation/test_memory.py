@@ -7,8 +7,8 @@ import pytest
 from recommend_fixtures import easy_search
 from run_fixtures import save_tiny_bert
 from loralab.errors import LoralabError
-from loralab.recommend.memory import estimate_mb, parse_memory
-from loralab.recommend.search import _screen, open_search
+from loralab.recommendation.memory import estimate_mb, parse_memory
+from loralab.recommendation.search import _screen, open_search
 
 
 @pytest.mark.parametrize("text,mb", [("8GB", 8192), ("512MB", 512), ("1.5g", 1536), ("2 GiB", 2048), ("1tb", 2**20)])

@@ -12,8 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from loralab.recommend.folder import CURVES, RECOMMENDATION, REPORT
-from loralab.recommend.space import describe
+from loralab.recommendation.folder import CURVES, RECOMMENDATION, REPORT
+from loralab.recommendation.space import describe
 from loralab.reports.plots import colors, save_png
 from loralab.reports.rows import metric_label
 from loralab.runs.artifacts import RECORD, _atomic_write, read_json

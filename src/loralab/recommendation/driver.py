@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from loralab.recommend.config import RecommendConfig
-from loralab.recommend.folder import RECOMMENDATION, final_folder, pilot_folder
-from loralab.recommend.halving import rung_steps
-from loralab.recommend.report import write_report
-from loralab.recommend.search import Search, open_search, pilots, run_brackets, train_final
-from loralab.recommend.verdict import Pilot, Verdict, choose
+from loralab.recommendation.config import RecommendConfig
+from loralab.recommendation.folder import RECOMMENDATION, final_folder, pilot_folder
+from loralab.recommendation.halving import rung_steps
+from loralab.recommendation.report import write_report
+from loralab.recommendation.search import Search, open_search, pilots, run_brackets, train_final
+from loralab.recommendation.verdict import Pilot, Verdict, choose
 from loralab.runs.artifacts import write_json
 
 

@@ -16,9 +16,9 @@ import pytest
 from recommend_fixtures import BAD_LR, GOOD_LR, easy_search
 from run_fixtures import save_tiny_bert
 from loralab.cli import main
-from loralab.recommend import parse_budget, recommend
-from loralab.recommend.report import write_report
-from loralab.recommend.search import open_search
+from loralab.recommendation import parse_budget, recommend
+from loralab.recommendation.report import write_report
+from loralab.recommendation.search import open_search
 from loralab.runs.artifacts import RECORD
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -76,7 +76,7 @@ import sys
 sys.path[:0] = [{tests!r}, {here!r}]
 from pathlib import Path
 from recommend_fixtures import easy_search
-from loralab.recommend import recommend
+from loralab.recommendation import recommend
 recommend(easy_search(Path({folder!r}), Path({model!r})), Path({folder!r}) / "search", log=lambda _: None)
 """
 
@@ -151,8 +151,8 @@ sys.path[:0] = [{tests!r}, {here!r}]
 from pathlib import Path
 from recommend_fixtures import easy_search
 from loralab.errors import LoralabError
-from loralab.recommend.report import write_report
-from loralab.recommend.search import open_search
+from loralab.recommendation.report import write_report
+from loralab.recommendation.search import open_search
 try:
     open_search(easy_search(Path({folder!r}), Path({model!r})), Path({folder!r}) / "search")
 except LoralabError as e:

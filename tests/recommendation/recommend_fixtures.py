@@ -10,7 +10,7 @@ import csv
 import random
 from pathlib import Path
 
-from loralab.recommend import RecommendConfig, candidates
+from loralab.recommendation import RecommendConfig, candidates
 from loralab.runs.config import RunConfig
 from loralab.strategies import Strategy
 from loralab.training import TrainConfig

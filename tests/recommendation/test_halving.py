@@ -7,7 +7,7 @@ import math
 import optuna
 import pytest
 
-from loralab.recommend.halving import BRACKET, BracketPruner, rung_steps, survivors
+from loralab.recommendation.halving import BRACKET, BracketPruner, rung_steps, survivors
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
