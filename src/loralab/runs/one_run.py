@@ -17,10 +17,13 @@ import torch
 from loralab.version import __version__
 from loralab.runs.artifacts import RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, read_json, save_weights
 from loralab.runs.artifacts import write_json as _write_json
+from loralab.runs.checkpoint import load_checkpoint, remove_checkpoint, resumable
 from loralab.runs.config import RunConfig
+from loralab.runs.during import DuringTraining
 from loralab.tasks import TaskConfig
 from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
+from loralab.validate import SettingError
 from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, load_tokenizer, model_type,
                             offline_environment, pad_token_id, resolve_model)
 from loralab.models.quantize import quantize_model
@@ -95,6 +98,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     `adapter` is a peft LoRA adapter to start from (`read_peft_adapter(folder)`, read once);
     `config.strategy` must then be the adapter's own (`adapter.strategy`).
     `parallel`: this process's rank in a data-parallel run; only rank 0 writes the folder.
+    A folder holding this run unfinished (status "running") with a checkpoint goes on from it.
     """
     out_dir = Path(out_dir)
     offline_environment(config.offline)
@@ -111,6 +115,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     task.check_labels(train_examples, space, source=config.train)  # every label checked before anything is written
     if valid_examples is not None:
         task.check_labels(valid_examples, space, source=config.valid)
+    if config.training.eval_every and valid_examples is None:
+        raise SettingError("training.eval_every", config.training.eval_every, "0 without a validation file (--valid)")
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
     model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
@@ -148,15 +154,37 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "device": str(device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
+    resume = resumable(out_dir, config) and parallel.main and load_checkpoint(out_dir)
+    if resume:
+        previous = read_json(out_dir / RECORD)
+        record["created"] = previous.get("created", record["created"])
+        record["resumed_at_steps"] = previous.get("resumed_at_steps", []) + [resume[0].step]
+        log(f"resuming from the checkpoint at step {resume[0].step}")
+    elif parallel.main:
+        remove_checkpoint(out_dir)  # a stale one from another run must never be resumed
     write_json(out_dir / RECORD, record)
     log(f"{task.name}, {config.strategy.strategy.value}: {report.trainable_params:,} of {report.total_params:,} "
         f"parameters train ({100 * report.trainable_fraction:.2f}%), {len(train_examples)} examples, device {device}")
 
     pad_id = pad_token_id(tokenizer)
     items = task.encode(train_examples, tokenizer, config.training.max_length, space, source=config.train)
+    valid_items = None
+    if valid_examples is not None:
+        valid_items = task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
+
+    def scored(items_: list) -> dict[str, Any]:
+        return evaluate(model, items_, task=task, pad_id=pad_id, batch_size=config.training.eval_batch_size,
+                        device=device, progress=progress, packed=config.training.packed, parallel=parallel,
+                        precision=config.training.precision)
+
+    during = DuringTraining(config.training, out_dir, metric=task.metrics[0], log=log, write=parallel.main,
+                            evaluate=(lambda: scored(valid_items[:config.training.eval_limit])) if valid_items else None,
+                            weights=lambda: _trained_state(model))
+    if resume:
+        during.restore(resume[1], resume[2])
     result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress,
                    groups=learning_rates(report.groups, config.training), parallel=parallel,
-                   on_epoch=epoch_hook(task, config.training))
+                   on_epoch=epoch_hook(task, config.training), on_step=during, start=resume[0] if resume else None)
     record.update({
         "status": result.status,
         "steps": result.steps,
@@ -167,6 +195,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "loss": [round(x, 5) for x in result.losses],
         "step_seconds": [round(x, 5) for x in result.step_seconds],
         **({"distributed": result.extra["distributed"]} if "distributed" in result.extra else {}),
+        **({"curve": during.curve, "best_step": during.best_step} if during.curve else {}),
+        **({"stopped_early_at_step": result.stopped_at_step} if result.stopped_at_step else {}),
     })
     if result.status == "diverged":
         record["diverged_at_step"] = result.diverged_at_step
@@ -176,17 +206,19 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         return record
 
     record["weights"] = WEIGHTS
+    if during.keep_best and during.best_weights is not None and during.best_step != result.steps:
+        load_state_into(model, during.best_weights, "the best evaluation's weights")
+    if during.curve:
+        record["kept_step"] = during.best_step if during.keep_best and during.best_weights is not None else result.steps
     state = parallel.whole(_trained_state(model))  # every rank takes part in gathering sharded weights
     if parallel.main:
         record["weights_sha256"] = save_weights(out_dir / WEIGHTS, state, {"format": "loralab"})
-    if valid_examples is not None:
-        valid_items = task.encode(valid_examples, tokenizer, config.training.max_length, space, source=config.valid)
-        record["valid"] = evaluate(model, valid_items, task=task, pad_id=pad_id,
-                                   batch_size=config.training.eval_batch_size, device=device, progress=progress,
-                                   packed=config.training.packed, parallel=parallel,
-                                   precision=config.training.precision)
+    if valid_items is not None:
+        record["valid"] = scored(valid_items)
         record["valid"]["path"] = str(config.valid)
     write_json(out_dir / RECORD, record)
+    if parallel.main:
+        remove_checkpoint(out_dir)  # the run is finished: nothing left to resume
     return record
 
 

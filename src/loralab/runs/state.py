@@ -10,6 +10,7 @@ intrinsic-dimension measurement both ask here.
 from __future__ import annotations
 
 import functools
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,7 +75,8 @@ _REQUIRED = ("status", "config", "trainable_params", "total_params", "train_seco
 
 
 def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
-    """('done' | 'redo', why) for a planned run's folder; a different configuration is an error."""
+    """('done' | 'redo' | 'resume', why) for a planned run's folder; a different configuration is an error.
+    'resume': the run stopped with a checkpoint (`runs/checkpoint.py`), and `run` goes on from it."""
     path = folder / RECORD
     if not path.exists():
         return "redo", "not run yet"
@@ -92,6 +94,8 @@ def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
         return "redo", changed
     status = record.get("status")
     if status == "running":
+        if (folder / "checkpoint" / "checkpoint.json").is_file():
+            return "resume", "unfinished; resuming from its checkpoint"
         return "redo", "unfinished (the previous sweep stopped during this run)"
     missing = [key for key in _REQUIRED if key not in record]
     if status == "diverged":
@@ -115,13 +119,16 @@ def _release_memory() -> None:
 
 
 def _clear(folder: Path) -> None:
-    """Remove a stale record and weights so a redone run never pairs a new record with old weights."""
+    """Remove a stale record, weights and checkpoint so a redone run never pairs a new record with old weights."""
     for name in (RECORD, WEIGHTS):
         (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(folder / "checkpoint", ignore_errors=True)
 
 
-def rerun(run_fn: Callable[..., dict], config: RunConfig, folder: Path, **kwargs: Any) -> dict:
-    """Run `config` into `folder` afresh: stale files removed, the previous run's memory released."""
-    _clear(folder)
+def rerun(run_fn: Callable[..., dict], config: RunConfig, folder: Path, *, resume: bool = False, **kwargs: Any) -> dict:
+    """Run `config` into `folder` afresh (stale files removed), or with `resume` on from its checkpoint;
+    the previous run's memory released first."""
+    if not resume:
+        _clear(folder)
     _release_memory()
     return run_fn(config, folder, **kwargs)

@@ -8,6 +8,7 @@ from loralab.settings.table import setting
 from loralab.validate import SettingError, number
 
 PRECISIONS = ("fp32", "bf16")
+KEEPS = ("auto", "best", "last")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,17 @@ class TrainConfig:
                                        "this many times the first step's loss (0: only a NaN/inf loss counts).",
                                        compared=False)
     divergence_window: int = setting(10, "The divergence window's length in optimizer steps.", compared=False)
+    eval_every: int = setting(0, "Evaluate on the validation file every this many optimizer steps (0: only after "
+                              "training).", metavar="N")
+    eval_limit: int | None = setting(None, "Evaluations during training score only the validation file's first N "
+                                     "examples (none: all of it).", metavar="N")
+    early_stopping: int = setting(0, "Stop after this many evaluations in a row without a better headline metric "
+                                  "(0: never stop early).", metavar="PATIENCE")
+    keep: str = setting("auto", "Which weights the run folder keeps: best (the best evaluation's) or last; auto: "
+                        "best when evaluating during training, else last.", choices=KEEPS)
+    checkpoint_every: int = setting(0, "Write a resumable checkpoint (trainable weights, optimizer, schedule, random "
+                                    "states, data position) every this many optimizer steps (0: none). Changes no "
+                                    "result.", identity=False, metavar="N")
 
     def __post_init__(self):
         def check(name: str, **rule) -> None:
@@ -64,6 +76,14 @@ class TrainConfig:
         check("divergence_factor", low=0)
         check("divergence_window", integer=True, low=1)
         check("trim_heap_every", integer=True, low=0)
+        check("eval_every", integer=True, low=0)
+        check("eval_limit", integer=True, low=1, optional=True)
+        check("early_stopping", integer=True, low=0)
+        check("checkpoint_every", integer=True, low=0)
+        if self.keep not in KEEPS:
+            raise SettingError("training.keep", self.keep, " or ".join(KEEPS))
+        if self.early_stopping and not self.eval_every:
+            raise SettingError("training.early_stopping", self.early_stopping, "0 without --eval-every")
         if self.precision not in PRECISIONS:
             raise SettingError("training.precision", self.precision, " or ".join(PRECISIONS))
         for name in ("group_by_length", "packed", "shuffle_options", "gradient_checkpointing"):
