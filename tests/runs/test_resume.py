@@ -52,9 +52,11 @@ def killed_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(DuringTraining, "__call__", call)
 
 
-@pytest.mark.parametrize("strategy", ["full", "lora"])
+@pytest.mark.parametrize("strategy", ["full", "lora", "lora+eval"])
 def test_a_resumed_run_ends_bitwise_equal(base, tmp_path, monkeypatch, strategy):
-    planned = config(base, strategy)
+    planned = config(base, strategy.split("+")[0])
+    if strategy == "lora+eval":  # the curve, the best step and its weights survive the stop too
+        planned = planned.replace({"valid": str(SCIENCE / "valid.csv"), "valid_limit": 8, "eval_every": 1})
     whole = run(planned, tmp_path / "whole", progress=False, log=lambda _: None)
     with monkeypatch.context() as m:
         killed_at(m, 3)  # after the checkpoint at step 2, mid-epoch
@@ -67,6 +69,7 @@ def test_a_resumed_run_ends_bitwise_equal(base, tmp_path, monkeypatch, strategy)
     again = run(planned, tmp_path / "broken", progress=False, log=lambda _: None)
     assert again["resumed_at_steps"] == [2]
     assert again["loss"] == whole["loss"]
+    assert again.get("curve") == whole.get("curve") and again.get("kept_step") == whole.get("kept_step")
     a = load_file(tmp_path / "whole" / "weights.safetensors")
     b = load_file(tmp_path / "broken" / "weights.safetensors")
     assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
