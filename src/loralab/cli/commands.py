@@ -25,6 +25,12 @@ def train(args: argparse.Namespace) -> None:
         output_folder(args.out, "--out")
     set_threads(args)
     chosen = given(args)
+    if args.config:  # the file's settings, then the options given here over them
+        from loralab.sweeps.experiment import read_settings
+
+        chosen = {**read_settings(args.config), **chosen}
+    if not chosen.get("train"):
+        raise LoralabError("the following arguments are required: --train (or train in the --config file)")
     if args.legacy_freeze_head:
         chosen["strategy.train_head"] = False
     if args.adapter:
