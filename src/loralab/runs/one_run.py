@@ -20,6 +20,7 @@ from loralab.runs.artifacts import write_json as _write_json
 from loralab.runs.checkpoint import load_checkpoint, remove_checkpoint, resumable
 from loralab.runs.config import RunConfig
 from loralab.runs.during import DuringTraining
+from loralab.runs.trackers import check_trackers, open_trackers
 from loralab.tasks import TaskConfig
 from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
@@ -117,6 +118,7 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         task.check_labels(valid_examples, space, source=config.valid)
     if config.training.eval_every and valid_examples is None:
         raise SettingError("training.eval_every", config.training.eval_every, "0 without a validation file (--valid)")
+    check_trackers(config.training.log_to)  # a tracker not installed stops the run before anything is written
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
     model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
@@ -177,7 +179,9 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
                         device=device, progress=progress, packed=config.training.packed, parallel=parallel,
                         precision=config.training.precision)
 
+    trackers = open_trackers(config, out_dir) if parallel.main else []
     during = DuringTraining(config.training, out_dir, metric=task.metrics[0], log=log, write=parallel.main,
+                            trackers=trackers,
                             evaluate=(lambda: scored(valid_items[:config.training.eval_limit])) if valid_items else None,
                             weights=lambda: _trained_state(model))
     if resume:
@@ -202,6 +206,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         record["diverged_at_step"] = result.diverged_at_step
         record["diverged_reason"] = result.diverged_reason
         write_json(out_dir / RECORD, record)
+        for tracker in trackers:
+            tracker.finish(record, out_dir / RECORD)
         log(f"diverged at step {result.diverged_at_step}: {result.diverged_reason}")
         return record
 
@@ -217,6 +223,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         record["valid"] = scored(valid_items)
         record["valid"]["path"] = str(config.valid)
     write_json(out_dir / RECORD, record)
+    for tracker in trackers:
+        tracker.finish(record, out_dir / RECORD)
     if parallel.main:
         remove_checkpoint(out_dir)  # the run is finished: nothing left to resume
     return record

@@ -9,6 +9,7 @@ from loralab.validate import SettingError, number
 
 PRECISIONS = ("fp32", "bf16")
 KEEPS = ("auto", "best", "last")
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ class TrainConfig:
     checkpoint_every: int = setting(0, "Write a resumable checkpoint (trainable weights, optimizer, schedule, random "
                                     "states, data position) every this many optimizer steps (0: none). Changes no "
                                     "result.", identity=False, metavar="N")
+    log_to: tuple[str, ...] = setting((), "Report the run to trackers as it trains, any of tensorboard, mlflow, wandb "
+                                      "(comma list; each an optional extra).", identity=False, metavar="TRACKERS")
+    mlflow_uri: str | None = setting(None, "MLflow tracking server (none: a local store in the run folder's mlruns/).",
+                                     identity=False, metavar="URI")
 
     def __post_init__(self):
         def check(name: str, **rule) -> None:
@@ -80,6 +85,11 @@ class TrainConfig:
         check("eval_limit", integer=True, low=1, optional=True)
         check("early_stopping", integer=True, low=0)
         check("checkpoint_every", integer=True, low=0)
+        names = self.log_to.split(",") if isinstance(self.log_to, str) else self.log_to
+        object.__setattr__(self, "log_to", tuple(n.strip() for n in names if n.strip()))
+        for name in self.log_to:
+            if name not in TRACKERS:
+                raise SettingError("training.log_to", name, "tensorboard, mlflow or wandb")
         if self.keep not in KEEPS:
             raise SettingError("training.keep", self.keep, " or ".join(KEEPS))
         if self.early_stopping and not self.eval_every:
