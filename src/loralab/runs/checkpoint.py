@@ -15,7 +15,7 @@ from typing import Any
 
 from loralab.errors import LoralabError
 from loralab.runs.artifacts import RECORD, WEIGHTS, load_weights, read_json, save_weights, write_json
-from loralab.runs.state import same_config
+from loralab.runs.state import changed_data, same_config
 from loralab.settings import RunConfig
 from loralab.training.snapshot import Snapshot
 
@@ -61,7 +61,8 @@ def resumable(out_dir: Path, config: RunConfig) -> bool:
     except LoralabError:
         return False
     return (record.get("status") == "running" and isinstance(record.get("config"), dict)
-            and same_config(record["config"], config) and (out_dir / FOLDER / INDEX).is_file())
+            and same_config(record["config"], config) and (out_dir / FOLDER / INDEX).is_file()
+            and changed_data(record, config) is None)
 
 
 def check_folder(out_dir: Path, config: RunConfig, option: str = "--out") -> bool:
@@ -81,6 +82,10 @@ def check_folder(out_dir: Path, config: RunConfig, option: str = "--out") -> boo
     if not isinstance(record.get("config"), dict) or not same_config(record["config"], config):
         raise LoralabError(f"{option} {out_dir}: holds an unfinished run of a different configuration; rerun its own "
                            "command to resume it, or choose another folder")
+    changed = changed_data(record, config)
+    if changed:
+        raise LoralabError(f"{option} {out_dir}: holds an unfinished run, but {changed}; remove the folder to start "
+                           "again")
     if not (out_dir / FOLDER / INDEX).is_file():
         raise LoralabError(f"{option} {out_dir}: holds an unfinished run without a checkpoint to resume from (it ran "
                            "without --checkpoint-every, or stopped before its first); remove the folder to start again")

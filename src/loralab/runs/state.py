@@ -55,7 +55,7 @@ def same_config(recorded: dict[str, Any], planned: RunConfig) -> bool:
     return a == b
 
 
-def _changed_data(record: dict[str, Any], config: RunConfig) -> str | None:
+def changed_data(record: dict[str, Any], config: RunConfig) -> str | None:
     """Why the data a record was trained or scored on is not the data planned now, or None.
     Records from before data hashes were kept cannot tell, and stand."""
     data = record.get("data")
@@ -89,7 +89,7 @@ def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
             f"{path}: this folder holds a run with a different configuration than the experiment plans; "
             f"use another --out folder, or remove {folder} to rerun it"
         )
-    changed = _changed_data(record, config)
+    changed = changed_data(record, config)
     if changed:
         return "redo", changed
     status = record.get("status")
