@@ -118,6 +118,8 @@ def run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         task.check_labels(valid_examples, space, source=config.valid)
     if config.training.eval_every and valid_examples is None:
         raise SettingError("training.eval_every", config.training.eval_every, "0 without a validation file (--valid)")
+    if parallel.distributed and config.training.checkpoint_every:
+        raise SettingError("training.checkpoint_every", config.training.checkpoint_every, "0 under torchrun")
     check_trackers(config.training.log_to)  # a tracker not installed stops the run before anything is written
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)

@@ -134,10 +134,10 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
 
     result = TrainResult("completed", 0, [], [], 0.0, 0, 0.0)
     skip, before = 0, 0.0
+    if parallel.distributed and config.checkpoint_every:
+        raise SettingError("training.checkpoint_every", config.checkpoint_every, "0 under torchrun (checkpoints "
+                           "and resuming a data-parallel run are not supported)")
     if start is not None:
-        if parallel.distributed:
-            raise SettingError("training.checkpoint_every", config.checkpoint_every, "0 under torchrun (resuming "
-                               "a data-parallel run is not supported)")
         restore(start, model, optimizer, scheduler)
         position = start.meta["position"]
         generator.set_state(start.tensors["rng/epoch"])
