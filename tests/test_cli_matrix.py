@@ -85,7 +85,7 @@ CASES = [
     ("train", "bad number: not a number", [*TRAIN, "--batch-size", "x", "--out", "new"], "invalid int value"),
     ("train", "bad number: zero", [*TRAIN, "--batch-size", "0", "--out", "new"], "invalid --batch-size 0"),
     ("train", "bad output: a file", [*TRAIN, "--out", "afile"], "exists and is not a folder"),
-    ("train", "bad output: a finished run", [*TRAIN, "--out", "run"], "already holds run.json"),
+    ("train", "bad output: a finished run", [*TRAIN, "--out", "run"], "already holds a finished run"),
     ("train", "bad model", [*TRAIN, "--model", "/nonexistent/model", "--out", "new"], "no such folder"),
     ("evaluate", "bad data: duplicate columns", ["evaluate", *SCORE, "--data", "dup.csv"], "'answer' twice"),
     ("evaluate", "bad data: ragged row", ["evaluate", *SCORE, "--data", "ragged.csv"], "row 2: has 3 fields"),

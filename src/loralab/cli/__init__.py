@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "state across the processes with FSDP2 (default: DDP, a whole copy on each)")
     t.add_argument("--freeze-head", dest="legacy_freeze_head", action="store_true", help=argparse.SUPPRESS)  # < 0.2
     add_settings(t)
+    t.add_argument("--config", metavar="FILE", help="a YAML or TOML file of this run's settings, with an experiment "
+                   "file's keys (lr, lora_r, training.lr, ...); options given here override it")
     t.set_defaults(func=commands.train, legacy_freeze_head=False)
 
     for name, func, help_ in (("predict", commands.predict, "write predictions (id, prediction) of a trained run, as a Kaggle submission"),
@@ -134,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice); "
                            "1 is much faster on a CPU shared with other jobs")
     mark_required(t, i, m)
+    for action in t._actions:  # train's --train may come from its --config file instead (checked there)
+        if action.dest == f"{PREFIX}run:train":
+            action.required = False
     return parser
 
 

@@ -17,15 +17,20 @@ from loralab.validate import number, output_file, output_folder
 def train(args: argparse.Namespace) -> None:
     from loralab import api
     from loralab.reports.summary import summary
-    from loralab.runs.artifacts import RECORD, WEIGHTS
     from loralab.runs.one_run import resolve_device
     from loralab.training.distributed import DataParallel
 
     parallel = DataParallel.from_environment(sharded=args.fsdp)  # torchrun's ranks, else one process
     if parallel.main:  # another rank could look after rank 0 has begun the record
-        output_folder(args.out, "--out", forbid=(RECORD, WEIGHTS))
+        output_folder(args.out, "--out")
     set_threads(args)
     chosen = given(args)
+    if args.config:  # the file's settings, then the options given here over them
+        from loralab.sweeps.experiment import read_settings
+
+        chosen = {**read_settings(args.config), **chosen}
+    if not chosen.get("train"):
+        raise LoralabError("the following arguments are required: --train (or train in the --config file)")
     if args.legacy_freeze_head:
         chosen["strategy.train_head"] = False
     if args.adapter:
@@ -42,6 +47,10 @@ def train(args: argparse.Namespace) -> None:
         config = dataclasses.replace(RunConfig.from_flat(chosen), model=model, strategy=adapter.strategy)
     else:
         config = RunConfig.from_flat(chosen)
+    if parallel.main:  # a finished run, another run or an unfinished one without a checkpoint is refused
+        from loralab.runs.checkpoint import check_folder
+
+        check_folder(Path(args.out), config)
     with parallel.joined(resolve_device(config.device)):
         record = api.train(config, args.out, progress=not args.quiet, adapter=args.adapter, parallel=parallel)
     if parallel.main:

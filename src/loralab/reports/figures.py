@@ -173,6 +173,37 @@ def loss_figure(rows: list[Row]):
     return fig
 
 
+def curve_figure(rows: list[Row], metric: str):
+    """The validation metric evaluated during training against the step, one line per run with a curve;
+    a ring marks the step whose weights the run kept."""
+    import plotly.graph_objects as go
+
+    rows = [r for r in rows if any(rec.get("curve") for rec in r.records)]
+    if not rows:
+        return None
+    fig = go.Figure()
+    for index, (color, row) in enumerate(zip(_colors(len(rows)), rows)):
+        title = f"{row.label} ({settings_text(row)})" if settings_text(row) else row.label
+        for i, record in enumerate(r for r in row.records if r.get("curve")):
+            points = [(p["step"], float(p[metric])) for p in record["curve"] if is_number(p.get(metric))]
+            if not points:
+                continue
+            steps, values = zip(*points)
+            fig.add_scatter(x=steps, y=values, mode="lines+markers", line=dict(color=color, width=1.5),
+                            marker=dict(size=4), name=f"seed {run_seed(record)}", legendgroup=f"row{index}",
+                            legendgrouptitle_text=title if i == 0 else None,
+                            hovertemplate=f"{html.escape(title)}, seed {run_seed(record)}<br>step %{{x}}: "
+                                          f"{html.escape(metric)} %{{y:.4f}}<extra></extra>")
+            kept = dict(points).get(record.get("kept_step"))
+            if kept is not None:
+                fig.add_scatter(x=[record["kept_step"]], y=[kept], mode="markers", showlegend=False,
+                                marker=dict(size=11, color="rgba(0,0,0,0)", line=dict(color=color, width=2)),
+                                legendgroup=f"row{index}", hoverinfo="skip")
+    _layout(fig, "optimizer step", f"validation {metric} during training", height=480,
+            legend=dict(groupclick="toggleitem", font=dict(size=11)))
+    return fig
+
+
 def alpha_figure(rows: list[Row], metric: str):
     """The metric against lora_alpha (log axis), mean ± s.d. per line of LoRA settings, seeds as dots; the
     other strategies as dotted horizontal lines. None unless alphas vary."""

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable
 
-from loralab.reports.figures import (COSTS, alpha_figure, cost_figure, figure_json, intrinsic_figure, loss_figure,
-                                     parallel_figure, run_seed)
+from loralab.reports.figures import (COSTS, alpha_figure, cost_figure, curve_figure, figure_json, intrinsic_figure,
+                                     loss_figure, parallel_figure, run_seed)
 from loralab.reports.intrinsic import IntrinsicRecord
 from loralab.reports.markdown import _mean_sd, _summary
 from loralab.reports.rows import Section, against_best, higher_is_better, is_number, metric_label, settings_text
@@ -172,6 +172,9 @@ def _section_html(section: Section, sid: str, heading: str, href: Callable[[dict
               ("loss", "Training loss", loss_figure(section.rows),
                "Moving average over a twentieth of each run. Click a legend entry to hide or show a run, "
                "double-click to show it alone."),
+              ("curve", f"{name} during training", curve_figure(section.rows, metric),
+               "Evaluated every --eval-every steps on the first --eval-limit validation examples; a ring marks the "
+               "step whose weights each run kept."),
               ("alpha", f"{name} against lora_alpha", alpha_figure(section.rows, metric),
                "Mean ± s.d. over seeds, seeds as faint dots; the other strategies as dotted lines.")]
     for key, title, fig, note in others:

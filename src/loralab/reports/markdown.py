@@ -97,8 +97,32 @@ def _differences(section: Section, heading: str) -> list[str]:
     return lines + [""]
 
 
+def _curves(section: Section, heading: str) -> list[str]:
+    """The runs evaluated during training: their curve of the headline metric, best and kept step."""
+    metric = section.metric
+    runs = [(row, r) for row in section.rows for r in row.records if r.get("curve")]
+    if not runs:
+        return []
+    lines = [f"{heading} {metric_label(metric)} during training", "",
+             f"| run | seed | {metric_label(metric)} by step | best (step) | kept step | stopped early at |",
+             "|---|---:|---|---:|---:|---:|"]
+    for row, record in runs:
+        points = [(p["step"], p[metric]) for p in record["curve"] if isinstance(p.get(metric), (int, float))]
+        stride = max(1, -(-len(points) // 12))  # a dozen points say the curve's shape; the plots have them all
+        curve = ", ".join(f"{step}: {value:.3f}" for step, value in points[::stride])
+        if points:
+            pick = max if higher_is_better(metric) else min
+            step, value = pick(points, key=lambda point: point[1])
+            best = f"{value:.3f} ({step})"
+        else:
+            best = "–"
+        lines.append(f"| {row.label} | {record.get('hyperparameters', {}).get('training.seed', '?')} | {curve} | {best} | "
+                     f"{record.get('kept_step', '–')} | {record.get('stopped_early_at_step', '–')} |")
+    return lines + [""]
+
+
 def _section(section: Section, heading: str) -> list[str]:
-    return _summary(section) + _table(section) + [""] + _differences(section, heading)
+    return _summary(section) + _table(section) + [""] + _differences(section, heading) + _curves(section, heading)
 
 
 def report_markdown(sections: list[Section], skipped: list[str], title: str, description: str = "",

@@ -233,3 +233,33 @@ def plot_loss_curves(rows: list[Row], out: Path, *, tag: str = "", subtitle: str
     ax.legend(fontsize=6, ncol=2 if len(rows) > 8 else 1)
     ax.grid(alpha=0.3)
     return save_png(fig, out / _name("loss_curves", tag))
+
+
+def plot_validation_curves(rows: list[Row], metric: str, out: Path, *, tag: str = "",
+                           subtitle: str = "") -> Path | None:
+    """The validation metric evaluated during training against the step, one line per run that has a
+    curve; a ring at the step whose weights the run kept."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in rows if any(rec.get("curve") for rec in r.records)]
+    if not rows:
+        return None
+    fig = Figure(figsize=(8, 5))
+    ax = fig.add_subplot()
+    for color, row in zip(colors(len(rows)), rows):
+        text = f"{row.label} ({settings_text(row)})" if settings_text(row) else row.label
+        for i, record in enumerate(r for r in row.records if r.get("curve")):
+            points = dict((p["step"], float(p[metric])) for p in record["curve"] if is_number(p.get(metric)))
+            if not points:
+                continue
+            ax.plot(list(points), list(points.values()), color=color, linewidth=1, marker=".",
+                    label=text if i == 0 else None)
+            if record.get("kept_step") in points:
+                ax.scatter([record["kept_step"]], [points[record["kept_step"]]], s=80, facecolors="none",
+                           edgecolors=[color])
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(f"validation {metric_label(metric)}")
+    _title(ax, f"Validation {metric_label(metric)} during training (ring: kept weights)", subtitle)
+    ax.legend(fontsize=6, ncol=2 if len(rows) > 8 else 1)
+    ax.grid(alpha=0.3)
+    return save_png(fig, out / _name(f"{_slug(metric)}_during_training", tag))

@@ -19,7 +19,8 @@ from loralab.metrics import METRICS
 from loralab.reports.html import PAGE, Progress, report_page
 from loralab.reports.intrinsic import INTRINSIC, read_intrinsic
 from loralab.reports.markdown import report_markdown
-from loralab.reports.plots import plot_loss_curves, plot_metric_vs_alpha, plot_metric_vs_cost, plot_metric_vs_params
+from loralab.reports.plots import (plot_loss_curves, plot_metric_vs_alpha, plot_metric_vs_cost, plot_metric_vs_params,
+                                   plot_validation_curves)
 from loralab.reports.rows import Row, Section, build_sections, load_records, read_manifest, short_paths
 from loralab.runs.artifacts import RECORD, _atomic_write, read_json
 
@@ -127,7 +128,9 @@ def write_report(folder: str | Path, out: str | Path | None = None, *, metric: s
         files += [p for p in (plot_metric_vs_alpha(section.rows, section.metric, out, tag=tag, subtitle=subtitle),
                               plot_metric_vs_params(section.rows, section.metric, out, tag=tag, subtitle=subtitle),
                               plot_metric_vs_cost(section.rows, section.metric, out, tag=tag, subtitle=subtitle),
-                              plot_loss_curves(section.rows, out, tag=tag, subtitle=subtitle)) if p is not None]
+                              plot_loss_curves(section.rows, out, tag=tag, subtitle=subtitle),
+                              plot_validation_curves(section.rows, section.metric, out, tag=tag, subtitle=subtitle))
+                  if p is not None]
     title = title or f"{info.get('experiment', folder.name)}: results"
     text = report_markdown(sections, skipped, title, info.get("description", ""), files)
     _atomic_write(out / TABLE, lambda tmp: Path(tmp).write_text(text))

@@ -19,11 +19,15 @@ from loralab.version import __version__
 from loralab.runs.artifacts import (RECORD, WEIGHTS, file_sha256, load_state_into, load_weights, mark_failed,
                                     remove_leftovers, save_weights)
 from loralab.runs.artifacts import write_json as _write_json
+from loralab.runs.checkpoint import load_checkpoint, remove_checkpoint, resumable
 from loralab.runs.config import RunConfig
+from loralab.runs.during import DuringTraining
 from loralab.runs.record import read_record
+from loralab.runs.trackers import check_trackers, open_trackers
 from loralab.tasks import TaskConfig
 from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
+from loralab.validate import SettingError
 from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, load_tokenizer, model_type,
                             offline_environment, pad_token_id, recorded_model, resolve_model)
 from loralab.models.quantize import quantize_model
@@ -109,6 +113,7 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     `adapter` is a peft LoRA adapter to start from (`read_peft_adapter(folder)`, read once);
     `config.strategy` must then be the adapter's own (`adapter.strategy`).
     `parallel`: this process's rank in a data-parallel run; only rank 0 writes the folder.
+    A folder holding this run unfinished (status "running") with a checkpoint goes on from it.
     """
     out_dir = Path(out_dir)
     config = dataclasses.replace(config, model=recorded_model(config.model))
@@ -128,6 +133,11 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     task.check_labels(train_examples, space, source=config.train)  # every label checked before anything is written
     if valid_examples is not None:
         task.check_labels(valid_examples, space, source=config.valid)
+    if config.training.eval_every and valid_examples is None:
+        raise SettingError("training.eval_every", config.training.eval_every, "0 without a validation file (--valid)")
+    if parallel.distributed and config.training.checkpoint_every:
+        raise SettingError("training.checkpoint_every", config.training.checkpoint_every, "0 under torchrun")
+    check_trackers(config.training.log_to)  # a tracker not installed stops the run before anything is written
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
     # Both files are tokenized before anything is written: text the tokenizer refuses, or a validation
@@ -170,14 +180,35 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "device": str(device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
+    resume = resumable(out_dir, config) and parallel.main and load_checkpoint(out_dir)
+    if resume:
+        previous = read_record(out_dir / RECORD)
+        record["created"] = previous.get("created", record["created"])
+        record["resumed_at_steps"] = previous.get("resumed_at_steps", []) + [resume[0].step]
+        log(f"resuming from the checkpoint at step {resume[0].step}")
+    elif parallel.main:
+        remove_checkpoint(out_dir)  # a stale one from another run must never be resumed
     write_json(out_dir / RECORD, record)
     log(f"{task.name}, {config.strategy.strategy.value}: {report.trainable_params:,} of {report.total_params:,} "
         f"parameters train ({100 * report.trainable_fraction:.2f}%), {len(train_examples)} examples, device {device}")
 
     pad_id = pad_token_id(tokenizer)
+
+    def scored(items_: list) -> dict[str, Any]:
+        return evaluate(model, items_, task=task, pad_id=pad_id, batch_size=config.training.eval_batch_size,
+                        device=device, progress=progress, packed=config.training.packed, parallel=parallel,
+                        precision=config.training.precision)
+
+    trackers = open_trackers(config, out_dir) if parallel.main else []
+    during = DuringTraining(config.training, out_dir, metric=task.metrics[0], log=log, write=parallel.main,
+                            trackers=trackers,
+                            evaluate=(lambda: scored(valid_items[:config.training.eval_limit])) if valid_items else None,
+                            weights=lambda: _trained_state(model))
+    if resume:
+        during.restore(resume[1], resume[2])
     result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress,
                    groups=learning_rates(report.groups, config.training), parallel=parallel,
-                   on_epoch=epoch_hook(task, config.training))
+                   on_epoch=epoch_hook(task, config.training), on_step=during, start=resume[0] if resume else None)
     record.update({
         "status": result.status,
         "steps": result.steps,
@@ -188,25 +219,34 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "loss": [round(x, 5) for x in result.losses],
         "step_seconds": [round(x, 5) for x in result.step_seconds],
         **({"distributed": result.extra["distributed"]} if "distributed" in result.extra else {}),
+        **({"curve": during.curve, "best_step": during.best_step} if during.curve else {}),
+        **({"stopped_early_at_step": result.stopped_at_step} if result.stopped_at_step else {}),
     })
     if result.status == "diverged":
         record["diverged_at_step"] = result.diverged_at_step
         record["diverged_reason"] = result.diverged_reason
         write_json(out_dir / RECORD, record)
+        for tracker in trackers:
+            tracker.finish(record, out_dir / RECORD)
         log(f"diverged at step {result.diverged_at_step}: {result.diverged_reason}")
         return record
 
     record["weights"] = WEIGHTS
+    if during.keep_best and during.best_weights is not None and during.best_step != result.steps:
+        load_state_into(model, during.best_weights, "the best evaluation's weights")
+    if during.curve:
+        record["kept_step"] = during.best_step if during.keep_best and during.best_weights is not None else result.steps
     state = parallel.whole(_trained_state(model))  # every rank takes part in gathering sharded weights
     if parallel.main:
         record["weights_sha256"] = save_weights(out_dir / WEIGHTS, state, {"format": "loralab"})
     if valid_items is not None:
-        record["valid"] = evaluate(model, valid_items, task=task, pad_id=pad_id,
-                                   batch_size=config.training.eval_batch_size, device=device, progress=progress,
-                                   packed=config.training.packed, parallel=parallel,
-                                   precision=config.training.precision)
+        record["valid"] = scored(valid_items)
         record["valid"]["path"] = str(config.valid)
     write_json(out_dir / RECORD, record)
+    for tracker in trackers:
+        tracker.finish(record, out_dir / RECORD)
+    if parallel.main:
+        remove_checkpoint(out_dir)  # the run is finished: nothing left to resume
     return record
 
 

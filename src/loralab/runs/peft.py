@@ -34,7 +34,8 @@ from torch import nn
 from loralab.version import __version__
 from loralab.runs.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
 from loralab.errors import LoralabError
-from loralab.models import architecture, fingerprint, is_decoder, is_head
+from loralab.models import architecture, fingerprint, is_decoder, is_head, resolve_model
+from loralab.models.packaged import ALIASES as PACKAGED_ALIASES
 from loralab.models.quantize import QuantizeConfig
 from loralab.names import has_prefix, has_suffix
 from loralab.strategies import Strategy, StrategyConfig, StrategyReport, apply_strategy
@@ -47,6 +48,7 @@ FINGERPRINT_KEY = "loralab_base_fingerprint"
 TASK_KEY, SPACE_KEY = "loralab_task", "loralab_label_space"  # which head: safetensors metadata peft ignores
 SCORING_KEY = "loralab_scoring"  # a decoder's multiple choice: letter or likelihood
 QUANTIZE_KEY = "loralab_quantize"  # the quantized base the adapter was trained on
+HUB_KEY = "loralab_base_model_hub_name"  # the base's hub name, beside the local folder the config names
 
 # The packaged model's alias is loralab's; peft users know it by its hub name.
 _HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
@@ -148,9 +150,8 @@ def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise LoralabError(f"{out_dir}: exists and is not a folder")
-    name = loaded.config.model
-    base = _HUB_NAMES.get(name.lower(), name)
-    metadata = {"format": "pt", "loralab_version": __version__}
+    base, hub = base_names(loaded.config.model)
+    metadata = {"format": "pt", "loralab_version": __version__, **({HUB_KEY: hub} if hub else {})}
     recorded = loaded.record.get("base_model", {}).get("fingerprint")
     if recorded:
         metadata[FINGERPRINT_KEY] = recorded
@@ -163,7 +164,20 @@ def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
     # Weights first: a folder whose config exists always has its weights beside it.
     save_weights(out_dir / WEIGHTS, peft_state(loaded.model), metadata)
     write_json(out_dir / CONFIG, peft_config(loaded.model, strategy.lora, base))
+    if hub:  # the model card's front matter, where the hub looks for an adapter's base
+        (out_dir / "README.md").write_text(f"---\nbase_model: {hub}\nlibrary_name: peft\n---\n\nA LoRA adapter "
+                                           f"exported by loralab {__version__} (`loralab export-peft`).\n")
     return out_dir
+
+
+def base_names(model: str) -> tuple[str, str | None]:
+    """(what `base_model_name_or_path` holds, the hub name): the folder loralab loaded the base from
+    when it was local or packaged, so the adapter loads offline where it was made; the hub name, where
+    there is one, goes beside it."""
+    local = resolve_model(model)
+    folder = Path(local).expanduser()
+    hub = _HUB_NAMES.get(PACKAGED_ALIASES.get(model.lower(), model.lower())) or (None if folder.is_dir() else model)
+    return (str(folder.absolute()) if folder.is_dir() else local), hub
 
 
 # ---------------------------------------------------------------------------------------------

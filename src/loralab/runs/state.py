@@ -10,6 +10,7 @@ intrinsic-dimension measurement both ask here.
 from __future__ import annotations
 
 import functools
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,7 +56,7 @@ def same_config(recorded: dict[str, Any], planned: RunConfig) -> bool:
     return a == b
 
 
-def _changed_data(record: dict[str, Any], config: RunConfig) -> str | None:
+def changed_data(record: dict[str, Any], config: RunConfig) -> str | None:
     """Why the data a record was trained or scored on is not the data planned now, or None.
     Records from before data hashes were kept cannot tell, and stand."""
     data = record.get("data")
@@ -75,7 +76,8 @@ _REQUIRED = ("status", "config", "trainable_params", "total_params", "train_seco
 
 
 def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
-    """('done' | 'redo', why) for a planned run's folder; a different configuration is an error."""
+    """('done' | 'redo' | 'resume', why) for a planned run's folder; a different configuration is an error.
+    'resume': the run stopped with a checkpoint (`runs/checkpoint.py`), and `run` goes on from it."""
     path = folder / RECORD
     if not path.exists():
         return "redo", "not run yet"
@@ -90,11 +92,13 @@ def record_state(folder: Path, config: RunConfig) -> tuple[str, str]:
             f"{path}: this folder holds a run with a different configuration than the experiment plans; "
             f"use another --out folder, or remove {folder} to rerun it"
         )
-    changed = _changed_data(record, config)
+    changed = changed_data(record, config)
     if changed:
         return "redo", changed
     status = record.get("status")
     if status == "running":
+        if (folder / "checkpoint" / "checkpoint.json").is_file():
+            return "resume", "unfinished; resuming from its checkpoint"
         return "redo", "unfinished (the previous sweep stopped during this run)"
     missing = [key for key in _REQUIRED if key not in record]
     if status == "diverged":
@@ -118,13 +122,16 @@ def _release_memory() -> None:
 
 
 def _clear(folder: Path) -> None:
-    """Remove a stale record and weights so a redone run never pairs a new record with old weights."""
+    """Remove a stale record, weights and checkpoint so a redone run never pairs a new record with old weights."""
     for name in (RECORD, WEIGHTS):
         (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(folder / "checkpoint", ignore_errors=True)
 
 
-def rerun(run_fn: Callable[..., dict], config: RunConfig, folder: Path, **kwargs: Any) -> dict:
-    """Run `config` into `folder` afresh: stale files removed, the previous run's memory released."""
-    _clear(folder)
+def rerun(run_fn: Callable[..., dict], config: RunConfig, folder: Path, *, resume: bool = False, **kwargs: Any) -> dict:
+    """Run `config` into `folder` afresh (stale files removed), or with `resume` on from its checkpoint;
+    the previous run's memory released first."""
+    if not resume:
+        _clear(folder)
     _release_memory()
     return run_fn(config, folder, **kwargs)

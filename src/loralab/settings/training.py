@@ -8,6 +8,8 @@ from loralab.settings.table import setting
 from loralab.validate import SettingError, number
 
 PRECISIONS = ("fp32", "bf16")
+KEEPS = ("auto", "best", "last")
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,21 @@ class TrainConfig:
                                        "this many times the first step's loss (0: only a NaN/inf loss counts).",
                                        compared=False)
     divergence_window: int = setting(10, "The divergence window's length in optimizer steps.", compared=False)
+    eval_every: int = setting(0, "Evaluate on the validation file every this many optimizer steps (0: only after "
+                              "training).", metavar="N")
+    eval_limit: int | None = setting(None, "Evaluations during training score only the validation file's first N "
+                                     "examples (none: all of it).", metavar="N")
+    early_stopping: int = setting(0, "Stop after this many evaluations in a row without a better headline metric "
+                                  "(0: never stop early).", metavar="PATIENCE")
+    keep: str = setting("auto", "Which weights the run folder keeps: best (the best evaluation's) or last; auto: "
+                        "best when evaluating during training, else last.", choices=KEEPS)
+    checkpoint_every: int = setting(0, "Write a resumable checkpoint (trainable weights, optimizer, schedule, random "
+                                    "states, data position) every this many optimizer steps (0: none). Changes no "
+                                    "result.", identity=False, metavar="N")
+    log_to: tuple[str, ...] = setting((), "Report the run to trackers as it trains, any of tensorboard, mlflow, wandb "
+                                      "(comma list; each an optional extra).", identity=False, metavar="TRACKERS")
+    mlflow_uri: str | None = setting(None, "MLflow tracking server (none: a local store in the run folder's mlruns/).",
+                                     identity=False, metavar="URI")
 
     def __post_init__(self):
         def check(name: str, **rule) -> None:
@@ -64,6 +81,19 @@ class TrainConfig:
         check("divergence_factor", low=0)
         check("divergence_window", integer=True, low=1)
         check("trim_heap_every", integer=True, low=0)
+        check("eval_every", integer=True, low=0)
+        check("eval_limit", integer=True, low=1, optional=True)
+        check("early_stopping", integer=True, low=0)
+        check("checkpoint_every", integer=True, low=0)
+        names = self.log_to.split(",") if isinstance(self.log_to, str) else self.log_to
+        object.__setattr__(self, "log_to", tuple(n.strip() for n in names if n.strip()))
+        for name in self.log_to:
+            if name not in TRACKERS:
+                raise SettingError("training.log_to", name, "tensorboard, mlflow or wandb")
+        if self.keep not in KEEPS:
+            raise SettingError("training.keep", self.keep, " or ".join(KEEPS))
+        if self.early_stopping and not self.eval_every:
+            raise SettingError("training.early_stopping", self.early_stopping, "0 without --eval-every")
         if self.precision not in PRECISIONS:
             raise SettingError("training.precision", self.precision, " or ".join(PRECISIONS))
         for name in ("group_by_length", "packed", "shuffle_options", "gradient_checkpointing"):

@@ -275,6 +275,16 @@ def load_experiment(path: str | Path) -> Experiment:
         raise LoralabError(f"{path}: a setting refers to itself or nests too deeply") from None
 
 
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """A one-run config file (`loralab train --config`): the settings an experiment's `base` holds, with
+    the same keys, as dotted paths; data files and a local model folder are relative to the file."""
+    path = Path(path)
+    data, defaults = _read_file(path), _defaults()
+    flat = {key: _coerce(key, value, defaults[key], str(path))
+            for key, value in _flatten(data, defaults, str(path)).items()}
+    return _resolve_paths(flat, path.parent)
+
+
 def _load_experiment(path: Path) -> Experiment:
     data = _read_file(path)
     for key in data:

@@ -106,7 +106,7 @@ def _sweep(experiment: Experiment, out_dir: Path, run_fn: Callable[..., dict], p
     })
     result = SweepResult(out_dir)
     mine = [p for i, p in enumerate(experiment.runs) if i % n == k - 1]
-    todo = [p for p in mine if states[p.folder][0] == "redo"]
+    todo = [p for p in mine if states[p.folder][0] in ("redo", "resume")]
     result.skipped = [p.folder for p in mine if states[p.folder][0] == "done"]
     log(f"{experiment.name}: {len(experiment.runs)} runs" + (f", shard {k}/{n} of {len(mine)}" if n > 1 else "")
         + f", {len(result.skipped)} already done, {len(todo)} to run")
@@ -119,7 +119,7 @@ def _sweep(experiment: Experiment, out_dir: Path, run_fn: Callable[..., dict], p
         for planned, why in reasons:
             say(f"[{len(result.ran) + 1}/{len(todo)}] {planned.folder}" + ("" if why == "not run yet" else f" ({why})"))
             yield planned, rerun(run_fn, planned.config, out_dir / planned.folder, progress=progress,
-                                 log=say)
+                                 log=say, resume=states[planned.folder][0] == "resume")
 
     for planned, record in (in_process() if executor is None else executor(reasons, out_dir)):
         result.ran.append(planned.folder)

@@ -48,3 +48,20 @@ class Group(NamedTuple):
 EpochHook = Callable[[Sequence[Any], torch.Generator], Sequence[Any]]
 """Called as each epoch starts with the examples and the loop's data-order generator; returns the
 epoch's examples (a decoder's multiple choice shows each question's options in a new order)."""
+
+
+class Step(NamedTuple):
+    """An optimizer step just taken, as a step hook sees it; `snapshot()` is the loop's whole state
+    (`loralab.training.snapshot`), taken only when asked for."""
+
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    tokens_per_second: float
+    snapshot: Callable[[], Any]
+
+
+StepHook = Callable[[Step], bool]
+"""Called after every optimizer step (the model back in training mode after it); True stops training
+there (early stopping). The run evaluates, checkpoints and reports to trackers through it."""

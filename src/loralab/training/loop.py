@@ -9,6 +9,7 @@ second and peak memory. What it asks of a task and a strategy is in `interface.p
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import statistics
 import time
@@ -24,10 +25,11 @@ from loralab.models.checkpointing import checkpointing
 from loralab.settings.training import TrainConfig
 from loralab.training.batching import batches
 from loralab.training.distributed import SINGLE, DataParallel
-from loralab.training.interface import EpochHook, ParamGroup, Task
+from loralab.training.interface import EpochHook, ParamGroup, Step, StepHook, Task
 from loralab.training.memory import PeakMemory
 from loralab.training.optimizer import adamw, linear_schedule
 from loralab.training.precision import PRECISIONS, autocast
+from loralab.training.snapshot import Snapshot, capture, restore
 from loralab.validate import SettingError, number
 
 
@@ -46,6 +48,7 @@ class TrainResult:
     peak_memory_mb: float
     diverged_at_step: int | None = None
     diverged_reason: str | None = None
+    stopped_at_step: int | None = None  # a step hook stopped training there (early stopping)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -87,7 +90,8 @@ def _diverge(result: TrainResult, why: str, at: int | None = None) -> None:
 
 def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, task: Task, pad_id: int,
           device: str | torch.device = "cpu", progress: bool = True, groups: Sequence[ParamGroup] | None = None,
-          parallel: DataParallel = SINGLE, on_epoch: EpochHook | None = None) -> TrainResult:
+          parallel: DataParallel = SINGLE, on_epoch: EpochHook | None = None, on_step: StepHook | None = None,
+          start: Snapshot | None = None) -> TrainResult:
     """Train `model` in place on a task's encoded examples; returns losses, timing and memory.
 
     The task supplies the batches (`collate`) and the loss; the loop knows nothing else of it.
@@ -104,11 +108,12 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
     global_batch = config.batch_size * parallel.world
     collate = functools.partial(task.collate, pad_id=pad_id)
 
-    def epoch() -> Iterator[tuple[dict, float]]:
+    def epoch(skip: int) -> Iterator[tuple[dict, float]]:
         # Collated one batch at a time: an epoch of padded tensors never sits in memory at once.
         epoch_items = items if on_epoch is None else on_epoch(items, generator)
-        for chunk in batches(epoch_items, global_batch, list, shuffle=True, generator=generator,
-                             group_by_length=config.group_by_length):
+        chunks = batches(epoch_items, global_batch, list, shuffle=True, generator=generator,
+                         group_by_length=config.group_by_length)
+        for chunk in itertools.islice(chunks, skip, None):  # a resumed epoch: its first batches were done
             yield parallel.shard(chunk, collate)
 
     probe = None
@@ -128,13 +133,26 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
     params = [p for group in optimizer.param_groups for p in group["params"]]
 
     result = TrainResult("completed", 0, [], [], 0.0, 0, 0.0)
+    skip, before = 0, 0.0
+    if parallel.distributed and config.checkpoint_every:
+        raise SettingError("training.checkpoint_every", config.checkpoint_every, "0 under torchrun (checkpoints "
+                           "and resuming a data-parallel run are not supported)")
+    if start is not None:
+        restore(start, model, optimizer, scheduler)
+        position = start.meta["position"]
+        generator.set_state(start.tensors["rng/epoch"])
+        skip, before = position["index"], position["train_seconds"]
+        result.steps, result.tokens = position["steps"], position["tokens"]
+        result.losses, result.step_seconds = list(position["losses"]), list(position["step_seconds"])
     model.train()
-    bar = tqdm(total=total_steps, desc="train", unit="step", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=result.steps, desc="train", unit="step", disable=not progress,
+               dynamic_ncols=True)
     start = time.perf_counter()
     with checkpointing(model, config.gradient_checkpointing), PeakMemory(device) as memory:
         step_start, step_loss, step_tokens, micro = time.perf_counter(), 0.0, 0, 0
-        while result.steps < total_steps and result.status == "completed":
-            for index, (batch, share) in enumerate(epoch()):
+        while result.steps < total_steps and result.status == "completed" and result.stopped_at_step is None:
+            epoch_state = generator.get_state()
+            for index, (batch, share) in enumerate(epoch(skip), start=skip):
                 batch = {k: v.to(device) for k, v in batch.items()}
                 micro += 1
                 step_ends = not micro % config.grad_accum or index == micro_per_epoch - 1
@@ -154,6 +172,7 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
                     break
                 if config.max_grad_norm:
                     torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                lr = optimizer.param_groups[0]["lr"]
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -170,14 +189,26 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
                 if why:
                     _diverge(result, why, at=result.steps)
                     break
+                if on_step is not None:
+                    position = {"steps": result.steps, "index": index + 1, "tokens": result.tokens,
+                                "losses": list(result.losses), "step_seconds": list(result.step_seconds),
+                                "train_seconds": before + now - start}
+                    snapshot = functools.partial(capture, model, optimizer, scheduler, epoch_state, position)
+                    stop = on_step(Step(result.steps, total_steps, result.losses[-1], lr,
+                                        result.tokens / (before + now - start), snapshot))
+                    model.train()  # an evaluation in the hook left it in eval mode
+                    if stop:
+                        result.stopped_at_step = result.steps
+                        break
                 if result.steps >= total_steps:
                     break
+            skip = 0
     prepared.finish()
     if prepared.info:
         result.extra["distributed"] = dict(prepared.info, global_batch_size=global_batch)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    result.train_seconds = time.perf_counter() - start
+    result.train_seconds = before + time.perf_counter() - start
     result.peak_memory_mb = memory.peak_mb
     bar.close()
     return result
