@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--freeze-head", dest="legacy_freeze_head", action="store_true", help=argparse.SUPPRESS)  # < 0.2
     add_settings(t)
     t.add_argument("--config", metavar="FILE", help="a YAML or TOML file of this run's settings, with an experiment "
-                   "file's keys (lr, lora_r, training.lr, ...); options given here override it")
+                   "file's keys (lr, lora_r, training.lr, ...); options given here override it (default: none)")
     t.set_defaults(func=commands.train, legacy_freeze_head=False)
 
     for name, func, help_ in (("predict", commands.predict, "write predictions (id, prediction) of a trained run, as a Kaggle submission"),
