@@ -23,30 +23,9 @@ import torch
 from torch import nn
 
 from loralab.errors import LoralabError
+from loralab.settings.strategy import GaloreConfig
 from loralab.models import architecture
 from loralab.strategies.selection import find_modules
-from loralab.validate import names, number
-
-
-@dataclass(frozen=True)
-class GaloreConfig:
-    """Settings of GaLore's gradient projection."""
-
-    rank: int = 128
-    """r: the directions each weight matrix's gradient is projected onto."""
-    update_proj_gap: int = 200
-    """T: steps between recomputations of the projection (an SVD of the gradient)."""
-    scale: float = 0.25
-    """alpha: the projected-back update is multiplied by it (the paper's 0.25)."""
-    targets: tuple[str, ...] = ("all-linear",)
-    """Layers whose weight is projected: roles, 'all-linear' or module-name suffixes; every other trainable
-    parameter (embeddings, norms, biases, the head) takes plain Adam steps."""
-
-    def __post_init__(self):
-        number("strategy.galore.rank", self.rank, integer=True, low=1)
-        number("strategy.galore.update_proj_gap", self.update_proj_gap, integer=True, low=1)
-        number("strategy.galore.scale", self.scale, low=0, low_open=True)
-        object.__setattr__(self, "targets", names("strategy.galore.targets", self.targets))
 
 
 def projected(model: nn.Module, config: GaloreConfig) -> list[nn.Parameter]:
