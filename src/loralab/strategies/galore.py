@@ -17,7 +17,7 @@ they train) and with what settings, and counts the state it saves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
@@ -50,14 +50,32 @@ def galore_param_groups(model: nn.Module, config: GaloreConfig, params: Iterable
     return [g for g in groups if g["params"]]
 
 
-def galore_optimizer(model: nn.Module, config: GaloreConfig, lr: float, weight_decay: float = 0.0,
-                     params: Iterable[nn.Parameter] | None = None) -> torch.optim.Optimizer:
-    """galore-torch's `GaLoreAdamW` over `galore_param_groups`."""
+class GaloreChoice(NamedTuple):
+    """GaLore's optimizer as a parameter group asks the training loop for it (`OptimizerChoice`)."""
+
+    make: Callable[[list[dict], float], torch.optim.Optimizer]
+    options: dict
+
+
+def galore_adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    """galore-torch's `GaLoreAdamW` over torch-style groups (those with a `rank` are projected)."""
     try:
         from galore_torch import GaLoreAdamW
     except ImportError:
         raise LoralabError("GaLore needs the 'galore-torch' package: pip install loralab[galore]") from None
-    return GaLoreAdamW(galore_param_groups(model, config, params, weight_decay), lr=lr)
+    return GaLoreAdamW(groups, lr=lr, no_deprecation_warning=True)
+
+
+def galore_choice(config: GaloreConfig) -> GaloreChoice:
+    """What a group of projected matrices asks the loop for: `GaLoreAdamW`, with `config`'s settings."""
+    return GaloreChoice(galore_adamw, {"rank": config.rank, "update_proj_gap": config.update_proj_gap,
+                                       "scale": config.scale, "proj_type": "std"})
+
+
+def galore_optimizer(model: nn.Module, config: GaloreConfig, lr: float, weight_decay: float = 0.0,
+                     params: Iterable[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+    """galore-torch's `GaLoreAdamW` over `galore_param_groups`."""
+    return galore_adamw(galore_param_groups(model, config, params, weight_decay), lr)
 
 
 @dataclass(frozen=True)
