@@ -34,11 +34,12 @@ from torch import nn
 from loralab.version import __version__
 from loralab.runs.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
 from loralab.errors import LoralabError
-from loralab.models import architecture, fingerprint, is_decoder, is_head
+from loralab.models import architecture, fingerprint, is_head
 from loralab.models.quantize import QuantizeConfig
 from loralab.names import has_prefix, has_suffix
 from loralab.strategies import Strategy, StrategyConfig, StrategyReport, apply_strategy
-from loralab.strategies.lora import LoraConfig, LoraLinear
+from loralab.runs.peft_formats import adapter_config, adapter_state, lora_config
+from loralab.strategies.lora import LoraConfig
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -100,56 +101,29 @@ class PeftAdapter:
 
 
 def peft_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A LoRA-adapted model's adapters and task head under peft's key names."""
+    """An adapted model's adapters (`peft_formats.adapter_state`) and task head under peft's key names."""
     arch = architecture(model)
-    tensors = {}
+    tensors = {PREFIX + name: tensor for name, tensor in adapter_state(model).items()}
     for name, param in model.named_parameters():
-        module, _, leaf = name.rpartition(".")
-        if leaf in ("lora_A", "lora_B"):
-            tensors[f"{PREFIX}{name}.weight"] = param
-        elif is_head(module, arch):
+        if is_head(name.rpartition(".")[0], arch):
             tensors[PREFIX + name] = param
     return tensors
 
 
 def peft_config(model: nn.Module, lora: LoraConfig, base_model: str) -> dict[str, Any]:
-    """The `adapter_config.json` that makes peft rebuild exactly this model's adapters."""
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLinear)}
-    return {
-        "peft_type": "LORA",
-        # peft has no multiple-choice task (the head goes in modules_to_save); a decoder keeps its LM head.
-        "task_type": "CAUSAL_LM" if is_decoder(model) else None,
-        "base_model_name_or_path": base_model,
-        "r": lora.r,
-        "lora_alpha": lora.alpha,
-        "lora_dropout": lora.dropout,
-        "use_rslora": lora.rslora,
-        # Full module names: peft matches an entry equal to the name or a dot-bounded suffix, so
-        # these select exactly the modules loralab adapted, whatever targets chose them.
-        "target_modules": sorted(layers),
-        "modules_to_save": list(architecture(model).head),
-        "bias": "none",
-        "fan_in_fan_out": any(m.transposed for m in layers.values()),  # GPT-2's Conv1D
-        "use_dora": False,
-        "init_lora_weights": True,
-        "rank_pattern": {},
-        "alpha_pattern": {},
-        "inference_mode": True,
-    }
+    """The `adapter_config.json` that makes peft rebuild exactly this model's LoRA adapters."""
+    return lora_config(model, lora, base_model)
 
 
 def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
-    """Write a loaded LoRA run (`loralab.runs.load_run`) as a peft adapter folder that
+    """Write a loaded LoRA, DoRA, VeRA or IA3 run (`loralab.runs.load_run`) as a peft adapter folder that
     `PeftModel.from_pretrained` loads."""
     strategy = loaded.config.strategy
-    if strategy.strategy is not Strategy.LORA:
-        raise LoralabError(f"{run_dir or 'this run'}: export-peft writes LoRA adapters, but this run used strategy "
-                           f"{strategy.strategy.value!r}; use 'loralab merge' to get a standalone model")
+    name = loaded.config.model
+    config = adapter_config(loaded.model, strategy, _HUB_NAMES.get(name.lower(), name), str(run_dir or "this run"))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise LoralabError(f"{out_dir}: exists and is not a folder")
-    name = loaded.config.model
-    base = _HUB_NAMES.get(name.lower(), name)
     metadata = {"format": "pt", "loralab_version": __version__}
     recorded = loaded.record.get("base_model", {}).get("fingerprint")
     if recorded:
@@ -162,7 +136,7 @@ def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
         metadata[QUANTIZE_KEY] = json.dumps(dataclasses.asdict(loaded.config.quantize))
     # Weights first: a folder whose config exists always has its weights beside it.
     save_weights(out_dir / WEIGHTS, peft_state(loaded.model), metadata)
-    write_json(out_dir / CONFIG, peft_config(loaded.model, strategy.lora, base))
+    write_json(out_dir / CONFIG, config)
     return out_dir
 
 
