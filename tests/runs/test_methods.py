@@ -97,3 +97,29 @@ def test_lora_plus_trains_b_faster_than_a(base_folder, tmp_path):
         assert torch.equal(moved["plain"][k], moved["plus"][k])  # one step: A's update does not see B
     ratio = sum(moved["plus"][k].abs().sum() for k in b) / sum(moved["plain"][k].abs().sum() for k in b)
     assert 15.0 < ratio < 17.0  # Adam's first step is lr * sign-like: B moves 16 times as far
+
+
+# peft LoRA variants that `--adapter` reads: peft's own settings.
+IMPORTS = {
+    "dora": dict(r=4, lora_alpha=8, target_modules=["query", "value"], use_dora=True),
+    "pissa": dict(r=4, lora_alpha=8, target_modules=["query"], init_lora_weights="pissa"),
+    "olora-dora": dict(r=2, lora_alpha=4, target_modules=["key"], init_lora_weights="olora", use_dora=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(IMPORTS))
+def test_peft_variant_adapter_loaded_by_loralab_equals_peft(case, base_folder, tmp_path, minilm_tokenizer):
+    from loralab.runs import load_adapter
+
+    batch = question_batch(minilm_tokenizer)
+    model = peft.get_peft_model(AutoModelForMultipleChoice.from_pretrained(base_folder),
+                                peft.LoraConfig(**IMPORTS[case], modules_to_save=["classifier"], task_type=None))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name or "modules_to_save" in name or "magnitude" in name:
+                param.add_(torch.randn(param.shape, generator=g) * 0.3)
+    model.save_pretrained(tmp_path / "adapter")
+    expected = logits(model, batch)
+    loaded = load_adapter(tmp_path / "adapter", device="cpu", model=str(base_folder))
+    torch.testing.assert_close(logits(loaded.model, batch), expected, atol=1e-5, rtol=0)

@@ -52,9 +52,13 @@ QUANTIZE_KEY = "loralab_quantize"  # the quantized base the adapter was trained 
 # The packaged model's alias is loralab's; peft users know it by its hub name.
 _HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 
+# peft's initialisations that leave a residual in the base, which loralab computes alike (peft refactors on loading).
+_INITS = ("pissa", "olora")
+
 # peft features loralab's LoraLinear does not compute: (config field, test for "in use", why refused).
 _UNSUPPORTED: tuple[tuple[str, Any, str], ...] = (
-    ("use_dora", lambda v: bool(v), "DoRA (weight-decomposed LoRA)"),
+    ("init_lora_weights", lambda v: v not in _INITS and v not in (None, True, False, "gaussian", "orthogonal"),
+     "an initialisation that changes the base weight in a way loralab does not"),
     ("bias", lambda v: v not in (None, "none"), "trained biases (bias != 'none')"),
     ("lora_bias", lambda v: bool(v), "a bias on lora_B"),
     ("rank_pattern", lambda v: bool(v), "per-module ranks (rank_pattern)"),
@@ -144,11 +148,14 @@ def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
 # Import
 
 
-def _loralab_name(key: str, head: tuple[str, ...], path: Path) -> str:
-    name = key.removeprefix(PREFIX)
+def _loralab_name(key: str, head: tuple[str, ...], path: Path, dora: bool) -> str:
+    name = key.removeprefix(PREFIX).removesuffix(".lora_magnitude_vector.weight")  # older peft: a module
     module, _, leaf = name.rpartition(".")
     if leaf == "weight" and module.rpartition(".")[2] in ("lora_A", "lora_B"):
-        return module  # <module>.lora_A.weight -> <module>.lora_A
+        layer, _, factor = module.rpartition(".")
+        return f"{layer}.lora.{factor}" if dora else module  # <module>.lora_A.weight -> <module>[.lora].lora_A
+    if dora and (leaf == "lora_magnitude_vector" or name != key.removeprefix(PREFIX)):
+        return f"{module if leaf == 'lora_magnitude_vector' else name}.magnitude"
     if any(part.startswith(("lora_", "magnitude")) for part in name.split(".")):
         raise LoralabError(f"{path}: tensor {key!r} belongs to a LoRA variant loralab does not compute")
     # Older peft versions kept the wrapper's `modules_to_save.` segment in the saved key.
@@ -176,14 +183,17 @@ def read_peft_adapter(adapter_dir: str | Path) -> PeftAdapter:
             raise LoralabError(f"{config_path}: {field}={config[field]!r} asks for {what}, which loralab does not support")
     head = tuple(config.get("modules_to_save") or ())
     saved = load_weights(weights_path)
-    tensors = {_loralab_name(key, head, weights_path): value for key, value in saved.items()}
+    dora = bool(config.get("use_dora"))
+    tensors = {_loralab_name(key, head, weights_path, dora): value for key, value in saved.items()}
     parts = (name.rpartition(".") for name in tensors)  # (module, ".", leaf)
-    targets = sorted({module for module, _, leaf in parts if module and leaf in ("lora_A", "lora_B")})
+    targets = sorted({module.removesuffix(".lora") if dora else module
+                      for module, _, leaf in parts if module and leaf in ("lora_A", "lora_B")})
     if not targets:
         raise LoralabError(f"{weights_path}: holds no lora_A / lora_B tensors")
     try:
         lora = LoraConfig(r=config["r"], alpha=float(config["lora_alpha"]), dropout=float(config.get("lora_dropout", 0.0)),
-                          targets=tuple(targets), rslora=bool(config.get("use_rslora", False)))
+                          targets=tuple(targets), rslora=bool(config.get("use_rslora", False)), use_dora=dora,
+                          init=config.get("init_lora_weights") if config.get("init_lora_weights") in _INITS else "default")
     except KeyError as e:
         raise LoralabError(f"{config_path}: missing field {e.args[0]!r}") from None
     except LoralabError as e:
@@ -248,6 +258,7 @@ def apply_peft_adapter(model: nn.Module, adapter: PeftAdapter) -> StrategyReport
             raise LoralabError(f"{adapter.path}: the adapter adapts module {target!r}, which this "
                                f"{type(model).__name__} does not have (a different base model?)")
     report = apply_strategy(model, adapter.strategy)
-    lora = {f"{name}.{leaf}" for name in adapter.lora.targets for leaf in ("lora_A", "lora_B")}
+    leaves = ("lora.lora_A", "lora.lora_B", "magnitude") if adapter.lora.use_dora else ("lora_A", "lora_B")
+    lora = {f"{name}.{leaf}" for name in adapter.lora.targets for leaf in leaves}
     load_state_into(model, adapter.tensors, adapter.path / WEIGHTS, required=lora)
     return report
