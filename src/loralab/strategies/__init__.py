@@ -89,14 +89,14 @@ def _head(model: nn.Module, arch: Architecture, config: StrategyConfig) -> list[
     return head_modules(model, arch) if config.train_head else []
 
 
-def _warn_frozen_head(arch: Architecture) -> None:
+def _warn_frozen_head(arch: Architecture, stacklevel: int = 4) -> None:
     if not arch.head:  # a causal LM has no new head to leave untrained
         return
     # stacklevel 4: past this helper, the strategy's apply function and apply_strategy, to their caller.
     warnings.warn(
         f"the task head ({', '.join(arch.head)}) is frozen at its random initialisation; "
         "its scores carry no learned signal",
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
 
 
@@ -119,7 +119,7 @@ def _adapt(model: nn.Module, config: StrategyConfig, wrap: Callable[[nn.Module, 
     freeze_all_but(model, _head(model, arch, config))
     adapted = wrap(model, arch)
     if not config.train_head:
-        _warn_frozen_head(arch)
+        _warn_frozen_head(arch, stacklevel=5)  # one frame more: this helper's
     trainable, total = count_parameters(model)
     return StrategyReport(trainable, total, tuple(adapted), _groups(model, roles(model)))
 
