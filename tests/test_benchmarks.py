@@ -204,3 +204,14 @@ def test_gpu_script_refuses_to_run_without_cuda(tmp_path):
                                                       "RESULTS": str(tmp_path)},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "no CUDA device" in done.stderr and not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_methods_benchmark_reports_every_method_against_lora():
+    import methods
+
+    record = methods.main(SMOKE + ["--methods", "dora,vera,galore,peft-lora,peft-dora", "--memory-batches", "0"])
+    assert record["timed_steps"] == 1
+    assert set(record["methods"]) == {"lora", "dora", "vera", "galore", "peft-lora", "peft-dora"}
+    assert record["methods"]["lora"]["step_over_lora"] == 1.0
+    assert record["ratios"]["loralab_dora_over_peft_dora"] > 0

@@ -89,7 +89,8 @@ def merge(run: str | Path, out: str | Path) -> Path:
 
 
 def export_peft(run: str | Path, out: str | Path) -> Path:
-    """Write a LoRA run as a peft adapter folder (`PeftModel.from_pretrained(base, out)` loads it)."""
+    """Write a LoRA (DoRA, PiSSA, OLoRA), VeRA or IA3 run as a peft adapter folder
+    (`PeftModel.from_pretrained(base, out)` loads it)."""
     if not Path(run).is_dir():
         raise LoralabError(f"{run}: no such run folder")
     return _write_adapter(load_run(run, device="cpu"), out, run_dir=run)

@@ -159,7 +159,7 @@ def test_pickled_adapter_is_never_loaded(base_folder, tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("use_dora", True, "DoRA"),
+    ("init_lora_weights", "corda", "initialisation"),
     ("bias", "lora_only", "bias"),
     ("rank_pattern", {"query": 8}, "rank_pattern"),
     ("peft_type", "IA3", "LORA adapters only"),

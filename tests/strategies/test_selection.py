@@ -74,7 +74,7 @@ def test_exactly_the_intended_parameters_change(fragments, config):
         assert changed - invariant == wanted - invariant and changed <= wanted
 
 
-@pytest.mark.parametrize("strategy", [Strategy.QV, Strategy.LORA, Strategy.SUBSPACE])
+@pytest.mark.parametrize("strategy", [Strategy.QV, Strategy.LORA, Strategy.SUBSPACE, Strategy.VERA, Strategy.IA3])
 def test_frozen_head_warns_where_the_strategy_is_applied(strategy):
     config = StrategyConfig(strategy, subspace=SubspaceConfig(dim=50), train_head=False)
     with pytest.warns(UserWarning, match="random initialisation") as caught:

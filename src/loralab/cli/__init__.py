@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, help_, out_help in (
         ("merge", commands.merge, "merge a run's trained weights into a standalone Hugging Face model folder",
          "model folder to write (weights, config, tokenizer)"),
-        ("export-peft", commands.export_peft, "write a LoRA run as a peft adapter folder",
+        ("export-peft", commands.export_peft, "write a LoRA, DoRA, VeRA or IA3 run as a peft adapter folder",
          "adapter folder to write (adapter_config.json, adapter_model.safetensors)"),
     ):
         p = sub.add_parser(name, help=help_)

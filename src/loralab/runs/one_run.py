@@ -72,8 +72,16 @@ def data_identity(config: RunConfig) -> dict[str, dict[str, str]]:
 
 def learning_rates(groups: tuple[ParamGroup, ...], training: TrainConfig) -> tuple[ParamGroup, ...]:
     """The strategy's parameter groups at the run's learning rates: a subspace's theta at
-    `training.theta_lr` where it is set; every other group at the run's `lr` (None)."""
-    return tuple(group._replace(lr=training.theta_lr) if group.role == "theta" else group for group in groups)
+    `training.theta_lr` where it is set; a group with an `lr_scale` (LoRA+'s B) at `lr` times it;
+    every other group at the run's `lr` (None)."""
+    def rate(group: ParamGroup) -> ParamGroup:
+        if group.role == "theta":
+            return group._replace(lr=training.theta_lr)
+        if group.lr_scale is not None:
+            return group._replace(lr=training.lr * group.lr_scale)
+        return group
+
+    return tuple(rate(group) for group in groups)
 
 
 def epoch_hook(task: Task, training: TrainConfig) -> EpochHook | None:

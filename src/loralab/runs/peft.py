@@ -34,12 +34,13 @@ from torch import nn
 from loralab.version import __version__
 from loralab.runs.artifacts import load_state_into, load_weights, read_json, read_metadata, save_weights, write_json
 from loralab.errors import LoralabError
-from loralab.models import architecture, fingerprint, is_decoder, is_head, resolve_model
+from loralab.models import architecture, fingerprint, is_head, resolve_model
 from loralab.models.packaged import ALIASES as PACKAGED_ALIASES
 from loralab.models.quantize import QuantizeConfig
 from loralab.names import has_prefix, has_suffix
 from loralab.strategies import Strategy, StrategyConfig, StrategyReport, apply_strategy
-from loralab.strategies.lora import LoraConfig, LoraLinear
+from loralab.runs.peft_formats import adapter_config, adapter_state, lora_config
+from loralab.strategies.lora import LoraConfig
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -53,9 +54,13 @@ HUB_KEY = "loralab_base_model_hub_name"  # the base's hub name, beside the local
 # The packaged model's alias is loralab's; peft users know it by its hub name.
 _HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 
+# peft's initialisations that leave a residual in the base, which loralab computes alike (peft refactors on loading).
+_INITS = ("pissa", "olora")
+
 # peft features loralab's LoraLinear does not compute: (config field, test for "in use", why refused).
 _UNSUPPORTED: tuple[tuple[str, Any, str], ...] = (
-    ("use_dora", lambda v: bool(v), "DoRA (weight-decomposed LoRA)"),
+    ("init_lora_weights", lambda v: v not in _INITS and v not in (None, True, False, "gaussian", "orthogonal"),
+     "an initialisation that changes the base weight in a way loralab does not"),
     ("bias", lambda v: v not in (None, "none"), "trained biases (bias != 'none')"),
     ("lora_bias", lambda v: bool(v), "a bias on lora_B"),
     ("rank_pattern", lambda v: bool(v), "per-module ranks (rank_pattern)"),
@@ -102,55 +107,29 @@ class PeftAdapter:
 
 
 def peft_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """A LoRA-adapted model's adapters and task head under peft's key names."""
+    """An adapted model's adapters (`peft_formats.adapter_state`) and task head under peft's key names."""
     arch = architecture(model)
-    tensors = {}
+    tensors = {PREFIX + name: tensor for name, tensor in adapter_state(model).items()}
     for name, param in model.named_parameters():
-        module, _, leaf = name.rpartition(".")
-        if leaf in ("lora_A", "lora_B"):
-            tensors[f"{PREFIX}{name}.weight"] = param
-        elif is_head(module, arch):
+        if is_head(name.rpartition(".")[0], arch):
             tensors[PREFIX + name] = param
     return tensors
 
 
 def peft_config(model: nn.Module, lora: LoraConfig, base_model: str) -> dict[str, Any]:
-    """The `adapter_config.json` that makes peft rebuild exactly this model's adapters."""
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLinear)}
-    return {
-        "peft_type": "LORA",
-        # peft has no multiple-choice task (the head goes in modules_to_save); a decoder keeps its LM head.
-        "task_type": "CAUSAL_LM" if is_decoder(model) else None,
-        "base_model_name_or_path": base_model,
-        "r": lora.r,
-        "lora_alpha": lora.alpha,
-        "lora_dropout": lora.dropout,
-        "use_rslora": lora.rslora,
-        # Full module names: peft matches an entry equal to the name or a dot-bounded suffix, so
-        # these select exactly the modules loralab adapted, whatever targets chose them.
-        "target_modules": sorted(layers),
-        "modules_to_save": list(architecture(model).head),
-        "bias": "none",
-        "fan_in_fan_out": any(m.transposed for m in layers.values()),  # GPT-2's Conv1D
-        "use_dora": False,
-        "init_lora_weights": True,
-        "rank_pattern": {},
-        "alpha_pattern": {},
-        "inference_mode": True,
-    }
+    """The `adapter_config.json` that makes peft rebuild exactly this model's LoRA adapters."""
+    return lora_config(model, lora, base_model)
 
 
 def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
-    """Write a loaded LoRA run (`loralab.runs.load_run`) as a peft adapter folder that
+    """Write a loaded LoRA, DoRA, VeRA or IA3 run (`loralab.runs.load_run`) as a peft adapter folder that
     `PeftModel.from_pretrained` loads."""
     strategy = loaded.config.strategy
-    if strategy.strategy is not Strategy.LORA:
-        raise LoralabError(f"{run_dir or 'this run'}: export-peft writes LoRA adapters, but this run used strategy "
-                           f"{strategy.strategy.value!r}; use 'loralab merge' to get a standalone model")
+    base, hub = base_names(loaded.config.model)  # where it loads offline, and its hub name beside it
+    config = adapter_config(loaded.model, strategy, base, str(run_dir or "this run"))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise LoralabError(f"{out_dir}: exists and is not a folder")
-    base, hub = base_names(loaded.config.model)
     metadata = {"format": "pt", "loralab_version": __version__, **({HUB_KEY: hub} if hub else {})}
     recorded = loaded.record.get("base_model", {}).get("fingerprint")
     if recorded:
@@ -163,7 +142,7 @@ def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
         metadata[QUANTIZE_KEY] = json.dumps(dataclasses.asdict(loaded.config.quantize))
     # Weights first: a folder whose config exists always has its weights beside it.
     save_weights(out_dir / WEIGHTS, peft_state(loaded.model), metadata)
-    write_json(out_dir / CONFIG, peft_config(loaded.model, strategy.lora, base))
+    write_json(out_dir / CONFIG, config)
     if hub:  # the model card's front matter, where the hub looks for an adapter's base
         (out_dir / "README.md").write_text(f"---\nbase_model: {hub}\nlibrary_name: peft\n---\n\nA LoRA adapter "
                                            f"exported by loralab {__version__} (`loralab export-peft`).\n")
@@ -184,11 +163,14 @@ def base_names(model: str) -> tuple[str, str | None]:
 # Import
 
 
-def _loralab_name(key: str, head: tuple[str, ...], path: Path) -> str:
-    name = key.removeprefix(PREFIX)
+def _loralab_name(key: str, head: tuple[str, ...], path: Path, dora: bool) -> str:
+    name = key.removeprefix(PREFIX).removesuffix(".lora_magnitude_vector.weight")  # older peft: a module
     module, _, leaf = name.rpartition(".")
     if leaf == "weight" and module.rpartition(".")[2] in ("lora_A", "lora_B"):
-        return module  # <module>.lora_A.weight -> <module>.lora_A
+        layer, _, factor = module.rpartition(".")
+        return f"{layer}.lora.{factor}" if dora else module  # <module>.lora_A.weight -> <module>[.lora].lora_A
+    if dora and (leaf == "lora_magnitude_vector" or name != key.removeprefix(PREFIX)):
+        return f"{module if leaf == 'lora_magnitude_vector' else name}.magnitude"
     if any(part.startswith(("lora_", "magnitude")) for part in name.split(".")):
         raise LoralabError(f"{path}: tensor {key!r} belongs to a LoRA variant loralab does not compute")
     # Older peft versions kept the wrapper's `modules_to_save.` segment in the saved key.
@@ -216,14 +198,17 @@ def read_peft_adapter(adapter_dir: str | Path) -> PeftAdapter:
             raise LoralabError(f"{config_path}: {field}={config[field]!r} asks for {what}, which loralab does not support")
     head = tuple(config.get("modules_to_save") or ())
     saved = load_weights(weights_path)
-    tensors = {_loralab_name(key, head, weights_path): value for key, value in saved.items()}
+    dora = bool(config.get("use_dora"))
+    tensors = {_loralab_name(key, head, weights_path, dora): value for key, value in saved.items()}
     parts = (name.rpartition(".") for name in tensors)  # (module, ".", leaf)
-    targets = sorted({module for module, _, leaf in parts if module and leaf in ("lora_A", "lora_B")})
+    targets = sorted({module.removesuffix(".lora") if dora else module
+                      for module, _, leaf in parts if module and leaf in ("lora_A", "lora_B")})
     if not targets:
         raise LoralabError(f"{weights_path}: holds no lora_A / lora_B tensors")
     try:
         lora = LoraConfig(r=config["r"], alpha=float(config["lora_alpha"]), dropout=float(config.get("lora_dropout", 0.0)),
-                          targets=tuple(targets), rslora=bool(config.get("use_rslora", False)))
+                          targets=tuple(targets), rslora=bool(config.get("use_rslora", False)), use_dora=dora,
+                          init=config.get("init_lora_weights") if config.get("init_lora_weights") in _INITS else "default")
     except KeyError as e:
         raise LoralabError(f"{config_path}: missing field {e.args[0]!r}") from None
     except LoralabError as e:
@@ -288,6 +273,7 @@ def apply_peft_adapter(model: nn.Module, adapter: PeftAdapter) -> StrategyReport
             raise LoralabError(f"{adapter.path}: the adapter adapts module {target!r}, which this "
                                f"{type(model).__name__} does not have (a different base model?)")
     report = apply_strategy(model, adapter.strategy)
-    lora = {f"{name}.{leaf}" for name in adapter.lora.targets for leaf in ("lora_A", "lora_B")}
+    leaves = ("lora.lora_A", "lora.lora_B", "magnitude") if adapter.lora.use_dora else ("lora_A", "lora_B")
+    lora = {f"{name}.{leaf}" for name in adapter.lora.targets for leaf in leaves}
     load_state_into(model, adapter.tensors, adapter.path / WEIGHTS, required=lora)
     return report

@@ -14,7 +14,8 @@ from typing import Any
 
 from loralab.errors import LoralabError
 from loralab.settings.model import DEFAULT_MODEL, QuantizeConfig
-from loralab.settings.strategy import LoraConfig, Strategy, StrategyConfig, SubspaceConfig
+from loralab.settings.strategy import (GaloreConfig, IA3Config, LoraConfig, Strategy, StrategyConfig, SubspaceConfig,
+                                      VeraConfig)
 from loralab.settings.table import SettingsTable, flat_to_nested, group, setting
 from loralab.settings.task import TaskConfig
 from loralab.settings.training import TrainConfig
@@ -56,17 +57,22 @@ class RunConfig:
                 raise SettingError(name, getattr(self, name), "a path or name")
         if self.valid is not None and not isinstance(self.valid, str):
             raise SettingError("valid", self.valid, "a path")
-        if self.quantize.enabled and self.strategy.strategy in (Strategy.FULL, Strategy.SUBSPACE):
+        if self.quantize.enabled and self.strategy.strategy in (Strategy.FULL, Strategy.SUBSPACE, Strategy.GALORE):
             raise SettingError("quantize.method", self.quantize.method,
                                f"none with strategy {self.strategy.strategy.value}, which trains every base weight "
                                "(a quantized weight cannot train; use lora for QLoRA, or attention / qv)")
+        if self.quantize.enabled and self.strategy.lora.init != "default":
+            raise SettingError("strategy.lora.init", self.strategy.lora.init, "default with a quantized base (PiSSA "
+                               "and OLoRA factor the float weight; peft refuses them on a quantized one)")
         if not isinstance(self.device, str) or not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise LoralabError(f"invalid device={self.device!r}: expected auto, cpu or cuda[:N]")
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["strategy"]["strategy"] = self.strategy.strategy.value
-        out["strategy"]["lora"]["targets"] = list(self.strategy.lora.targets)
+        for name in ("lora", "vera", "galore"):
+            out["strategy"][name]["targets"] = list(out["strategy"][name]["targets"])
+        out["strategy"]["ia3"] = {k: list(v) for k, v in out["strategy"]["ia3"].items()}
         out["strategy"]["subspace"] = self.strategy.subspace.to_dict()
         out["task"]["columns"] = list(self.task.columns)
         return out
@@ -81,8 +87,11 @@ class RunConfig:
             if subspace_settings.pop("direct", []):  # records before 0.2 kept the head here; it was always empty
                 raise LoralabError("strategy.subspace.direct is no longer a setting; the head trains when train_head is set")
             subspace = SubspaceConfig(**subspace_settings)
+            # Records from before VeRA, IA3 and GaLore lack their settings: the defaults.
+            methods = {name: kind(**strategy.pop(name, {}))
+                       for name, kind in (("vera", VeraConfig), ("ia3", IA3Config), ("galore", GaloreConfig))}
             strategy_config = StrategyConfig(strategy=Strategy.parse(strategy.pop("strategy", "full")), lora=lora,
-                                             subspace=subspace, **strategy)
+                                             subspace=subspace, **methods, **strategy)
             training = TrainConfig(**data.pop("training", {}))
             task = TaskConfig(**data.pop("task", {}))  # records from before tasks existed: auto, i.e. their own
             quantize = QuantizeConfig(**data.pop("quantize", {}))  # records from before quantization: none

@@ -17,36 +17,15 @@ they train) and with what settings, and counts the state it saves.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 from torch import nn
 
 from loralab.errors import LoralabError
+from loralab.settings.strategy import GaloreConfig
 from loralab.models import architecture
 from loralab.strategies.selection import find_modules
-from loralab.validate import names, number
-
-
-@dataclass(frozen=True)
-class GaloreConfig:
-    """Settings of GaLore's gradient projection."""
-
-    rank: int = 128
-    """r: the directions each weight matrix's gradient is projected onto."""
-    update_proj_gap: int = 200
-    """T: steps between recomputations of the projection (an SVD of the gradient)."""
-    scale: float = 0.25
-    """alpha: the projected-back update is multiplied by it (the paper's 0.25)."""
-    targets: tuple[str, ...] = ("all-linear",)
-    """Layers whose weight is projected: roles, 'all-linear' or module-name suffixes; every other trainable
-    parameter (embeddings, norms, biases, the head) takes plain Adam steps."""
-
-    def __post_init__(self):
-        number("strategy.galore.rank", self.rank, integer=True, low=1)
-        number("strategy.galore.update_proj_gap", self.update_proj_gap, integer=True, low=1)
-        number("strategy.galore.scale", self.scale, low=0, low_open=True)
-        object.__setattr__(self, "targets", names("strategy.galore.targets", self.targets))
 
 
 def projected(model: nn.Module, config: GaloreConfig) -> list[nn.Parameter]:
@@ -71,14 +50,32 @@ def galore_param_groups(model: nn.Module, config: GaloreConfig, params: Iterable
     return [g for g in groups if g["params"]]
 
 
-def galore_optimizer(model: nn.Module, config: GaloreConfig, lr: float, weight_decay: float = 0.0,
-                     params: Iterable[nn.Parameter] | None = None) -> torch.optim.Optimizer:
-    """galore-torch's `GaLoreAdamW` over `galore_param_groups`."""
+class GaloreChoice(NamedTuple):
+    """GaLore's optimizer as a parameter group asks the training loop for it (`OptimizerChoice`)."""
+
+    make: Callable[[list[dict], float], torch.optim.Optimizer]
+    options: dict
+
+
+def galore_adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    """galore-torch's `GaLoreAdamW` over torch-style groups (those with a `rank` are projected)."""
     try:
         from galore_torch import GaLoreAdamW
     except ImportError:
         raise LoralabError("GaLore needs the 'galore-torch' package: pip install loralab[galore]") from None
-    return GaLoreAdamW(galore_param_groups(model, config, params, weight_decay), lr=lr)
+    return GaLoreAdamW(groups, lr=lr, no_deprecation_warning=True)
+
+
+def galore_choice(config: GaloreConfig) -> GaloreChoice:
+    """What a group of projected matrices asks the loop for: `GaLoreAdamW`, with `config`'s settings."""
+    return GaloreChoice(galore_adamw, {"rank": config.rank, "update_proj_gap": config.update_proj_gap,
+                                       "scale": config.scale, "proj_type": "std"})
+
+
+def galore_optimizer(model: nn.Module, config: GaloreConfig, lr: float, weight_decay: float = 0.0,
+                     params: Iterable[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+    """galore-torch's `GaLoreAdamW` over `galore_param_groups`."""
+    return galore_adamw(galore_param_groups(model, config, params, weight_decay), lr)
 
 
 @dataclass(frozen=True)

@@ -16,34 +16,16 @@ W's columns; `unmerge()` divides it out again. Both are explicit and idempotent.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from loralab.errors import LoralabError
+from loralab.settings.strategy import IA3Config
 from loralab.models import Architecture, architecture, is_linear
 from loralab.models.quantize import dequantize, is_quantized
 from loralab.names import has_suffix
 from loralab.strategies.selection import find_modules
-from loralab.validate import SettingError, names
-
-
-@dataclass(frozen=True)
-class IA3Config:
-    """Which layers IA3 rescales."""
-
-    targets: tuple[str, ...] = ("key", "value")
-    """Layers whose output is scaled: projection roles or module-name suffixes (the paper: keys and values)."""
-    feedforward: tuple[str, ...] = ("ffn_output",)
-    """Layers whose input is scaled: 'ffn_output' (the FFN's output projection, from the architecture table),
-    or module-name suffixes; empty for none."""
-
-    def __post_init__(self):
-        object.__setattr__(self, "targets", names("strategy.ia3.targets", self.targets, allow_empty=True))
-        object.__setattr__(self, "feedforward", names("strategy.ia3.feedforward", self.feedforward, allow_empty=True))
-        if not self.targets and not self.feedforward:
-            raise SettingError("strategy.ia3.targets", self.targets, "a layer to rescale (here or in feedforward)")
 
 
 class IA3Linear(nn.Module):

@@ -17,39 +17,15 @@ model equals its base) and d at `d_initial` (0.1, the paper's Sec. 3.1 and peft'
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from loralab.dropout import dropout
 from loralab.errors import LoralabError
+from loralab.settings.strategy import VeraConfig
 from loralab.models import is_linear
 from loralab.models.quantize import dequantize, is_quantized
-from loralab.validate import names, number
-
-
-@dataclass(frozen=True)
-class VeraConfig:
-    """Settings of VeRA."""
-
-    r: int = 256
-    """Rank of the shared random matrices (VeRA affords a far larger r than LoRA: they do not train)."""
-    targets: tuple[str, ...] = ("query", "value")
-    """Projection roles, 'all-linear', or module-name suffixes."""
-    seed: int = 0
-    """Seed of the shared random A and B (peft's projection_prng_key)."""
-    d_initial: float = 0.1
-    """Starting value of every entry of d."""
-    dropout: float = 0.0
-    """Dropout on the adapter's input x."""
-
-    def __post_init__(self):
-        number("strategy.vera.r", self.r, integer=True, low=1)
-        object.__setattr__(self, "targets", names("strategy.vera.targets", self.targets))
-        number("strategy.vera.seed", self.seed, integer=True, low=0)
-        number("strategy.vera.d_initial", self.d_initial)
-        number("strategy.vera.dropout", self.dropout, low=0, high=1, high_open=True)
 
 
 def _kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:

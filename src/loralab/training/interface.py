@@ -37,6 +37,23 @@ class ParamGroup(Protocol):
     def lr(self) -> float | None:
         """The group's own peak learning rate; None: the run's `lr`, pooled with the other weights."""
 
+    # Optional: `optimizer`, an `OptimizerChoice` the group asks for instead of AdamW (read with getattr).
+
+
+class OptimizerChoice(Protocol):
+    """An optimizer a parameter group asks for instead of AdamW, and the group's own options in it.
+
+    `make(param_groups, lr)` builds an AdamW-like optimizer from torch-style parameter groups; the
+    group's `options` join its torch group (GaLore's rank and projection gap, say). The loop names no
+    method: whatever a strategy hands it is built.
+    """
+
+    @property
+    def make(self) -> Callable[[list[dict], float], torch.optim.Optimizer]: ...
+
+    @property
+    def options(self) -> dict: ...
+
 
 class Group(NamedTuple):
     """A parameter group the loop makes itself: every trainable parameter, or a group re-made after sharding."""

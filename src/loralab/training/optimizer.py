@@ -1,8 +1,10 @@
 """AdamW (Loshchilov & Hutter 2019) over a strategy's parameter groups, under a linear warm-up then decay.
 
-Weight decay applies to matrices only, not to biases, norms or a subspace's coordinates. A group
-with a learning rate of its own (a subspace's theta) gets an optimizer group of its own; the rest
-are pooled, in the model's order, into one group of matrices and one of vectors.
+Weight decay applies to matrices only, not to biases, norms or a subspace's coordinates. Groups
+with a learning rate of their own (a subspace's theta, LoRA+'s B) get optimizer groups of their
+own, one per rate; the rest are pooled, in the model's order, into one group of matrices and one of
+vectors. A group that asks for another optimizer (`OptimizerChoice`: GaLore's projected matrices)
+gets it, with its options; every other group then takes plain AdamW steps in that same optimizer.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Callable, Sequence
 import torch
 
 from loralab.errors import LoralabError
-from loralab.training.interface import Group, ParamGroup
+from loralab.training.interface import Group, OptimizerChoice, ParamGroup
 
 
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float,
@@ -22,14 +24,28 @@ def adamw(model: torch.nn.Module, lr: float, weight_decay: float,
         groups = (Group(tuple(p for p in model.parameters() if p.requires_grad)),)
     if not any(group.params for group in groups):
         raise LoralabError("nothing to train: the strategy left no parameter trainable")
-    own = [(group.lr, list(group.params)) for group in groups if group.lr is not None]
-    rest = [p for group in groups if group.lr is None for p in group.params]
+    own: dict[tuple, tuple[float | None, OptimizerChoice | None, list]] = {}  # by (lr, optimizer), in order
+    rest = []
+    for group in groups:
+        choice = getattr(group, "optimizer", None)
+        if group.lr is None and choice is None:
+            rest.extend(group.params)
+        else:
+            own.setdefault((group.lr, id(choice)), (group.lr, choice, []))[2].extend(group.params)
     decay = [p for p in rest if p.dim() >= 2]
     no_decay = [p for p in rest if p.dim() < 2]
     optimizer_groups = [{"params": decay, "weight_decay": weight_decay},
                         {"params": no_decay, "weight_decay": 0.0}]
-    optimizer_groups += [{"params": params, "weight_decay": 0.0, "lr": group_lr} for group_lr, params in own]
+    for group_lr, choice, params in own.values():
+        extra = {**({"lr": group_lr} if group_lr is not None else {}), **(choice.options if choice else {})}
+        optimizer_groups += [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay, **extra},
+                             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0, **extra}]
     optimizer_groups = [g for g in optimizer_groups if g["params"]]
+    makers = {choice.make for _, choice, _ in own.values() if choice is not None}
+    if len(makers) > 1:
+        raise LoralabError("the strategy's parameter groups ask for different optimizers; one run has one")
+    if makers:
+        return makers.pop()(optimizer_groups, lr)
     # On a GPU, AdamW's fused kernel updates every tensor in one launch; elsewhere torch's default (foreach).
     fused = all(p.is_cuda for g in optimizer_groups for p in g["params"]) or None
     return torch.optim.AdamW(optimizer_groups, lr=lr, fused=fused)
