@@ -929,7 +929,10 @@ def check_classification_file(data: bytes, suffix: str = ".tsv", config: TaskCon
         name = infer_task(path, task_config)
     except LoralabError as e:
         check_one_line(e)
-        require(full is None, f"infer_task refuses a file read_examples loads: {e}")
+        # The one file infer_task refuses although it reads: number labels with a nan or inf among them (a
+        # regression file with a broken row, which --task classification still reads as class names).
+        require(full is None or _numbers_not_all_finite([e.label for e in full]),
+                f"infer_task refuses a file read_examples loads: {e}")
         return
     require(name in TASK_NAMES, f"infer_task returned {name!r}")
     if name == "multiple-choice":
@@ -939,6 +942,14 @@ def check_classification_file(data: bytes, suffix: str = ".tsv", config: TaskCon
         require(name == wanted, f"infer_task says {name}, labels {[e.label for e in full][:5]} say {wanted}")
     else:
         raise PropertyFailure(f"infer_task says {name} for a file read_examples refuses")
+
+
+def _numbers_not_all_finite(labels: list) -> bool:
+    try:
+        values = [float(label) for label in labels]
+    except (TypeError, ValueError):
+        return False
+    return not all(math.isfinite(v) for v in values)
 
 
 # Arbitrary input: bytes, and soups of GLUE's column names and cells with tabs or commas.

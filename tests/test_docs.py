@@ -121,7 +121,9 @@ class Workspace:
         shim = shims / "loralab"
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m loralab "$@"\n')
         shim.chmod(0o755)
-        (shims / "python").symlink_to(sys.executable)
+        python = shims / "python"  # this environment's interpreter (a link would lose the virtualenv)
+        python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        python.chmod(0o755)
         self.env = dict(os.environ, PATH=f"{shims}{os.pathsep}{os.environ.get('PATH', '')}",
                         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
                         OMP_NUM_THREADS="1", MPLBACKEND="Agg")

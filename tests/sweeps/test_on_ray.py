@@ -96,10 +96,10 @@ def test_a_killed_ray_sweep_resumes_and_matches_the_in_process_sweep(experiment,
 
     out = tmp_path / "ray"
     first = cli_sweep(experiment, out, cluster)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900  # a bound, not a timing: a loaded 2-core machine starts Ray workers slowly
     while not any(r.get("status") == "completed" for r in records(out).values()):
         assert first.poll() is None, first.communicate()
-        assert time.monotonic() < deadline, "no run came back from Ray in 120 s"
+        assert time.monotonic() < deadline, "no run came back from Ray in 900 s"
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
     first.wait()
