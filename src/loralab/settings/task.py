@@ -41,6 +41,8 @@ class TaskConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise SettingError(f"task.{name}", value, "a column name")
+        if self.split is not None and (not isinstance(self.split, str) or not self.split.strip()):
+            raise SettingError("task.split", self.split, "a split's name (train, validation, ...)")
         columns = self.columns
         if isinstance(columns, str) or not isinstance(columns, (list, tuple)) or not all(
                 isinstance(c, str) for c in columns) or (columns and not any(c.strip() for c in columns)):

@@ -208,7 +208,11 @@ def _folder_name(flat: dict[str, Any], base: dict[str, Any]) -> str:
 def _digest(data: Any) -> str:
     import hashlib
 
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    try:
+        text = json.dumps(data, sort_keys=True, default=str)
+    except TypeError:  # keys that do not sort together (None beside a string): their repr still names them
+        text = repr(data)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def _read_file(path: Path) -> dict[str, Any]:
