@@ -39,6 +39,7 @@ def test_bad_input_exits_2_with_one_line_and_touches_nothing(workspace, monkeypa
     check_refused(workspace, monkeypatch, capsys, args, message)
 
 
+@pytest.mark.slow
 def test_a_search_from_the_command_line_writes_its_report_and_the_winner(tmp_path, minilm_tokenizer, capsys):
     from recommend_fixtures import easy_questions
     from run_fixtures import save_tiny_bert

@@ -39,6 +39,7 @@ def _pilots(out: Path) -> dict[str, list[int]]:
     return found
 
 
+@pytest.mark.slow
 def test_a_rate_that_cannot_learn_is_stopped_at_the_first_rung(tmp_path, tiny):
     config = easy_search(tmp_path, tiny)
     result = recommend(config, tmp_path / "search", log=lambda _: None)
@@ -134,6 +135,7 @@ def test_a_budget_too_small_for_a_pilot_and_the_final_run_starts_none(tmp_path, 
     assert "No pilot finished" in (tmp_path / "search" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_second_process_cannot_run_as_the_same_worker(tmp_path, tiny):
     first = open_search(easy_search(tmp_path, tiny), tmp_path / "search")
     second = subprocess.run([sys.executable, "-c", _SAME_WORKER.format(tests=str(HERE.parent), here=str(HERE),

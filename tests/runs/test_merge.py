@@ -93,6 +93,7 @@ def test_merged_folder_loads_in_plain_transformers_and_equals_the_adapted_model(
     assert json.loads((out / PROVENANCE).read_text())["strategy"] == CASES[case].strategy.value
 
 
+@pytest.mark.slow
 def test_merged_minilm_loads_without_loralab(tmp_path, minilm_tokenizer, science_exam):
     """The packaged MiniLM with trained LoRA, read back by a process in which loralab cannot be imported."""
     short_run(tmp_path / "run", "minilm", StrategyConfig(Strategy.LORA, lora=LoraConfig(r=8, alpha=16.0)),

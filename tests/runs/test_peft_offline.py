@@ -39,6 +39,7 @@ def plain_peft_scores(adapter: str, data: str, max_length: int = 256) -> dict[st
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_plain_peft_reproduces_loralab_predict_offline(tmp_path, science_exam, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

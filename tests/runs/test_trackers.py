@@ -88,6 +88,7 @@ def mlflow_server(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 def test_an_mlflow_server_gets_the_params_steps_and_final_metrics(base, tmp_path, mlflow_server):
     from mlflow.tracking import MlflowClient
 

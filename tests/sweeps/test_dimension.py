@@ -27,6 +27,7 @@ def tiny_config(base_folder, science_exam, **overrides):
     return DimensionConfig(base=base, **{**settings, **overrides})
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:the task head")
 def test_measure_trains_baseline_and_subspaces_then_resumes_without_training(tmp_path, base_folder, science_exam):
     config = tiny_config(base_folder, science_exam)
@@ -81,6 +82,7 @@ def test_lr_reference_dim_scales_only_thetas_learning_rate(base_folder, science_
     assert all(g["lr"] == 0.5 for g in groups if g is not theta[0])
 
 
+@pytest.mark.slow
 def test_search_follows_the_scores_of_the_runs(tmp_path, base_folder, science_exam):
     """Scores faked as d / 400 cross 90% of the baseline (1.0) at d = 360: the coarse grid brackets it,
     bisection on multiples of 50 then lands on 400, with 350 the last miss."""
@@ -105,6 +107,7 @@ def test_missing_validation_is_refused(base_folder, science_exam):
         DimensionConfig(base=RunConfig(train=str(science_exam / "train.csv")))
 
 
+@pytest.mark.slow
 def test_cli_reports_d_int(tmp_path, base_folder, science_exam, capsys):
     code = main(["intrinsic-dim", "--train", str(science_exam / "train.csv"), "--valid", str(science_exam / "valid.csv"),
                  "--model", str(base_folder), "--train-limit", "4", "--valid-limit", "8", "--batch-size", "2",
