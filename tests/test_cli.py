@@ -38,6 +38,7 @@ def trained(tmp_path_factory, science_exam):
     return tmp, out, result.stdout
 
 
+@pytest.mark.slow  # the one end-to-end test: trains MiniLM through the installed command
 def test_train_writes_record_weights_and_summary(trained):
     _, out, stdout = trained
     record = json.loads((out / "run.json").read_text())
@@ -57,6 +58,7 @@ def test_train_writes_record_weights_and_summary(trained):
     assert f"MAP@3 {record['valid']['map@3']:.4f}" in stdout
 
 
+@pytest.mark.slow  # the one end-to-end test: trains MiniLM through the installed command
 def test_evaluate_reproduces_the_recorded_metrics(trained):
     tmp, out, _ = trained
     record = json.loads((out / "run.json").read_text())
@@ -65,6 +67,7 @@ def test_evaluate_reproduces_the_recorded_metrics(trained):
     assert f"MAP@3     {record['valid']['map@3']:.4f}" in result.stdout
 
 
+@pytest.mark.slow  # the one end-to-end test: trains MiniLM through the installed command
 def test_predict_writes_a_kaggle_submission_and_scores(trained):
     tmp, out, _ = trained
     sub, scores = tmp / "submission.csv", tmp / "scores.csv"
@@ -88,6 +91,7 @@ BAD_INPUT = {
 }
 
 
+@pytest.mark.slow  # each case starts the command in a fresh process, which loads torch
 @pytest.mark.parametrize("text,message", BAD_INPUT.values(), ids=BAD_INPUT.keys())
 def test_bad_training_file_exits_2_with_a_clear_message(tmp_path, text, message):
     bad = tmp_path / "bad.csv"
@@ -98,6 +102,7 @@ def test_bad_training_file_exits_2_with_a_clear_message(tmp_path, text, message)
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_unreadable_file_and_missing_run_exit_2(tmp_path):
     result = loralab("train", "--train", tmp_path / "absent.csv", "--out", tmp_path / "run", "--quiet")
     assert result.returncode == 2 and "absent.csv: file not found" in result.stderr and "Traceback" not in result.stderr

@@ -212,6 +212,7 @@ def test_moved_data_with_the_same_content_keeps_finished_runs(tmp_path):
     assert again.calls == []
 
 
+@pytest.mark.slow
 def test_data_edited_in_place_is_redone_and_says_why(tmp_path):
     experiment = load_experiment(experiment_file(tmp_path))
     out = tmp_path / "out"
@@ -335,6 +336,7 @@ def test_data_sets_name_their_run_folders(tmp_path):
     assert [p.folder for p in load_experiment(path).runs] == ["full_a-train_seed-0", "full_b-train_seed-0"]
 
 
+@pytest.mark.slow
 def test_sweep_rewrites_report_html_after_each_run_with_the_runs_left(tmp_path):
     experiment = load_experiment(experiment_file(tmp_path))
     out, fake, pages = tmp_path / "out", FakeRun(), []
