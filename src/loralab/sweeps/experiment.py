@@ -37,6 +37,7 @@ from typing import Any
 
 from loralab.errors import LoralabError
 from loralab.settings import SETTINGS, RunConfig, identity
+from loralab.settings.table import flat_to_nested
 from loralab.tasks.table import read_text
 
 MANIFEST = "sweep.json"
@@ -144,17 +145,6 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
             except ValueError:
                 raise bad from None
     return value
-
-
-def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        *parents, leaf = key.split(".")
-        node = nested
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
 
 
 def _resolve_paths(flat: dict[str, Any], folder: Path) -> dict[str, Any]:
@@ -330,7 +320,7 @@ def _load_experiment(path: Path) -> Experiment:
                 raise LoralabError(f"{where}: no training file: set train in base or in this entry")
             resolved = _resolve_paths(flat, path.parent)
             try:
-                config = RunConfig.from_dict(_unflatten(resolved))
+                config = RunConfig.from_dict(flat_to_nested(resolved))
             except LoralabError as e:
                 raise LoralabError(f"{where}: {e}") from None
             name = _folder_name(flat, base)
