@@ -151,6 +151,20 @@ def _named_hosts(args: argparse.Namespace) -> tuple[str, ...]:
     return tuple(urlsplit(n if "://" in n else f"//{n}").hostname or "" for n in named if isinstance(n, str) and n)
 
 
+def _one_line_warnings():
+    """A `warnings.showwarning` that prints as the CLI prints errors: one line on stderr, no source
+    line under it, and each text once per command (a report reads its records for every output)."""
+    said: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        if text not in said:
+            said.add(text)
+            print(f"loralab: warning: {text}", file=file or sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -159,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings(), offline_sockets(given(args).get("offline") is False, _named_hosts(args)):
             warnings.simplefilter("default")
+            warnings.showwarning = _one_line_warnings()
             try:
                 args.func(args)
             except SettingError as e:
