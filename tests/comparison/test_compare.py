@@ -43,11 +43,22 @@ def _completed(out: Path) -> dict[Path, bytes]:
 
 
 @pytest.mark.slow  # about 20 s on a loaded CPU
-def test_a_small_budget_runs_each_methods_first_pilot_then_its_final_runs(tmp_path, tiny):
-    out = tmp_path / "cmp"
-    result = compare(easy_comparison(tmp_path, tiny, budget_seconds=1.0, seeds=1), out, log=lambda _: None)
+def test_a_small_budget_runs_each_methods_first_pilot_then_its_final_runs_through_the_executor(tmp_path, tiny):
+    out, seen = tmp_path / "cmp", []
+
+    def executor(reasons, folder):  # as sweep's Ray executor is called: the planned runs in, their records out
+        from loralab.runs import run
+
+        for planned, _ in reasons:
+            seen.append(planned.folder)
+            yield planned, run(planned.config, folder / planned.folder, progress=False, log=lambda _: None)
+
+    result = compare(easy_comparison(tmp_path, tiny, budget_seconds=1.0, seeds=1), out, log=lambda _: None,
+                     executor=executor)
     pilots = [e for e in _ledger(out) if e["kind"] == "pilot"]
     assert sorted(e["candidate"] for e in pilots) == ["full", "lora"]  # the first pilot of each, no more
+    assert sorted(seen) == sorted(e["folder"] for e in _ledger(out) if e["kind"] in ("pilot", "final"))
+    assert len(seen) == 4  # two first pilots, one final run each, all through the executor
     assert [len(m["pilots"]) for m in result["methods"]] == [1, 1]
     budget = result["budget"]
     assert budget["budget_seconds"] == 1.0 and budget["over_budget"]
