@@ -88,7 +88,8 @@ class Comparison:
         return self.config.base.replace({**method.fixed, **settings})
 
     def pilot_config(self, method: Method, settings: dict[str, Any], steps: int) -> RunConfig:
-        """A pilot, as recommend's: `steps` steps on the first steps * batch examples, scored on the first `pilot_valid`."""
+        """A pilot, as recommend's: `steps` steps on the first steps * batch examples, scored on the first
+        `pilot_valid` validation examples."""
         config = self.run_config(method, settings)
         per_step = config.training.batch_size * config.training.grad_accum
         limit = min(self.train_examples, steps * per_step)

@@ -1,6 +1,6 @@
 """The settings of the commands that plan many runs: `recommend`'s search, `compare`'s brackets and
-`intrinsic-dim`'s measurement. Their run settings (epochs, batch size, ...) are `RunConfig`'s; these are the rest, declared
-here so that `--help` shows them without importing the libraries that carry them out."""
+`intrinsic-dim`'s measurement. Their run settings (epochs, batch size, ...) are `RunConfig`'s; these are the
+rest, declared here so that `--help` shows them without importing the libraries that carry them out."""
 
 from __future__ import annotations
 
