@@ -110,3 +110,23 @@ def test_budgets_read_as_minutes_or_durations(text, seconds):
 def test_a_budget_of_nothing_is_refused(text):
     with pytest.raises(LoralabError, match="budget"):
         parse_minutes(text)
+
+
+def _budget(over: bool) -> dict:
+    return {"budget_seconds": 600.0, "spent_seconds": 900.0 if over else 500.0, "over_budget": over}
+
+
+def test_the_answer_names_the_cheaper_method_within_noise_and_an_overspent_budget():
+    from loralab.comparison.summary import _sentence
+
+    best = {"method": "full", "rank": 1, "mean": 0.56, "sd": 0.01, "train_seconds": 300.0, "verdict": "best"}
+    lora = {"method": "lora", "rank": 2, "mean": 0.55, "sd": 0.01, "train_seconds": 100.0, "verdict": "within noise"}
+    vera = {"method": "vera", "rank": 3, "mean": 0.40, "sd": 0.01, "train_seconds": 50.0,
+            "verdict": "worse beyond noise"}
+    text = _sentence([best, lora, vera], "map@3", _budget(False))
+    assert text.startswith("lora is worth it within the 10-minute budget: within noise of the best, full")
+    assert "33% of its training time" in text and "overspent" not in text
+    alone = _sentence([best, dict(vera, verdict="worse beyond noise")], "map@3", _budget(True))
+    assert alone.startswith("full is worth it within the 10-minute budget (overspent: 900 s")
+    assert "beyond noise of every other method" in alone
+    assert _sentence([dict(vera, rank=None)], "map@3", _budget(False)).startswith("No method finished")

@@ -54,6 +54,8 @@ class CompareConfig:
     """Rungs per bracket."""
     pilot_valid: int = 200
     """Validation examples the pilots are scored on (the first ones of the file)."""
+    clock: str = "wall"
+    """What the budget counts: 'wall' seconds, or 'cpu' seconds of this process (steady on a shared CPU)."""
 
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
@@ -63,6 +65,8 @@ class CompareConfig:
         number("eta", self.eta, integer=True, low=2)
         number("rungs", self.rungs, integer=True, low=1, high=8)
         number("pilot_valid", self.pilot_valid, integer=True, low=1)
+        if self.clock not in ("wall", "cpu"):
+            raise LoralabError(f"invalid --budget-clock {self.clock!r}: expected wall or cpu")
         if not self.methods:
             raise LoralabError("compare needs at least one method (--methods)")
         if not self.base.valid:
@@ -78,4 +82,4 @@ class CompareConfig:
             "base": self.base.to_dict(),
             "methods": [[m.name, list(m.lr_range), {k: list(v) for k, v in m.choices.items()}] for m in self.methods],
             "seeds": self.seeds, "bracket_size": self.bracket_size, "min_steps": self.min_steps, "eta": self.eta,
-            "rungs": self.rungs, "pilot_valid": self.pilot_valid}))
+            "rungs": self.rungs, "pilot_valid": self.pilot_valid, "clock": self.clock}))

@@ -133,7 +133,7 @@ def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], No
             base.replace({**method.fixed, **settings})
     metric = task.metrics[0]
     train_examples = min(len(train), base.train_limit or len(train))
-    ledger = Ledger(out / LEDGER, "wall", start)
+    ledger = Ledger(out / LEDGER, config.clock, start)
     budget = Budget(config.budget_seconds, tuple(m.name for m in config.methods), ledger,
                     _final_steps(base, train_examples), config.seeds,
                     len(valid) / min(config.pilot_valid, len(valid)))
@@ -198,9 +198,11 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
         for i in todo:
             more = cmp.budget.pilot_cost(name, steps)
             if not cmp.budget.affords(name, cost + more):
+                left, reserve = cmp.budget.left(name) - cost, cmp.budget.final_reserve(name)
                 cmp.stopped[name] = (f"budget: a {steps}-step pilot (about {more:.0f} s) and the final runs (about "
-                                     f"{cmp.budget.final_reserve(name):.0f} s) did not fit in the "
-                                     f"{cmp.budget.left(name) - cost:.0f} s left of its share")
+                                     f"{reserve:.0f} s) did not fit in the {left:.0f} s left of its share"
+                                     if left > 0 else f"budget: its share ({cmp.budget.share(name):.0f} s) was spent "
+                                     f"by its pilots; its final runs (about {reserve:.0f} s) run anyway")
                 cmp.log(f"{name}: bracket stopped at rung {rung + 1}; {cmp.stopped[name]}")
                 break
             chosen.append(i)
@@ -255,7 +257,7 @@ def compare(config: CompareConfig, out: str | Path, *, log: Callable[[str], None
                                "or seeds); rerun it with the same options (only --budget may change), or use another "
                                "--out")
         write_json(path, config.plan())
-        cmp.budget.ledger = Ledger(out / LEDGER, "wall", cmp.budget.ledger.start)  # read under the lock
+        cmp.budget.ledger = Ledger(out / LEDGER, config.clock, cmp.budget.ledger.start)  # read under the lock
         run_brackets(cmp)
         verdicts = best_settings(cmp)
         run_finals(cmp, verdicts)

@@ -70,9 +70,12 @@ def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, A
     return entry, row
 
 
-def _sentence(methods: list[dict[str, Any]], metric: str, budget_seconds: float) -> str:
+def _sentence(methods: list[dict[str, Any]], metric: str, budget: dict[str, Any]) -> str:
     metric = METRICS[metric].label if metric in METRICS else metric
-    within = f"within the {round(budget_seconds / 60, 1):g}-minute budget"
+    within = f"within the {round(budget['budget_seconds'] / 60, 1):g}-minute budget"
+    if budget["over_budget"]:  # said in the sentence, not only in the budget's table
+        within += (f" (overspent: {budget['spent_seconds']:.0f} s, since each method's first pilot and final runs "
+                   "always run)")
     ranked = [m for m in methods if m.get("rank")]
     if not ranked:
         return f"No method finished a final run {within}; give it a larger --budget or fewer --methods."
@@ -118,4 +121,4 @@ def summarize(cmp: Any, verdicts: dict[str, Verdict | None]) -> dict[str, Any]:
     return {"metric": cmp.metric, "train_examples": cmp.train_examples, "valid_examples": cmp.valid_examples,
             "pilot_valid": cmp.pilot_examples, "final_steps": cmp.budget.final_steps, "seeds": cmp.seeds(),
             "pooled_sd": found.pooled if found else None, "budget": budget, "methods": methods,
-            "answer": _sentence(methods, cmp.metric, cmp.config.budget_seconds)}
+            "answer": _sentence(methods, cmp.metric, budget)}

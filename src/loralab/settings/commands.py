@@ -41,6 +41,8 @@ class CompareOptions:
 
     budget: str = setting("", "Time for the whole comparison, final runs included, split evenly between the "
                           "methods: minutes (4, 2.5) or a duration (30m, 1h30m, 90s).", cli_default="required")
+    budget_clock: str = setting("wall", "What --budget counts: wall-clock seconds, or this process's CPU seconds "
+                                "(steady on a CPU shared with other jobs).", choices=("wall", "cpu"))
     methods: tuple[str, ...] = setting(("full", "attention", "qv", "lora", "rslora", "dora", "lora+", "pissa", "olora",
                                         "vera", "ia3", "galore"), "Comma list of methods to compare.")
     seeds: int = setting(3, "Final runs of each method's best setting, at seeds --seed, --seed + 1, ...")
