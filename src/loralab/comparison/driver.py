@@ -201,8 +201,8 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
                 left, reserve = cmp.budget.left(name) - cost, cmp.budget.final_reserve(name)
                 cmp.stopped[name] = (f"budget: a {steps}-step pilot (about {more:.0f} s) and the final runs (about "
                                      f"{reserve:.0f} s) did not fit in the {left:.0f} s left of its share"
-                                     if left > 0 else f"budget: its share ({cmp.budget.share(name):.0f} s) was spent "
-                                     f"by its pilots; its final runs (about {reserve:.0f} s) run anyway")
+                                     if left > 0 else f"budget: its share ({cmp.budget.share(name):.0f} s) is spent"
+                                     + (f"; its final runs (about {reserve:.0f} s) run anyway" if reserve else ""))
                 cmp.log(f"{name}: bracket stopped at rung {rung + 1}; {cmp.stopped[name]}")
                 break
             chosen.append(i)
