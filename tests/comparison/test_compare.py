@@ -42,7 +42,6 @@ def _completed(out: Path) -> dict[Path, bytes]:
     return found
 
 
-@pytest.mark.slow  # about 20 s on a loaded CPU
 def test_a_small_budget_runs_each_methods_first_pilot_then_its_final_runs_through_the_executor(tmp_path, tiny):
     out, seen = tmp_path / "cmp", []
 
