@@ -22,6 +22,6 @@ def test_import_loralab_loads_no_torch_until_the_api_is_used():
 
 def test_the_cli_calls_the_api():
     source = inspect.getsource(__import__("loralab.cli.commands", fromlist=["x"]))
-    for name in ("train", "evaluate", "predict", "merge", "export_peft", "sweep", "recommend", "report", "generate",
-                 "intrinsic_dimension"):
+    for name in ("train", "evaluate", "predict", "merge", "export_peft", "sweep", "recommend", "compare", "report",
+                 "generate", "intrinsic_dimension"):
         assert f"api.{name}(" in source, name

@@ -21,6 +21,7 @@ LAYERS = (
     ("reports", "generation"),
     ("sweeps",),
     ("recommendation", "compare"),
+    ("comparison",),
     ("api",),
     ("cli",),
     ("__main__", "__init__"),

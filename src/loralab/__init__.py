@@ -6,7 +6,7 @@ first use so that `import loralab` and `loralab --help` stay fast); every settin
 
 from loralab.version import __version__
 
-_API = ("evaluate", "export_peft", "generate", "intrinsic_dimension", "load_run", "merge", "predict", "recommend", "report",
+_API = ("compare", "evaluate", "export_peft", "generate", "intrinsic_dimension", "load_run", "merge", "predict", "recommend", "report",
         "sweep", "train")
 __all__ = ["__version__", *_API]
 

@@ -31,7 +31,7 @@ from loralab.sweeps.dimension import DimensionConfig, measure
 from loralab.sweeps.experiment import Experiment, load_experiment
 from loralab.sweeps.sweep import SweepResult, sweep as _run_all
 
-__all__ = ["evaluate", "export_peft", "generate", "intrinsic_dimension", "load_run", "merge", "predict", "recommend",
+__all__ = ["compare", "evaluate", "export_peft", "generate", "intrinsic_dimension", "load_run", "merge", "predict", "recommend",
            "report", "sweep", "train"]
 
 
@@ -125,6 +125,16 @@ def intrinsic_dimension(config: DimensionConfig, out: str | Path, *, progress: b
 def report(folder: str | Path, out: str | Path | None = None, *, metric: str | None = None) -> Report:
     """Write report.md, plots and report.html for the run records under `folder` (into `out`, else `folder`)."""
     return write_report(folder, out, metric=metric)
+
+
+def compare(config: Any, out: str | Path, *, progress: bool = True, executor: Any = None) -> dict[str, Any]:
+    """Judge fine-tuning methods each at its own best settings within a time budget
+    (`loralab.comparison.CompareConfig`): a successive-halving bracket per method, its best setting trained
+    on all the data with seeds, then `compare.json`, `report.md` and `report.html` in `out`; returns what
+    compare.json holds. `executor`: where the runs run, as for `sweep` (None: in this process)."""
+    from loralab.comparison import compare as judge  # optuna loads only for a comparison
+
+    return judge(config, out, progress=progress, executor=executor)
 
 
 def recommend(config: Any, out: str | Path, *, progress: bool = True, final: bool = True) -> dict[str, Any]:

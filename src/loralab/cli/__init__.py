@@ -15,7 +15,7 @@ import warnings
 
 from loralab.cli import commands
 from loralab.cli.offline import offline_sockets
-from loralab.cli.options import (INTRINSIC, PREFIX, RECOMMEND, Parser, add_settings, given, mark_required,
+from loralab.cli.options import (COMPARE, INTRINSIC, PREFIX, RECOMMEND, Parser, add_settings, given, mark_required,
                                  option_error)
 from loralab.errors import LoralabError, disk_full
 from loralab.validate import SettingError
@@ -120,6 +120,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_settings(m, table=RECOMMEND, name="recommend")
     m.set_defaults(func=commands.recommend)
 
+    c = sub.add_parser("compare", help="judge fine-tuning methods each at its own best settings within a time budget "
+                       "(a successive-halving bracket per method, then its best setting with seeds, then a ranking)",
+                       description="Each method's learning rate and key settings are searched in a bracket of its own, "
+                       "so a slow starter competes only with itself; each method's best setting is then trained on all "
+                       "the data with --seeds seeds, and OUT/report.md ranks the methods with noise verdicts and costs. "
+                       "Rerun the same command to resume.")
+    c.add_argument("--out", required=True, help="folder for the run folders, compare.json, report.md and report.html")
+    add_settings(c, _SCORED_RUN)
+    add_settings(c, table=COMPARE, name="compare")
+    c.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="run the pilots and final runs as Ray tasks, "
+                   "as sweep --ray does (default: in this process)")
+    c.set_defaults(func=commands.compare)
+
     r = sub.add_parser("report", help="Markdown table and PNG plots from a sweep folder's run records")
     r.add_argument("dir", help="folder holding run folders (each with run.json)")
     r.add_argument("--out", help="where to write report.md and the plots (default: DIR)")
@@ -135,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         if not p.prog.endswith("report"):
             p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice); "
                            "1 is much faster on a CPU shared with other jobs")
-    mark_required(t, i, m)
+    mark_required(t, i, m, c)
     for action in t._actions:  # train's --train may come from its --config file instead (checked there)
         if action.dest == f"{PREFIX}run:train":
             action.required = False

@@ -8,10 +8,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from loralab.cli.options import (INTRINSIC, RECOMMEND, given, options, run_config, set_threads, task_config)
+from loralab.cli.options import (COMPARE, INTRINSIC, RECOMMEND, given, options, run_config, set_threads, task_config)
 from loralab.errors import LoralabError
 from loralab.settings import SETTINGS, RunConfig
-from loralab.settings.commands import IntrinsicOptions, RecommendOptions
+from loralab.settings.commands import CompareOptions, IntrinsicOptions, RecommendOptions
 from loralab.validate import number, output_file, output_folder
 
 def train(args: argparse.Namespace) -> None:
@@ -216,6 +216,27 @@ def recommend(args: argparse.Namespace) -> None:
     print(f"report: {Path(args.out) / 'report.md'}")
     if result.get("final"):
         print(f"winner: {result['winner']['candidate']}, {result['metric']} {result['final'][result['metric']]}")
+
+
+def compare(args: argparse.Namespace) -> None:
+    from loralab import api
+    from loralab.comparison import CompareConfig, parse_methods, parse_minutes
+
+    output_folder(args.out, "--out")
+    o = CompareOptions(**options(args, COMPARE, "compare"))
+    config = CompareConfig(base=run_config(args), methods=parse_methods(o.methods),
+                           budget_seconds=parse_minutes(o.budget), seeds=o.seeds, bracket_size=o.bracket_size,
+                           min_steps=o.min_steps, eta=o.eta, rungs=o.rungs, pilot_valid=o.pilot_valid,
+                           clock=o.budget_clock)
+    executor = None
+    if args.ray is not None:
+        from loralab.sweeps.on_ray import ray_executor
+
+        executor = ray_executor(args.ray or None, threads=args.threads or 1)
+    set_threads(args)
+    result = api.compare(config, args.out, progress=not args.quiet, executor=executor)
+    print(result["answer"])
+    print(f"report: {Path(args.out) / 'report.md'}, {Path(args.out) / 'report.html'}")
 
 
 def report(args: argparse.Namespace) -> None:

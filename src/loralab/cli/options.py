@@ -9,12 +9,13 @@ from typing import Any, Callable
 
 from loralab.errors import LoralabError
 from loralab.settings import SETTINGS, RunConfig, TaskConfig
-from loralab.settings.commands import IntrinsicOptions, RecommendOptions
+from loralab.settings.commands import CompareOptions, IntrinsicOptions, RecommendOptions
 from loralab.settings.table import Setting, SettingsTable
 from loralab.validate import SettingError, number
 
 RECOMMEND = SettingsTable.of(RecommendOptions)
 INTRINSIC = SettingsTable.of(IntrinsicOptions)
+COMPARE = SettingsTable.of(CompareOptions)
 _METAVARS = {"int": "N", "float": "X", "str": "TEXT", "list": "A,B"}
 PREFIX = "setting:"  # argparse dests of settings: "setting:training.lr"
 
@@ -95,7 +96,7 @@ def mark_required(train: argparse.ArgumentParser, *others: argparse.ArgumentPars
     """`--train` is required wherever runs train; `--valid` where runs are compared."""
     for parser in (train, *others):
         for action in parser._actions:
-            if action.dest in (f"{PREFIX}run:train", f"{PREFIX}recommend:budget") or (
+            if action.dest in (f"{PREFIX}run:train", f"{PREFIX}recommend:budget", f"{PREFIX}compare:budget") or (
                     parser is not train and action.dest == f"{PREFIX}run:valid"):
                 action.required = True
 
@@ -105,7 +106,7 @@ def option_error(error: SettingError, parser: argparse.ArgumentParser) -> Lorala
     known = {o for action in parser._actions for o in action.option_strings}
     if error.name.startswith("--"):
         return error
-    for table in (SETTINGS, INTRINSIC, RECOMMEND):
+    for table in (SETTINGS, INTRINSIC, RECOMMEND, COMPARE):
         setting = table.by_path.get(error.name)
         if setting is not None and setting.option in known:
             return error.renamed(setting.option)

@@ -1,6 +1,6 @@
-"""The settings of the commands that plan many runs: `recommend`'s search and `intrinsic-dim`'s
-measurement. Their run settings (epochs, batch size, ...) are `RunConfig`'s; these are the rest, declared
-here so that `--help` shows them without importing the libraries that carry them out."""
+"""The settings of the commands that plan many runs: `recommend`'s search, `compare`'s brackets and
+`intrinsic-dim`'s measurement. Their run settings (epochs, batch size, ...) are `RunConfig`'s; these are the
+rest, declared here so that `--help` shows them without importing the libraries that carry them out."""
 
 from __future__ import annotations
 
@@ -33,6 +33,25 @@ class RecommendOptions:
     worker: str = setting("main", "This worker's name when several share one search; only 'main' trains the winner.")
     final: bool = setting(True, "Train the winner on all the data once the pilots are done (--no-final: stop "
                           "after the pilots).")
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """How `loralab compare` judges the methods: which ones, their brackets, the seeds and the budget."""
+
+    budget: str = setting("", "Time for the whole comparison, final runs included, split evenly between the "
+                          "methods: minutes (4, 2.5) or a duration (30m, 1h30m, 90s).", cli_default="required")
+    budget_clock: str = setting("wall", "What --budget counts: wall-clock seconds, or this process's CPU seconds "
+                                "(steady on a CPU shared with other jobs).", choices=("wall", "cpu"))
+    methods: tuple[str, ...] = setting(("full", "attention", "qv", "lora", "rslora", "dora", "lora+", "pissa", "olora",
+                                        "vera", "ia3", "galore"), "Comma list of methods to compare.")
+    seeds: int = setting(3, "Final runs of each method's best setting, at seeds --seed, --seed + 1, ...")
+    bracket_size: int = setting(6, "Settings each method's bracket starts with (learning rates across its "
+                                "bracket, its other settings cycled).")
+    min_steps: int = setting(16, "Optimizer steps of the first rung's pilots.")
+    eta: int = setting(3, "Each rung keeps the best 1/eta of its method's pilots, with eta times the steps.")
+    rungs: int = setting(3, "Rungs per bracket.")
+    pilot_valid: int = setting(200, "Validation examples pilots are scored on (the first ones of the file).")
 
 
 @dataclass(frozen=True)

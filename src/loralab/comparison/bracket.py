@@ -1,0 +1,102 @@
+"""One method's bracket of successive halving: which of its settings enter each rung, and its best setting.
+
+Every method has a bracket of its own, so its settings compete only with each other: a method that
+learns slowly (VeRA, IA3, a LoRA starting from B = 0) is never pruned because another method's pilots
+learned faster in the same few steps. The rules are recommend's (`recommendation.halving`):
+
+    rung k: steps r0 * eta**k, survivors max(1, floor(entrants / eta))
+
+and the best setting is recommend's verdict (`recommendation.verdict.choose`): the best pilot at the
+largest step count any of the method's pilots reached. Two rules are compare's own: the first rung may
+be cut short by the budget (its settings are ordered so that any first few span the learning-rate
+bracket, `methods.spread`), and a rung that would hold a single setting is not run (it decides nothing;
+the final runs score that setting on all the data anyway).
+
+Everything here is decided from the pilots' scores alone (`score(index, steps)`: None for a pilot not
+run), so a resumed comparison plans exactly the runs it planned before.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from loralab.comparison.methods import Method, label
+from loralab.recommendation.halving import rung_steps, survivors
+from loralab.recommendation.verdict import Pilot, Verdict, choose
+
+Score = Callable[[int, int], "float | None"]
+"""(setting index, steps) -> the pilot's score (NaN: it diverged), or None when it has not run."""
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """A method's settings and rungs."""
+
+    method: Method
+    settings: tuple[dict[str, Any], ...]
+    steps: tuple[int, ...]
+    """Optimizer steps of each rung."""
+    eta: int
+    higher_is_better: bool = True
+
+    @classmethod
+    def of(cls, method: Method, size: int, min_steps: int, eta: int, rungs: int, higher_is_better: bool = True,
+           final_steps: int | None = None):
+        """`final_steps`: no pilot trains longer than a final run; the rung that reaches it is the last."""
+        steps = rung_steps(min_steps, eta, rungs)
+        if final_steps is not None:
+            capped = [s for s in steps if s < final_steps]
+            steps = tuple(capped + [final_steps]) if len(capped) < len(steps) else steps
+        return cls(method, tuple(method.settings(size)), steps, eta, higher_is_better)
+
+    def folder(self, index: int, steps: int) -> str:
+        """A pilot's run folder, relative to the comparison's folder."""
+        return f"pilots/{self.method.name}/{index:02d}_{label(self.settings[index])}/steps-{steps}"
+
+    def entrants(self, rung: int, score: Score) -> list[int] | None:
+        """The settings entering `rung`, best first after the first rung; None when the rung is not run
+        (the one before it was cut short by the budget, or left a single setting)."""
+        if rung == 0:
+            return list(range(len(self.settings)))
+        if rung >= len(self.steps):
+            return None
+        before = self.entrants(rung - 1, score)
+        if before is None:
+            return None
+        ran = self.ran(rung - 1, score)
+        if (rung > 1 and len(ran) < len(before)) or len(ran) <= 1:
+            return None
+        steps = self.steps[rung - 1]
+        ranked = sorted(ran, key=lambda i: (self._badness(score(i, steps)), i))
+        return ranked[:survivors(len(ran), self.eta)]
+
+    def ran(self, rung: int, score: Score) -> list[int]:
+        """The entrants of `rung` that have a score there."""
+        return [i for i in self.entrants(rung, score) or [] if score(i, self.steps[rung]) is not None]
+
+    def pilots(self, score: Score) -> list[Pilot]:
+        """Every setting that ran, as recommend's verdict sees a trial: its score at each rung it reached."""
+        out = []
+        for i, settings in enumerate(self.settings):
+            values = {s: v for s in self.steps if (v := score(i, s)) is not None}
+            if values:
+                state = "complete" if max(values) == self.last_steps(score) else "pruned"
+                out.append(Pilot(i, self.method.name, self.method.fixed.get("strategy", ""), dict(settings), values,
+                                 state, None))
+        return out
+
+    def last_steps(self, score: Score) -> int | None:
+        """The step count of the last rung any setting reached."""
+        reached = [s for k, s in enumerate(self.steps) if self.ran(k, score)]
+        return max(reached) if reached else None
+
+    def best(self, score: Score, metric: str, examples: int) -> Verdict | None:
+        """The method's best setting (recommend's verdict on its own pilots); None when none scored."""
+        return choose(self.pilots(score), metric, examples, lambda p: None)
+
+    def _badness(self, value: float | None) -> float:
+        if value is None or math.isnan(value):
+            return math.inf
+        return -value if self.higher_is_better else value

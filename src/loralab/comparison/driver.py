@@ -1,0 +1,267 @@
+"""`compare`: every method's bracket rung by rung, then each method's best setting with seeds, then the report.
+
+The runs go through the sweep machinery (`sweeps.sweep`): each stage (the first pilot of each method,
+then each rung of every method's bracket, then the final runs) is an experiment of ordinary run folders
+swept into the comparison's folder, so a finished run is read back rather than run again, a run killed
+half-way is redone (or resumed from its checkpoint), and `executor` (`sweeps.on_ray.ray_executor`)
+spreads a stage's runs over a Ray cluster as it does a sweep's. The folder is held with a sweep's lock
+for the whole comparison.
+
+    plan.json                                  what the comparison is; a rerun must match it (the budget may change)
+    ledger.jsonl                               what each run cost (`budget.py`)
+    pilots/<method>/<nn>_<settings>/steps-<n>/ a pilot run
+    finals/<method>/<settings>/seed-<s>/       the method's best setting on all the data
+    compare.json, report.md, report.html       what it found (`report.py` reads compare.json and records only)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from loralab.comparison.bracket import Bracket
+from loralab.comparison.budget import Budget
+from loralab.comparison.config import CompareConfig
+from loralab.comparison.methods import Method, label
+from loralab.comparison.report import COMPARE, write_report
+from loralab.comparison.summary import summarize
+from loralab.errors import LoralabError
+from loralab.recommendation.ledger import Ledger
+from loralab.reports.rows import higher_is_better
+from loralab.runs.artifacts import RECORD, read_json, write_json
+from loralab.runs.config import RunConfig
+from loralab.runs.state import record_state
+from loralab.sweeps.experiment import Experiment, PlannedRun
+from loralab.sweeps.sweep import Executor, folder_lock, sweep
+
+PLAN, LEDGER = "plan.json", "ledger.jsonl"
+
+
+@dataclass
+class Comparison:
+    """A comparison under way: what it is, its folder, its budget and what it knows of the data."""
+
+    config: CompareConfig
+    out: Path
+    budget: Budget
+    metric: str
+    train_examples: int
+    valid_examples: int
+    brackets: dict[str, Bracket]
+    log: Callable[[str], None] = print
+    progress: bool = False
+    executor: Executor | None = None
+    stopped: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Method -> why its bracket stopped early."""
+
+    @property
+    def pilot_examples(self) -> int:
+        return min(self.config.pilot_valid, self.valid_examples)
+
+    def score(self, method: str) -> Callable[[int, int], float | None]:
+        """The pilot scores of one method's bracket, read from its run records."""
+        bracket = self.brackets[method]
+        known: dict[tuple[int, int], float | None] = {}
+
+        def score(index: int, steps: int) -> float | None:
+            if (index, steps) not in known:
+                known[index, steps] = read(index, steps)
+            return known[index, steps]
+
+        def read(index: int, steps: int) -> float | None:
+            folder = self.out / bracket.folder(index, steps)
+            if not (folder / RECORD).exists():
+                return None
+            if record_state(folder, self.pilot_config(bracket.method, bracket.settings[index], steps))[0] != "done":
+                return None
+            record = read_json(folder / RECORD)
+            value = record.get("valid", {}).get(self.metric) if record.get("status") == "completed" else None
+            return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+
+        return score
+
+    def run_config(self, method: Method, settings: dict[str, Any]) -> RunConfig:
+        return self.config.base.replace({**method.fixed, **settings})
+
+    def pilot_config(self, method: Method, settings: dict[str, Any], steps: int) -> RunConfig:
+        """A pilot, as recommend's: `steps` steps on the first steps * batch examples, scored on the first
+        `pilot_valid` validation examples."""
+        config = self.run_config(method, settings)
+        per_step = config.training.batch_size * config.training.grad_accum
+        limit = min(self.train_examples, steps * per_step)
+        return dataclasses.replace(config, train_limit=limit, valid_limit=self.pilot_examples,
+                                   training=dataclasses.replace(config.training, max_steps=steps,
+                                                                epochs=max(1.0, steps * per_step / limit)))
+
+    def final_config(self, method: Method, settings: dict[str, Any], seed: int) -> RunConfig:
+        config = self.run_config(method, settings)
+        return dataclasses.replace(config, training=dataclasses.replace(config.training, seed=seed))
+
+    def final_folder(self, method: Method, settings: dict[str, Any], seed: int) -> str:
+        return f"finals/{method.name}/{label(settings)}/seed-{seed}"
+
+    def seeds(self) -> list[int]:
+        return [self.config.base.training.seed + i for i in range(self.config.seeds)]
+
+
+def _final_steps(config: RunConfig, examples: int) -> int:
+    t = config.training
+    steps = math.ceil(math.ceil(math.ceil(examples / t.batch_size) / t.grad_accum) * t.epochs)
+    return max(1, min(steps, t.max_steps) if t.max_steps else steps)
+
+
+def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], None] = print, progress: bool = False,
+                    executor: Executor | None = None) -> Comparison:
+    """Check the data, then open (or resume) the comparison in `out`; bad input writes nothing."""
+    from loralab.tasks import get_task, infer_task
+
+    start = (time.perf_counter(), time.process_time())
+    base = config.base
+    for key in ("train", "valid"):
+        if not Path(getattr(base, key)).exists():
+            raise LoralabError(f"--{key} {getattr(base, key)}: file not found")
+    task = get_task(infer_task(base.train, base.task))
+    train = task.read(base.train, base.task, limit=base.train_limit if base.train_sample_seed is None else None)
+    valid = task.read(base.valid, base.task, limit=base.valid_limit)
+    task.check_labels(valid, task.label_space(train, source=base.train), source=base.valid)
+    for method in config.methods:  # every method's settings are valid run settings, before anything is written
+        for settings in method.settings(config.bracket_size):
+            base.replace({**method.fixed, **settings})
+    metric = task.metrics[0]
+    train_examples = min(len(train), base.train_limit or len(train))
+    ledger = Ledger(out / LEDGER, config.clock, start)
+    budget = Budget(config.budget_seconds, tuple(m.name for m in config.methods), ledger,
+                    _final_steps(base, train_examples), config.seeds,
+                    len(valid) / min(config.pilot_valid, len(valid)))
+    brackets = {m.name: Bracket.of(m, config.bracket_size, config.min_steps, config.eta, config.rungs,
+                                   higher_is_better(metric), budget.final_steps) for m in config.methods}
+    return Comparison(config, out, budget, metric, train_examples, len(valid), brackets, log=log, progress=progress,
+                      executor=executor)
+
+
+Planned = tuple[str, RunConfig, str, str]
+"""(folder, configuration, kind: pilot or final, method)."""
+
+
+def _run_stage(cmp: Comparison, name: str, planned: list[Planned]) -> None:
+    """Sweep `planned` into the comparison's folder, each run's cost into the ledger."""
+    if not planned:
+        return
+    kinds = {folder: (kind, method) for folder, _, kind, method in planned}
+    ledger = cmp.budget.ledger
+
+    def timed_run(config: RunConfig, folder: Path, **kwargs: Any) -> dict:
+        from loralab.runs import run
+
+        wall, cpu = time.perf_counter(), time.process_time()
+        record = run(config, folder, **kwargs)
+        kind, method = kinds[folder.relative_to(cmp.out).as_posix()]
+        ledger.add(ledger.key(folder), kind, wall=time.perf_counter() - wall, cpu=time.process_time() - cpu,
+                   train_wall=float(record.get("train_seconds", 0.0)), steps=int(record.get("steps", 0)),
+                   candidate=method)
+        return record
+
+    experiment = Experiment(f"compare: {name}", str(cmp.out),
+                            tuple(PlannedRun(folder, config, (method,)) for folder, config, _, method in planned))
+    sweep(experiment, cmp.out, run_fn=timed_run, progress=cmp.progress, log=cmp.log, page=False,
+          executor=cmp.executor, lock=False)
+    for folder, _, kind, method in planned:  # read back, run on Ray, or killed between its record and its ledger line
+        key = ledger.key(cmp.out / folder)
+        if key not in ledger.entries and (cmp.out / folder / RECORD).exists():
+            record = read_json(cmp.out / folder / RECORD)
+            train = float(record.get("train_seconds", 0.0))
+            ledger.add(key, kind, wall=train, cpu=train, train_wall=train, steps=int(record.get("steps", 0)),
+                       candidate=method)
+    ledger.settle()
+
+
+def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]:
+    """The pilots of every method's `rung` that its share affords (the first pilot of a method always)."""
+    planned: list[Planned] = []
+    for name, bracket in cmp.brackets.items():
+        score = cmp.score(name)
+        entrants = bracket.entrants(rung, score)
+        if entrants is None or name in cmp.stopped:
+            continue
+        steps = bracket.steps[rung]
+        todo = [i for i in entrants if score(i, steps) is None]
+        known = cmp.budget.step_cost(name) is not None
+        if first_only:
+            if not known and todo and todo[0] == entrants[0]:
+                planned.append(_pilot(cmp, bracket, todo[0], steps))
+            continue
+        chosen, cost = [], 0.0
+        for i in todo:
+            more = cmp.budget.pilot_cost(name, steps)
+            if not cmp.budget.affords(name, cost + more):
+                left, reserve = cmp.budget.left(name) - cost, cmp.budget.final_reserve(name)
+                cmp.stopped[name] = (f"budget: a {steps}-step pilot (about {more:.0f} s) and the final runs (about "
+                                     f"{reserve:.0f} s) did not fit in the {left:.0f} s left of its share"
+                                     if left > 0 else f"budget: its share ({cmp.budget.share(name):.0f} s) is spent"
+                                     + (f"; its final runs (about {reserve:.0f} s) run anyway" if reserve else ""))
+                cmp.log(f"{name}: bracket stopped at rung {rung + 1}; {cmp.stopped[name]}")
+                break
+            chosen.append(i)
+            cost += more
+        if rung > 0 and len(chosen) < len(todo):
+            continue  # a later rung runs whole or not at all: its survivors are compared at equal steps
+        planned += [_pilot(cmp, bracket, i, steps) for i in chosen]
+    return planned
+
+
+def _pilot(cmp: Comparison, bracket: Bracket, index: int, steps: int) -> Planned:
+    return (bracket.folder(index, steps), cmp.pilot_config(bracket.method, bracket.settings[index], steps), "pilot",
+            bracket.method.name)
+
+
+def run_brackets(cmp: Comparison) -> None:
+    """Every method's bracket, rung by rung, all methods' pilots of a rung in one stage."""
+    _run_stage(cmp, "first pilot of each method", _rung(cmp, 0, first_only=True))
+    longest = max(cmp.brackets.values(), key=lambda b: len(b.steps))
+    for rung, steps in enumerate(longest.steps):
+        _run_stage(cmp, f"rung {rung + 1} ({steps} steps)", _rung(cmp, rung))
+
+
+def best_settings(cmp: Comparison) -> dict[str, Any]:
+    """Method -> its bracket's verdict (None when no pilot of it scored)."""
+    return {name: bracket.best(cmp.score(name), cmp.metric, cmp.pilot_examples)
+            for name, bracket in cmp.brackets.items()}
+
+
+def run_finals(cmp: Comparison, verdicts: dict[str, Any]) -> None:
+    planned: list[Planned] = []
+    for method in cmp.config.methods:
+        verdict = verdicts[method.name]
+        if verdict is None:
+            continue
+        for seed in cmp.seeds():
+            planned.append((cmp.final_folder(method, verdict.winner.settings, seed),
+                            cmp.final_config(method, verdict.winner.settings, seed), "final", method.name))
+    _run_stage(cmp, f"final runs ({cmp.config.seeds} seeds of each method's best)", planned)
+
+
+def compare(config: CompareConfig, out: str | Path, *, log: Callable[[str], None] = print, progress: bool = False,
+            executor: Executor | None = None) -> dict[str, Any]:
+    """Search each method in its own bracket, train its best setting with seeds, write compare.json and the
+    report; returns what compare.json holds. A second process on the folder is refused, as a second sweep is."""
+    out = Path(out)
+    cmp = open_comparison(config, out, log=log, progress=progress, executor=executor)
+    with folder_lock(out):
+        path = out / PLAN
+        if path.exists() and read_json(path) != config.plan():
+            raise LoralabError(f"{path}: this folder holds a comparison with other settings (data, methods, brackets "
+                               "or seeds); rerun it with the same options (only --budget may change), or use another "
+                               "--out")
+        write_json(path, config.plan())
+        cmp.budget.ledger = Ledger(out / LEDGER, config.clock, cmp.budget.ledger.start)  # read under the lock
+        run_brackets(cmp)
+        verdicts = best_settings(cmp)
+        run_finals(cmp, verdicts)
+        result = summarize(cmp, verdicts)
+        write_json(out / COMPARE, result)
+        write_report(out)
+        return result

@@ -1,0 +1,124 @@
+"""What `compare.json` holds: each method's bracket and best setting, its final runs, their costs, the
+ranking with noise verdicts, the budget as split and as spent, and the one-sentence answer.
+
+The ranking is the reports' (`reports.rows`): a method's final runs are one row of seeds, ranked by their
+mean, and each other row is within noise of the best when the difference of the means is under twice
+its standard error (a single seed borrows the pooled seed-to-seed deviation). The report
+(`report.py`) is built from this file alone.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from loralab.metrics import METRICS
+from loralab.recommendation.verdict import Verdict
+from loralab.reports.rows import Row, against_best, higher_is_better
+from loralab.runs.artifacts import RECORD, WEIGHTS, read_json
+from loralab.runs.state import record_state
+
+
+def _final(cmp: Any, method: Any, settings: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    """One final run's record, or None when it has not finished."""
+    folder = cmp.out / cmp.final_folder(method, settings, seed)
+    if not (folder / RECORD).exists() or record_state(folder, cmp.final_config(method, settings, seed))[0] != "done":
+        return None
+    return read_json(folder / RECORD)
+
+
+def _cost(records: list[dict[str, Any]], folders: list[Path]) -> dict[str, Any]:
+    def mean(key: str) -> float | None:
+        values = [float(r[key]) for r in records if isinstance(r.get(key), (int, float))]
+        return sum(values) / len(values) if values else None
+
+    stored = [(f / WEIGHTS).stat().st_size for f in folders if (f / WEIGHTS).exists()]
+    return {"train_seconds": mean("train_seconds"), "peak_memory_mb": mean("peak_memory_mb"),
+            "trainable_params": records[0].get("trainable_params") if records else None,
+            "stored_bytes": max(stored) if stored else None}
+
+
+def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, Any], Row]:
+    bracket, score = cmp.brackets[method.name], cmp.score(method.name)
+    pilots = [{"setting": p.number, "settings": p.settings, "values": {str(k): v for k, v in sorted(p.values.items())},
+               "state": p.state, "folders": {str(k): bracket.folder(p.number, k) for k in sorted(p.values)}}
+              for p in bracket.pilots(score)]
+    row = Row(method.name, method.name, method.fixed.get("strategy", ""), {})
+    entry: dict[str, Any] = {"method": method.name, "lr_range": list(method.lr_range),
+                             "choices": {k: list(v) for k, v in method.choices.items()},
+                             "rung_steps": list(bracket.steps), "pilots": pilots,
+                             "stopped": cmp.stopped.get(method.name), "best": None, "finals": []}
+    if verdict is None:
+        return entry, row
+    folders = []
+    for seed in cmp.seeds():
+        record = _final(cmp, method, verdict.winner.settings, seed)
+        folder = cmp.out / cmp.final_folder(method, verdict.winner.settings, seed)
+        value = (record or {}).get("valid", {}).get(cmp.metric) if (record or {}).get("status") == "completed" else None
+        entry["finals"].append({"seed": seed, "folder": folder.relative_to(cmp.out).as_posix(),
+                                "status": (record or {}).get("status", "not run"), cmp.metric: value})
+        if record is not None:
+            row.records.append(record)
+            folders.append(folder)
+    entry["best"] = {"setting": verdict.winner.number, "settings": verdict.winner.settings,
+                     "pilot_steps": verdict.steps, "pilot_value": verdict.winner.values[verdict.steps],
+                     "rivals_within_noise": [p.number for p, _, _, within in verdict.rivals if within]}
+    values = row.values(cmp.metric)
+    entry.update({"mean": row.mean(cmp.metric), "sd": row.sd(cmp.metric), "n": len(values),
+                  **_cost(row.completed, folders)})
+    return entry, row
+
+
+def _sentence(methods: list[dict[str, Any]], metric: str, budget: dict[str, Any]) -> str:
+    metric = METRICS[metric].label if metric in METRICS else metric
+    within = f"within the {round(budget['budget_seconds'] / 60, 1):g}-minute budget"
+    if budget["over_budget"]:  # said in the sentence, not only in the budget's table
+        within += (f" (overspent: {budget['spent_seconds']:.0f} s, since each method's first pilot and final runs "
+                   "always run)")
+    ranked = [m for m in methods if m.get("rank")]
+    if not ranked:
+        return f"No method finished a final run {within}; give it a larger --budget or fewer --methods."
+    best = ranked[0]
+    close = [m for m in ranked[1:] if m.get("verdict") == "within noise"]
+    if len(ranked) == 1:
+        return f"Only {best['method']} finished its final runs {within} ({metric} {best['mean']:.3f})."
+    seconds = {m["method"]: m.get("train_seconds") or math.inf for m in [best] + close}
+    cheap = min([best] + close, key=lambda m: (seconds[m["method"]], m["rank"]))
+    if cheap is best:
+        tail = (f"; {', '.join(m['method'] for m in close)} {'was' if len(close) == 1 else 'were'} within noise of it "
+                "but no cheaper to train") if close else ", beyond noise of every other method"
+        unknown = "" if best.get("sd") is not None else " (one seed each: noise unknown)"
+        return f"{best['method']} is worth it {within}: it scored best ({metric} {best['mean']:.3f}){tail}{unknown}."
+    share = seconds[cheap["method"]] / seconds[best["method"]] if seconds[best["method"]] else math.nan
+    return (f"{cheap['method']} is worth it {within}: within noise of the best, {best['method']} ({metric} "
+            f"{best['mean']:.3f} against {cheap['mean']:.3f}), at {share:.0%} of its training time.")
+
+
+def summarize(cmp: Any, verdicts: dict[str, Verdict | None]) -> dict[str, Any]:
+    """compare.json: everything the report says, from the live comparison and the run records."""
+    methods, rows = [], []
+    for method in cmp.config.methods:
+        entry, row = _method(cmp, method, verdicts[method.name])
+        methods.append(entry)
+        rows.append(row)
+    scored = [r for r in rows if r.mean(cmp.metric) is not None]
+    sign = 1 if higher_is_better(cmp.metric) else -1
+    order = sorted(scored, key=lambda r: -sign * r.mean(cmp.metric))
+    rank = {r.key: i + 1 for i, r in enumerate(order)}
+    found = against_best(rows, cmp.metric)
+    judged = {c.row.key: c for c in found.others} if found else {}
+    for entry in methods:
+        name = entry["method"]
+        entry["rank"] = rank.get(name)
+        if name in judged:
+            c = judged[name]
+            entry.update({"difference": c.diff, "se": c.se, "verdict": c.verdict})
+        elif found is not None and name == found.best.key:
+            entry["verdict"] = "best"
+    methods.sort(key=lambda m: (m["rank"] or math.inf, m["method"]))
+    budget = cmp.budget.summary()
+    return {"metric": cmp.metric, "train_examples": cmp.train_examples, "valid_examples": cmp.valid_examples,
+            "pilot_valid": cmp.pilot_examples, "final_steps": cmp.budget.final_steps, "seeds": cmp.seeds(),
+            "pooled_sd": found.pooled if found else None, "budget": budget, "methods": methods,
+            "answer": _sentence(methods, cmp.metric, budget)}

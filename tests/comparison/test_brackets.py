@@ -1,0 +1,132 @@
+"""Each method's bracket and the budget, with fake scores and a fake ledger: no model, no training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from loralab.comparison import METHODS, parse_methods, parse_minutes
+from loralab.comparison.bracket import Bracket
+from loralab.comparison.budget import Budget
+from loralab.comparison.methods import spread
+from loralab.errors import LoralabError
+from loralab.recommendation.ledger import Ledger
+
+
+def test_the_first_settings_span_the_learning_rate_bracket():
+    assert [spread(i) for i in range(6)] == [0.5, 0.0, 1.0, 0.25, 0.75, 0.125]
+    for method in METHODS.values():
+        low, high = method.lr_range
+        rates = [s["lr"] for s in method.settings(6)]
+        assert rates[1] == pytest.approx(low, rel=0.05) and rates[2] == pytest.approx(high, rel=0.05)
+        assert all(low * 0.95 <= r <= high * 1.05 for r in rates) and len(set(rates)) == 6
+    lora = METHODS["lora"].settings(4)
+    assert [s["lora_targets"] for s in lora] == [("query", "value"), ("all-linear",)] * 2  # both targets tried early
+    assert {s["lora_r"] for s in lora} == {8, 16}
+    assert {s["lora_plus_ratio"] for s in METHODS["lora+"].settings(2)} == {16.0, 4.0}
+
+
+def test_a_slow_method_competes_only_with_itself():
+    """Full fine-tuning's pilots all score far above VeRA's after a few steps; VeRA's bracket still keeps
+    its own best and goes on, as a shared bracket would not."""
+    fast = Bracket.of(METHODS["full"], 6, min_steps=4, eta=3, rungs=2)
+    slow = Bracket.of(METHODS["vera"], 6, min_steps=4, eta=3, rungs=2)
+    vera = {0: 0.30, 1: 0.31, 2: 0.29, 3: 0.33, 4: 0.36, 5: 0.30}
+
+    def fast_score(i, steps):
+        return 0.90 + i / 100
+
+    def slow_score(i, steps):
+        return vera[i] if steps == 4 else {4: 0.45, 3: 0.40}.get(i)
+
+    assert fast.entrants(1, fast_score) == [5, 4]
+    assert slow.entrants(1, slow_score) == [4, 3]  # survivors(6, 3) = 2, of VeRA's own
+    verdict = slow.best(slow_score, "map@3", 100)
+    assert verdict.winner.number == 4 and verdict.steps == 12
+    assert [p.state for p in slow.pilots(slow_score)] == ["pruned"] * 3 + ["complete"] * 2 + ["pruned"]
+    # Pooled with full's, none of VeRA's settings would have been among the best 4 of 12.
+    pooled = sorted([fast_score(i, 4) for i in range(6)] + list(vera.values()), reverse=True)[:4]
+    assert min(pooled) > max(vera.values())
+
+
+def test_rungs_follow_what_ran():
+    bracket = Bracket.of(METHODS["lora"], 6, min_steps=2, eta=2, rungs=3)
+    assert bracket.steps == (2, 4, 8)
+    cut = {0: 0.5, 1: 0.7, 2: 0.6}  # the budget cut the first rung to three settings
+
+    def score(i, steps):
+        return cut.get(i) if steps == 2 else None
+
+    assert bracket.entrants(1, score) == [1]  # floor(3 / 2) of the three that ran
+    assert bracket.entrants(2, score) is None  # rung 2 (4 steps) has not run
+    one = {0: 0.5}
+    assert bracket.entrants(1, lambda i, s: one.get(i) if s == 2 else None) is None  # a single setting: no rung
+    nan = {0: math.nan, 1: 0.4}  # a diverged pilot ranks last
+    assert bracket.entrants(1, lambda i, s: nan.get(i) if s == 2 else None) == [1]
+
+
+def test_no_pilot_trains_longer_than_a_final_run():
+    assert Bracket.of(METHODS["lora"], 2, 16, 3, 3, final_steps=25).steps == (16, 25)
+    assert Bracket.of(METHODS["lora"], 2, 16, 3, 3, final_steps=1000).steps == (16, 48, 144)
+    assert Bracket.of(METHODS["lora"], 2, 16, 3, 3, final_steps=10).steps == (10,)
+
+
+def test_the_budget_is_split_and_spent_per_method(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    budget = Budget(100.0, ("lora", "vera"), ledger, final_steps=10, seeds=2, valid_share=1.0)
+    assert budget.share("lora") == budget.share("vera") == 50.0
+    ledger.add("pilots/lora/a/steps-4", "pilot", wall=4.0, cpu=1.0, train_wall=2.0, steps=4, candidate="lora")
+    assert budget.step_cost("lora") == 0.5 and budget.step_cost("vera") is None  # 2 s of training over 4 steps
+    assert budget.pilot_cost("lora", 8) == 0.5 * 8 + 2.0  # steps, and the 2 s outside them
+    assert budget.final_reserve("lora") == 2 * (0.5 * 10 + 2.0)
+    assert budget.affords("lora", 6.0) and not budget.affords("lora", 33.0)  # 4 + 33 + 14 > 50
+    ledger.add("finals/lora/a/seed-0", "final", wall=9.0, cpu=9.0, train_wall=5.0, steps=10, candidate="lora")
+    assert budget.final_reserve("lora") == pytest.approx(0.5 * 10 + 4.0)  # one seed left; its overhead measured
+    summary = budget.summary()
+    assert summary["per_method"]["lora"] == {"share_seconds": 50.0, "pilot_seconds": 4.0, "final_seconds": 9.0,
+                                             "spent_seconds": 13.0}
+    assert summary["per_method"]["vera"]["spent_seconds"] == 0.0 and not summary["over_budget"]
+    # A resumed comparison reads what was spent back, and skips a line a kill cut short.
+    with open(tmp_path / "ledger.jsonl", "a") as f:
+        f.write('{"folder": "pilots/vera/x/st')
+    again = Budget(100.0, ("lora", "vera"), Ledger(tmp_path / "ledger.jsonl"), 10, 2, 1.0)
+    assert again.spent("lora") == 13.0 and again.spent("vera") == 0.0
+
+
+@pytest.mark.parametrize("names, message", [(("lora", "foo"), "unknown method 'foo'"), ((), "at least one method"),
+                                            (("lora", "lora"), "named twice")])
+def test_bad_methods_are_refused_in_one_line(names, message):
+    with pytest.raises(LoralabError, match=message):
+        parse_methods(names)
+
+
+@pytest.mark.parametrize("text, seconds", [("4", 240.0), ("2.5", 150.0), ("30m", 1800.0), ("90s", 90.0)])
+def test_budgets_read_as_minutes_or_durations(text, seconds):
+    assert parse_minutes(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "soon", "0m"])
+def test_a_budget_of_nothing_is_refused(text):
+    with pytest.raises(LoralabError, match="budget"):
+        parse_minutes(text)
+
+
+def _budget(over: bool) -> dict:
+    return {"budget_seconds": 600.0, "spent_seconds": 900.0 if over else 500.0, "over_budget": over}
+
+
+def test_the_answer_names_the_cheaper_method_within_noise_and_an_overspent_budget():
+    from loralab.comparison.summary import _sentence
+
+    best = {"method": "full", "rank": 1, "mean": 0.56, "sd": 0.01, "train_seconds": 300.0, "verdict": "best"}
+    lora = {"method": "lora", "rank": 2, "mean": 0.55, "sd": 0.01, "train_seconds": 100.0, "verdict": "within noise"}
+    vera = {"method": "vera", "rank": 3, "mean": 0.40, "sd": 0.01, "train_seconds": 50.0,
+            "verdict": "worse beyond noise"}
+    text = _sentence([best, lora, vera], "map@3", _budget(False))
+    assert text.startswith("lora is worth it within the 10-minute budget: within noise of the best, full")
+    assert "33% of its training time" in text and "overspent" not in text
+    alone = _sentence([best, dict(vera, verdict="worse beyond noise")], "map@3", _budget(True))
+    assert alone.startswith("full is worth it within the 10-minute budget (overspent: 900 s")
+    assert "beyond noise of every other method" in alone
+    assert _sentence([dict(vera, rank=None)], "map@3", _budget(False)).startswith("No method finished")

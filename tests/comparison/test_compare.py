@@ -1,0 +1,165 @@
+"""`loralab compare` on a tiny model: the stages, the budget, compare.json and the report, the folder
+lock, resuming after kill -9, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compare_fixtures import easy_comparison
+from run_fixtures import save_tiny_bert
+from loralab.cli import main
+from loralab.comparison import compare
+from loralab.errors import LoralabError
+from loralab.runs.artifacts import RECORD
+from loralab.sweeps.sweep import folder_lock
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, minilm_tokenizer) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("model") / "tiny", minilm_tokenizer)
+
+
+def _ledger(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines() if line.strip()]
+
+
+def _completed(out: Path) -> dict[Path, bytes]:
+    found = {}
+    for path in out.glob(f"*/*/**/{RECORD}"):
+        content = path.read_bytes()
+        if json.loads(content)["status"] == "completed":
+            found[path] = content
+    return found
+
+
+def test_a_small_budget_runs_each_methods_first_pilot_then_its_final_runs_through_the_executor(tmp_path, tiny):
+    out, seen = tmp_path / "cmp", []
+
+    def executor(reasons, folder):  # as sweep's Ray executor is called: the planned runs in, their records out
+        from loralab.runs import run
+
+        for planned, _ in reasons:
+            seen.append(planned.folder)
+            yield planned, run(planned.config, folder / planned.folder, progress=False, log=lambda _: None)
+
+    result = compare(easy_comparison(tmp_path, tiny, budget_seconds=1.0, seeds=1), out, log=lambda _: None,
+                     executor=executor)
+    pilots = [e for e in _ledger(out) if e["kind"] == "pilot"]
+    assert sorted(e["candidate"] for e in pilots) == ["full", "lora"]  # the first pilot of each, no more
+    assert sorted(seen) == sorted(e["folder"] for e in _ledger(out) if e["kind"] in ("pilot", "final"))
+    assert len(seen) == 4  # two first pilots, one final run each, all through the executor
+    assert [len(m["pilots"]) for m in result["methods"]] == [1, 1]
+    budget = result["budget"]
+    assert budget["budget_seconds"] == 1.0 and budget["over_budget"]
+    assert set(budget["per_method"]) == {"full", "lora"}
+    for method in result["methods"]:
+        assert budget["per_method"][method["method"]]["share_seconds"] == 0.5
+        assert method["stopped"].startswith("budget:") and len(method["finals"]) == 1
+        assert method["finals"][0]["status"] == "completed" and method["rank"] in (1, 2)
+    assert (out / "compare.json").exists() and "over the budget" in (out / "report.md").read_text()
+    assert "<table>" in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tiny):
+    out = tmp_path / "cmp"
+    result = compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
+    pilots = [e for e in _ledger(out) if e["kind"] == "pilot"]
+    assert len(pilots) == 12  # per method: 4 settings at 2 steps, the best 2 at 4
+    assert {m["method"]: len(m["pilots"]) for m in result["methods"]} == {"full": 4, "lora": 4}
+    for method in result["methods"]:
+        assert method["best"]["pilot_steps"] == 4 and method["n"] == 2 and method["mean"] is not None
+        assert method["train_seconds"] > 0 and method["peak_memory_mb"] > 0 and method["stored_bytes"] > 0
+        assert method["verdict"] in ("best", "within noise", "worse beyond noise")
+        assert method["stopped"] is None
+    lora = next(m for m in result["methods"] if m["method"] == "lora")
+    full = next(m for m in result["methods"] if m["method"] == "full")
+    assert lora["trainable_params"] < full["trainable_params"] and lora["stored_bytes"] < full["stored_bytes"]
+    assert [m["rank"] for m in result["methods"]] == [1, 2]
+    report = (out / "report.md").read_text()
+    assert result["answer"] in report and "## Budget" in report and "## Each method's bracket" in report
+    before = _ledger(out)
+    again = compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
+    assert [e for e in _ledger(out) if e["kind"] != "search"] == [e for e in before if e["kind"] != "search"]
+    assert again["methods"] == result["methods"]
+
+
+_ARGS = ["compare", "--model", "{model}", "--train", "{folder}/train.csv", "--valid", "{folder}/valid.csv",
+         "--device", "cpu", "--batch-size", "8", "--max-length", "16", "--methods", "full,lora", "--budget", "10000",
+         "--seeds", "2", "--bracket-size", "4", "--min-steps", "2", "--eta", "2", "--rungs", "2",
+         "--pilot-valid", "16", "--threads", "1", "--quiet", "--out", "{folder}/cmp"]
+
+
+@pytest.mark.slow
+def test_a_comparison_killed_mid_way_resumes_without_redoing_finished_runs(tmp_path, tiny):
+    easy_comparison(tmp_path, tiny)  # writes the data files
+    argv = [a.format(model=tiny, folder=tmp_path) for a in _ARGS]
+    out = tmp_path / "cmp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
+    child = subprocess.Popen([sys.executable, "-m", "loralab", *argv], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:  # killed once a second-rung pilot has finished: no timing, a file decides
+        deadline = time.time() + 600
+        while time.time() < deadline and child.poll() is None:
+            if any(json.loads(p.read_text() or "{}").get("status") == "completed"
+                   for p in out.glob(f"pilots/*/*/steps-4/{RECORD}")):
+                break
+            time.sleep(0.05)
+        assert child.poll() is None, "the comparison ended before it could be killed"
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait()
+    finished = _completed(out)
+    assert len(finished) >= 9  # the 8 first-rung pilots and a second-rung one
+    assert not (out / "compare.json").exists()
+
+    assert main(argv) == 0
+    for path, content in finished.items():  # read back, not trained again
+        assert path.read_bytes() == content, path
+    runs = [e["folder"] for e in _ledger(out) if e["kind"] in ("pilot", "final")]
+    assert len(runs) == len(set(runs)) == 16, runs  # 12 pilots and 4 final runs, none twice
+    assert json.loads((out / "compare.json").read_text())["methods"][0]["n"] == 2
+
+
+def test_a_second_process_on_the_folder_is_refused(tmp_path, tiny):
+    out = tmp_path / "cmp"
+    with folder_lock(out):
+        with pytest.raises(LoralabError, match="another loralab sweep is running in this folder"):
+            compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
+    assert not (out / "plan.json").exists()
+
+
+def test_a_folder_holding_another_comparison_is_refused(tmp_path, tiny):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "plan.json").write_text('{"methods": []}')
+    with pytest.raises(LoralabError, match="holds a comparison with other settings"):
+        compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--methods": "lora,nope"}, "--methods: unknown method 'nope'"),
+    ({"--budget": "0"}, "invalid --budget '0'"),
+    ({"--budget": "-3"}, "invalid --budget '-3'"),
+    ({"--seeds": "0"}, "seeds"),
+    ({"--train": "{folder}/missing.csv"}, "missing.csv: file not found"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny, capsys, change, message):
+    easy_comparison(tmp_path, tiny)
+    args = list(_ARGS)
+    for option, value in change.items():
+        args[args.index(option) + 1] = value
+    assert main([a.format(model=tiny, folder=tmp_path) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "cmp").exists()
