@@ -184,7 +184,8 @@ def test_bf16_casts_the_residual_stream_once_and_scores_as_autocast_alone_did(mo
 def test_fp32_packed_forward_casts_nothing():
     model = prepared("bert", "lora").eval()
     seen = []
-    model.bert.encoder.layer[0].attention.self.query.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    query = model.bert.encoder.layer[0].attention.self.query
+    query.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
     with torch.no_grad():
         packed_logits(model, inputs(ragged_batch(0)))
     assert seen == [torch.float32]
