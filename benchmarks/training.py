@@ -73,7 +73,7 @@ class Runner:
     def __init__(self, model, config: TrainConfig, device, packed: bool = True, precision: str = "fp32"):
         self.model = model.to(device).train()
         self.packed, self.precision = packed, precision
-        self.optimizer = adamw(model, config.lr, config.weight_decay)
+        self.optimizer = adamw(model, config.lr, config.weight_decay, fused=precision == "bf16")  # as loralab.training
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.config, self.device = config, device
         self.trainable = sum(p.numel() for p in self.params)

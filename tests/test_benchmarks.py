@@ -215,3 +215,13 @@ def test_methods_benchmark_reports_every_method_against_lora():
     assert set(record["methods"]) == {"lora", "dora", "vera", "galore", "peft-lora", "peft-dora"}
     assert record["methods"]["lora"]["step_over_lora"] == 1.0
     assert record["ratios"]["loralab_dora_over_peft_dora"] > 0
+
+
+@pytest.mark.slow
+def test_bf16_profile_shares_every_part_of_the_step():
+    import bf16_profile
+
+    record = bf16_profile.main(SMOKE + ["--threads", "1", "--steps", "1", "--variants", "full-bf16,lora-bf16"])
+    for label, shares in record["shares"].items():
+        assert math.isclose(sum(shares.values()), 1.0, rel_tol=1e-9) and shares["products"] > 0, label
+    assert record["shares"]["full-bf16"]["adamw"] > 0 and record["profiled_step_seconds"]["lora-bf16"]["step"] > 0

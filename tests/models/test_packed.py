@@ -157,3 +157,35 @@ def test_training_packed_follows_the_padded_run():
     assert len(packed_losses) == 6 and packed_losses[0] != packed_losses[-1]
     assert packed_losses == pytest.approx(padded_losses, abs=1e-5)
     assert packed_scores == pytest.approx(padded_scores, abs=1e-6)
+
+
+@pytest.mark.parametrize("model_type", ["bert", "mpnet"])
+@pytest.mark.parametrize("p", [0.0, 1e-9])  # 1e-9: the spelled-out attention, which expands the mask, runs too
+def test_bf16_casts_the_residual_stream_once_and_scores_as_autocast_alone_did(model_type, p, monkeypatch):
+    import loralab.models.packed as packed
+
+    model = no_dropout(prepared(model_type, "lora"), p).train()
+    batch = inputs(ragged_batch(model.config.pad_token_id, seed=5))
+    attention = model.base_model.encoder.layer[0].attention
+    query = attention.self.query if model_type == "bert" else attention.attn.q
+    seen = []
+    query.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.manual_seed(0)
+        now = packed_logits(model, batch)
+        # Before: every product cast the fp32 residual stream itself, and the mask was built in fp32.
+        monkeypatch.setattr(packed, "_compute_dtype", lambda hidden: None)
+        torch.manual_seed(0)
+        before = packed_logits(model, batch)
+    assert seen == [torch.bfloat16, torch.float32]
+    assert torch.equal(now, before)  # the same casts, made once: the same bf16 products, bit for bit
+
+
+def test_fp32_packed_forward_casts_nothing():
+    model = prepared("bert", "lora").eval()
+    seen = []
+    query = model.bert.encoder.layer[0].attention.self.query
+    query.register_forward_pre_hook(lambda m, args: seen.append(args[0].dtype))
+    with torch.no_grad():
+        packed_logits(model, inputs(ragged_batch(0)))
+    assert seen == [torch.float32]

@@ -38,3 +38,20 @@ def test_a_group_trains_in_its_own_optimizer_group_only_with_its_own_lr(theta_lr
         [([id(p) for p in params], decay, lr) for params, decay, lr in expected]
     # Without the strategy's groups the loop cannot tell theta from any other vector.
     assert len(adamw(model, 1e-3, 0.01).param_groups) == 2
+
+
+def test_cpu_adamw_is_fused_only_when_asked_and_bf16_training_asks(monkeypatch):
+    import loralab.training.loop as loop
+    from loralab.tasks.multiple_choice import TASK as MC
+    from loralab.training import TrainConfig, train
+    from run_fixtures import random_questions
+
+    model = tiny_model("bert")
+    assert not adamw(model, 1e-3, 0.01).defaults["fused"]  # the per-tensor loop: fp32 records stay bit-identical
+    assert adamw(model, 1e-3, 0.01, fused=True).defaults["fused"]
+    asked = []
+    monkeypatch.setattr(loop, "adamw", lambda *a, **k: asked.append(k["fused"]) or adamw(*a, **k))
+    for precision in ("fp32", "bf16"):
+        config = TrainConfig(batch_size=4, max_steps=1, precision=precision)
+        train(tiny_model("bert"), random_questions(4), config, task=MC, pad_id=0, progress=False)
+    assert asked == [False, True]

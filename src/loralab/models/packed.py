@@ -53,7 +53,7 @@ def packed_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Ten
     bias = None
     if family.relative_bias:
         bias = encoder.encoder.compute_position_bias(ids[:1])  # (1, heads, seq, seq) relative position bias
-    attend = _attention_mask(mask, bias, hidden.dtype)
+    attend = _attention_mask(mask, bias, _compute_dtype(hidden) or hidden.dtype)
     for layer in encoder.encoder.layer:
         hidden = run_block(layer, _LAYERS[family.layer], layer, hidden, layout, attend)  # checkpointed when asked
     first = layout.first_tokens()  # (sequences,) packed row of each sequence's first token
@@ -114,9 +114,28 @@ def _embed(family: Packed, embeddings: nn.Module, ids, token_type_ids, layout: _
 
 
 def _attention_mask(mask: torch.Tensor, bias: torch.Tensor | None, dtype) -> torch.Tensor:
+    # Built in the dtype attention computes in (bf16 under autocast): the spelled-out attention expands it
+    # to every head, and an fp32 mask would be expanded, then cast, at every layer.
     keys = mask[:, None, None, :]  # (sequences, 1, 1, seq): padded keys get no attention
     additive = torch.zeros(keys.shape, dtype=dtype, device=mask.device).masked_fill(~keys, torch.finfo(dtype).min)
     return additive if bias is None else additive + bias.to(dtype)  # (sequences, 1 or heads, seq, seq)
+
+
+def _compute_dtype(hidden: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast computes products in on `hidden`'s device, or None outside autocast."""
+    device = hidden.device.type
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+
+
+def _to_compute(hidden: torch.Tensor) -> torch.Tensor:
+    """`hidden` cast once to autocast's dtype for the products that read it (outside autocast: itself).
+
+    Autocast casts a product's fp32 input on every call, so q, k and v (and a LoRA layer's two products)
+    would each cast the same residual stream again, and backward would cast each gradient back: casting
+    once gives the same products for a third of the copies.
+    """
+    dtype = _compute_dtype(hidden)
+    return hidden if dtype is None else hidden.to(dtype)
 
 
 def _attend(q, k, v, layout: _Layout, mask: torch.Tensor, heads: int, drop: nn.Dropout) -> torch.Tensor:
@@ -140,7 +159,8 @@ def _attend(q, k, v, layout: _Layout, mask: torch.Tensor, heads: int, drop: nn.D
 
 def _bert_layer(layer, hidden, layout, mask):
     attention, output = layer.attention.self, layer.attention.output
-    context = _attend(attention.query(hidden), attention.key(hidden), attention.value(hidden), layout, mask,
+    x = _to_compute(hidden)
+    context = _attend(attention.query(x), attention.key(x), attention.value(x), layout, mask,
                       attention.num_attention_heads, attention.dropout)
     hidden = output.LayerNorm(dropout(output.dense(context), output.dropout) + hidden)
     return _feed_forward(layer, hidden)
@@ -148,7 +168,8 @@ def _bert_layer(layer, hidden, layout, mask):
 
 def _mpnet_layer(layer, hidden, layout, mask):
     attention = layer.attention.attn
-    context = _attend(attention.q(hidden), attention.k(hidden), attention.v(hidden), layout, mask,
+    x = _to_compute(hidden)
+    context = _attend(attention.q(x), attention.k(x), attention.v(x), layout, mask,
                       attention.num_attention_heads, attention.dropout)
     hidden = layer.attention.LayerNorm(dropout(attention.o(context), layer.attention.dropout) + hidden)
     return _feed_forward(layer, hidden)
@@ -156,7 +177,7 @@ def _mpnet_layer(layer, hidden, layout, mask):
 
 def _feed_forward(layer, hidden):
     output = layer.output
-    return output.LayerNorm(dropout(output.dense(layer.intermediate(hidden)), output.dropout) + hidden)
+    return output.LayerNorm(dropout(output.dense(layer.intermediate(_to_compute(hidden))), output.dropout) + hidden)
 
 
 _LAYERS = {Layer.BERT: _bert_layer, Layer.MPNET: _mpnet_layer}

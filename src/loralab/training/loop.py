@@ -122,7 +122,7 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
         chunk = next(batches(items, global_batch, list, shuffle=True, generator=first, group_by_length=config.group_by_length))
         probe = {k: v.to(device) for k, v in parallel.shard(chunk, collate)[0].items()}
     prepared = parallel.prepare(model, task, config.packed, groups, probe)
-    optimizer = adamw(model, config.lr, config.weight_decay, prepared.groups)
+    optimizer = adamw(model, config.lr, config.weight_decay, prepared.groups, fused=config.precision == "bf16")
     micro_per_epoch = math.ceil(len(items) / global_batch)
     steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))

@@ -18,8 +18,13 @@ from loralab.training.interface import Group, OptimizerChoice, ParamGroup
 
 
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float,
-          groups: Sequence[ParamGroup] | None = None) -> torch.optim.Optimizer:
-    """AdamW over `groups` (None: every parameter that requires grad, at `lr`)."""
+          groups: Sequence[ParamGroup] | None = None, fused: bool = False) -> torch.optim.Optimizer:
+    """AdamW over `groups` (None: every parameter that requires grad, at `lr`).
+
+    `fused`: torch's fused kernel on every device. On a CPU it updates MiniLM's 23M fp32 master weights
+    about 4x faster than the per-tensor loop, but rounds differently (within an ulp), so only bf16 runs
+    ask for it and fp32 runs stay bit-identical to their earlier records.
+    """
     if groups is None:
         groups = (Group(tuple(p for p in model.parameters() if p.requires_grad)),)
     if not any(group.params for group in groups):
@@ -46,8 +51,9 @@ def adamw(model: torch.nn.Module, lr: float, weight_decay: float,
         raise LoralabError("the strategy's parameter groups ask for different optimizers; one run has one")
     if makers:
         return makers.pop()(optimizer_groups, lr)
-    # On a GPU, AdamW's fused kernel updates every tensor in one launch; elsewhere torch's default (foreach).
-    fused = all(p.is_cuda for g in optimizer_groups for p in g["params"]) or None
+    # On a GPU, AdamW's fused kernel updates every tensor in one launch; elsewhere torch's default (a CPU
+    # gets the per-tensor loop) unless the caller asks for the fused kernel.
+    fused = fused or all(p.is_cuda for g in optimizer_groups for p in g["params"]) or None
     return torch.optim.AdamW(optimizer_groups, lr=lr, fused=fused)
 
 

@@ -7,6 +7,9 @@ statistics, LayerNorm and the loss stay in fp32 (Micikevicius et al. 2018, "Mixe
 Training"; bf16 keeps fp32's exponent range, so no loss scaling is needed, Kalamkar et al. 2019).
 Parameters are never converted: what trains keeps an fp32 copy that AdamW updates in fp32, and its
 gradients arrive in fp32 (autocast's casts are differentiable and cast the gradient back).
+What the bf16 path adds on top of autocast, none of it in fp32 runs: AdamW takes torch's fused kernel
+on a CPU too (`optimizer.py`), and the packed forward casts each layer's fp32 residual stream once for
+the products that read it and builds its attention mask in bf16 (`loralab.models.packed`).
 
 On CPUs with AVX-512 BF16 (and on any recent GPU) a bf16 product runs about twice the fp32 rate;
 elsewhere it may be slower, which `benchmarks/training.py` measures.
