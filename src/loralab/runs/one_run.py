@@ -30,6 +30,7 @@ from loralab.errors import LoralabError
 from loralab.validate import SettingError
 from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, load_tokenizer, model_type,
                             offline_environment, pad_token_id, recorded_model, resolve_model)
+from loralab.models.half import half_base
 from loralab.models.quantize import quantize_model
 from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
 from loralab.runs.peft import PeftAdapter, apply_peft_adapter, read_peft_adapter
@@ -164,6 +165,7 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     else:
         report = apply_strategy(model, config.strategy)
     quantization = quantize_model(model, config.quantize)  # the frozen base weights, after the strategy chose them
+    halved = half_base(model, config.base_dtype)  # likewise: the frozen matrices in bf16 / fp16 (None: float32)
     model.to(device)
     record: dict[str, Any] = {
         "status": "running",
@@ -182,6 +184,7 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "total_params": report.total_params,
         "adapted_modules": len(report.adapted_modules),
         **({"quantization": quantization.to_dict()} if quantization else {}),
+        **({"half_base": halved.to_dict()} if halved else {}),
         "train_examples": len(train_examples),
         "data": data_identity(config),
         **({"started_from_adapter": str(adapter.path)} if adapter is not None else {}),
@@ -300,6 +303,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
         )
     apply_strategy(model, config.strategy)
     quantize_model(model, config.quantize)  # deterministic: the same quantized base the run trained on
+    half_base(model, config.base_dtype)  # records from before --base-dtype read as float32: nothing cast
     load_state_into(model, tensors, run_dir / record.get("weights", WEIGHTS), required=_trained_state(model))
     device_ = resolve_device(device)
     model.to(device_).eval()
