@@ -349,12 +349,13 @@ def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: s
     base_fingerprint = fingerprint(base)
     apply_peft_adapter(base, adapter)
     quantize_model(base, adapter.quantize)
+    half_base(base, adapter.base_dtype)
     device_ = resolve_device(device)
     base.to(device_).eval()
     tokenizer = load_tokenizer(name, offline=offline, trust_remote_code=trust_remote_code)
     # The run this adapter would start: scoring reads the model and max_length from it.
     config = RunConfig(train="", model=name, strategy=adapter.strategy, offline=offline,
-                       trust_remote_code=trust_remote_code, quantize=adapter.quantize)
+                       trust_remote_code=trust_remote_code, quantize=adapter.quantize, base_dtype=adapter.base_dtype)
     record = {"adapter": str(adapter.path), "strategy": Strategy.LORA.value, "task": task.name,
               "base_model": {"name": name, "path": resolve_model(name), "fingerprint": base_fingerprint}}
     return LoadedRun(base, tokenizer, config, record, device_, task, adapter.space)
