@@ -149,8 +149,23 @@ def half_base(model: nn.Module, dtype: str) -> HalfReport | None:
             half_bytes += weight.numel() * weight.element_size()
         module.__class__ = HALF_CLASSES[type(module)]
         modules += 1
+    _off_the_file(model, done)
     release_heap(collect=True)  # the float32 tensors just replaced go back to the OS (peak RSS on CPU)
     return HalfReport(dtype, modules, weights, float_bytes, half_bytes)
+
+
+def _off_the_file(model: nn.Module, cast: set[int]) -> None:
+    """Copy every tensor not cast (vectors, what trains, buffers) into memory of its own.
+
+    transformers maps a safetensors file into memory and its tensors are views of that mapping: while
+    one of them lives, the whole mapping stays, and every page of it that was read counts in the
+    process's memory. Casting the matrices leaves the vectors holding it; copying them (a thousandth
+    of the weights) lets the mapping go, so only the half matrices remain."""
+    seen = set(cast)
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if id(tensor) not in seen:
+            seen.add(id(tensor))
+            tensor.data = tensor.data.clone()
 
 
 @torch.no_grad()
