@@ -11,6 +11,7 @@ from transformers import AutoModelForMultipleChoice
 from conftest import SCIENCE
 from loralab import api
 from loralab.cli import main
+from loralab.errors import LoralabError
 from loralab.models.half import HalfEmbedding, HalfLinear
 from loralab.runs import load_adapter, load_run, run
 from loralab.runs.config import RunConfig
@@ -115,3 +116,12 @@ def test_the_cli_refuses_a_half_base_under_full_fine_tuning_in_one_line(tmp_path
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "--base-dtype bfloat16 with --strategy full" in err
+
+
+def test_fsdp_refuses_a_half_base_in_one_line(base_folder, tmp_path):
+    from loralab.training.distributed import DataParallel
+
+    config = RunConfig(train=str(SCIENCE / "train.csv"), model=str(base_folder), strategy=LORA, train_limit=4,
+                       device="cpu", base_dtype="bfloat16")
+    with pytest.raises(LoralabError, match="^--base-dtype bfloat16 with --fsdp: "):
+        run(config, tmp_path / "run", progress=False, log=lambda _: None, parallel=DataParallel(sharded=True))

@@ -146,6 +146,9 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         raise SettingError("training.eval_every", config.training.eval_every, "0 without a validation file (--valid)")
     if parallel.distributed and config.training.checkpoint_every:
         raise SettingError("training.checkpoint_every", config.training.checkpoint_every, "0 under torchrun")
+    if parallel.sharded and config.base_dtype != "float32":  # FSDP2 gathers one dtype per layer
+        raise LoralabError(f"--base-dtype {config.base_dtype} with --fsdp: FSDP2 shards a layer's weights as one dtype; "
+                           "use DDP (no --fsdp) or a float32 base")
     check_trackers(config.training.log_to)  # a tracker not installed stops the run before anything is written
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
