@@ -171,3 +171,16 @@ def test_an_unknown_dtype_is_refused_and_old_records_read_as_float32():
     assert data["base_dtype"] == "float32"
     del data["base_dtype"]
     assert RunConfig.from_dict(data).base_dtype == "float32"
+
+
+@pytest.mark.parametrize("name", ["lora", "dora", "qv"])
+def test_a_bf16_autocast_step_on_a_half_base_gives_float32_gradients(name):
+    model, _ = adapted(ADAPTED[name])
+    model.train()
+    batch = tiny_batch()
+    with autocast("bf16", "cpu"):
+        loss = nn.functional.cross_entropy(choice_logits(model, batch), batch["labels"])
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
