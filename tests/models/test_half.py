@@ -8,7 +8,7 @@ from torch import nn
 
 import transformers
 
-from conftest import TINY, tiny_batch, tiny_model, tiny_text_batch
+from conftest import CLASSIFICATION, TINY, tiny_batch, tiny_model, tiny_text_batch
 from loralab.errors import LoralabError
 from loralab.models import float_base, half_base
 from loralab.models import half
@@ -184,3 +184,23 @@ def test_a_bf16_autocast_step_on_a_half_base_gives_float32_gradients(name):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_gpt2_conv1d_weights_are_half_and_merge_back_in_float32():
+    from loralab.runs.merge import merge_into_base
+    from loralab.strategies.lora import lora_layers
+
+    model = tiny_model("gpt2", head=CLASSIFICATION)
+    apply_strategy(model, LORA)
+    half_base(model, "bfloat16")
+    assert model.transformer.h[0].mlp.c_fc.weight.dtype == torch.bfloat16
+    assert model.transformer.h[0].attn.c_attn.base.weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        for layer in lora_layers(model):
+            layer.lora_B.normal_(std=0.1)
+    batch = {k: v for k, v in tiny_text_batch().items() if k != "labels"}
+    with torch.no_grad():
+        adapted = model(**batch).logits
+        merge_into_base(model, Strategy.LORA)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        torch.testing.assert_close(model(**batch).logits, adapted, atol=1e-5, rtol=1e-5)

@@ -5,7 +5,7 @@ pass. Stored in float32 they take 4 bytes each; `half_base(model, "bfloat16")` k
 peft user gets loading with `torch_dtype=torch.bfloat16`), while everything that trains stays float32
 (LoRA's A and B, DoRA's magnitudes, VeRA's and IA3's vectors, the head) and AdamW updates it in float32.
 
-What is cast: the weight of every frozen `nn.Linear` and `nn.Embedding` outside the task head (a
+What is cast: the weight of every frozen `nn.Linear`, `nn.Embedding` and Conv1D (GPT-2) outside the task head (a
 decoder's tied output layer goes with its embedding: one tensor). Biases, norms and other vectors
 stay float32: they are a thousandth of the weights and the most sensitive to rounding.
 
@@ -24,6 +24,7 @@ about 3 significant digits); merging writes float32 weights: W0 as rounded, plus
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -103,8 +104,23 @@ class HalfEmbedding(nn.Embedding):
         return super().forward(ids).float()
 
 
-HALF_CLASSES = {nn.Linear: HalfLinear, nn.Embedding: HalfEmbedding}
-FLOAT_CLASSES = {half: plain for plain, half in HALF_CLASSES.items()}
+@functools.cache
+def half_classes() -> dict[type, type]:
+    """Each plain class a frozen matrix may sit in, and its half twin (transformers' Conv1D, GPT-2's, made
+    here: importing loralab does not import transformers)."""
+    from transformers.pytorch_utils import Conv1D
+
+    class HalfConv1D(Conv1D):
+        """transformers' `Conv1D` (y = x W + b, W stored as (in, out)) with its frozen W in half precision."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return _HalfProduct.apply(x, self.weight.t(), self.bias, _compute_dtype(x))
+
+    return {nn.Linear: HalfLinear, nn.Embedding: HalfEmbedding, Conv1D: HalfConv1D}
+
+
+def _float_classes() -> dict[type, type]:
+    return {half: plain for plain, half in half_classes().items()}
 
 
 @dataclass(frozen=True)
@@ -127,7 +143,7 @@ def _frozen_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Every plain `nn.Linear` / `nn.Embedding` outside the head whose weight does not train."""
     arch = architecture(model)
     return [(name, m) for name, m in model.named_modules()
-            if type(m) in HALF_CLASSES and not m.weight.requires_grad and not is_head(name, arch)]
+            if type(m) in half_classes() and not m.weight.requires_grad and not is_head(name, arch)]
 
 
 @torch.no_grad()
@@ -147,7 +163,7 @@ def half_base(model: nn.Module, dtype: str) -> HalfReport | None:
             float_bytes += weight.numel() * weight.element_size()
             weight.data = weight.data.to(target)
             half_bytes += weight.numel() * weight.element_size()
-        module.__class__ = HALF_CLASSES[type(module)]
+        module.__class__ = half_classes()[type(module)]
         modules += 1
     _off_the_file(model, done)
     release_heap(collect=True)  # the float32 tensors just replaced go back to the OS (peak RSS on CPU)
@@ -171,11 +187,11 @@ def _off_the_file(model: nn.Module, cast: set[int]) -> None:
 @torch.no_grad()
 def float_base(model: nn.Module) -> int:
     """Undo `half_base`: every half matrix back to float32 (its values as rounded) and plain classes; returns how many modules."""
-    count = 0
+    count, plain = 0, _float_classes()
     for module in model.modules():
-        if type(module) in FLOAT_CLASSES:
+        if type(module) in plain:
             if module.weight.dtype != torch.float32:
                 module.weight.data = module.weight.data.float()
-            module.__class__ = FLOAT_CLASSES[type(module)]
+            module.__class__ = plain[type(module)]
             count += 1
     return count
