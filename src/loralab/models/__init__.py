@@ -9,6 +9,7 @@
 | `packed.py`, `packed_decoder.py` | forwards on a batch's real tokens only |
 | `checkpointing.py` | gradient checkpointing of a model's repeated blocks |
 | `quantize.py` | a 4- or 8-bit frozen base (QLoRA) |
+| `half.py` | a frozen base in bfloat16 / float16 (`--base-dtype`), cast at the product |
 
 The names below are re-exported for callers outside this package.
 """
@@ -17,10 +18,11 @@ from loralab.models.architectures import (ARCHITECTURES, DECODER_TYPES, ROLES, A
                                           architecture, head_class, head_names, is_decoder, is_head, is_linear,
                                           is_output)
 from loralab.models.fingerprint import count_parameters, fingerprint
+from loralab.models.half import float_base, half_base
 from loralab.models.loading import (DEFAULT_MODEL, load_model, load_tokenizer, model_type, offline_environment,
                                     pad_token_id, recorded_model, resolve_model)
 
 __all__ = ["ARCHITECTURES", "DECODER_TYPES", "DEFAULT_MODEL", "ROLES", "Architecture", "Head", "Layer", "Packed",
-           "architecture", "count_parameters", "fingerprint", "head_class", "head_names", "is_decoder", "is_head",
+           "architecture", "count_parameters", "fingerprint", "float_base", "half_base", "head_class", "head_names", "is_decoder", "is_head",
            "is_linear", "is_output", "load_model", "load_tokenizer", "model_type", "offline_environment",
            "pad_token_id", "recorded_model", "resolve_model"]

@@ -7,7 +7,9 @@ loralab installed and runs it at the base model's speed. The selection strategie
 attention, qv) train weights in place, so there is nothing to merge: their model is saved as is.
 The random subspace is merged by evaluating W0 + P theta once and keeping the result. A run on a
 quantized base (QLoRA) is first dequantized: each 4- or 8-bit layer becomes the float layer it
-computes with, dequant(Q(W0)), so the folder holds plain float32 weights (see README, "QLoRA"). Each merge
+computes with, dequant(Q(W0)), so the folder holds plain float32 weights (see README, "QLoRA"). A run on a
+half base (`--base-dtype bfloat16`) is merged in float32 too: W0 as the run rounded it, plus the update
+added in float32 (rounding the sum to bfloat16 would lose most of a small update). Each merge
 lives with its strategy, in the table `loralab.strategies.STRATEGIES`; this module turns a run
 folder into a model folder.
 """
@@ -24,6 +26,7 @@ from torch import nn
 from loralab.version import __version__
 from loralab.runs.artifacts import new_mode, temporary_prefix, write_json
 from loralab.errors import LoralabError, disk_full
+from loralab.models.half import float_base
 from loralab.models.quantize import dequantize_model
 from loralab.strategies import STRATEGIES, Strategy
 
@@ -33,6 +36,7 @@ PROVENANCE = "loralab_merge.json"
 def merge_into_base(model: nn.Module, strategy: Strategy) -> nn.Module:
     """Turn `model`, adapted by `strategy`, into the plain base architecture in place; returns it."""
     dequantize_model(model)
+    float_base(model)  # a half base back to float32 first: the update is added, and written, in float32
     STRATEGIES[Strategy.parse(strategy)].merge(model)
     leftover = [name for name, m in model.named_modules() if type(m).__module__.startswith("loralab.")]
     if leftover:

@@ -30,6 +30,7 @@ from loralab.errors import LoralabError
 from loralab.validate import SettingError
 from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, load_tokenizer, model_type,
                             offline_environment, pad_token_id, recorded_model, resolve_model)
+from loralab.models.half import half_base
 from loralab.models.quantize import quantize_model
 from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
 from loralab.runs.peft import PeftAdapter, apply_peft_adapter, read_peft_adapter
@@ -145,6 +146,9 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         raise SettingError("training.eval_every", config.training.eval_every, "0 without a validation file (--valid)")
     if parallel.distributed and config.training.checkpoint_every:
         raise SettingError("training.checkpoint_every", config.training.checkpoint_every, "0 under torchrun")
+    if parallel.sharded and config.base_dtype != "float32":  # FSDP2 gathers one dtype per layer
+        raise LoralabError(f"--base-dtype {config.base_dtype} with --fsdp: FSDP2 shards a layer's weights as one dtype; "
+                           "use DDP (no --fsdp) or a float32 base")
     check_trackers(config.training.log_to)  # a tracker not installed stops the run before anything is written
 
     tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
@@ -164,6 +168,7 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     else:
         report = apply_strategy(model, config.strategy)
     quantization = quantize_model(model, config.quantize)  # the frozen base weights, after the strategy chose them
+    halved = half_base(model, config.base_dtype)  # likewise: the frozen matrices in bf16 / fp16 (None: float32)
     model.to(device)
     record: dict[str, Any] = {
         "status": "running",
@@ -182,6 +187,7 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "total_params": report.total_params,
         "adapted_modules": len(report.adapted_modules),
         **({"quantization": quantization.to_dict()} if quantization else {}),
+        **({"half_base": halved.to_dict()} if halved else {}),
         "train_examples": len(train_examples),
         "data": data_identity(config),
         **({"started_from_adapter": str(adapter.path)} if adapter is not None else {}),
@@ -300,6 +306,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
         )
     apply_strategy(model, config.strategy)
     quantize_model(model, config.quantize)  # deterministic: the same quantized base the run trained on
+    half_base(model, config.base_dtype)  # records from before --base-dtype read as float32: nothing cast
     load_state_into(model, tensors, run_dir / record.get("weights", WEIGHTS), required=_trained_state(model))
     device_ = resolve_device(device)
     model.to(device_).eval()
@@ -345,12 +352,13 @@ def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: s
     base_fingerprint = fingerprint(base)
     apply_peft_adapter(base, adapter)
     quantize_model(base, adapter.quantize)
+    half_base(base, adapter.base_dtype)
     device_ = resolve_device(device)
     base.to(device_).eval()
     tokenizer = load_tokenizer(name, offline=offline, trust_remote_code=trust_remote_code)
     # The run this adapter would start: scoring reads the model and max_length from it.
     config = RunConfig(train="", model=name, strategy=adapter.strategy, offline=offline,
-                       trust_remote_code=trust_remote_code, quantize=adapter.quantize)
+                       trust_remote_code=trust_remote_code, quantize=adapter.quantize, base_dtype=adapter.base_dtype)
     record = {"adapter": str(adapter.path), "strategy": Strategy.LORA.value, "task": task.name,
               "base_model": {"name": name, "path": resolve_model(name), "fingerprint": base_fingerprint}}
     return LoadedRun(base, tokenizer, config, record, device_, task, adapter.space)

@@ -37,6 +37,7 @@ from loralab.errors import LoralabError
 from loralab.models import architecture, fingerprint, is_head, resolve_model
 from loralab.models.packaged import ALIASES as PACKAGED_ALIASES
 from loralab.models.quantize import QuantizeConfig
+from loralab.settings.model import COMPUTE_DTYPE_NAMES
 from loralab.names import has_prefix, has_suffix
 from loralab.strategies import Strategy, StrategyConfig, StrategyReport, apply_strategy
 from loralab.runs.peft_formats import adapter_config, adapter_state, lora_config
@@ -49,6 +50,7 @@ FINGERPRINT_KEY = "loralab_base_fingerprint"
 TASK_KEY, SPACE_KEY = "loralab_task", "loralab_label_space"  # which head: safetensors metadata peft ignores
 SCORING_KEY = "loralab_scoring"  # a decoder's multiple choice: letter or likelihood
 QUANTIZE_KEY = "loralab_quantize"  # the quantized base the adapter was trained on
+BASE_DTYPE_KEY = "loralab_base_dtype"  # a half base (--base-dtype) the adapter was trained on
 HUB_KEY = "loralab_base_model_hub_name"  # the base's hub name, beside the local folder the config names
 
 # The packaged model's alias is loralab's; peft users know it by its hub name.
@@ -96,6 +98,8 @@ class PeftAdapter:
     """How a decoder's adapter scores multiple choice (letter, likelihood), from loralab's metadata."""
     quantize: QuantizeConfig = dataclasses.field(default_factory=QuantizeConfig)
     """The quantized base it was trained on (loralab's metadata; none otherwise)."""
+    base_dtype: str = "float32"
+    """The dtype its frozen base was stored in (loralab's metadata; float32 otherwise)."""
 
     @property
     def strategy(self) -> StrategyConfig:
@@ -140,6 +144,8 @@ def export_peft(loaded, out_dir: str | Path, run_dir: str | Path = "") -> Path:
         metadata[SCORING_KEY] = loaded.task.scoring
     if loaded.config.quantize.enabled:
         metadata[QUANTIZE_KEY] = json.dumps(dataclasses.asdict(loaded.config.quantize))
+    if loaded.config.base_dtype != "float32":  # peft users load the base with torch_dtype set to it
+        metadata[BASE_DTYPE_KEY] = loaded.config.base_dtype
     # Weights first: a folder whose config exists always has its weights beside it.
     save_weights(out_dir / WEIGHTS, peft_state(loaded.model), metadata)
     write_json(out_dir / CONFIG, config)
@@ -224,7 +230,14 @@ def read_peft_adapter(adapter_dir: str | Path) -> PeftAdapter:
         raise LoralabError(f"{weights_path}: metadata {QUANTIZE_KEY} is not a quantization setting ({e})") from None
     return PeftAdapter(adapter_dir, lora, tensors, head, config.get("base_model_name_or_path"),
                        metadata.get(FINGERPRINT_KEY), metadata.get(TASK_KEY, "multiple-choice"), space,
-                       metadata.get(SCORING_KEY), quantize)
+                       metadata.get(SCORING_KEY), quantize, _base_dtype(metadata, weights_path))
+
+
+def _base_dtype(metadata: dict[str, str], path: Path) -> str:
+    dtype = metadata.get(BASE_DTYPE_KEY, "float32")
+    if dtype not in COMPUTE_DTYPE_NAMES:
+        raise LoralabError(f"{path}: metadata {BASE_DTYPE_KEY}={dtype!r} is not one of {', '.join(COMPUTE_DTYPE_NAMES)}")
+    return dtype
 
 
 def bnb_config(quantize: QuantizeConfig, head: tuple[str, ...]):

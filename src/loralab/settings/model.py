@@ -1,4 +1,5 @@
-"""How the base model is stored: which model, and its frozen weights in fewer bits (QLoRA)."""
+"""How the base model is stored: which model, its frozen weights in half precision (`--base-dtype`) or in
+fewer bits (QLoRA)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,37 @@ import enum
 from dataclasses import dataclass
 
 from loralab.settings.table import setting
+from loralab.errors import LoralabError
 from loralab.validate import SettingError
 
 DEFAULT_MODEL = "minilm"  # the packaged sentence-transformers/all-MiniLM-L6-v2
 COMPUTE_DTYPE_NAMES = ("float32", "bfloat16", "float16")
+# Strategies that train every base weight (or move it through a subspace): their base cannot be half.
+_WHOLE_BASE = {"full": "full fine-tuning trains every base weight, which keeps float32 master weights",
+               "galore": "GaLore trains every base weight, which keeps float32 master weights",
+               "subspace": "the random subspace adds its small update P theta to every base weight, which a half "
+                           "weight would round away"}
+
+
+def base_dtype_setting():
+    """`RunConfig.base_dtype`, declared here with the rest of how the base is stored."""
+    return setting("float32", "Store the frozen base weights (linear and embedding matrices) in bfloat16 or float16: "
+                   "half the memory; what trains stays float32, and with --precision bf16 the products run in bf16.",
+                   folder="base", label="base dtype", choices=COMPUTE_DTYPE_NAMES)
+
+
+def check_base_dtype(base_dtype: str, strategy: str, quantize: "QuantizeConfig") -> None:
+    """Refuse a half base where it makes no sense, in one line."""
+    if base_dtype not in COMPUTE_DTYPE_NAMES:
+        raise SettingError("base_dtype", base_dtype, "one of " + ", ".join(COMPUTE_DTYPE_NAMES))
+    if base_dtype == "float32":
+        return
+    if strategy in _WHOLE_BASE:
+        raise LoralabError(f"--base-dtype {base_dtype} with --strategy {strategy}: {_WHOLE_BASE[strategy]} "
+                           "(use lora, attention or qv)")
+    if quantize.enabled:
+        raise LoralabError(f"--base-dtype {base_dtype} with --quantize {quantize.method}: the quantized base already "
+                           "stores its weights in fewer bits (its products' dtype is --compute-dtype)")
 
 
 class Method(enum.Enum):

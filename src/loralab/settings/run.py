@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loralab.errors import LoralabError
-from loralab.settings.model import DEFAULT_MODEL, QuantizeConfig
+from loralab.settings.model import DEFAULT_MODEL, QuantizeConfig, base_dtype_setting, check_base_dtype
 from loralab.settings.strategy import (GaloreConfig, IA3Config, LoraConfig, Strategy, StrategyConfig, SubspaceConfig,
                                       VeraConfig)
 from loralab.settings.table import SettingsTable, flat_to_nested, group, setting
@@ -38,6 +38,7 @@ class RunConfig:
     training: TrainConfig = group(TrainConfig, "Optimisation settings.")
     quantize: QuantizeConfig = group(QuantizeConfig, "How the frozen base weights are stored (4-bit NF4 under "
                                      "lora: QLoRA).")
+    base_dtype: str = base_dtype_setting()
     train_limit: int | None = setting(None, "Use only the first N training examples.", metavar="N")
     valid_limit: int | None = setting(None, "Use only the first N validation examples.", metavar="N")
     train_sample_seed: int | None = setting(None, "With --train-limit: draw the N training examples at random with "
@@ -64,6 +65,7 @@ class RunConfig:
         if self.quantize.enabled and self.strategy.lora.init != "default":
             raise SettingError("strategy.lora.init", self.strategy.lora.init, "default with a quantized base (PiSSA "
                                "and OLoRA factor the float weight; peft refuses them on a quantized one)")
+        check_base_dtype(self.base_dtype, self.strategy.strategy.value, self.quantize)
         if not isinstance(self.device, str) or not (self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda")):
             raise LoralabError(f"invalid device={self.device!r}: expected auto, cpu or cuda[:N]")
 

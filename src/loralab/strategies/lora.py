@@ -14,7 +14,8 @@ The base is an `nn.Linear`, or transformers' `Conv1D` (GPT-2), which computes th
 stores W0 transposed, as (in, out); A and B keep their shapes either way. With `--quantize` the base
 becomes a bitsandbytes 4- or 8-bit layer after the adapters are built (`loralab.models.quantize`:
 QLoRA); A and B stay float32, and `merge()` first turns the base back into the float layer it
-computes with, then adds the update.
+computes with, then adds the update. With `--base-dtype bfloat16` the base is a `HalfLinear` whose
+weight is cast to float32 at the product (`loralab.models.half`); A and B stay float32.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from loralab.dropout import dropout
 from loralab.errors import LoralabError
 from loralab.settings.strategy import LoraConfig
 from loralab.models import is_linear
+from loralab.models.half import HalfLinear
 from loralab.models.quantize import dequantize, is_quantized
 from loralab.validate import SettingError, names, number
 
@@ -44,9 +46,10 @@ class _MergedLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, lora_A, lora_B, scaling):
-        ctx.save_for_backward(x, weight, lora_A, lora_B)
+        ctx.save_for_backward(x, weight, lora_A, lora_B)  # a half W0 (`--base-dtype`) is saved as it is stored
         ctx.scaling = scaling
-        return torch.nn.functional.linear(x, torch.addmm(weight, lora_B, lora_A, alpha=scaling), bias)
+        # A half W0 is cast to A's float32 at the product (`.to` is a no-op on a float32 W0).
+        return torch.nn.functional.linear(x, torch.addmm(weight.to(lora_A.dtype), lora_B, lora_A, alpha=scaling), bias)
 
     @staticmethod
     def backward(ctx, grad):
@@ -56,7 +59,7 @@ class _MergedLinear(torch.autograd.Function):
         x2 = x.reshape(-1, x.shape[-1])  # (tokens, in)
         dx = dw = db = dA = dB = None
         if ctx.needs_input_grad[0]:
-            dx = grad @ torch.addmm(weight, lora_B, lora_A, alpha=s)  # (..., in)
+            dx = grad @ torch.addmm(weight.to(lora_A.dtype), lora_B, lora_A, alpha=s)  # (..., in)
         if ctx.needs_input_grad[1]:
             dw = g.t() @ x2
         if ctx.needs_input_grad[2]:
@@ -97,7 +100,7 @@ class LoraLinear(nn.Module):
             return self.base(x)
         # A Conv1D or a quantized base always takes the second path: its own product then gives, with B = 0,
         # its output bit for bit (a quantized W0 has no float tensor to add B A to).
-        fused = type(self.base) is nn.Linear and (isinstance(self.dropout, nn.Identity) or not self.training)
+        fused = type(self.base) in (nn.Linear, HalfLinear) and (isinstance(self.dropout, nn.Identity) or not self.training)
         if fused and not torch.is_autocast_enabled(x.device.type):
             # Without dropout, W0 x + s B A x = (W0 + s B A) x: one product, no (..., out) update tensor.
             return _MergedLinear.apply(x, self.base.weight, self.base.bias, self.lora_A, self.lora_B, self.scaling)
