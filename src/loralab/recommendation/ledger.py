@@ -10,7 +10,14 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+Clock = Callable[[], tuple[float, float]]
+"""(wall seconds, CPU seconds) now; a test passes a fake one."""
+
+
+def real_clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
 
 
 class Ledger:
@@ -21,13 +28,14 @@ class Ledger:
     which a CPU shared with other jobs does not inflate; `clock` says which one the budget counts.
     """
 
-    def __init__(self, path: Path, clock: str = "wall", start: tuple[float, float] | None = None):
-        self.path, self.clock = path, clock
+    def __init__(self, path: Path, clock: str = "wall", start: tuple[float, float] | None = None,
+                 now: Clock = real_clock):
+        self.path, self.clock, self.now = path, clock, now
         self.entries: dict[str, dict[str, Any]] = {}
         # What this process spends outside the runs (the study, the sampler, counting parameters) is
         # charged too, as one entry per session, rewritten by `settle`.
         self.session = f"search:{time.time_ns()}"
-        self.start, self.logged = start or (time.perf_counter(), time.process_time()), [0.0, 0.0]
+        self.start, self.logged = start or now(), [0.0, 0.0]
         if path.exists():
             for line in path.read_text().splitlines():
                 if line.strip():
@@ -53,8 +61,8 @@ class Ledger:
 
     def settle(self) -> None:
         """Charge what this process spent outside the runs since it started."""
-        wall = time.perf_counter() - self.start[0] - self.logged[0]
-        cpu = time.process_time() - self.start[1] - self.logged[1]
+        wall, cpu = self.now()
+        wall, cpu = wall - self.start[0] - self.logged[0], cpu - self.start[1] - self.logged[1]
         self.add(self.session, "search", wall=max(0.0, wall), cpu=max(0.0, cpu))
 
     def cost(self, entry: dict[str, Any]) -> float:
