@@ -33,7 +33,8 @@ class FakeTrainer:
     """Trains nothing: each run costs 2 s + its steps' time on this clock; full scores 0.6 from the
     start, LoRA 0.3 until it has 8 steps, then 0.9 (a slow starter); a higher rate scores a little more."""
 
-    def __init__(self):
+    def __init__(self, seconds_per_step: dict[str, float] | None = None):
+        self.per_step = seconds_per_step or SECONDS_PER_STEP
         self.seconds = 0.0
         self.runs: list[tuple[str, int]] = []
 
@@ -44,7 +45,7 @@ class FakeTrainer:
         t = config.training
         steps = t.max_steps or math.ceil(math.ceil(config.train_limit / t.batch_size) * t.epochs)
         family = config.strategy.strategy.value
-        per_step = SECONDS_PER_STEP[family]
+        per_step = self.per_step[family]
         self.seconds += 2.0 + per_step * steps
         self.runs.append((family, steps))
         score = (0.6 if family == "full" else 0.3 if steps < 8 else 0.9) + 0.01 * math.log10(t.lr)
@@ -52,12 +53,12 @@ class FakeTrainer:
                 "train_seconds": per_step * steps, "median_step_seconds": per_step}
 
 
-def _search(tmp_path, tiny, **settings):
+def _search(tmp_path, tiny, per_step=None, train_limit=16, **settings):
     config = easy_search(tmp_path, tiny, **{"bracket_size": 4, **settings})
     ranges = {Strategy.FULL: (1e-4, 1e-3), Strategy.LORA: (1e-4, 1e-3)}
     config = dataclasses.replace(config, candidates=candidates((str(tiny),), ("full", "lora"), ranges),
-                                 base=dataclasses.replace(config.base, train_limit=16))
-    fake = FakeTrainer()
+                                 base=dataclasses.replace(config.base, train_limit=train_limit))
+    fake = FakeTrainer(per_step)
     return recommend(config, tmp_path / "search", log=lambda _: None, runner=fake, now=fake.now), fake
 
 
@@ -91,6 +92,16 @@ def test_the_budget_is_used_and_counted_as_spent(tmp_path, tiny):
     assert all(f["shares"] and f["spent"] > 0 for f in result["families"])
     report = (tmp_path / "search" / "report.md").read_text()
     assert "| `tiny-lora` |" in report and "kept for the final run" in report
+
+
+def test_what_a_costly_loser_s_final_run_held_back_is_spent_once_a_cheap_one_leads(tmp_path, tiny):
+    """Full's final run (10 s a step, 16 steps) is kept in reserve until LoRA (0.5 s a step) leads; then
+    only LoRA's final run need fit, and the difference goes to more pilots."""
+    result, fake = _search(tmp_path, tiny, per_step={"full": 10.0, "lora": 0.5}, train_limit=64,
+                           budget_seconds=600.0, brackets=None)
+    assert result["split"]["final_reserve"] > 160 and result["winner"]["candidate"] == "tiny-lora"
+    assert 0.9 * 600 <= result["spent_seconds"]["total"] <= 600, result["stopped"]
+    assert result["final"]["steps"] == 16 and fake.runs[-1] == ("lora", 16)
 
 
 def test_a_search_that_stops_early_says_why(tmp_path, tiny):

@@ -115,13 +115,17 @@ def _exhausted(search: Search, candidate: Candidate) -> bool:
     return len(drawn) >= size
 
 
+def _reserve(search: Search, candidate: Candidate) -> float:
+    """The final run to keep room for while `candidate` runs a pilot: the leader's or its own, whichever
+    costs more (after the pilot, one of them leads)."""
+    ahead = leader(search)
+    return max(search.final_cost(candidate.name), search.final_cost(ahead) if ahead else 0.0)
+
+
 def _fits(search: Search, candidate: Candidate, steps: int) -> str | None:
     """None when a pilot of `steps` fits: what is spent, it, and the final run of whichever candidate
     can lead after it (the leader now, or this one); else why not."""
-    cost = search.pilot_cost(candidate.name, steps)
-    ahead = leader(search)
-    reserve = max(search.final_cost(candidate.name), search.final_cost(ahead) if ahead else 0.0)
-    left = search.left()
+    cost, reserve, left = search.pilot_cost(candidate.name, steps), _reserve(search, candidate), search.left()
     if cost + reserve <= left:
         return None
     return (f"a {steps}-step pilot (about {cost:.0f} s) and the final run (about {reserve:.0f} s) no longer fit "
@@ -225,7 +229,7 @@ def run_brackets(search: Search) -> None:
             share = first
             if turn > 0:  # what is left is split again among the candidates still able to run
                 rest = [c for c in kept[i:] if c.name not in why]
-                share = max(0.0, search.left() - search.final_reserve()) / max(1, len(rest))
+                share = max(0.0, search.left() - _reserve(search, candidate)) / max(1, len(rest))
             done, reason = _turn(search, candidate, share)
             ran += done
             if reason:
