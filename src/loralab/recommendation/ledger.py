@@ -49,9 +49,11 @@ class Ledger:
         return folder.relative_to(self.path.parent).as_posix()
 
     def add(self, key: str, kind: str, *, wall: float, cpu: float, train_wall: float = 0.0, steps: int = 0,
-            candidate: str | None = None) -> None:
+            candidate: str | None = None, step_wall: float | None = None) -> None:
         entry = {"folder": key, "kind": kind, "candidate": candidate, "seconds": round(wall, 3),
                  "cpu_seconds": round(cpu, 3), "train_seconds": round(train_wall, 3), "steps": steps}
+        if step_wall:
+            entry["step_seconds"] = round(step_wall, 5)
         self.entries[key] = entry
         if kind != "search":
             self.logged[0] += wall
@@ -75,13 +77,21 @@ class Ledger:
         """The share of a run's cost that went into its training steps, by wall time."""
         return min(1.0, entry["train_seconds"] / entry["seconds"]) if entry["seconds"] > 0 else 0.0
 
+    def _per_step(self, entry: dict[str, Any]) -> float:
+        """A run's cost per optimizer step on the budget's clock: its median step (the first step's
+        warm-up is a one-off, counted as overhead) where the run recorded one, else its mean step."""
+        if entry.get("step_seconds") and entry["seconds"] > 0:
+            return entry["step_seconds"] * self.cost(entry) / entry["seconds"]
+        return self.cost(entry) * self._training_share(entry) / entry["steps"]
+
     def step_cost(self, candidate: str) -> float | None:
         """A candidate's median cost per optimizer step, on the budget's clock."""
-        values = [self.cost(e) * self._training_share(e) / e["steps"] for e in self.entries.values()
-                  if e.get("candidate") == candidate and e.get("steps")]
+        values = [self._per_step(e) for e in self.entries.values() if e.get("candidate") == candidate and e.get("steps")]
         return statistics.median(values) if values else None
 
     def overhead(self, kind: str) -> float | None:
-        """The largest cost a run of this kind spent outside its training steps (loading, scoring)."""
-        values = [self.cost(e) * (1.0 - self._training_share(e)) for e in self.entries.values() if e["kind"] == kind]
+        """The largest cost a run of this kind spent outside its steady training steps (loading, the
+        first step's warm-up, scoring)."""
+        values = [max(0.0, self.cost(e) - (self._per_step(e) * e["steps"] if e.get("steps") else 0.0))
+                  for e in self.entries.values() if e["kind"] == kind]
         return max(values) if values else None

@@ -1,7 +1,7 @@
 """The recommend search: candidates that fit, then pilots by successive halving within a time budget.
 
 1. Candidates (model x method) are screened for memory (`memory.py`): an estimate from parameter
-   counts, then a one-step probe run, which also measures each candidate's step time.
+   counts, then a three-step probe run, which also measures each candidate's step time.
 2. Each candidate is a family of its own: successive halving (`halving.py`) runs within it, so a
    method that learns slowly per step competes only with its own settings, never with a faster one.
    The budget, less a reserve for the final run (the costliest candidate's run on all the data), is
@@ -53,8 +53,9 @@ from loralab.tasks import get_task, infer_task
 __all__ = ["Runner", "Search", "STUDY", "leader", "open_search", "pilot_config", "pilots", "run_brackets",
            "train_final"]
 STUDY = "recommend"
+PROBE_STEPS = 3  # the first step warms up (allocations, thread pools); the median of three is a steady one
 def _screen(search: Search) -> None:
-    """Memory verdicts for every candidate: parameter counts, then a one-step probe for those left."""
+    """Memory verdicts for every candidate: parameter counts, then a three-step probe for those left."""
     config, limit = search.config, search.config.memory_mb
     for candidate in config.candidates:
         trainable, total = search.counts[candidate.name]
@@ -64,16 +65,19 @@ def _screen(search: Search) -> None:
             fit = dataclasses.replace(fit, excluded=f"parameters alone need {estimate:,.0f} MB > {limit:,.0f} MB")
         else:
             low, high = candidate.lr_range
+            per_step = config.base.training.batch_size * config.base.training.grad_accum
+            examples = min(search.train_examples, PROBE_STEPS * per_step)
             probe = dataclasses.replace(candidate.config(config.base, {"lr": math.sqrt(low * high)}), valid=None,
-                                        train_limit=config.base.training.batch_size * config.base.training.grad_accum,
+                                        train_limit=examples,
                                         training=dataclasses.replace(config.base.training, lr=math.sqrt(low * high),
-                                                                     max_steps=1, epochs=1.0))
+                                                                     max_steps=PROBE_STEPS,
+                                                                     epochs=max(1.0, PROBE_STEPS * per_step / examples)))
             record = timed(search, probe, probe_folder(search.out, config.worker, candidate.name), "probe",
                             candidate.name)
             peak = float(record["peak_memory_mb"])
             fit = dataclasses.replace(fit, probe_mb=round(peak, 1))
             if not fits(peak, limit):
-                fit = dataclasses.replace(fit, excluded=f"a one-step probe peaked at {peak:,.0f} MB > {limit:,.0f} MB")
+                fit = dataclasses.replace(fit, excluded=f"a three-step probe peaked at {peak:,.0f} MB > {limit:,.0f} MB")
         search.fits[candidate.name] = fit
         search.log(f"candidate {candidate.name}: {trainable:,} of {total:,} parameters train, estimate "
                    f"{estimate:,.0f} MB" + (f", probe {fit.probe_mb:,.0f} MB" if fit.probe_mb is not None else "")
@@ -115,17 +119,17 @@ def _exhausted(search: Search, candidate: Candidate) -> bool:
     return len(drawn) >= size
 
 
-def _reserve(search: Search, candidate: Candidate) -> float:
-    """The final run to keep room for while `candidate` runs a pilot: the leader's or its own, whichever
-    costs more (after the pilot, one of them leads)."""
+def _reserve(search: Search, candidate: Candidate, steps: int = 0) -> float:
+    """The final run to keep room for while `candidate` runs a pilot of `steps`: the leader's or its
+    own, whichever costs more (after the pilot, one of them leads)."""
     ahead = leader(search)
-    return max(search.final_cost(candidate.name), search.final_cost(ahead) if ahead else 0.0)
+    return max(search.final_cost(candidate.name, steps), search.final_cost(ahead, steps) if ahead else 0.0)
 
 
 def _fits(search: Search, candidate: Candidate, steps: int) -> str | None:
     """None when a pilot of `steps` fits: what is spent, it, and the final run of whichever candidate
     can lead after it (the leader now, or this one); else why not."""
-    cost, reserve, left = search.pilot_cost(candidate.name, steps), _reserve(search, candidate), search.left()
+    cost, reserve, left = search.pilot_cost(candidate.name, steps), _reserve(search, candidate, steps), search.left()
     if cost + reserve <= left:
         return None
     return (f"a {steps}-step pilot (about {cost:.0f} s) and the final run (about {reserve:.0f} s) no longer fit "
@@ -238,6 +242,11 @@ def run_brackets(search: Search) -> None:
         if not ran and len(why) == len(kept):
             break
     search.stopped = _why_stopped(why)
+    if not any(e["kind"] == "pilot" for e in search.ledger.entries.values()):
+        needed = (search.ledger.spent() + search.final_reserve(search.rungs[0])
+                  + sum(search.pilot_cost(c.name, search.rungs[0]) for c in kept))
+        search.stopped += (f"; a budget of about {needed:.0f} s would give each of the {len(kept)} candidate(s) one "
+                           f"{search.rungs[0]}-step pilot (or name fewer --strategies)")
     search.ledger.settle()
     search.log(f"search stopped: {search.stopped}")
 
@@ -248,8 +257,9 @@ def _why_stopped(why: dict[str, str]) -> str:
     if len(reasons) == 1:
         return reasons[0] + " (every candidate)"
     budget = all(r.startswith("budget") for r in reasons)
-    return ("budget: " if budget else "") + "; ".join(
-        f"{name}: {r.removeprefix('budget: ') if budget else r}" for name, r in why.items())
+    parts = [f"{name}: {r.removeprefix('budget: ') if budget else r}" for name, r in why.items()]
+    return ("budget: " if budget else "") + "; ".join(parts[:3]) + (f"; and {len(parts) - 3} more" if len(parts) > 3
+                                                                   else "")
 
 
 def train_final(search: Search, winner: Pilot) -> dict[str, Any]:

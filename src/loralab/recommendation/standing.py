@@ -78,16 +78,18 @@ class Search:
     def step_time(self, name: str) -> float:
         return self.ledger.step_cost(name) or 0.0
 
-    def final_cost(self, name: str) -> float:
-        """What the final run of this candidate is expected to cost: its cost per step times the most
-        steps a final run can take (all the data, or the longest pilot's), plus loading and scoring."""
+    def final_cost(self, name: str, pilot_steps: int = 0) -> float:
+        """What the final run of this candidate is expected to cost: its cost per step times the steps
+        of a final run (all the data, or the longest pilot so far or about to run, whichever is more),
+        plus loading and scoring on all the validation data."""
         overhead = self.ledger.overhead("pilot") or 2 * (self.ledger.overhead("probe") or 0.0)
         scoring = overhead * max(1.0, self.valid_examples / self.config.pilot_valid)
-        return self.step_time(name) * max(self.final_steps(), self.rungs[-1]) + scoring
+        longest = max([e["steps"] for e in self.ledger.entries.values() if e["kind"] == "pilot"] + [pilot_steps])
+        return self.step_time(name) * max(self.final_steps(), longest) + scoring
 
-    def final_reserve(self) -> float:
+    def final_reserve(self, pilot_steps: int = 0) -> float:
         """Seconds kept for the final run while any candidate may still win: the costliest one's."""
-        return max(self.final_cost(c.name) for c in self.kept)
+        return max(self.final_cost(c.name, pilot_steps) for c in self.kept)
 
     def pilot_cost(self, name: str, steps: int) -> float:
         overhead = self.ledger.overhead("pilot") or 2 * (self.ledger.overhead("probe") or 0.0)
@@ -127,7 +129,7 @@ def timed(search: Search, config: RunConfig, folder: Path, kind: str, candidate:
     end = search.ledger.now()
     search.ledger.add(key, kind, wall=end[0] - wall, cpu=end[1] - cpu,
                       train_wall=float(record.get("train_seconds", 0.0)), steps=int(record.get("steps", 0)),
-                      candidate=candidate)
+                      candidate=candidate, step_wall=record.get("median_step_seconds"))
     return record
 
 
