@@ -49,7 +49,9 @@ def _search_and_train(search: Search, final: bool) -> dict[str, Any]:
 
 def _pilot_dict(search: Search, pilot: Pilot) -> dict[str, Any]:
     cost = None if pilot.step_seconds is None else pilot.step_seconds * search.final_steps()
-    return {"trial": pilot.number, "candidate": pilot.candidate, "strategy": pilot.strategy, "settings": pilot.settings,
+    method = next((c.family for c in search.config.candidates if c.name == pilot.candidate), pilot.strategy)
+    return {"trial": pilot.number, "candidate": pilot.candidate, "strategy": pilot.strategy, "method": method,
+            "settings": pilot.settings,
             "values": {str(k): v for k, v in sorted(pilot.values.items())}, "state": pilot.state,
             "median_step_seconds": pilot.step_seconds, "expected_train_seconds": cost,
             "expected_budget_seconds": search.expected_cost(pilot.candidate),

@@ -211,7 +211,8 @@ def plot_curves(out: Path, rec: dict[str, Any], path: Path) -> Path | None:
     found = rec["pilots"]
     if not found:
         return None
-    strategies = sorted({p["strategy"] for p in found})
+    method = {p["trial"]: p.get("method", p["strategy"]) for p in found}  # older searches name strategies only
+    strategies = sorted(set(method.values()))
     color = dict(zip(strategies, colors(len(strategies))))
     fig = Figure(figsize=(11, 4.2))
     left, right = fig.subplots(1, 2)
@@ -219,7 +220,7 @@ def plot_curves(out: Path, rec: dict[str, Any], path: Path) -> Path | None:
     for p in found:
         points = sorted((s, v) for s, v in p["values"].items() if math.isfinite(v))
         if points:
-            left.plot(*zip(*points), marker="o", color=color[p["strategy"]], alpha=0.9 if p["trial"] == winner else 0.5,
+            left.plot(*zip(*points), marker="o", color=color[method[p["trial"]]], alpha=0.9 if p["trial"] == winner else 0.5,
                       linewidth=3 if p["trial"] == winner else 1)
     for s in strategies:
         left.plot([], [], color=color[s], label=s)
@@ -237,7 +238,7 @@ def plot_curves(out: Path, rec: dict[str, Any], path: Path) -> Path | None:
             continue
         loss = _loss(out / p["folders"][top] / RECORD)
         if loss:
-            right.plot(range(1, len(loss) + 1), loss, color=color[p["strategy"]], alpha=0.6, linewidth=1)
+            right.plot(range(1, len(loss) + 1), loss, color=color[method[p["trial"]]], alpha=0.6, linewidth=1)
     loss = _loss(out / rec["final"]["folder"] / RECORD) if rec["final"] else []
     if loss:
         right.plot(range(1, len(loss) + 1), loss, color="black", linewidth=1.5, label="final run")

@@ -143,6 +143,12 @@ def _new_bracket(search: Search, candidate: Candidate, share: float) -> tuple[st
     most = config.bracket_size or config.eta ** (config.rungs - 1)
     size = candidate.space_size()
     entrants, rungs = bracket_shape(share, costs, config.eta, most if size is None else min(most, size))
+    if entrants == 0 and costs[0] <= search.left() - _reserve(search, candidate, search.rungs[0]):
+        # A budget too small to share still runs what it can: one first-rung pilot, in turn.
+        search.log(f"{candidate.name}: its share ({share:.0f} s) holds no {search.rungs[0]}-step pilot; it takes "
+                   f"one (about {costs[0]:.0f} s) from what is left")
+        search.shares[candidate.name][-1] = round(costs[0], 1)
+        entrants, rungs = 1, 1
     if entrants == 0:
         return None, (f"budget: its share ({share:.0f} s) holds no {search.rungs[0]}-step pilot "
                       f"(about {costs[0]:.0f} s)")
@@ -192,9 +198,9 @@ def _run_bracket(search: Search, candidate: Candidate, bracket: str) -> tuple[in
     return done, None
 
 
-def _turn(search: Search, candidate: Candidate, share: float | None) -> tuple[int, str | None]:
-    """One candidate's turn: finish its open bracket, or start one sized to `share` (None: the
-    budget left, less the final run, split among the `active` candidates); (pilots run, why not more)."""
+def _turn(search: Search, candidate: Candidate, share: float) -> tuple[int, str | None]:
+    """One candidate's turn: finish its open bracket, or start one sized to `share` seconds; (pilots
+    run or read back, why no more)."""
     config, brackets = search.config, _brackets_of(search, candidate)
     open_ = [name for name, trials in brackets.items() if _is_open(trials)]
     if open_:
