@@ -134,3 +134,12 @@ def test_the_space_holds_lora_targets_and_the_new_methods(tiny):
     strategies = {c.family: c.config(base, drawn[c.name]).strategy.strategy for c in found}
     assert strategies["vera"] is Strategy.VERA and strategies["ia3"] is Strategy.IA3
     assert strategies["galore"] is Strategy.GALORE
+
+
+def test_a_budget_too_small_to_share_still_runs_what_it_can(tmp_path, tiny):
+    """Equal shares (about 6 s) hold no first-rung pilot (6 to 8 s); what is left still holds one."""
+    result, fake = _search(tmp_path, tiny, train_limit=64, budget_seconds=40.0, brackets=None)
+    assert result["split"]["share"] < 6
+    assert sum(len(p["values"]) for p in result["pilots"]) >= 1 and result["final"]["status"] == "completed"
+    assert result["spent_seconds"]["total"] <= 40.0
+    assert result["stopped"].startswith("budget")

@@ -147,7 +147,7 @@ def _new_bracket(search: Search, candidate: Candidate, share: float) -> tuple[st
         # A budget too small to share still runs what it can: one first-rung pilot, in turn.
         search.log(f"{candidate.name}: its share ({share:.0f} s) holds no {search.rungs[0]}-step pilot; it takes "
                    f"one (about {costs[0]:.0f} s) from what is left")
-        search.shares[candidate.name][-1] = round(costs[0], 1)
+        share = search.shares[candidate.name][-1] = round(costs[0], 1)
         entrants, rungs = 1, 1
     if entrants == 0:
         return None, (f"budget: its share ({share:.0f} s) holds no {search.rungs[0]}-step pilot "
