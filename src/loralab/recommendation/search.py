@@ -152,23 +152,31 @@ def _new_bracket(search: Search, candidate: Candidate, share: float) -> tuple[st
     if entrants == 0:
         return None, (f"budget: its share ({share:.0f} s) holds no {search.rungs[0]}-step pilot "
                       f"(about {costs[0]:.0f} s)")
-    brackets = _brackets_of(search, candidate)
-    name = f"{config.worker}-{candidate.name}-{len(brackets)}"
-    for _ in range(entrants):
-        trial = search.study.ask()
-        for key, value in ((BRACKET, name), ("worker", config.worker), ("candidate", candidate.name),
-                           ("rungs", rungs)):
-            trial.set_user_attr(key, value)
-        trial.set_user_attr("settings", candidate.suggest(trial))
+    name = f"{config.worker}-{candidate.name}-{len(_brackets_of(search, candidate))}"
+    _fill(search, candidate, name, entrants, rungs)
     search.log(f"{candidate.name}: bracket {name} of {entrants} setting(s) over {rungs} rung(s), to fit its "
                f"share of {share:.0f} s")
     return name, None
 
 
+def _fill(search: Search, candidate: Candidate, bracket: str, entrants: int, rungs: int) -> None:
+    """Draw a bracket's settings, up to `entrants` (a search killed while drawing them fills the rest
+    on resuming). A trial joins the bracket only with its last attribute, so a half-written trial
+    stays outside it."""
+    for _ in range(len(_brackets_of(search, candidate).get(bracket, [])), entrants):
+        trial = search.study.ask()
+        for key, value in (("worker", search.config.worker), ("candidate", candidate.name), ("rungs", rungs),
+                           ("entrants", entrants), ("settings", candidate.suggest(trial)), (BRACKET, bracket)):
+            trial.set_user_attr(key, value)
+
+
 def _run_bracket(search: Search, candidate: Candidate, bracket: str) -> tuple[int, str | None]:
     """Run a bracket's rungs; (pilots trained or read back, why it stopped short or None)."""
     running, done = optuna.trial.TrialState.RUNNING, 0
-    rungs = search.rungs[:int(_brackets_of(search, candidate)[bracket][0].user_attrs.get("rungs", len(search.rungs)))]
+    first = _brackets_of(search, candidate)[bracket][0].user_attrs
+    rungs = search.rungs[:int(first.get("rungs", len(search.rungs)))]
+    if "entrants" in first:
+        _fill(search, candidate, bracket, int(first["entrants"]), len(rungs))
     for rung, steps in enumerate(rungs):
         for frozen in [t for t in _brackets_of(search, candidate)[bracket] if t.state == running]:
             if steps in frozen.intermediate_values:

@@ -165,8 +165,8 @@ def pilots(search: Search) -> list[Pilot]:
     """Every trial of the study (every worker's), with the median step time of its pilots' records."""
     out = []
     for trial in search.study.get_trials(deepcopy=False):
-        if "candidate" not in trial.user_attrs:
-            continue
+        if "candidate" not in trial.user_attrs or "settings" not in trial.user_attrs:
+            continue  # no pilot's, or a pilot's cut short by a kill before its settings were drawn
         candidate = _candidate(search, trial)
         times = []
         for steps in trial.intermediate_values:
