@@ -161,26 +161,27 @@ def pilot_value(search: Search, record: dict[str, Any]) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
 
 
-def pilots(search: Search) -> list[Pilot]:
-    """Every trial of the study (every worker's), with the median step time of its pilots' records."""
+def pilots(search: Search, times: bool = True) -> list[Pilot]:
+    """Every trial of the study (every worker's), with the median step time of its pilots' records
+    (`times` off: without, so that no record is read)."""
     out = []
     for trial in search.study.get_trials(deepcopy=False):
         if "candidate" not in trial.user_attrs or "settings" not in trial.user_attrs:
             continue  # no pilot's, or a pilot's cut short by a kill before its settings were drawn
         candidate = _candidate(search, trial)
-        times = []
-        for steps in trial.intermediate_values:
+        steps_seconds = []
+        for steps in trial.intermediate_values if times else ():
             path = pilot_folder(search.out, trial.number, candidate.name, steps) / RECORD
             if path.exists():
-                times.append(float(read_json(path).get("median_step_seconds", 0.0)))
+                steps_seconds.append(float(read_json(path).get("median_step_seconds", 0.0)))
         out.append(Pilot(trial.number, candidate.name, candidate.strategy.value, dict(trial.user_attrs["settings"]),
                          {int(k): float(v) for k, v in trial.intermediate_values.items()}, trial.state.name.lower(),
-                         statistics.median(times) if times else None))
+                         statistics.median(steps_seconds) if steps_seconds else None))
     return out
 
 
 def leader(search: Search) -> str | None:
     """The candidate whose pilot the verdict would pick now (None: no pilot has a score yet)."""
-    verdict = choose(pilots(search), search.metric, min(search.config.pilot_valid, search.valid_examples),
-                     lambda p: None)
+    verdict = choose(pilots(search, times=False), search.metric,
+                     min(search.config.pilot_valid, search.valid_examples), lambda p: None)
     return verdict.winner.candidate if verdict else None
