@@ -7,7 +7,8 @@ import math
 import optuna
 import pytest
 
-from loralab.recommendation.halving import BRACKET, BracketPruner, rung_steps, survivors
+from loralab.recommendation.halving import (BRACKET, BracketPruner, bracket_cost, bracket_shape, rung_steps,
+                                           survivors)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -52,3 +53,12 @@ def test_optunas_asynchronous_pruner_lets_a_lone_first_trial_through():
     ours = optuna.create_study(direction="maximize", pruner=BracketPruner(eta=3))
     trials = _bracket(ours, "a", [0.0, 0.5, 0.6])
     assert trials[0].should_prune()
+
+
+def test_a_bracket_is_sized_to_fit_its_share():
+    costs = (10.0, 30.0)  # a pilot at each rung
+    assert bracket_cost(4, costs, eta=2) == 4 * 10 + 2 * 30
+    assert bracket_shape(100.0, costs, eta=2, most=8) == (4, 2)
+    assert bracket_shape(1000.0, costs, eta=2, most=8) == (8, 2)  # never more than asked
+    assert bracket_shape(35.0, costs, eta=2, most=8) == (1, 1)  # one setting, as many rungs as fit
+    assert bracket_shape(5.0, costs, eta=2, most=8) == (0, 0)  # not even one first-rung pilot

@@ -1,4 +1,4 @@
-"""The memory limit: parameter counts exclude what cannot fit, a one-step probe what does not, the rest stays."""
+"""The memory limit: parameter counts exclude what cannot fit, a three-step probe what does not, the rest stays."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_the_memory_limit_excludes_what_does_not_fit(tmp_path, wide):
     assert full.excluded.startswith("parameters alone need") and full.probe_mb is None
     assert not (tmp_path / "search" / "probes" / "main" / "wide-full").exists()
     # LoRA: its estimate fits, but a real step (the process, libraries and activations included) does not
-    assert lora.excluded.startswith("a one-step probe peaked at") and lora.probe_mb > 100
+    assert lora.excluded.startswith("a three-step probe peaked at") and lora.probe_mb > 100
     assert search.kept == []
 
 

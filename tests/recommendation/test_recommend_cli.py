@@ -21,7 +21,7 @@ CASES = [
     ("bad budget", _with(budget="30 minutes"), ("--budget", "30 minutes")),
     ("zero budget", _with(budget="0s"), "--budget"),
     ("bad memory", GOOD + ["--memory", "8 parsecs"], ("--memory", "8 parsecs")),
-    ("unknown strategy", GOOD + ["--strategies", "full,dora"], "unknown strategy 'dora'"),
+    ("unknown strategy", GOOD + ["--strategies", "full,lorax"], ("--strategies", "lorax")),
     ("no strategy", GOOD + ["--strategies", ","], "--strategies"),
     ("eta below 2", GOOD + ["--eta", "1"], "eta"),
     ("missing model", _with(models="./nowhere"), "nowhere"),

@@ -40,17 +40,21 @@ def _pilots(out: Path) -> dict[str, list[int]]:
 
 
 @pytest.mark.slow
-def test_a_rate_that_cannot_learn_is_stopped_at_the_first_rung(tmp_path, tiny):
+def test_each_method_halves_in_its_own_bracket_and_the_rate_that_learns_wins(tmp_path, tiny):
     config = easy_search(tmp_path, tiny)
     result = recommend(config, tmp_path / "search", log=lambda _: None)
     pilots = _pilots(tmp_path / "search")
-    assert sorted(pilots) == ["t000-tiny-full", "t001-tiny-lora", "t002-tiny-full", "t003-tiny-lora"]
-    for name, steps in pilots.items():  # 4 steps for everyone; 8 only for the rate that learns
-        assert steps == ([4, 8] if name.endswith("full") else [4]), name
-    states = {p["trial"]: p["state"] for p in result["pilots"]}
-    assert states == {0: "complete", 1: "pruned", 2: "complete", 3: "pruned"}
+    # full's space is one setting (one learning rate): a bracket of one; LoRA's a bracket of four, the
+    # best half of which go on to 8 steps, judged among LoRA settings only
+    assert sorted(pilots) == ["t000-tiny-full", "t001-tiny-lora", "t002-tiny-lora", "t003-tiny-lora",
+                              "t004-tiny-lora"]
+    assert pilots["t000-tiny-full"] == [4, 8]
+    assert sorted(len(steps) for name, steps in pilots.items() if name.endswith("lora")) == [1, 1, 2, 2]
+    states = sorted(p["state"] for p in result["pilots"] if p["strategy"] == "lora")
+    assert states == ["complete", "complete", "pruned", "pruned"]
     assert result["winner"]["settings"]["lr"] == GOOD_LR
     assert result["final"]["status"] == "completed" and result["final"]["folder"] == "final/t000-tiny-full"
+    assert result["final"]["steps"] == 16 >= result["final"]["pilot_steps"] == 8
     assert all(p["settings"]["lr"] == BAD_LR for p in result["pilots"] if p["strategy"] == "lora")
 
     # Every run is an ordinary run folder (merge, export-peft, predict, report read them), and the
@@ -65,6 +69,7 @@ def test_a_rate_that_cannot_learn_is_stopped_at_the_first_rung(tmp_path, tiny):
     report = (tmp_path / "search" / "report.md").read_text()
     assert "**Recommended: `tiny-full` with lr 1.0e-03**" in report
     assert "| 1 | `tiny-lora` | lr 1.0e-09, r" in report and "pruned at 4 steps" in report
+    assert "(16 steps; its longest pilot trained 8)" in report
     assert (tmp_path / "search" / "curves.png").stat().st_size > 0
     # The report is built from recommendation.json and the run records alone: rebuilt, it is the same.
     (tmp_path / "search" / "report.md").unlink()
@@ -93,7 +98,7 @@ def test_a_killed_search_resumes_without_redoing_finished_pilots(tmp_path, tiny)
         deadline = time.time() + 120
         while time.time() < deadline and child.poll() is None:
             ledger = out / "ledger-main.jsonl"
-            if ledger.exists() and ledger.read_text().count('"kind": "pilot"') >= 2:
+            if ledger.exists() and ledger.read_text().count('"kind": "pilot"') >= 3:  # full's two, then in LoRA's bracket
                 break
             time.sleep(0.05)
         assert child.poll() is None, "the search ended before it could be killed"
@@ -111,11 +116,12 @@ def test_a_killed_search_resumes_without_redoing_finished_pilots(tmp_path, tiny)
 
     for path, content in finished.items():  # read back, not trained again
         assert path.read_bytes() == content, path
-    assert sorted(_pilots(out)) == ["t000-tiny-full", "t001-tiny-lora", "t002-tiny-full", "t003-tiny-lora"]
-    assert sorted(p["state"] for p in result["pilots"]) == ["complete", "complete", "pruned", "pruned"]
+    assert sorted(_pilots(out)) == ["t000-tiny-full", "t001-tiny-lora", "t002-tiny-lora", "t003-tiny-lora",
+                                    "t004-tiny-lora"]
+    assert sorted(p["state"] for p in result["pilots"]) == ["complete", "complete", "complete", "pruned", "pruned"]
     ledger = [json.loads(line) for line in (out / "ledger-main.jsonl").read_text().splitlines()]
     pilots_run = [e["folder"] for e in ledger if e["kind"] == "pilot"]
-    assert len(pilots_run) == 6, pilots_run  # 4 pilots of 4 steps, 2 of 8: none twice
+    assert len(pilots_run) == 8, pilots_run  # 5 pilots of 4 steps, 3 of 8: none twice
 
     # Resuming a finished search spends nothing more.
     again = recommend(easy_search(tmp_path, tiny), out, log=lambda _: None)

@@ -201,6 +201,7 @@ def intrinsic_dim(args: argparse.Namespace) -> None:
 def recommend(args: argparse.Namespace) -> None:
     from loralab import api
     from loralab.recommendation import RecommendConfig, candidates, parse_budget, parse_memory
+    from loralab.recommendation.driver import budget_line
 
     output_folder(args.out, "--out")
     set_threads(args)
@@ -215,7 +216,10 @@ def recommend(args: argparse.Namespace) -> None:
     result = api.recommend(config, args.out, progress=not args.quiet, final=o.final)
     print(f"report: {Path(args.out) / 'report.md'}")
     if result.get("final"):
-        print(f"winner: {result['winner']['candidate']}, {result['metric']} {result['final'][result['metric']]}")
+        final = result["final"]
+        print(f"winner: {result['winner']['candidate']}, {result['metric']} {final[result['metric']]} "
+              f"({final['steps']} steps; its longest pilot {final['pilot_steps']})")
+    print(budget_line(result))
 
 
 def compare(args: argparse.Namespace) -> None:

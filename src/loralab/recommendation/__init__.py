@@ -1,8 +1,9 @@
 """`loralab recommend`: which model, strategy and settings to train on your data, within a time budget.
 
-Candidates that fit the memory limit (`memory.py`), each with a learning-rate range fitting its
-strategy (`space.py`), are compared by successive halving over short pilot runs (`halving.py`,
-`search.py`, with Optuna's sampler and storage) within a budget (`config.py`, `ledger.py`); the
+Candidates (a model with a method) that fit the memory limit (`memory.py`), each with a
+learning-rate range fitting its method (`space.py`), are each searched by successive halving over
+short pilot runs within its own share of a budget (`halving.py`, `search.py`, `standing.py`, with
+Optuna's sampler and storage; `config.py`, `ledger.py`); the
 winner (`verdict.py`) is trained on all the data, and `driver.py` writes what the search found to
 `recommendation.json`, from which a report says why it won and what it costs (`report.py`). Where
 each file of a search lives: `folder.py`.

@@ -40,9 +40,10 @@ class RecommendConfig:
     base: RunConfig
     """Data, task, limits, device and training defaults (batch size, max length, epochs, seed) of every run."""
     candidates: tuple[Candidate, ...]
-    """Model x strategy pairs, each with its learning-rate range."""
+    """Model x method pairs, each with its learning-rate range; each is a family of its own, whose
+    settings compete only with each other."""
     budget_seconds: float
-    """Wall-clock seconds the search may spend on probes, pilots and the final run together."""
+    """Seconds the search may spend on probes, pilots, the final run and itself together."""
     memory_mb: float | None = None
     """Peak memory a run may use (None: no limit)."""
     min_steps: int = 16
@@ -52,7 +53,8 @@ class RecommendConfig:
     rungs: int = 3
     """Rungs per bracket: r0, r0 * eta, ..., r0 * eta**(rungs - 1) steps."""
     bracket_size: int | None = None
-    """Settings drawn per bracket (None: twice the number of candidates that fit)."""
+    """Most settings drawn per bracket of one candidate (None: eta ** (rungs - 1), one survivor at the
+    last rung); fewer when the candidate's share of the budget holds fewer."""
     pilot_valid: int = 200
     """Validation examples pilots are scored on (the first ones of the file)."""
     seed: int = 0
@@ -65,7 +67,8 @@ class RecommendConfig:
     clock: str = "wall"
     """What the budget counts: 'wall' seconds, or 'cpu' seconds of this process (steady on a shared CPU)."""
     brackets: int | None = None
-    """Stop after this many brackets of this worker even if budget is left (None: only the budget stops it)."""
+    """Stop after this many brackets per candidate of this worker even if budget is left (None: only the
+    budget stops it)."""
 
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
@@ -89,8 +92,9 @@ class RecommendConfig:
     def plan(self) -> dict[str, Any]:
         """What a resumed search must share with the one it continues (the budget may grow)."""
         return json.loads(json.dumps({
-            "base": self.base.to_dict(), "candidates": [[c.model, c.strategy.value, list(c.lr_range)]
-                                                        for c in self.candidates],
+            "base": self.base.to_dict(),
+            "candidates": [[c.model, c.strategy.value, list(c.lr_range)] + ([c.method] if c.method else [])
+                           for c in self.candidates],
             "memory_mb": self.memory_mb, "min_steps": self.min_steps, "eta": self.eta, "rungs": self.rungs,
             "bracket_size": self.bracket_size, "pilot_valid": self.pilot_valid, "seed": self.seed,
             "clock": self.clock}))

@@ -5,6 +5,9 @@ rung only the best 1/eta go on, with eta times the steps:
 
     rung k: steps r0 * eta**k, survivors max(1, floor(n_k / eta))
 
+A bracket's size is chosen to fit what its method may spend (`bracket_shape`): the most settings
+whose pilots, rung by rung, fit in that share.
+
 Optuna's own `SuccessiveHalvingPruner` is the asynchronous variant (ASHA): a trial is promoted as
 soon as it is in the top 1/eta of those that reached the rung *so far*, so with one worker the first
 trial has no rival and goes through every rung, however bad its learning rate. Here a bracket's
@@ -31,6 +34,28 @@ def rung_steps(min_steps: int, eta: int, rungs: int) -> tuple[int, ...]:
 def survivors(entrants: int, eta: int) -> int:
     """How many of a rung's entrants go on to the next rung."""
     return max(1, math.floor(entrants / eta))
+
+
+def bracket_cost(entrants: int, rung_costs: tuple[float, ...], eta: int) -> float:
+    """What a bracket of `entrants` settings costs when a pilot at rung k costs rung_costs[k]."""
+    total, alive = 0.0, entrants
+    for cost in rung_costs:
+        total += alive * cost
+        alive = survivors(alive, eta)
+    return total
+
+
+def bracket_shape(share: float, rung_costs: tuple[float, ...], eta: int, most: int) -> tuple[int, int]:
+    """(entrants, rungs) of the largest bracket, up to `most` entrants, whose every rung fits in `share`;
+    when not even one setting fits through every rung, one setting through as many rungs as fit;
+    (0, 0) when not even one first-rung pilot fits."""
+    for entrants in range(max(1, most), 0, -1):
+        if bracket_cost(entrants, rung_costs, eta) <= share:
+            return entrants, len(rung_costs)
+    for rungs in range(len(rung_costs) - 1, 0, -1):
+        if bracket_cost(1, rung_costs[:rungs], eta) <= share:
+            return 1, rungs
+    return 0, 0
 
 
 class BracketPruner(BasePruner):

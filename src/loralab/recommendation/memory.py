@@ -1,4 +1,4 @@
-"""Which candidates fit a memory limit: an estimate from parameter counts, then a one-step probe.
+"""Which candidates fit a memory limit: an estimate from parameter counts, then a three-step probe.
 
 Training with AdamW in fp32 holds, per parameter, its weight (4 bytes) and, per *trained* parameter,
 a gradient and Adam's two moments (12 bytes more):
@@ -6,7 +6,8 @@ a gradient and Adam's two moments (12 bytes more):
     estimate = 4 * total + 12 * trainable   (bytes; activations come on top)
 
 A candidate whose estimate alone is over the limit is excluded without loading more than its counts.
-The others take one real optimizer step (a probe: an ordinary run folder, `max_steps=1`) whose
+The others take three real optimizer steps (a probe: an ordinary run folder, `max_steps=3`; the
+median step, past the first one's warm-up, is the candidate's first step-time measure) whose
 measured peak memory (CUDA: max allocated; CPU: the process's peak RSS, interpreter and libraries
 included) includes the activations; over the limit, the candidate is excluded. Every pilot's peak is
 checked again, since longer questions in later batches can need more.
@@ -51,7 +52,7 @@ class Fit:
     estimate_mb: float
     """4 bytes per parameter plus 12 per trained one."""
     probe_mb: float | None = None
-    """Peak memory of the one-step probe (None: not probed)."""
+    """Peak memory of the three-step probe (None: not probed)."""
     excluded: str | None = None
     """Why the candidate does not fit (None: it fits)."""
 

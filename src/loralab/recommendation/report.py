@@ -48,7 +48,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def _outcome(pilot: dict[str, Any], steps: tuple[int, ...]) -> str:
     if pilot["state"] == "complete":
-        return "finished every rung"
+        return "finished every rung" if len(pilot["values"]) >= len(steps) else \
+            f"finished its bracket's {len(pilot['values'])} rung(s) (budget)"
     reached = [s for s in steps if s in pilot["values"]]
     if pilot["state"] == "pruned":
         if reached and math.isnan(pilot["values"][reached[-1]]):
@@ -69,9 +70,12 @@ def _verdict(rec: dict[str, Any], label: str) -> list[str]:
     top, clock = rec["winner"]["compared_at_steps"], "CPU s" if rec["budget_clock"] == "cpu" else "s"
     lines = [f"**Recommended: `{w['candidate']}` with {describe(w['settings'])}** (trial {w['trial']}).", ""]
     if final:
-        lines += [f"- Trained on all {rec['train_examples']:,} training examples ({final['steps']} steps): "
+        pilot = final.get("pilot_steps")
+        steps = f"{final['steps']} steps" + (f"; its longest pilot trained {pilot}" if pilot is not None else "")
+        lines += [f"- Trained on all {rec['train_examples']:,} training examples ({steps}): "
                   f"**{label} {_fmt(final.get(metric), 4)}** on all {rec['valid_examples']:,} validation "
-                  f"examples; {final['train_seconds']:.0f} s of training "
+                  f"examples (its {top}-step pilot: {_fmt(w['values'][top], 4)} on the first "
+                  f"{rec['pilot_valid']:,}); {final['train_seconds']:.0f} s of training "
                   f"(expected {_fmt(w['expected_train_seconds'], 0)} s from its pilots' step time; "
                   f"{_fmt(final.get('cpu_seconds'), 0)} CPU s in all, expected "
                   f"{_fmt(w['expected_budget_seconds'], 0)} {'CPU ' if rec['budget_clock'] == 'cpu' else ''}s of "
@@ -124,12 +128,7 @@ def report_markdown(rec: dict[str, Any], plot: Path | None) -> str:
     if rec["lora_final_lrs"]:
         lines += [f"LoRA settings that went furthest ended at learning rates "
                   f"{', '.join(f'{lr:.1e}' for lr in rec['lora_final_lrs'])}.", ""]
-    spent = rec["spent_seconds"]
-    lines += ["## Budget", "",
-              f"{spent['total']:.0f} s spent of {rec['budget_seconds']:.0f} s: probes {spent['probe']:.0f} s, "
-              f"pilots {spent['pilot']:.0f} s, final run {spent['final']:.0f} s, the search itself (sampler, study, "
-              f"counting parameters) {spent['search']:.0f} s ({_CLOCKS[rec['budget_clock']]}, loading "
-              f"and scoring included). The search stopped: {rec['stopped']}.", ""]
+    lines += _budget(rec)
     if plot is not None:
         lines += ["## Learning curves", "", f"![learning curves]({plot.name})", "",
                   f"Left: each pilot's validation {label} at each rung it reached (a line per trial; the winner "
@@ -140,6 +139,33 @@ def report_markdown(rec: dict[str, Any], plot: Path | None) -> str:
               "continues the search. Every probe (`probes/`), pilot (`pilots/`) and the final run (`final/`) is an "
               "ordinary run folder for `report`, `merge`, `export-peft` and `predict`.", ""]
     return "\n".join(lines)
+
+
+def _budget(rec: dict[str, Any]) -> list[str]:
+    """What the budget went to, how it was split among the candidates, and why the search stopped."""
+    spent, budget = rec["spent_seconds"], rec["budget_seconds"]
+    lines = ["## Budget", "",
+             f"{spent['total']:.0f} s spent of {budget:.0f} s ({spent['total'] / budget:.0%}): probes "
+             f"{spent['probe']:.0f} s, pilots {spent['pilot']:.0f} s, final run {spent['final']:.0f} s, the search "
+             f"itself (sampler, study, counting parameters) {spent['search']:.0f} s ({_CLOCKS[rec['budget_clock']]}, "
+             f"each run's loading and scoring included). The search stopped: {rec['stopped']}."
+             + (" **It stopped early** (under 90% of the budget used)." if spent["total"] < 0.9 * budget else ""), ""]
+    split = rec.get("split")
+    if not split:
+        return lines
+    lines += [f"Each candidate is a bracket family of its own: successive halving runs within it. After "
+              f"{split['spent_before']:.0f} s of screening, {split['final_reserve']:.0f} s were kept for the final "
+              f"run (the costliest candidate's) and {split['share']:.0f} s given to each of the "
+              f"{len(split['candidates'])} candidates for its first bracket; what was left was split again among "
+              "those that could go on. A pilot starts only while it and the final run of whichever candidate "
+              "could lead after it still fit.", "",
+              "| candidate | shares (s) | spent on pilots (s) | settings | pilots | most steps |",
+              "|---|---|---:|---:|---:|---:|"]
+    for f in rec.get("families", []):
+        shares = ", ".join(f"{s:.0f}" for s in f["shares"]) or "–"
+        lines.append(f"| `{f['candidate']}` | {shares} | {f['spent']:.0f} | {f['settings']} | {f['pilots']} | "
+                     f"{f['top_steps'] if f['top_steps'] is not None else '–'} |")
+    return lines + [""]
 
 
 def _candidate_table(rec: dict[str, Any]) -> list[str]:
@@ -185,7 +211,8 @@ def plot_curves(out: Path, rec: dict[str, Any], path: Path) -> Path | None:
     found = rec["pilots"]
     if not found:
         return None
-    strategies = sorted({p["strategy"] for p in found})
+    method = {p["trial"]: p.get("method", p["strategy"]) for p in found}  # older searches name strategies only
+    strategies = sorted(set(method.values()))
     color = dict(zip(strategies, colors(len(strategies))))
     fig = Figure(figsize=(11, 4.2))
     left, right = fig.subplots(1, 2)
@@ -193,7 +220,7 @@ def plot_curves(out: Path, rec: dict[str, Any], path: Path) -> Path | None:
     for p in found:
         points = sorted((s, v) for s, v in p["values"].items() if math.isfinite(v))
         if points:
-            left.plot(*zip(*points), marker="o", color=color[p["strategy"]], alpha=0.9 if p["trial"] == winner else 0.5,
+            left.plot(*zip(*points), marker="o", color=color[method[p["trial"]]], alpha=0.9 if p["trial"] == winner else 0.5,
                       linewidth=3 if p["trial"] == winner else 1)
     for s in strategies:
         left.plot([], [], color=color[s], label=s)
@@ -211,7 +238,7 @@ def plot_curves(out: Path, rec: dict[str, Any], path: Path) -> Path | None:
             continue
         loss = _loss(out / p["folders"][top] / RECORD)
         if loss:
-            right.plot(range(1, len(loss) + 1), loss, color=color[p["strategy"]], alpha=0.6, linewidth=1)
+            right.plot(range(1, len(loss) + 1), loss, color=color[method[p["trial"]]], alpha=0.6, linewidth=1)
     loss = _loss(out / rec["final"]["folder"] / RECORD) if rec["final"] else []
     if loss:
         right.plot(range(1, len(loss) + 1), loss, color="black", linewidth=1.5, label="final run")

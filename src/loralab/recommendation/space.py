@@ -1,19 +1,25 @@
-"""What a recommendation searches over: candidates (a model with a strategy) and each one's settings.
+"""What a recommendation searches over: candidates (a model with a method) and each one's settings.
 
-A candidate's learning rate is searched on a log scale within a range that fits its strategy: the
-fewer and smaller the numbers that train, the larger the step they need. LoRA's B starts at zero and
-its update is scaled by alpha / r, so its useful rates sit about an order of magnitude above full
-fine-tuning's (Hu et al. 2021 train RoBERTa's LoRA at 2e-4 to 5e-4; RoBERTa was fully fine-tuned at
-1e-5 to 3e-5, Liu et al. 2019; the seed's LoRA at 1e-5 learned nothing here,
-`experiments/results/seed-blog/`). LoRA's range starts at 1e-4, the lowest rate those recipes use
-(QLoRA, Dettmers et al. 2023, trains its adapters at 1e-4 to 2e-4): below it B grows too slowly from
-zero for a pilot of tens of steps to show anything, which is how the seed's mistake would come back.
-LoRA also searches its rank r and alpha.
+A *method* is a strategy with the options that make it what it is (DoRA is LoRA with `use_dora`,
+LoRA+ is LoRA with `lora_plus_ratio` 16, PiSSA and OLoRA are LoRA with `lora_init`), and each has its
+own learning-rate range, searched on a log scale: the fewer and smaller the numbers that train, the
+larger the step they need. The ranges are centred on rates measured to leave the loss plateau (ln 5)
+within one epoch of science-exam questions with MiniLM (`experiments/results/methods-epoch/`): LoRA
+1e-3, DoRA 3e-3, LoRA+ 3e-4 (ratio 16), PiSSA and OLoRA 1e-3 (3e-3 stayed on the plateau), VeRA 3e-2
+(1e-1 stayed), IA3 3e-2 (1e-2 stayed), GaLore 3e-4; full fine-tuning learns at 5e-5 to 1e-4. A range
+reaches about three times either side of its rate, and stops where a measured rate stayed on the
+plateau. LoRA's update starts at zero (B = 0) and is scaled by alpha / r, so its rates sit an order
+of magnitude above full fine-tuning's; below about 3e-4 B grows too slowly from zero for a pilot of
+tens of steps to show anything (the seed's LoRA at 1e-5 learned nothing, `experiments/results/seed-blog/`).
+
+The LoRA family (lora, dora, lora-plus, pissa, olora) also searches its rank r, alpha and its targets:
+query and value, or every linear layer (`all-linear`, best in a hand sweep on ARC-Easy).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,17 +28,47 @@ from loralab.settings import SETTINGS, RunConfig
 from loralab.strategies import Strategy, StrategyConfig
 from loralab.validate import SettingError, number
 
-# strategy -> (lowest, highest) peak learning rate searched, log-uniformly.
-LR_RANGES: dict[Strategy, tuple[float, float]] = {
-    Strategy.FULL: (1e-5, 2e-4),
-    Strategy.ATTENTION: (2e-5, 5e-4),
-    Strategy.QV: (2e-5, 5e-4),
-    Strategy.LORA: (1e-4, 5e-3),
-    Strategy.SUBSPACE: (1e-3, 1e-1),
-}
+
+@dataclass(frozen=True)
+class Method:
+    """A strategy with the options that make it a method, and the learning rates searched for it."""
+
+    name: str
+    strategy: Strategy
+    lr_range: tuple[float, float]
+    fixed: tuple[tuple[str, Any], ...] = ()
+    """Settings (by their key in the settings table) every run of the method has."""
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("full", Strategy.FULL, (3e-5, 2e-4)),
+    Method("attention", Strategy.ATTENTION, (2e-5, 5e-4)),
+    Method("qv", Strategy.QV, (2e-5, 5e-4)),
+    Method("lora", Strategy.LORA, (3e-4, 3e-3)),
+    Method("dora", Strategy.LORA, (1e-3, 1e-2), (("use_dora", True),)),
+    Method("lora-plus", Strategy.LORA, (1e-4, 1e-3), (("lora_plus_ratio", 16.0),)),
+    Method("pissa", Strategy.LORA, (3e-4, 2e-3), (("lora_init", "pissa"),)),
+    Method("olora", Strategy.LORA, (3e-4, 2e-3), (("lora_init", "olora"),)),
+    Method("vera", Strategy.VERA, (1e-2, 6e-2)),
+    Method("ia3", Strategy.IA3, (2e-2, 1e-1)),
+    Method("galore", Strategy.GALORE, (1e-4, 1e-3)),
+    Method("subspace", Strategy.SUBSPACE, (1e-3, 1e-1)),
+)}
+# strategy -> its plain method's range (kept for callers that name ranges by strategy)
+LR_RANGES: dict[Strategy, tuple[float, float]] = {Strategy(m.name): m.lr_range for m in METHODS.values()
+                                                  if m.name in {s.value for s in Strategy}}
 LORA_RANKS = (4, 8, 16)
 LORA_ALPHAS = (8, 16, 32, 64)
-DEFAULT_STRATEGIES = (Strategy.FULL, Strategy.ATTENTION, Strategy.QV, Strategy.LORA)
+LORA_TARGETS = {"qv": ("query", "value"), "all-linear": ("all-linear",)}
+DEFAULT_STRATEGIES = ("full", "attention", "lora", "dora", "lora-plus", "pissa", "vera", "ia3")
+
+
+def method(name: "str | Strategy") -> Method:
+    """The method a `--strategies` entry names: a strategy (full, lora, vera, ...) or a LoRA variant."""
+    key = name.value if isinstance(name, Strategy) else str(name)
+    if key not in METHODS:
+        raise SettingError("--strategies", key, "one of " + ", ".join(METHODS))
+    return METHODS[key]
 
 
 def model_slug(model: str) -> str:
@@ -42,7 +78,8 @@ def model_slug(model: str) -> str:
 
 @dataclass(frozen=True)
 class Candidate:
-    """One model with one strategy, and the learning-rate range searched for it."""
+    """One model with one method, and the learning-rate range searched for it. Each candidate is a
+    family of its own in the search: its settings compete only with each other (`search.py`)."""
 
     model: str
     """A model folder, 'minilm' or a hub name, as `RunConfig.model`."""
@@ -50,54 +87,95 @@ class Candidate:
     """What trains."""
     lr_range: tuple[float, float]
     """(lowest, highest) peak learning rate searched, log-uniformly."""
+    method: str | None = None
+    """The method's name (None: the strategy's own, as older searches named it)."""
+    fixed: tuple[tuple[str, Any], ...] = ()
+    """Settings every run of this candidate has (DoRA's use_dora, LoRA+'s ratio, ...)."""
 
     def __post_init__(self):
         object.__setattr__(self, "strategy", Strategy.parse(self.strategy))
+        object.__setattr__(self, "lr_range", tuple(self.lr_range))
+        object.__setattr__(self, "fixed", tuple((k, v) for k, v in self.fixed))
         low, high = self.lr_range
         number("lr_range low", low, low=0, low_open=True)
         number("lr_range high", high, low=low)
 
     @property
+    def family(self) -> str:
+        """The method's name: 'lora', 'dora', 'full', ..."""
+        return self.method or self.strategy.value
+
+    @property
     def name(self) -> str:
-        return f"{model_slug(self.model)}-{self.strategy.value}"
+        return f"{model_slug(self.model)}-{self.family}"
+
+    @property
+    def lora_like(self) -> bool:
+        return self.strategy is Strategy.LORA
+
+    def space_size(self) -> int | None:
+        """How many distinct settings it can draw (None: endless, a learning-rate range)."""
+        if self.lr_range[0] < self.lr_range[1]:
+            return None
+        return len(LORA_RANKS) * len(LORA_ALPHAS) * len(LORA_TARGETS) if self.lora_like else 1
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Draw this candidate's settings from an Optuna trial; parameter names carry the candidate's
         name, so each candidate's sampler history is its own."""
         low, high = self.lr_range
         settings = {"lr": trial.suggest_float(f"{self.name}.lr", low, high, log=True) if low < high else low}
-        if self.strategy is Strategy.LORA:
+        if self.lora_like:
             settings["lora_r"] = trial.suggest_categorical(f"{self.name}.lora_r", LORA_RANKS)
             settings["lora_alpha"] = trial.suggest_categorical(f"{self.name}.lora_alpha", LORA_ALPHAS)
+            settings["lora_targets"] = trial.suggest_categorical(f"{self.name}.lora_targets", tuple(LORA_TARGETS))
         return settings
 
     def config(self, base: RunConfig, settings: dict[str, Any]) -> RunConfig:
-        """`base` with this candidate's model and strategy and the drawn `settings`, named by their keys in
-        the settings table (`lr`, `lora_r`, ...)."""
-        strategy = StrategyConfig(strategy=self.strategy, lora=base.strategy.lora, subspace=base.strategy.subspace)
-        return dataclasses.replace(base, model=self.model, strategy=strategy).replace(settings)
+        """`base` with this candidate's model, strategy and fixed options and the drawn `settings`, named
+        by their keys in the settings table (`lr`, `lora_r`, ...; `lora_targets` by its name in
+        `LORA_TARGETS`). A strategy's own option group is carried from `base`; the others stay default."""
+        own = {"lora": Strategy.LORA, "vera": Strategy.VERA, "ia3": Strategy.IA3, "galore": Strategy.GALORE}
+        groups = {group: getattr(base.strategy, group) for group, strategy in own.items() if strategy is self.strategy}
+        if self.strategy is not Strategy.LORA and not base.strategy.lora_options():
+            groups["lora"] = base.strategy.lora  # as before methods: harmless when it holds no LoRA-only option
+        strategy = StrategyConfig(strategy=self.strategy, subspace=base.strategy.subspace, **groups)
+        values = {**dict(self.fixed), **settings}
+        if isinstance(values.get("lora_targets"), str):
+            values["lora_targets"] = LORA_TARGETS.get(values["lora_targets"], (values["lora_targets"],))
+        return dataclasses.replace(base, model=self.model, strategy=strategy).replace(values)
 
 
-def candidates(models: tuple[str, ...], strategies: tuple[Strategy, ...],
-               lr_ranges: dict[Strategy, tuple[float, float]] | None = None) -> tuple[Candidate, ...]:
-    """Every model x strategy, each with its strategy's learning-rate range (`lr_ranges` overrides)."""
+def candidates(models: tuple[str, ...], strategies: "tuple[str | Strategy, ...]",
+               lr_ranges: "dict[str | Strategy, tuple[float, float]] | None" = None) -> tuple[Candidate, ...]:
+    """Every model x method, each with its method's learning-rate range (`lr_ranges`, keyed by method
+    name or strategy, overrides)."""
     if not models:
         raise SettingError("--models", "", "at least one model")
     if not strategies:
         raise SettingError("--strategies", "", "at least one strategy")
-    ranges = {**LR_RANGES, **(lr_ranges or {})}
-    out = tuple(Candidate(model, Strategy.parse(s), ranges[Strategy.parse(s)]) for model in models for s in strategies)
+    ranges = {(k.value if isinstance(k, Strategy) else k): v for k, v in (lr_ranges or {}).items()}
+    out = []
+    for model in models:
+        for entry in strategies:
+            m = method(entry)
+            plain = m.name == m.strategy.value
+            out.append(Candidate(model, m.strategy, ranges.get(m.name, m.lr_range), None if plain else m.name, m.fixed))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
-        raise SettingError("--models", ",".join(models), "models with different folder names")
-    return out
+        raise SettingError("--models", ",".join(models), "models with different folder names, each method once")
+    return tuple(out)
 
 
 def describe(settings: dict[str, Any]) -> str:
-    """Settings as a short text, each by its report label: 'lr 3.2e-04, r 8, alpha 32'."""
+    """Settings as a short text, each by its report label: 'lr 3.2e-04, r 8, alpha 32, targets all-linear'."""
     parts = []
     for key, value in settings.items():
         setting = SETTINGS.by_key.get(key)
-        label = setting.report_label if setting else key
-        parts.append(f"{label} {value:.1e}" if key == "lr" else f"{label} {value:g}")
+        label = "targets" if key == "lora_targets" else setting.report_label if setting else key
+        if key == "lr":
+            parts.append(f"{label} {value:.1e}")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            parts.append(f"{label} {value:g}")
+        else:
+            parts.append(f"{label} {value}")
     return ", ".join(parts)

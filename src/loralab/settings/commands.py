@@ -18,14 +18,18 @@ class RecommendOptions:
                           cli_default="required")
     budget_clock: str = setting("wall", "What --budget counts: wall-clock seconds, or this process's CPU seconds "
                                 "(steady on a CPU shared with other jobs).", choices=("wall", "cpu"))
-    brackets: int | None = setting(None, "Stop after this many brackets even if budget is left.")
+    brackets: int | None = setting(None, "Stop after this many brackets per method even if budget is left.")
     models: tuple[str, ...] = setting(("minilm",), "Comma list of models (folders, packaged names or hub names).")
-    strategies: tuple[str, ...] = setting(("full", "attention", "qv", "lora"), "Comma list of strategies to try.")
+    strategies: tuple[str, ...] = setting(("full", "attention", "lora", "dora", "lora-plus", "pissa", "vera", "ia3"),
+                                          "Comma list of methods to try: strategies (full, attention, qv, lora, "
+                                          "subspace, vera, ia3, galore) or LoRA variants (dora, lora-plus, pissa, "
+                                          "olora); each gets its own brackets and share of the budget.")
     memory: str | None = setting(None, "Peak memory a run may use (8GB, 512MB); candidates over it are excluded.")
     min_steps: int = setting(16, "Optimizer steps of the first rung's pilots.")
     eta: int = setting(3, "Each rung keeps the best 1/eta with eta times the steps.")
     rungs: int = setting(3, "Rungs per bracket.")
-    bracket_size: int | None = setting(None, "Settings drawn per bracket (none: twice the candidates that fit).")
+    bracket_size: int | None = setting(None, "Most settings drawn per bracket of one method (none: eta ** (rungs - 1)); "
+                                       "fewer when its share of the budget holds fewer.")
     pilot_valid: int = setting(200, "Validation examples pilots are scored on (the first ones of the file).")
     search_seed: int = setting(0, "Seed of Optuna's sampler (each run's own seed is --seed).")
     storage: str | None = setting(None, "Optuna storage shared by workers: an SQL URL or a journal file (none: "
