@@ -66,3 +66,34 @@ def test_peak_memory_scales_only_what_training_adds(monkeypatch):
 def test_every_shipped_exponent_is_a_finite_number():
     for method, e in EXPONENTS.items():
         assert all(math.isfinite(v) and 0 < v < 3 for v in vars(e).values()), method
+
+
+def test_a_probe_peak_is_scaled_to_the_largest_batch_only_when_that_batch_is_larger(monkeypatch):
+    from loralab.recommendation.memory import predicted_peak
+
+    monkeypatch.setitem(EXPONENTS, "lora", Exponents(time_length=1.0, time_batch=1.0, memory_length=1.0,
+                                                     memory_batch=1.0))
+    assert predicted_peak(600.0, 500.0, (100.0, 300.0), "lora") == pytest.approx(800.0)
+    assert predicted_peak(600.0, 500.0, (300.0, 300.0), "lora") is None
+
+
+def test_batch_tokens_are_the_probes_first_batch_and_the_datas_largest(tmp_path, minilm_tokenizer):
+    import csv
+
+    from run_fixtures import save_tiny_bert
+    from loralab.recommendation.memory import batch_tokens
+    from loralab.runs.config import RunConfig
+    from loralab.training import TrainConfig
+
+    model = save_tiny_bert(tmp_path / "model", minilm_tokenizer)
+    train = tmp_path / "train.csv"
+    with open(train, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "prompt", "A", "B", "answer"])
+        for i in range(6):  # the last two questions are far longer than the first
+            writer.writerow([i, "why" + " and why" * (20 if i >= 4 else 0), "yes", "no", "A"])
+    config = RunConfig(train=str(train), model=str(model), device="cpu", training=TrainConfig(batch_size=2, max_length=64))
+    probe, largest = batch_tokens(config)
+    assert largest > 4 * probe
+    short = [int(x) for x in minilm_tokenizer(["why"] * 2, ["yes"] * 2)["attention_mask"][0]]
+    assert probe == 2 * 2 * sum(short)  # two questions of two options each
