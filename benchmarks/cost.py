@@ -322,6 +322,10 @@ def main(argv=None):
     p.add_argument("--length-batch", type=int, default=4, help="batch size along the length axis")
     p.add_argument("--batch-length", type=int, default=128, help="sequence length along the batch axis")
     p.add_argument("--no-memory", action="store_true", help="step time only (no fresh processes)")
+    p.add_argument("--no-time", action="store_true", help="peak memory only (no interleaved timing)")
+    p.add_argument("--reuse", nargs="*", default=[], metavar="JSON",
+                   help="earlier cost.json files whose step times and memory are taken instead of measured "
+                        "(split a run: one --no-memory, one --no-time, in parallel; then --reuse both)")
     p.add_argument("--quick", action="store_true", help=f"a small subset: {QUICK}")
     p.add_argument("--child", help=argparse_hidden())
     p.set_defaults(rounds=4)
@@ -341,16 +345,20 @@ def main(argv=None):
         if set(chosen) - set(known):
             p.error(f"unknown {name} {sorted(set(chosen) - set(known))}; choose from {', '.join(known)}")
     start = time.process_time()
-    timed = {model: times(args, model, methods, device) for model in models}
-    mem = {} if args.no_memory else {model: memory(args, forwarded, model, methods) for model in models}
+    reused = [json.loads(Path(f).read_text()) for f in args.reuse]
+    old_times = next((r["step_times"] for r in reused if r.get("step_times")), None)
+    old_memory = next((r["memory"] for r in reused if r.get("memory")), None)
+    timed = old_times or ({} if args.no_time else {model: times(args, model, methods, device) for model in models})
+    mem = old_memory or ({} if args.no_memory else {model: memory(args, forwarded, model, methods) for model in models})
     partial = args.quick or set(models) != set(MODELS) or set(methods) != set(METHODS)
     record = {"benchmark": "cost", "command": "python benchmarks/cost.py " + " ".join(forwarded),
-              "machine": common.machine(device), "partial": partial, "models": models, "methods": methods,
+              "measured_by": [r["command"] for r in reused], "machine": common.machine(device), "partial": partial,
+              "models": models, "methods": methods,
               "lengths": _ints(args.lengths), "batch_sizes": _ints(args.batch_sizes), "length_batch": args.length_batch,
               "batch_length": args.batch_length, "rounds": args.rounds,
               "measure": "max allocated (CUDA)" if device.type == "cuda" else "peak RSS",
               "parent_cpu_seconds": round(time.process_time() - start, 1),
-              "fits": analyse(args, timed, mem), "size": _size(timed, mem, args) if mem else {},
+              "fits": analyse(args, timed, mem) if timed else {}, "size": _size(timed, mem, args) if mem and timed else {},
               "step_times": timed, "memory": mem}
     common.write(args.name, record, markdown(record, partial), args.no_write, args.results)
     return record

@@ -24,8 +24,8 @@ import re
 from dataclasses import dataclass
 
 from loralab.errors import LoralabError
-from loralab.models import count_parameters
-from loralab.models import load_tokenizer, pad_token_id
+from loralab.heap import release_heap
+from loralab.models import count_parameters, load_tokenizer, pad_token_id
 from loralab.recommendation.cost import predict_peak_mb
 from loralab.recommendation.space import Candidate
 from loralab.runs.config import RunConfig
@@ -104,7 +104,9 @@ def batch_tokens(config: RunConfig) -> tuple[float, float]:
 
 
 def resident_mb() -> float | None:
-    """This process's resident memory now (Linux), None elsewhere."""
+    """This process's resident memory now (Linux), None elsewhere; freed heap handed back first, as
+    `PeakMemory` does before it resets the mark."""
+    release_heap(collect=True)
     try:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))

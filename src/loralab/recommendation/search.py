@@ -160,6 +160,7 @@ def _screen(search: Search) -> None:
         search.fits[candidate.name] = fit
         search.log(f"candidate {candidate.name}: {trainable:,} of {total:,} parameters train, estimate "
                    f"{estimate:,.0f} MB" + (f", probe {fit.probe_mb:,.0f} MB" if fit.probe_mb is not None else "")
+                   + (f", {fit.predicted_mb:,.0f} MB predicted at its largest batch" if fit.predicted_mb else "")
                    + (f"; excluded: {fit.excluded}" if fit.excluded else ""))
 
 
