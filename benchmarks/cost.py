@@ -41,7 +41,10 @@ from loralab.recommendation.cost import fit_power, held_out, relative_error, sca
 
 MODELS = ("minilm", "mpnet", "smollm2")
 METHODS = ("full", "lora", "qlora")
-QUICK = {"models": "minilm", "methods": "full,lora", "lengths": "64,128,256,512", "batch_sizes": "1,2,4,8,16"}
+# Small enough for a loaded 2-core machine with little memory (4 x 512 tokens of MiniLM full fine-tuning
+# already peaks near 6 GB); the held-out points are still 2x beyond the largest fitted one.
+QUICK = {"models": "minilm", "methods": "full,lora", "lengths": "32,64,128,256", "batch_sizes": "1,2,4,8",
+         "length_batch": 2, "batch_length": 64}
 
 
 def _task(model: str):
@@ -293,10 +296,11 @@ def markdown(record: dict, partial: bool) -> str:
                           f"{100 * q['fit_error']:+.1f}%"])
         if "step_time_median_abs_error" in fp:
             q = fp["step_time_median_abs_error"]
-            probe.append([name, "step time, median |error| over points", f"{100 * q['probe']:.1f}%",
+            probe.append([name, "step time, median absolute error over points", f"{100 * q['probe']:.1f}%",
                           f"{100 * q['fit']:.1f}%"])
     size = [[m, s["params"], [round(t, 3) for t in s["median_s"]], s["exponent"]] for m, s in record["size"].items()]
     parts = [f"# Cost as work grows{' (PARTIAL: a quick subset)' if partial else ''}", f"`{record['command']}`",
+             *([" measured by: " + "; ".join(f"`{c}`" for c in record["measured_by"])] if record["measured_by"] else []),
              "## Machine\n" + common.machine_lines(record["machine"]),
              "Step time: medians of interleaved steps in one process (first round dropped). Memory: 'added' MB "
              "(peak RSS minus the memory held before the first step), one fresh process per point. Fit: "
@@ -347,7 +351,10 @@ def main(argv=None):
     start = time.process_time()
     reused = [json.loads(Path(f).read_text()) for f in args.reuse]
     old_times = next((r["step_times"] for r in reused if r.get("step_times")), None)
-    old_memory = next((r["memory"] for r in reused if r.get("memory")), None)
+    old_memory = {}
+    for r in reused:  # memory may come from several runs, one per method
+        for model, methods_ in r.get("memory", {}).items():
+            old_memory.setdefault(model, {}).update(methods_)
     timed = old_times or ({} if args.no_time else {model: times(args, model, methods, device) for model in models})
     mem = old_memory or ({} if args.no_memory else {model: memory(args, forwarded, model, methods) for model in models})
     partial = args.quick or set(models) != set(MODELS) or set(methods) != set(METHODS)
