@@ -10,6 +10,8 @@ token real, so the packed forward does all of them):
 
 Step time: one process per model, every (method, point) stepped in turn, round after round (the first
 round is warm-up), so the noise of a shared machine falls on every point alike; medians of the rest.
+On CPU a step is timed by the process's CPU seconds (with --threads 1: the step's work; a loaded
+machine can make its wall time many times that), on CUDA by wall seconds; the wall medians are kept too.
 Peak memory: one fresh process per (model, method, point) (`loralab.training.PeakMemory`: the
 process's RSS high-water mark, reset before the steps; CUDA's max allocated), as benchmarks/memory.py;
 'added' = peak minus the memory held before the first step. That child's first step is also what a
@@ -114,15 +116,19 @@ class Stepper:
         self.optimizer = adamw(model, 1e-5, 0.0)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
-    def step(self, batch: dict) -> float:
-        start = common.sync(self.device)
+    def step(self, batch: dict) -> tuple[float, float]:
+        """(seconds on the step's clock, wall seconds). On CPU the clock is this process's CPU time: with one
+        torch thread it is the step's work, which a CPU shared with other jobs does not inflate (their
+        load can make wall time many times the work); on CUDA it is wall time."""
+        cpu, start = time.process_time(), common.sync(self.device)
         loss = self.task.loss(self.model, {k: v.to(self.device) for k, v in batch.items()}, True)
         loss.backward()
         loss.item()
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return common.sync(self.device) - start
+        wall = common.sync(self.device) - start
+        return (wall if self.device.type == "cuda" else time.process_time() - cpu), wall
 
 
 def _ints(text: str) -> list[int]:
@@ -149,8 +155,9 @@ def times(args, model: str, methods: list[str], device) -> dict:
             for m in order:
                 seen[m, p].append(steppers[m].step(batches[p]))
         print(f"{model} round {round_ + 1}/{args.rounds}", file=sys.stderr)
-    return {m: {f"{b}x{n}": {"batch": b, "length": n, "median_s": common.median(seen[m, (b, n)][1:]),
-                             "steps_s": [round(s, 4) for s in seen[m, (b, n)]]} for b, n in points} for m in methods}
+    return {m: {f"{b}x{n}": {"batch": b, "length": n, "median_s": common.median([c for c, _ in seen[m, (b, n)][1:]]),
+                             "median_wall_s": common.median([w for _, w in seen[m, (b, n)][1:]]),
+                             "steps_s": [round(c, 4) for c, _ in seen[m, (b, n)]]} for b, n in points} for m in methods}
 
 
 def child(args, model: str, method: str, batch: int, length: int) -> dict:
@@ -168,7 +175,7 @@ def child(args, model: str, method: str, batch: int, length: int) -> dict:
     with PeakMemory(device) as peak:
         seconds = [stepper.step(data) for _ in range(2)]
     return {"peak_mb": peak.peak_mb, "before_mb": before, "added_mb": peak.peak_mb - before,
-            "first_step_s": seconds[0], "trainable_params": sum(p.numel() for p in stepper.params),
+            "first_step_s": seconds[0][0], "trainable_params": sum(p.numel() for p in stepper.params),
             "total_params": sum(p.numel() for p in stepper.model.parameters())}
 
 
@@ -302,7 +309,8 @@ def markdown(record: dict, partial: bool) -> str:
     parts = [f"# Cost as work grows{' (PARTIAL: a quick subset)' if partial else ''}", f"`{record['command']}`",
              *([" measured by: " + "; ".join(f"`{c}`" for c in record["measured_by"])] if record["measured_by"] else []),
              "## Machine\n" + common.machine_lines(record["machine"]),
-             "Step time: medians of interleaved steps in one process (first round dropped). Memory: 'added' MB "
+             "Step time: medians of interleaved steps in one process (first round dropped; CPU seconds of the process on CPU, "
+             "wall seconds on CUDA). Memory: 'added' MB "
              "(peak RSS minus the memory held before the first step), one fresh process per point. Fit: "
              "y = a x^b in log space. Held out: the largest point, predicted by the fit on the others "
              "(extrapolation); interior: each inner point predicted by the fit on the rest.",

@@ -34,11 +34,11 @@ class Exponents:
 
 
 # Fitted by benchmarks/cost.py (see SOURCE) over lengths 32..256 at batch 2 and batches 1..8 at length 64 (MiniLM,
-# fp32, CPU); methods not measured fall back to LoRA's curve, the closest in shape (a frozen base, activations
+# fp32, CPU seconds of the step); methods not measured fall back to LoRA's curve, the closest in shape (a frozen base, activations
 # dominating). Full fine-tuning's memory grows slowly because AdamW's state, a large fixed share, does not grow.
 EXPONENTS: dict[str, Exponents] = {
-    "full": Exponents(time_length=0.900, time_batch=0.727, memory_length=0.573, memory_batch=0.409),
-    "lora": Exponents(time_length=1.096, time_batch=0.842, memory_length=1.205, memory_batch=0.942),
+    "full": Exponents(time_length=0.854, time_batch=0.732, memory_length=0.604, memory_batch=0.403),
+    "lora": Exponents(time_length=1.104, time_batch=0.893, memory_length=1.226, memory_batch=0.888),
 }
 
 
