@@ -5,8 +5,8 @@ For each model (MiniLM, MPNet-base, SmolLM2-135M) and method (full, LoRA, QLoRA)
 exactly `length` tokens per sequence (real questions' tokens, repeated to fill the length; every
 token real, so the packed forward does all of them):
 
-- along sequence length (64 .. 1024) at batch `--length-batch` questions,
-- along batch size (1 .. 32 questions) at length `--batch-length`.
+- along sequence length (`--lengths`, 32 .. 256) at batch `--length-batch` questions,
+- along batch size (`--batch-sizes`, 1 .. 8 questions) at length `--batch-length`.
 
 Step time: one process per model, every (method, point) stepped in turn, round after round (the first
 round is warm-up), so the noise of a shared machine falls on every point alike; medians of the rest.
@@ -22,8 +22,19 @@ largest point of each axis is held out of the fit and predicted (extrapolation),
 point is predicted by the fit on the others (interpolation). Target: within 15%.
 
     python benchmarks/cost.py --quick --threads 1          # MiniLM full and LoRA, a few minutes
-    python benchmarks/cost.py --threads 1                  # the whole grid (about 30 min CPU)
-    python benchmarks/cost.py --models mpnet --methods lora,qlora --lengths 64,128,256
+    python benchmarks/cost.py --threads 1                  # every model and method (about an hour of CPU, estimated)
+    python benchmarks/cost.py --threads 1 --lengths 64,128,256,512,1024 --batch-sizes 1,2,4,8,16,32 \
+        --length-batch 4 --batch-length 128            # the wide grid: tens of GB on a GPU-less machine
+
+The quick subset took about 4 CPU minutes (MiniLM, full and LoRA: 62 s of interleaved steps, the rest
+loading the model in 14 fresh processes); MPNet's and SmolLM2's steps cost 5 to 10 times MiniLM's, so
+run the whole set per model (--models) where time is short. MiniLM's full fine-tuning at 4 x 512 tokens
+already peaks near 6 GB of RSS, hence the small default axes. The committed quick run was measured in
+two parallel processes and analysed together:
+
+    python benchmarks/cost.py --quick --threads 1 --no-memory --name cost-time --results /tmp/parts
+    python benchmarks/cost.py --quick --threads 1 --no-time --name cost-memory --results /tmp/parts
+    python benchmarks/cost.py --quick --threads 1 --reuse /tmp/parts/cost-time.json /tmp/parts/cost-memory.json
 """
 
 from __future__ import annotations
@@ -329,10 +340,10 @@ def main(argv=None):
     p = common.parser(__doc__.splitlines()[0], "cost")
     p.add_argument("--models", default=",".join(MODELS), help=f"comma list from {', '.join(MODELS)}")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma list from {', '.join(METHODS)}")
-    p.add_argument("--lengths", default="64,128,256,512,1024", help="sequence lengths of the length axis")
-    p.add_argument("--batch-sizes", default="1,2,4,8,16,32", help="batch sizes (questions) of the batch axis")
-    p.add_argument("--length-batch", type=int, default=4, help="batch size along the length axis")
-    p.add_argument("--batch-length", type=int, default=128, help="sequence length along the batch axis")
+    p.add_argument("--lengths", default="32,64,128,256", help="sequence lengths of the length axis")
+    p.add_argument("--batch-sizes", default="1,2,4,8", help="batch sizes (questions) of the batch axis")
+    p.add_argument("--length-batch", type=int, default=2, help="batch size along the length axis")
+    p.add_argument("--batch-length", type=int, default=64, help="sequence length along the batch axis")
     p.add_argument("--no-memory", action="store_true", help="step time only (no fresh processes)")
     p.add_argument("--no-time", action="store_true", help="peak memory only (no interleaved timing)")
     p.add_argument("--reuse", nargs="*", default=[], metavar="JSON",
