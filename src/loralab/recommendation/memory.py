@@ -11,6 +11,11 @@ median step, past the first one's warm-up, is the candidate's first step-time me
 measured peak memory (CUDA: max allocated; CPU: the process's peak RSS, interpreter and libraries
 included) includes the activations; over the limit, the candidate is excluded. Every pilot's peak is
 checked again, since longer questions in later batches can need more.
+
+The probe sees only the first batch; the run's peak comes with its largest one. When the data holds
+a batch with more tokens than the probe's, the probe's peak is scaled to it along the fitted power
+law of `cost.py` (what training adds grows as tokens^b; the memory held before the step does not),
+and that prediction is checked against the limit too.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import re
 from dataclasses import dataclass
 
 from loralab.errors import LoralabError
-from loralab.models import count_parameters
+from loralab.heap import release_heap
+from loralab.models import count_parameters, load_tokenizer, pad_token_id
+from loralab.recommendation.cost import predict_peak_mb
 from loralab.recommendation.space import Candidate
 from loralab.runs.config import RunConfig
-from loralab.runs.one_run import task_model
+from loralab.runs.one_run import run_task, task_model
 from loralab.strategies import apply_strategy
 from loralab.tasks import get_task, infer_task
 
@@ -53,6 +60,8 @@ class Fit:
     """4 bytes per parameter plus 12 per trained one."""
     probe_mb: float | None = None
     """Peak memory of the three-step probe (None: not probed)."""
+    predicted_mb: float | None = None
+    """The probe's peak scaled to the data's largest batch by the fitted exponent (None: the probe saw the largest)."""
     excluded: str | None = None
     """Why the candidate does not fit (None: it fits)."""
 
@@ -79,3 +88,36 @@ def estimate_mb(trainable: int, total: int) -> float:
 
 def fits(peak_mb: float, limit_mb: float | None) -> bool:
     return limit_mb is None or peak_mb <= limit_mb
+
+
+def batch_tokens(config: RunConfig) -> tuple[float, float]:
+    """(tokens of a micro-batch of the probe, tokens of the data's largest micro-batch) for a probe of `config`:
+    the probe trains on the first batch x grad_accum examples; length-grouped batches put the longest together."""
+    task = run_task(config)
+    tokenizer = load_tokenizer(config.model, offline=config.offline, trust_remote_code=config.trust_remote_code)
+    examples = task.read(config.train, config.task, limit=config.train_limit)
+    space = task.label_space(examples, source=config.train)
+    items = task.encode(examples, tokenizer, config.training.max_length, space, source=config.train)
+    pad, batch, accum = pad_token_id(tokenizer), config.training.batch_size, config.training.grad_accum
+    tokens = [int(task.collate([item], pad)["attention_mask"].sum()) for item in items]
+    probe = sum(tokens[: batch * accum]) / max(1, min(accum, -(-len(tokens) // batch)))
+    return probe, float(sum(sorted(tokens, reverse=True)[:batch]))
+
+
+def resident_mb() -> float | None:
+    """This process's resident memory now (Linux), None elsewhere; freed heap handed back first, as
+    `PeakMemory` does before it resets the mark."""
+    release_heap(collect=True)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def predicted_peak(probe_mb: float, before_mb: float, tokens: tuple[float, float], method: str) -> float | None:
+    """The probe's peak at the data's largest batch (None when the probe's batch was as large)."""
+    probe, largest = tokens
+    if probe <= 0 or largest <= probe:
+        return None
+    return predict_peak_mb(probe_mb, before_mb, at=(1, probe), to=(1, largest), method=method)

@@ -41,7 +41,8 @@ from loralab.recommendation.folder import (JOURNAL, check_plan, final_folder, le
                                            probe_folder)
 from loralab.recommendation.halving import BRACKET, BracketPruner, bracket_shape
 from loralab.recommendation.ledger import Clock, Ledger, real_clock
-from loralab.recommendation.memory import Fit, estimate_mb, fits, parameter_counts
+from loralab.recommendation.memory import (Fit, batch_tokens, estimate_mb, fits, parameter_counts, predicted_peak,
+                                          resident_mb)
 from loralab.recommendation.space import Candidate, describe
 from loralab.recommendation.verdict import Pilot
 from loralab.recommendation.standing import (Runner, Search, leader, pilot_config, pilot_value, pilots,  # noqa: F401
@@ -72,15 +73,25 @@ def _screen(search: Search) -> None:
                                         training=dataclasses.replace(config.base.training, lr=math.sqrt(low * high),
                                                                      max_steps=PROBE_STEPS,
                                                                      epochs=max(1.0, PROBE_STEPS * per_step / examples)))
+            before = resident_mb() if limit is not None else None  # the weights the probe loads come on top
             record = timed(search, probe, probe_folder(search.out, config.worker, candidate.name), "probe",
                             candidate.name)
             peak = float(record["peak_memory_mb"])
             fit = dataclasses.replace(fit, probe_mb=round(peak, 1))
             if not fits(peak, limit):
                 fit = dataclasses.replace(fit, excluded=f"a three-step probe peaked at {peak:,.0f} MB > {limit:,.0f} MB")
+            elif before is not None and record.get("device") == "cpu":  # memory.py: the run's largest batch
+                tokens = batch_tokens(dataclasses.replace(probe, train_limit=config.base.train_limit))
+                predicted = predicted_peak(peak, before + 4 * total / 2**20, tokens, candidate.strategy.value)
+                if predicted is not None:
+                    fit = dataclasses.replace(fit, predicted_mb=round(predicted, 1))
+                    if not fits(predicted, limit):
+                        fit = dataclasses.replace(fit, excluded=f"its largest batch is predicted to peak at "
+                                                                f"{predicted:,.0f} MB > {limit:,.0f} MB")
         search.fits[candidate.name] = fit
         search.log(f"candidate {candidate.name}: {trainable:,} of {total:,} parameters train, estimate "
                    f"{estimate:,.0f} MB" + (f", probe {fit.probe_mb:,.0f} MB" if fit.probe_mb is not None else "")
+                   + (f", {fit.predicted_mb:,.0f} MB predicted at its largest batch" if fit.predicted_mb else "")
                    + (f"; excluded: {fit.excluded}" if fit.excluded else ""))
 
 

@@ -1,0 +1,95 @@
+"""Cost as work grows: step time and peak memory follow power laws in sequence length and batch size.
+
+Measured by `benchmarks/cost.py` (results in `benchmarks/results/cost.json`), each curve is fitted as
+
+    y = a * x ** b        (least squares on log y against log x)
+
+so one measured point (x0, y0) and the exponent b predict any other point: y = y0 * (x / x0) ** b.
+Peak memory is fitted on what training adds to the memory held before the first step (activations,
+gradients, optimizer state), since the weights and the interpreter do not grow with the batch:
+
+    peak(x) = before + (peak0 - before) * (x / x0) ** b
+
+Torch-free: only arithmetic, so it can be used before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+SOURCE = "benchmarks/results/cost.json (python benchmarks/cost.py --quick: MiniLM full and LoRA, a loaded 2-core CPU)"
+"""Where the exponents below were measured."""
+
+
+@dataclass(frozen=True)
+class Exponents:
+    """How one method's step time and added memory grow with sequence length and with batch size."""
+
+    time_length: float
+    time_batch: float
+    memory_length: float
+    memory_batch: float
+
+
+# Fitted by benchmarks/cost.py (see SOURCE) over lengths 32..256 at batch 2 and batches 1..8 at length 64 (MiniLM,
+# fp32, CPU seconds of the step); methods not measured fall back to LoRA's curve, the closest in shape (a frozen base, activations
+# dominating). Full fine-tuning's memory grows slowly because AdamW's state, a large fixed share, does not grow.
+EXPONENTS: dict[str, Exponents] = {
+    "full": Exponents(time_length=0.854, time_batch=0.732, memory_length=0.604, memory_batch=0.403),
+    "lora": Exponents(time_length=1.104, time_batch=0.893, memory_length=1.226, memory_batch=0.888),
+}
+
+
+def exponents(method: str) -> Exponents:
+    """The fitted exponents of `method` (LoRA's for a method that was not measured)."""
+    return EXPONENTS.get(method, EXPONENTS["lora"])
+
+
+def fit_power(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """(a, b) of y = a * x ** b, by least squares in log space; needs two distinct positive x."""
+    if len(xs) != len(ys) or len(xs) < 2:
+        raise ValueError("a power-law fit needs at least two (x, y) points")
+    if min(xs) <= 0 or min(ys) <= 0:
+        raise ValueError("a power-law fit needs positive x and y")
+    lx, ly = [math.log(x) for x in xs], [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    spread = sum((x - mx) ** 2 for x in lx)
+    if spread == 0:
+        raise ValueError("a power-law fit needs two distinct x")
+    b = sum((x - mx) * (y - my) for x, y in zip(lx, ly)) / spread
+    return math.exp(my - b * mx), b
+
+
+def scale(y0: float, x0: float, x: float, exponent: float) -> float:
+    """y at x, from y0 measured at x0, along a power law of this exponent."""
+    return y0 * (x / x0) ** exponent
+
+
+def relative_error(predicted: float, actual: float) -> float:
+    """predicted / actual - 1: +0.10 is a prediction 10% too high."""
+    return predicted / actual - 1.0
+
+
+def held_out(xs: Sequence[float], ys: Sequence[float], hold: int) -> dict[str, float]:
+    """Fit on every point but `xs[hold]`, predict it; the fit and the prediction's relative error."""
+    fit_x = [x for i, x in enumerate(xs) if i != hold]
+    fit_y = [y for i, y in enumerate(ys) if i != hold]
+    a, b = fit_power(fit_x, fit_y)
+    predicted = a * xs[hold] ** b
+    return {"x": xs[hold], "a": a, "b": b, "predicted": predicted, "actual": ys[hold],
+            "error": relative_error(predicted, ys[hold])}
+
+
+def predict_step_seconds(seconds: float, at: tuple[int, int], to: tuple[int, int], method: str) -> float:
+    """Step seconds at (batch, length) `to`, from `seconds` measured at (batch, length) `at`."""
+    e = exponents(method)
+    return scale(scale(seconds, at[0], to[0], e.time_batch), at[1], to[1], e.time_length)
+
+
+def predict_peak_mb(peak_mb: float, before_mb: float, at: tuple[int, int], to: tuple[int, int], method: str) -> float:
+    """Peak MB at (batch, length) `to`, from `peak_mb` measured at `at` with `before_mb` held before the step."""
+    e = exponents(method)
+    added = max(0.0, peak_mb - before_mb)
+    return before_mb + scale(scale(added, at[0], to[0], e.memory_batch), at[1], to[1], e.memory_length)
