@@ -250,6 +250,9 @@ def run(args) -> dict:
             record.update(fits=limited.OUT_OF_MEMORY, by="estimate: weights, gradients and optimizer state alone")
         elif smaller:
             record.update(fits=smaller[0]["fits"], by=f"extrapolation from {smaller[0]['model']}")
+        elif not wait_for_memory(record["estimate_gib"] + 1, args.wait):
+            record.update(fits="error", error=f"the machine never had {record['estimate_gib'] + 1:.1f} GiB available "
+                                              f"in {args.wait:.0f} s (other processes' use)")
         else:
             print(f"{model} {method}{' +ckpt' if ckpt else ''} length {length} "
                   f"(estimate {record['estimate_gib']} GiB) ...", file=sys.stderr, flush=True)
@@ -280,6 +283,16 @@ def run(args) -> dict:
     docs = DOCS if Path(args.results).resolve() == RESULTS and args.name == "scale" else None
     scale_report.report(data, Path(args.results) / args.name, docs)
     return data
+
+
+def wait_for_memory(gib: float, seconds: float) -> bool:
+    """Wait until the machine has `gib` available (a shared machine's other processes come and go)."""
+    deadline = time.monotonic() + seconds
+    while limited.available() < gib * limited.GIB:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(5)
+    return True
 
 
 def counts_cached(sizes: dict, model: str) -> dict:
@@ -338,6 +351,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch threads in each attempt (0: torch's default)")
     p.add_argument("--max-step-seconds", type=float, default=600, help="a step slower than this: 'no: too slow'")
     p.add_argument("--timeout", type=float, default=1800, help="seconds an attempt may take in all (build included)")
+    p.add_argument("--wait", type=float, default=600,
+                   help="seconds to wait, before an attempt, for its estimate + 1 GiB to be available (a shared machine)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="scale", help="result file stem")
     p.add_argument("--results", default=str(RESULTS), help="folder of the JSON, Markdown and plot")

@@ -53,6 +53,7 @@ def test_the_ladder_estimates_extrapolates_and_resumes(tmp_path, monkeypatch):
         return {"fits": limited.FITS, "peak_rss_gib": 0.4, "seconds_per_step": 0.1, "build_seconds": 0.1}
 
     monkeypatch.setattr(limited, "run", run_here)
+    monkeypatch.setattr(scale, "wait_for_memory", lambda gib, seconds: True)  # whatever else the machine runs
     argv = ["--methods", "full,lora", "--long-length", "0", "--steps", "1", "--results", str(tmp_path), "--name", "t"]
     data = scale.main(argv)
     by = {(r["model"], r["method"], r["checkpointing"]): r for r in data["attempts"]}
