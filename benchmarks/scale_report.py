@@ -41,8 +41,8 @@ def markdown(data: dict, image: str) -> str:
         lines += ["**Partial result**: not every configuration and method of the ladder is recorded yet "
                   "(see the table); the headline covers only what was tried.", ""]
     limit = settings["limit_gib"]
-    lines += [f"Random weights of real configurations, batch 1, {length} tokens, {settings['steps']} AdamW steps "
-              f"(the last one timed), each attempt in its own process limited to {limit} GiB of "
+    lines += [f"Random weights of real configurations, batch 1, {length} tokens, a few AdamW steps "
+              f"(the last one timed; how many: the table's last column), each attempt in its own process limited to {limit} GiB of "
               f"the machine's {info['memory_gib']} GiB. Peak memory is the child's peak resident set "
               "(VmHWM: building included). Seconds are wall-clock on a machine that may be shared: the load "
               "average beside each attempt says how busy it was.", "",
@@ -56,7 +56,7 @@ def markdown(data: dict, image: str) -> str:
                          f"{'yes' if r['checkpointing'] else 'no'} | {r['seconds_per_step']:.1f} |")
     lines += ["", "## Every attempt", "",
               "| model | parameters | method | checkpointing | length | fits | peak RSS (GiB) | estimate (GiB) | "
-              "s / step (last) | build (s) | attempt (s) | load (1 min) |", "|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+              "s / step (last) | build (s) | attempt (s) | load (1 min) | steps |", "|---|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(data["attempts"], key=lambda r: (r["length"], r["params"], list(LABELS).index(r["method"]),
                                                      r["checkpointing"])):
         fits = r["fits"] + (f" ({r['by']})" if r.get("by") else "") + (f" ({r['killed']})" if r.get("killed") else "")
@@ -66,7 +66,7 @@ def markdown(data: dict, image: str) -> str:
         total = f"{r['attempt_seconds']:.0f}" if "attempt_seconds" in r else ""
         load = f"{r['load_average_1min']:.1f}" if "load_average_1min" in r else ""
         lines.append(f"| {r['model']} | {_billions(r['params'])} | {r['method']} | {'yes' if r['checkpointing'] else 'no'} "
-                     f"| {r['length']} | {fits} | {peak} | {r['estimate_gib']:.2f} | {step} | {build} | {total} | {load} |")
+                     f"| {r['length']} | {fits} | {peak} | {r['estimate_gib']:.2f} | {step} | {build} | {total} | {load} | {r.get('steps', '')} |")
     lines += ["", "The estimate is a lower bound: weights, gradients and optimizer state alone (full: 16 bytes "
               "a parameter; LoRA: 4, bf16 base: 2, NF4: about 0.52 for the quantized layers and 4 for the rest), "
               "plus 0.5 GiB for the interpreter. An attempt whose estimate is over the limit is not run.", "",
