@@ -1,0 +1,70 @@
+"""benchmarks/scale.py's harness on a tiny Llama configuration: an attempt runs in a child process and
+returns its record; the memory limit ends a child that allocates too much, recorded as out of memory;
+the ladder skips what is recorded, what its estimate rules out and what a smaller model showed cannot fit."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import limited  # noqa: E402
+import scale  # noqa: E402
+
+TINY = dict(model_type="llama", vocab_size=500, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True)
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch and transformers: a minute on a loaded machine
+def test_an_attempt_runs_in_a_child_and_returns_its_record():
+    record = limited.run(scale.attempt, (TINY, "lora", True, 16, 2, 1, 600.0), 4 * limited.GIB, 300)
+    assert record["fits"] == limited.FITS, record
+    assert record["steps"] == 2 and len(record["losses"]) == 2
+    assert record["trainable_params"] == 2 * (8 * (32 + 32) + 8 * (32 + 16))  # q and v adapters, r 8, two layers
+    assert 0 < record["peak_rss_gib"] < 4
+
+
+@pytest.mark.parametrize("kernel_limit", [True, False])
+def test_the_limit_ends_an_over_allocating_child_as_out_of_memory(kernel_limit):
+    # With the kernel's limit the allocation fails inside the child; without it the watchdog kills the child.
+    record = limited.run(limited.hold, (2.0, 0.0), 0.5 * limited.GIB, 120, kernel_limit=kernel_limit)
+    assert record["fits"] == limited.OUT_OF_MEMORY, record
+    assert "held_gib" not in record
+    assert ("killed" in record) != kernel_limit
+    assert record["peak_rss_gib"] < 1.0
+
+
+def test_a_child_under_its_limit_finishes():
+    record = limited.run(limited.hold, (0.25, 0.0), 1 * limited.GIB, 120)
+    assert record["fits"] == limited.FITS and record["held_gib"] == 0.25
+
+
+def test_the_ladder_estimates_extrapolates_and_resumes(tmp_path, monkeypatch):
+    bigger = dict(TINY, hidden_size=64, intermediate_size=128)
+    monkeypatch.setattr(scale, "MODELS", {"tiny": TINY, "bigger": bigger})
+    calls = []
+
+    def run_here(function, args, limit_bytes, timeout_s):  # in process: the ladder's logic, not the child's
+        calls.append(args[:3])
+        if args[1] == "full":
+            return {"fits": limited.OUT_OF_MEMORY, "peak_rss_gib": 0.5}
+        return {"fits": limited.FITS, "peak_rss_gib": 0.4, "seconds_per_step": 0.1, "build_seconds": 0.1}
+
+    monkeypatch.setattr(limited, "run", run_here)
+    monkeypatch.setattr(scale, "wait_for_memory", lambda gib, seconds: True)  # whatever else the machine runs
+    argv = ["--methods", "full,lora", "--long-length", "0", "--steps", "1", "--results", str(tmp_path), "--name", "t"]
+    data = scale.main(argv)
+    by = {(r["model"], r["method"], r["checkpointing"]): r for r in data["attempts"]}
+    assert len(by) == 8 and len(calls) == 6  # full on the bigger model: not tried, the tiny one did not fit
+    assert by[("bigger", "full", False)]["by"] == "extrapolation from tiny"
+    assert by[("bigger", "lora", True)]["fits"] == limited.FITS
+    assert data["partial"]
+    assert json.loads((tmp_path / "t.json").read_text())["attempts"] == data["attempts"]
+    assert (tmp_path / "t.png").exists() and "largest model each method trains" in (tmp_path / "t.md").read_text()
+    calls.clear()
+    scale.main(argv)  # everything recorded: nothing runs again
+    assert calls == []
+    data = scale.main(argv + ["--limit-gb", "0.1", "--name", "u"])  # below the interpreter alone
+    assert {r["fits"] for r in data["attempts"]} == {limited.OUT_OF_MEMORY} and calls == []
