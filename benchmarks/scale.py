@@ -11,7 +11,8 @@ so running out ends the child and is recorded as "no: out of memory".
 Methods (each with and without gradient checkpointing, loralab.models.checkpointing):
 - full: every weight trains, fp32, AdamW (weights, gradients and two moments: 16 bytes a parameter);
 - lora: loralab's LoRA (q and v, r 8, alpha 32) on an fp32 base;
-- lora-bf16: the same with the frozen base stored in bf16 (adapters fp32), computing under bf16 autocast;
+- lora-bf16: the same on loralab's bf16 base (`--base-dtype bfloat16`: frozen matrices bf16, vectors and adapters fp32),
+  computing under bf16 autocast (`--precision bf16`);
 - qlora: the same LoRA on an NF4 base with double quantization (float32 compute, benchmarks/common.QUANTIZE);
   embeddings, norms and the output layer stay fp32, as loralab keeps them.
 
@@ -110,14 +111,13 @@ def estimate_gib(method: str, n: dict) -> float:
     return (weights + 16 * n["lora_params"] * (method != "full")) / limited.GIB + OVERHEAD_GIB
 
 
-def frozen_dtype(method: str):
-    """The dtype a frozen base parameter is materialised in.
-
-    SWITCH: when loralab's `base_dtype` setting (a frozen base in bf16) lands, take the dtype from it.
-    """
+def frozen_dtype(method: str, shape) -> "torch.dtype":
+    """The dtype a frozen base parameter is materialised in: lora-bf16 stores the frozen matrices in bf16
+    directly (never fp32 first, or the peak would count both), and keeps vectors (norms, biases) in fp32
+    as loralab's `--base-dtype bfloat16` does (`loralab.models.half_base`, applied after materialising)."""
     import torch
 
-    return torch.bfloat16 if method == "lora-bf16" else torch.float32
+    return torch.bfloat16 if method == "lora-bf16" and len(shape) >= 2 else torch.float32
 
 
 def _initialise(name: str, tensor) -> None:
@@ -159,7 +159,7 @@ def materialise(model, method: str) -> None:
             if p is None or not p.is_meta:
                 continue
             if id(p) not in made:
-                dtype = torch.float32 if p.requires_grad else frozen_dtype(method)
+                dtype = torch.float32 if p.requires_grad else frozen_dtype(method, p.shape)
                 tensor = torch.empty(p.shape, dtype=dtype)
                 with torch.no_grad():
                     _initialise(f"{module_name}.{name}", tensor)
@@ -181,6 +181,10 @@ def attempt(spec: dict, method: str, checkpointing: bool, length: int, steps: in
     start = time.perf_counter()
     model = meta_model(spec, method)
     materialise(model, method)
+    if method == "lora-bf16":  # loralab's half base: its layers compute with the bf16 matrices as stored
+        from loralab.models import half_base
+
+        half_base(model, "bfloat16")
     if checkpointing:
         from loralab.models.checkpointing import enable
 

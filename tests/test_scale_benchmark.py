@@ -18,12 +18,15 @@ TINY = dict(model_type="llama", vocab_size=500, hidden_size=32, intermediate_siz
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch and transformers: a minute on a loaded machine
-def test_an_attempt_runs_in_a_child_and_returns_its_record():
-    record = limited.run(scale.attempt, (TINY, "lora", True, 16, 2, 1, 600.0), 4 * limited.GIB, 300)
+@pytest.mark.parametrize("method", ["lora", "lora-bf16"])
+def test_an_attempt_runs_in_a_child_and_returns_its_record(method):
+    record = limited.run(scale.attempt, (TINY, method, True, 16, 2, 1, 600.0), 4 * limited.GIB, 300)
     assert record["fits"] == limited.FITS, record
     assert record["steps"] == 2 and len(record["losses"]) == 2
     assert record["trainable_params"] == 2 * (8 * (32 + 32) + 8 * (32 + 16))  # q and v adapters, r 8, two layers
     assert 0 < record["peak_rss_gib"] < 4
+    if method == "lora-bf16":  # loralab's half base: the frozen matrices in bf16, what trains in fp32
+        assert set(record["parameter_gib_by_dtype"]) == {"bfloat16", "float32"}, record
 
 
 @pytest.mark.parametrize("kernel_limit", [True, False])
