@@ -169,3 +169,43 @@ def test_head_lr_reaches_the_optimizer_group_of_the_head():
     rates = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     assert {i for i, lr in rates.items() if lr == 0.05} == head
     assert {lr for i, lr in rates.items() if i not in head} == {1e-3}
+
+
+class Killed(BaseException):
+    """Stands for kill -9 inside the process."""
+
+
+def test_an_old_unfinished_run_resumes_as_it_started(tmp_path, regression_data, monkeypatch):
+    """A run stopped before head starts existed (no `head_start` in its record) and run again with today's
+    defaults goes on from bias 0 with a frozen pooler, ending bitwise where an unbroken old-style run ends."""
+    from safetensors.torch import load_file
+
+    from loralab.runs.during import DuringTraining
+
+    model, data = regression_data
+    training = TrainConfig(lr=0.01, batch_size=4, max_steps=6, max_length=16, warmup_ratio=0.0, checkpoint_every=2)
+    new = RunConfig(train=str(data), model=str(model), strategy=StrategyConfig("lora"), training=training,
+                    device="cpu")
+    old = RunConfig.from_flat({**new.flat(), "head.regression": "zero", "head.untrained": False})
+    whole = run(old, tmp_path / "whole", progress=False, log=lambda _: None)
+    hook = DuringTraining.__call__
+
+    def killed(self, s):
+        out = hook(self, s)
+        if s.step == 3:
+            raise Killed
+        return out
+
+    with monkeypatch.context() as m:
+        m.setattr(DuringTraining, "__call__", killed)
+        with pytest.raises(Killed):
+            run(old, tmp_path / "broken", progress=False, log=lambda _: None)
+    path = tmp_path / "broken" / "run.json"
+    record = json.loads(path.read_text())
+    del record["head_start"], record["config"]["head"], record["config"]["training"]["head_lr"]
+    path.write_text(json.dumps(record))
+    again = run(new, tmp_path / "broken", progress=False, log=lambda _: None)
+    assert again["resumed_at_steps"] == [2] and again["head_start"] == HeadStart().to_record()
+    assert again["loss"] == whole["loss"]
+    a, b = load_file(tmp_path / "whole" / "weights.safetensors"), load_file(tmp_path / "broken" / "weights.safetensors")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)

@@ -96,7 +96,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "electra": Architecture(*_BERT, {MULTIPLE_CHOICE: ("sequence_summary", "classifier"), CLASSIFICATION: ("classifier",)}),
     # MPNet's pretraining has no sentence-level objective, so its checkpoints ship the pooler untrained (all-mpnet-base-v2:
     # weights at their initialisation, std 0.020, bias 0). The multiple-choice model scores through it, so it trains with
-    # the head; frozen, LoRA runs stayed at the loss plateau (ln 5) for most or all of an epoch.
+    # the head; frozen, LoRA runs stayed at the loss plateau (ln 5) for most or all of an epoch. Other checkpoints'
+    # untrained poolers (all-MiniLM-L6-v2's) are found by their weights (`head_start.untrained_modules`); this entry
+    # keeps MPNet's training even with that detection off, as it always has.
     "mpnet": Architecture("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
                           {MULTIPLE_CHOICE: ("mpnet.pooler", "classifier"), CLASSIFICATION: ("classifier",)},
                           Packed("mpnet", Layer.MPNET, positions_from_padding=True, token_types=False, relative_bias=True)),
