@@ -28,7 +28,10 @@ def save_tiny_bert(folder: Path, tokenizer, seed: int = 0, hidden: int = 32) -> 
     config = transformers.BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=2,
                                      num_attention_heads=2, intermediate_size=2 * hidden,
                                      initializer_range=0.3)  # logits of order 1, so atol=1e-5 is strict
-    transformers.BertForMultipleChoice(config).save_pretrained(folder)
+    model = transformers.BertForMultipleChoice(config)
+    with torch.no_grad():  # a pretrained pooler, as most checkpoints ship (an untrained one would train with the head)
+        model.bert.pooler.dense.bias.fill_(0.02)
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 

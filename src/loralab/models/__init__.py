@@ -6,6 +6,7 @@
 | `loading.py` | models and tokenizers from a local folder, a packaged model or the hub |
 | `packaged.py` | the packaged models (`cache.py`, `gguf.py`, `mpnet.py` assemble them) |
 | `fingerprint.py` | a base model's fingerprint and parameter counts |
+| `head_start.py` | where a task head starts: its output bias, untrained poolers that train with it |
 | `packed.py`, `packed_decoder.py` | forwards on a batch's real tokens only |
 | `checkpointing.py` | gradient checkpointing of a model's repeated blocks |
 | `quantize.py` | a 4- or 8-bit frozen base (QLoRA) |

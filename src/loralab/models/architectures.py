@@ -62,6 +62,9 @@ class Architecture:
     ffn_output: str = "output.dense"
     head: tuple[str, ...] = ()
     """The head of the one model `architecture(model)` was asked about; empty in the table."""
+    untrained: tuple[str, ...] = ()
+    """Modules of that model's checkpoint found untrained and marked to train with the head (`mark_untrained`);
+    part of `head`, but pretrained weights as far as the fingerprint goes."""
 
     def role(self, name: str) -> str:
         """The suffix for a role name (`query`, `key`, `value`, `attention_output`)."""
@@ -93,7 +96,9 @@ ARCHITECTURES: dict[str, Architecture] = {
     "electra": Architecture(*_BERT, {MULTIPLE_CHOICE: ("sequence_summary", "classifier"), CLASSIFICATION: ("classifier",)}),
     # MPNet's pretraining has no sentence-level objective, so its checkpoints ship the pooler untrained (all-mpnet-base-v2:
     # weights at their initialisation, std 0.020, bias 0). The multiple-choice model scores through it, so it trains with
-    # the head; frozen, LoRA runs stayed at the loss plateau (ln 5) for most or all of an epoch.
+    # the head; frozen, LoRA runs stayed at the loss plateau (ln 5) for most or all of an epoch. Other checkpoints'
+    # untrained poolers (all-MiniLM-L6-v2's) are found by their weights (`head_start.untrained_modules`); this entry
+    # keeps MPNet's training even with that detection off, as it always has.
     "mpnet": Architecture("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
                           {MULTIPLE_CHOICE: ("mpnet.pooler", "classifier"), CLASSIFICATION: ("classifier",)},
                           Packed("mpnet", Layer.MPNET, positions_from_padding=True, token_types=False, relative_bias=True)),
@@ -143,7 +148,21 @@ def architecture(model: torch.nn.Module) -> Architecture:
         known = ", ".join(f"*{h.value}" for h in arch.heads)
         raise LoralabError(f"loralab knows the task head of {model_type} models of the classes {known}, "
                            f"not of a {type(model).__name__}")
-    return replace(arch, head=arch.heads[kind])
+    head = arch.heads[kind]
+    untrained = tuple(n for n in getattr(model, UNTRAINED, ()) if n not in head)
+    return replace(arch, head=head + untrained, untrained=untrained)
+
+
+UNTRAINED = "_loralab_untrained"
+"""The attribute of a task model naming the modules `mark_untrained` added to its head."""
+
+
+def mark_untrained(model: torch.nn.Module, names: tuple[str, ...]) -> None:
+    """From now on `names` (modules of `model`'s checkpoint left at their initialisation) train as part of
+    its head: strategies unfreeze them with it, runs save them with it, and `head_lr` applies to them."""
+    for name in names:
+        model.get_submodule(name)  # a name the model does not have is an error here, not a silent no-op
+    setattr(model, UNTRAINED, tuple(names))
 
 
 def is_linear(module: torch.nn.Module) -> bool:

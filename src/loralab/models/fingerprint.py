@@ -12,6 +12,7 @@ import hashlib
 import torch
 
 from loralab.models.architectures import architecture, is_head
+from loralab.names import has_prefix
 
 
 def fingerprint(model: torch.nn.Module) -> str:
@@ -19,8 +20,8 @@ def fingerprint(model: torch.nn.Module) -> str:
     arch = architecture(model)
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        if is_head(name, arch):
-            continue
+        if is_head(name, arch) and not any(has_prefix(name, u) for u in arch.untrained):
+            continue  # a module found untrained is the checkpoint's own weights: it stays in
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

@@ -28,8 +28,9 @@ from loralab.tasks import TaskConfig
 from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
 from loralab.validate import SettingError
-from loralab.models import (DECODER_TYPES, fingerprint, head_names, load_model, load_tokenizer, model_type,
-                            offline_environment, pad_token_id, recorded_model, resolve_model)
+from loralab.models import (DECODER_TYPES, architecture, fingerprint, head_names, is_head, load_model, load_tokenizer,
+                            model_type, offline_environment, pad_token_id, recorded_model, resolve_model)
+from loralab.models.head_start import HeadStart, apply_head_start, plan, untrained_modules
 from loralab.models.half import half_base
 from loralab.models.quantize import quantize_model
 from loralab.runs.peft import CONFIG as ADAPTER_CONFIG
@@ -71,10 +72,12 @@ def data_identity(config: RunConfig) -> dict[str, dict[str, str]]:
             for key in ("train", "valid") if getattr(config, key)}
 
 
-def learning_rates(groups: tuple[ParamGroup, ...], training: TrainConfig) -> tuple[ParamGroup, ...]:
+def learning_rates(groups: tuple[ParamGroup, ...], training: TrainConfig,
+                   model: torch.nn.Module | None = None) -> tuple[ParamGroup, ...]:
     """The strategy's parameter groups at the run's learning rates: a subspace's theta at
     `training.theta_lr` where it is set; a group with an `lr_scale` (LoRA+'s B) at `lr` times it;
-    every other group at the run's `lr` (None)."""
+    with `training.head_lr`, `model`'s head parameters in groups of their own at that rate; every
+    other group at the run's `lr` (None)."""
     def rate(group: ParamGroup) -> ParamGroup:
         if group.role == "theta":
             return group._replace(lr=training.theta_lr)
@@ -82,7 +85,20 @@ def learning_rates(groups: tuple[ParamGroup, ...], training: TrainConfig) -> tup
             return group._replace(lr=training.lr * group.lr_scale)
         return group
 
-    return tuple(rate(group) for group in groups)
+    groups = tuple(rate(group) for group in groups)
+    if training.head_lr is None or model is None:
+        return groups
+    arch = architecture(model)
+    head = {id(p) for n, p in model.named_parameters() if is_head(n, arch)}
+    split = []
+    for group in groups:  # a group at the run's lr gives its head parameters up, in order
+        if group.lr is not None or group.optimizer is not None or not any(id(p) in head for p in group.params):
+            split.append(group)
+            continue
+        rest = tuple(p for p in group.params if id(p) not in head)
+        split += ([group._replace(params=rest)] if rest else []) + [
+            group._replace(role="head", params=tuple(p for p in group.params if id(p) in head), lr=training.head_lr)]
+    return tuple(split)
 
 
 def epoch_hook(task: Task, training: TrainConfig) -> EpochHook | None:
@@ -139,7 +155,8 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
                             config.train_limit, config.train_sample_seed)
     valid_examples = task.read(config.valid, config.task, limit=config.valid_limit) if config.valid else None
     space = task.label_space(train_examples, source=config.train)
-    task.check_labels(train_examples, space, source=config.train)  # every label checked before anything is written
+    # Every label checked before anything is written; the targets also place the head's start.
+    targets = task.check_labels(train_examples, space, source=config.train)
     if valid_examples is not None:
         task.check_labels(valid_examples, space, source=config.valid)
     if config.training.eval_every and valid_examples is None:
@@ -161,6 +178,11 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
                        seed=config.training.seed)
     base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
             "fingerprint": fingerprint(model)}
+    # A run resumed goes on as it started: its record's head start (none, for a record from before them).
+    previous = read_record(out_dir / RECORD) if parallel.main and resumable(out_dir, config) else None
+    start = (HeadStart.from_record(previous) if previous is not None
+             else plan(model, config.head, task.name, targets))
+    apply_head_start(model, start)
     if adapter is not None:
         if config.strategy != adapter.strategy:
             raise LoralabError(f"{adapter.path}: the run's strategy settings differ from the adapter's own")
@@ -180,6 +202,7 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "metric": task.metrics[0],
         **({"label_space": space} if space else {}),
         "head": list(head_names(model)),
+        "head_start": start.to_record(),
         "hyperparameters": config.flat(),
         "config": config.to_dict(),
         "base_model": base,
@@ -194,9 +217,8 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         "device": str(device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
     }
-    resume = resumable(out_dir, config) and parallel.main and load_checkpoint(out_dir)
+    resume = previous is not None and load_checkpoint(out_dir)
     if resume:
-        previous = read_record(out_dir / RECORD)
         record["created"] = previous.get("created", record["created"])
         record["resumed_at_steps"] = previous.get("resumed_at_steps", []) + [resume[0].step]
         log(f"resuming from the checkpoint at step {resume[0].step}")
@@ -221,7 +243,7 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
     if resume:
         during.restore(resume[1], resume[2])
     result = train(model, items, config.training, task=task, pad_id=pad_id, device=device, progress=progress,
-                   groups=learning_rates(report.groups, config.training), parallel=parallel,
+                   groups=learning_rates(report.groups, config.training, model), parallel=parallel,
                    on_epoch=epoch_hook(task, config.training), on_step=during, start=resume[0] if resume else None)
     record.update({
         "status": result.status,
@@ -304,6 +326,7 @@ def load_run(run_dir: str | Path, *, device: str = "auto") -> LoadedRun:
             f"{run_dir}: this run was trained on a base model with fingerprint {expected}, but {config.model!r} "
             f"now loads weights with fingerprint {fingerprint(model)}; refusing to apply it to a different model"
         )
+    apply_head_start(model, HeadStart.from_record(record))  # before the strategy: a subspace's theta_0 holds it
     apply_strategy(model, config.strategy)
     quantize_model(model, config.quantize)  # deterministic: the same quantized base the run trained on
     half_base(model, config.base_dtype)  # records from before --base-dtype read as float32: nothing cast
@@ -350,6 +373,8 @@ def load_adapter(adapter_dir: str | Path, *, model: str | None = None, device: s
     task = get_task(adapter.task, adapter.scoring)
     base = task_model(name, task, adapter.space, offline=offline, trust_remote_code=trust_remote_code, seed=seed)
     base_fingerprint = fingerprint(base)
+    # A pooler the run found untrained travels in modules_to_save; it is part of the head again here.
+    apply_head_start(base, HeadStart(untrained=tuple(n for n in untrained_modules(base) if n in adapter.head)))
     apply_peft_adapter(base, adapter)
     quantize_model(base, adapter.quantize)
     half_base(base, adapter.base_dtype)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loralab.errors import LoralabError
+from loralab.settings.head import HeadConfig
 from loralab.settings.model import DEFAULT_MODEL, QuantizeConfig, base_dtype_setting, check_base_dtype
 from loralab.settings.strategy import (GaloreConfig, IA3Config, LoraConfig, Strategy, StrategyConfig, SubspaceConfig,
                                       VeraConfig)
@@ -39,6 +40,7 @@ class RunConfig:
     quantize: QuantizeConfig = group(QuantizeConfig, "How the frozen base weights are stored (4-bit NF4 under "
                                      "lora: QLoRA).")
     base_dtype: str = base_dtype_setting()
+    head: HeadConfig = group(HeadConfig, "How the task head starts.")
     train_limit: int | None = setting(None, "Use only the first N training examples.", metavar="N")
     valid_limit: int | None = setting(None, "Use only the first N validation examples.", metavar="N")
     train_sample_seed: int | None = setting(None, "With --train-limit: draw the N training examples at random with "
@@ -97,7 +99,10 @@ class RunConfig:
             training = TrainConfig(**data.pop("training", {}))
             task = TaskConfig(**data.pop("task", {}))  # records from before tasks existed: auto, i.e. their own
             quantize = QuantizeConfig(**data.pop("quantize", {}))  # records from before quantization: none
-            return cls(strategy=strategy_config, training=training, task=task, quantize=quantize, **data)
+            # Records from before head starts read as today's defaults; what their run did is the record's
+            # `head_start` (absent: nothing), which evaluation and resume follow (`loralab.models.head_start`).
+            head = HeadConfig(**data.pop("head", {}))
+            return cls(strategy=strategy_config, training=training, task=task, quantize=quantize, head=head, **data)
         except (TypeError, AttributeError) as e:
             raise LoralabError(f"invalid run configuration: {e}") from None
 

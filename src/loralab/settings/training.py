@@ -29,8 +29,10 @@ class TrainConfig:
     max_steps: int | None = setting(None, "Stop after this many optimizer steps (none: run all epochs).")
     eval_batch_size: int = setting(32, "Examples per forward pass when evaluating.", compared=False)
     group_by_length: bool = setting(True, "Batch examples of similar length together to cut padding.")
-    theta_lr: float | None = setting(None, "Subspace: peak learning rate of theta (none: --lr); the head and SAID "
-                                     "scales keep --lr.")
+    theta_lr: float | None = setting(None, "Subspace: peak learning rate of theta (none: --lr); the head (unless "
+                                     "--head-lr) and SAID scales keep --lr.")
+    head_lr: float | None = setting(None, "Peak learning rate of the task head (and any untrained module training "
+                                    "with it); none: --lr.")
     packed: bool = setting(True, "Compute on real tokens only where loralab.models.packed supports the model "
                            "(--no-packing: the model's own padded forward).", flag="--packing")
     shuffle_options: bool = setting(False, "Multiple choice by letter (decoders): show each question's options in a "
@@ -78,6 +80,7 @@ class TrainConfig:
         check("max_steps", integer=True, low=1, optional=True)
         check("eval_batch_size", integer=True, low=1)
         check("theta_lr", low=0, low_open=True, optional=True)
+        check("head_lr", low=0, low_open=True, optional=True)
         check("divergence_factor", low=0)
         check("divergence_window", integer=True, low=1)
         check("trim_heap_every", integer=True, low=0)
