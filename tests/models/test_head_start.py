@@ -14,6 +14,7 @@ from loralab.runs import run
 from loralab.runs.config import RunConfig
 from loralab.runs.one_run import learning_rates, load_run
 from loralab.settings.head import HeadConfig
+from loralab.settings.run import identity
 from loralab.settings.strategy import Strategy, SubspaceConfig
 from loralab.strategies import StrategyConfig, apply_strategy
 from loralab.tasks import get_task
@@ -176,8 +177,9 @@ class Killed(BaseException):
 
 
 def test_an_old_unfinished_run_resumes_as_it_started(tmp_path, regression_data, monkeypatch):
-    """A run stopped before head starts existed (no `head_start` in its record) and run again with today's
-    defaults goes on from bias 0 with a frozen pooler, ending bitwise where an unbroken old-style run ends."""
+    """A run stopped before head starts existed (no `head_start` in its record) reads as the old way (bias 0,
+    nothing detected), not as today's defaults: run again the old way it goes on from bias 0 with a frozen
+    pooler, ending bitwise where an unbroken old-style run ends."""
     from safetensors.torch import load_file
 
     from loralab.runs.during import DuringTraining
@@ -204,7 +206,8 @@ def test_an_old_unfinished_run_resumes_as_it_started(tmp_path, regression_data, 
     record = json.loads(path.read_text())
     del record["head_start"], record["config"]["head"], record["config"]["training"]["head_lr"]
     path.write_text(json.dumps(record))
-    again = run(new, tmp_path / "broken", progress=False, log=lambda _: None)
+    assert identity(record["config"]) == identity(old) != identity(new)  # an old record is the old way, not today's
+    again = run(old, tmp_path / "broken", progress=False, log=lambda _: None)
     assert again["resumed_at_steps"] == [2] and again["head_start"] == HeadStart().to_record()
     assert again["loss"] == whole["loss"]
     a, b = load_file(tmp_path / "whole" / "weights.safetensors"), load_file(tmp_path / "broken" / "weights.safetensors")

@@ -144,8 +144,12 @@ SETTINGS = SettingsTable.of(RunConfig)
 def identity(config: RunConfig | dict[str, Any]) -> dict[str, Any]:
     """A configuration as compared for reuse (resume): only the settings that are part of what a run is.
 
-    A record from an older loralab lacks settings added since: they read as their defaults."""
+    A record from an older loralab lacks settings added since: they read as their defaults, except the
+    head start, which read as what those runs did (bias 0, no untrained module detected), so that a sweep
+    never takes a run trained the old way for one asked the new way."""
     if not isinstance(config, RunConfig):
+        if isinstance(config, dict) and "head" not in config:
+            config = {**config, "head": {"regression": "zero", "untrained": False}}
         try:
             config = RunConfig.from_dict(config)
         except (LoralabError, TypeError, ValueError):
