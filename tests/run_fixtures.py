@@ -7,6 +7,8 @@ changes the outputs, which keeps "merged equals adapted" from passing on a no-op
 
 from __future__ import annotations
 
+import csv
+import random
 from pathlib import Path
 
 import torch
@@ -103,3 +105,20 @@ def copy_adapters(ours, theirs):
                 inner = name.removeprefix("base_model.model.")
                 module.lora_A["default"].weight.copy_(ours_state[f"{inner}.lora_A"])
                 module.lora_B["default"].weight.copy_(ours_state[f"{inner}.lora_B"])
+
+
+WORDS = ["stone", "river", "cloud", "table", "green", "seven", "paper", "train", "glass", "night"]
+
+
+def easy_questions(path: Path, n: int, seed: int) -> Path:
+    """A multiple-choice CSV a tiny model learns in a few steps: the right option always contains "apple"."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "prompt", "A", "B", "C", "D", "answer"])
+        for i in range(n):
+            options = [f"{rng.choice(WORDS)} {rng.choice(WORDS)}" for _ in range(4)]
+            right = rng.randrange(4)
+            options[right] = f"apple {rng.choice(WORDS)}"
+            writer.writerow([i, "which one is the fruit?", *options, "ABCD"[right]])
+    return path

@@ -6,30 +6,16 @@ so a tiny BERT at a sensible learning rate gets better within a few steps, while
 
 from __future__ import annotations
 
-import csv
-import random
 from pathlib import Path
+
+from run_fixtures import easy_questions
 
 from loralab.recommendation import RecommendConfig, candidates
 from loralab.runs.config import RunConfig
 from loralab.strategies import Strategy
 from loralab.training import TrainConfig
 
-WORDS = ["stone", "river", "cloud", "table", "green", "seven", "paper", "train", "glass", "night"]
 GOOD_LR, BAD_LR = 1e-3, 1e-9
-
-
-def easy_questions(path: Path, n: int, seed: int) -> Path:
-    rng = random.Random(seed)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["id", "prompt", "A", "B", "C", "D", "answer"])
-        for i in range(n):
-            options = [f"{rng.choice(WORDS)} {rng.choice(WORDS)}" for _ in range(4)]
-            right = rng.randrange(4)
-            options[right] = f"apple {rng.choice(WORDS)}"
-            writer.writerow([i, "which one is the fruit?", *options, "ABCD"[right]])
-    return path
 
 
 def easy_search(folder: Path, model: Path, **settings) -> RecommendConfig:
