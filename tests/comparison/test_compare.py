@@ -52,8 +52,10 @@ def test_a_small_budget_runs_each_methods_first_pilot_then_its_final_runs_throug
             seen.append(planned.folder)
             yield planned, run(planned.config, folder / planned.folder, progress=False, log=lambda _: None)
 
-    result = compare(easy_comparison(tmp_path, tiny, budget_seconds=1.0, seeds=1), out, log=lambda _: None,
-                     executor=executor)
+    result = compare(easy_comparison(tmp_path, tiny, budget_seconds=1.0, seeds=1, metric="accuracy"), out,
+                     log=lambda _: None, executor=executor)
+    assert result["metric"] == "accuracy"  # --metric: not the task's first (map@3)
+    assert json.loads((out / "plan.json").read_text())["metric"] == "accuracy"
     pilots = [e for e in _ledger(out) if e["kind"] == "pilot"]
     assert sorted(e["candidate"] for e in pilots) == ["full", "lora"]  # the first pilot of each, no more
     assert sorted(seen) == sorted(e["folder"] for e in _ledger(out) if e["kind"] in ("pilot", "final"))
@@ -153,12 +155,16 @@ def test_a_folder_holding_another_comparison_is_refused(tmp_path, tiny):
     ({"--budget": "-3"}, "invalid --budget '-3'"),
     ({"--seeds": "0"}, "seeds"),
     ({"--train": "{folder}/missing.csv"}, "missing.csv: file not found"),
+    ({"--metric": "mse"}, "invalid --metric 'mse': the multiple-choice task reports map@3, accuracy"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny, capsys, change, message):
     easy_comparison(tmp_path, tiny)
     args = list(_ARGS)
     for option, value in change.items():
-        args[args.index(option) + 1] = value
+        if option in args:
+            args[args.index(option) + 1] = value
+        else:
+            args += [option, value]
     assert main([a.format(model=tiny, folder=tmp_path) for a in args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err

@@ -56,6 +56,8 @@ class CompareConfig:
     """Validation examples the pilots are scored on (the first ones of the file)."""
     clock: str = "wall"
     """What the budget counts: 'wall' seconds, or 'cpu' seconds of this process (steady on a shared CPU)."""
+    metric: str | None = None
+    """The validation metric the methods are judged by (None: the task's first); checked against the task's."""
 
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
@@ -82,4 +84,5 @@ class CompareConfig:
             "base": self.base.to_dict(),
             "methods": [[m.name, list(m.lr_range), {k: list(v) for k, v in m.choices.items()}] for m in self.methods],
             "seeds": self.seeds, "bracket_size": self.bracket_size, "min_steps": self.min_steps, "eta": self.eta,
-            "rungs": self.rungs, "pilot_valid": self.pilot_valid, "clock": self.clock}))
+            "rungs": self.rungs, "pilot_valid": self.pilot_valid, "clock": self.clock,
+            **({"metric": self.metric} if self.metric else {})}))  # a plan from before --metric had none

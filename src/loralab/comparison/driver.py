@@ -131,7 +131,9 @@ def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], No
     for method in config.methods:  # every method's settings are valid run settings, before anything is written
         for settings in method.settings(config.bracket_size):
             base.replace({**method.fixed, **settings})
-    metric = task.metrics[0]
+    metric = config.metric or task.metrics[0]
+    if metric not in task.metrics:
+        raise LoralabError(f"invalid --metric {metric!r}: the {task.name} task reports {', '.join(task.metrics)}")
     train_examples = min(len(train), base.train_limit or len(train))
     ledger = Ledger(out / LEDGER, config.clock, start)
     budget = Budget(config.budget_seconds, tuple(m.name for m in config.methods), ledger,

@@ -56,6 +56,8 @@ class CompareOptions:
     eta: int = setting(3, "Each rung keeps the best 1/eta of its method's pilots, with eta times the steps.")
     rungs: int = setting(3, "Rungs per bracket.")
     pilot_valid: int = setting(200, "Validation examples pilots are scored on (the first ones of the file).")
+    metric: str | None = setting(None, "The validation metric the methods are judged by, one of the task's "
+                                 "(GLUE's CoLA: mcc; none: the task's first, e.g. accuracy or pearson).")
 
 
 @dataclass(frozen=True)
