@@ -140,7 +140,12 @@ def compare(config: Any, out: str | Path, *, progress: bool = True, executor: An
 def recommend(config: Any, out: str | Path, *, progress: bool = True, final: bool = True) -> dict[str, Any]:
     """Search for the model, strategy and settings worth training within a time budget
     (`loralab.recommendation.RecommendConfig`), train the winner on all the data unless `final` is off, and
-    write the report; returns the search's result."""
+    write the report; returns the search's result. With `config.grid`, every setting of the (finite)
+    space is trained on all the data instead (`grid.json`, `grid.md`), and what grid.json holds is returned."""
+    if config.grid:
+        from loralab.recommendation.grid import run_grid
+
+        return run_grid(config, out, progress=progress)
     from loralab.recommendation import recommend as search  # optuna loads only for a search
 
     return search(config, out, progress=progress, final=final)

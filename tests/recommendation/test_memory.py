@@ -8,7 +8,7 @@ from recommend_fixtures import easy_search
 from run_fixtures import save_tiny_bert
 from loralab.errors import LoralabError
 from loralab.recommendation.memory import estimate_mb, parse_memory
-from loralab.recommendation.search import _screen, open_search
+from loralab.recommendation.search import open_search, screen
 
 
 @pytest.mark.parametrize("text,mb", [("8GB", 8192), ("512MB", 512), ("1.5g", 1536), ("2 GiB", 2048), ("1tb", 2**20)])
@@ -36,7 +36,7 @@ def wide(tmp_path_factory, minilm_tokenizer):
 
 def _screened(tmp_path, model, memory_mb):
     search = open_search(easy_search(tmp_path, model, memory_mb=memory_mb), tmp_path / "search", log=lambda _: None)
-    _screen(search)
+    screen(search)
     return search
 
 

@@ -201,19 +201,28 @@ def intrinsic_dim(args: argparse.Namespace) -> None:
 def recommend(args: argparse.Namespace) -> None:
     from loralab import api
     from loralab.recommendation import RecommendConfig, candidates, parse_budget, parse_memory
+    from loralab.recommendation.space import describe
     from loralab.recommendation.driver import budget_line
 
     output_folder(args.out, "--out")
     set_threads(args)
     base = run_config(args)
     o = RecommendOptions(**options(args, RECOMMEND, "recommend"))
-    config = RecommendConfig(base=base, candidates=candidates(o.models, o.strategies),
+    config = RecommendConfig(base=base, candidates=candidates(o.models, o.strategies, **o.space()),
                              budget_seconds=parse_budget(o.budget),
                              memory_mb=parse_memory(o.memory) if o.memory else None, min_steps=o.min_steps,
                              eta=o.eta, rungs=o.rungs, bracket_size=o.bracket_size, pilot_valid=o.pilot_valid,
                              seed=o.search_seed, storage=o.storage, worker=o.worker, clock=o.budget_clock,
-                             brackets=o.brackets)
+                             brackets=o.brackets, grid=o.grid)
     result = api.recommend(config, args.out, progress=not args.quiet, final=o.final)
+    if o.grid:
+        best = result["best"]
+        print(f"grid: {Path(args.out) / 'grid.md'} ({len(result['rows'])} settings, "
+              f"{result['spent_seconds']['grid']:.0f} s)")
+        if best:
+            print(f"best: {best['candidate']} ({describe(best['settings'])}), {result['metric']} "
+                  f"{best[result['metric']]:.4f}")
+        return
     print(f"report: {Path(args.out) / 'report.md'}")
     if result.get("final"):
         final = result["final"]

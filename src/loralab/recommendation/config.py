@@ -69,6 +69,8 @@ class RecommendConfig:
     brackets: int | None = None
     """Stop after this many brackets per candidate of this worker even if budget is left (None: only the
     budget stops it)."""
+    grid: bool = False
+    """Train every setting of the (finite) space on all the data instead of searching (`grid.py`)."""
 
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
@@ -94,7 +96,7 @@ class RecommendConfig:
         return json.loads(json.dumps({
             "base": self.base.to_dict(),
             "candidates": [[c.model, c.strategy.value, list(c.lr_range)] + ([c.method] if c.method else [])
-                           for c in self.candidates],
+                           + ([c.narrowed()] if c.narrowed() else []) for c in self.candidates],
             "memory_mb": self.memory_mb, "min_steps": self.min_steps, "eta": self.eta, "rungs": self.rungs,
             "bracket_size": self.bracket_size, "pilot_valid": self.pilot_valid, "seed": self.seed,
-            "clock": self.clock}))
+            "clock": self.clock} | ({"grid": True} if self.grid else {})))

@@ -51,11 +51,11 @@ from loralab.reports.rows import higher_is_better
 from loralab.runs.artifacts import RECORD
 from loralab.tasks import get_task, infer_task
 
-__all__ = ["Runner", "Search", "STUDY", "leader", "open_search", "pilot_config", "pilots", "run_brackets",
+__all__ = ["Runner", "Search", "STUDY", "leader", "open_search", "pilot_config", "pilots", "run_brackets", "screen",
            "train_final"]
 STUDY = "recommend"
 PROBE_STEPS = 3  # the first step warms up (allocations, thread pools); the median of three is a steady one
-def _screen(search: Search) -> None:
+def screen(search: Search) -> None:
     """Memory verdicts for every candidate: parameter counts, then a three-step probe for those left."""
     config, limit = search.config, search.config.memory_mb
     for candidate in config.candidates:
@@ -237,7 +237,7 @@ def run_brackets(search: Search) -> None:
     """Screen the candidates, then give each its turns (a bracket within its share of the budget)
     until no candidate can run another pilot: the budget, the bracket count, exhausted spaces or the
     memory limit stop them."""
-    _screen(search)
+    screen(search)
     kept = search.kept
     if not kept:
         search.stopped = "no candidate fits the memory limit"

@@ -14,11 +14,17 @@ tens of steps to show anything (the seed's LoRA at 1e-5 learned nothing, `experi
 
 The LoRA family (lora, dora, lora-plus, pissa, olora) also searches its rank r, alpha and its targets:
 query and value, or every linear layer (`all-linear`, best in a hand sweep on ARC-Easy).
+
+A space can be made finite (`--lr-points N`: each method's rate is one of N points spread evenly over
+its range on a log scale; `--lora-ranks`, `--lora-alphas`, `--lora-target-sets` narrow the rest), so
+that every setting in it can also be trained (`recommend --grid`): the exhaustive reference a search
+is judged against.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +97,12 @@ class Candidate:
     """The method's name (None: the strategy's own, as older searches named it)."""
     fixed: tuple[tuple[str, Any], ...] = ()
     """Settings every run of this candidate has (DoRA's use_dora, LoRA+'s ratio, ...)."""
+    lr_points: int | None = None
+    """None: any rate in `lr_range`; N: one of N points spread evenly over it on a log scale."""
+    lora_ranks: tuple[int, ...] = LORA_RANKS
+    lora_alphas: tuple[float, ...] = LORA_ALPHAS
+    lora_targets: tuple[str, ...] = tuple(LORA_TARGETS)
+    """The LoRA family's ranks, alphas and target sets (names in `LORA_TARGETS`) searched."""
 
     def __post_init__(self):
         object.__setattr__(self, "strategy", Strategy.parse(self.strategy))
@@ -99,6 +111,51 @@ class Candidate:
         low, high = self.lr_range
         number("lr_range low", low, low=0, low_open=True)
         number("lr_range high", high, low=low)
+        number("--lr-points", self.lr_points, integer=True, low=1, high=100, optional=True)
+        for option, values in (("--lora-ranks", self.lora_ranks), ("--lora-alphas", self.lora_alphas),
+                               ("--lora-target-sets", self.lora_targets)):
+            if not values or len(set(values)) != len(values):
+                raise SettingError(option, ",".join(map(str, values)), "one or more values, each once")
+        for r in self.lora_ranks:
+            number("--lora-ranks", r, integer=True, low=1)
+        for alpha in self.lora_alphas:
+            number("--lora-alphas", alpha, low=0, low_open=True)
+        for target in self.lora_targets:
+            if target not in LORA_TARGETS:
+                raise SettingError("--lora-target-sets", target, "one of " + ", ".join(LORA_TARGETS))
+        object.__setattr__(self, "lora_ranks", tuple(self.lora_ranks))
+        object.__setattr__(self, "lora_alphas", tuple(self.lora_alphas))
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+
+    def lr_values(self) -> tuple[float, ...] | None:
+        """The rates a finite space holds (two significant figures), lowest first; None: a continuous range."""
+        low, high = self.lr_range
+        if low == high:
+            return (low,)
+        if self.lr_points is None:
+            return None
+        if self.lr_points == 1:
+            return (float(f"{math.sqrt(low * high):.2g}"),)
+        n = self.lr_points - 1
+        return tuple(dict.fromkeys(float(f"{low * (high / low) ** (i / n):.2g}") for i in range(n + 1)))
+
+    def space(self) -> dict[str, tuple[Any, ...]]:
+        """The choices of each setting other than the rate (the LoRA family's r, alpha and targets)."""
+        if not self.lora_like:
+            return {}
+        return {"lora_r": self.lora_ranks, "lora_alpha": self.lora_alphas, "lora_targets": self.lora_targets}
+
+    def narrowed(self) -> dict[str, Any]:
+        """What this candidate's space sets apart from the defaults (empty: the default space), as the
+        plan records it."""
+        out: dict[str, Any] = {}
+        if self.lr_points is not None:
+            out["lr_points"] = self.lr_points
+        for key, default in (("lora_ranks", LORA_RANKS), ("lora_alphas", LORA_ALPHAS),
+                             ("lora_targets", tuple(LORA_TARGETS))):
+            if getattr(self, key) != default:
+                out[key] = list(getattr(self, key))
+        return out
 
     @property
     def family(self) -> str:
@@ -115,19 +172,30 @@ class Candidate:
 
     def space_size(self) -> int | None:
         """How many distinct settings it can draw (None: endless, a learning-rate range)."""
-        if self.lr_range[0] < self.lr_range[1]:
+        rates = self.lr_values()
+        if rates is None:
             return None
-        return len(LORA_RANKS) * len(LORA_ALPHAS) * len(LORA_TARGETS) if self.lora_like else 1
+        return len(rates) * math.prod(len(values) for values in self.space().values())
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every setting of a finite space (refused for a continuous one), rate first."""
+        rates = self.lr_values()
+        if rates is None:
+            raise SettingError("--lr-points", "none", "a number of rates per method, so that the space is finite")
+        keys, choices = zip(*(("lr", rates), *self.space().items()))
+        return [dict(zip(keys, values)) for values in itertools.product(*choices)]
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Draw this candidate's settings from an Optuna trial; parameter names carry the candidate's
         name, so each candidate's sampler history is its own."""
         low, high = self.lr_range
-        settings = {"lr": trial.suggest_float(f"{self.name}.lr", low, high, log=True) if low < high else low}
-        if self.lora_like:
-            settings["lora_r"] = trial.suggest_categorical(f"{self.name}.lora_r", LORA_RANKS)
-            settings["lora_alpha"] = trial.suggest_categorical(f"{self.name}.lora_alpha", LORA_ALPHAS)
-            settings["lora_targets"] = trial.suggest_categorical(f"{self.name}.lora_targets", tuple(LORA_TARGETS))
+        rates = self.lr_values()
+        if rates is None:
+            settings = {"lr": trial.suggest_float(f"{self.name}.lr", low, high, log=True)}
+        else:
+            settings = {"lr": trial.suggest_categorical(f"{self.name}.lr", rates) if len(rates) > 1 else rates[0]}
+        for key, values in self.space().items():
+            settings[key] = trial.suggest_categorical(f"{self.name}.{key}", values)
         return settings
 
     def config(self, base: RunConfig, settings: dict[str, Any]) -> RunConfig:
@@ -146,9 +214,11 @@ class Candidate:
 
 
 def candidates(models: tuple[str, ...], strategies: "tuple[str | Strategy, ...]",
-               lr_ranges: "dict[str | Strategy, tuple[float, float]] | None" = None) -> tuple[Candidate, ...]:
+               lr_ranges: "dict[str | Strategy, tuple[float, float]] | None" = None,
+               **space: Any) -> tuple[Candidate, ...]:
     """Every model x method, each with its method's learning-rate range (`lr_ranges`, keyed by method
-    name or strategy, overrides)."""
+    name or strategy, overrides) and the same narrowed space (`space`: `Candidate`'s lr_points,
+    lora_ranks, lora_alphas, lora_targets)."""
     if not models:
         raise SettingError("--models", "", "at least one model")
     if not strategies:
@@ -159,7 +229,8 @@ def candidates(models: tuple[str, ...], strategies: "tuple[str | Strategy, ...]"
         for entry in strategies:
             m = method(entry)
             plain = m.name == m.strategy.value
-            out.append(Candidate(model, m.strategy, ranges.get(m.name, m.lr_range), None if plain else m.name, m.fixed))
+            out.append(Candidate(model, m.strategy, ranges.get(m.name, m.lr_range), None if plain else m.name, m.fixed,
+                                 **space))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         raise SettingError("--models", ",".join(models), "models with different folder names, each method once")

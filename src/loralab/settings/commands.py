@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from loralab.settings.strategy import Projection
 from loralab.settings.table import setting
+from loralab.validate import SettingError
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,29 @@ class RecommendOptions:
     worker: str = setting("main", "This worker's name when several share one search; only 'main' trains the winner.")
     final: bool = setting(True, "Train the winner on all the data once the pilots are done (--no-final: stop "
                           "after the pilots).")
+    lr_points: int | None = setting(None, "Search each method's learning rate among N rates spread evenly over its "
+                                    "range on a log scale (none: any rate in the range); makes the space finite.",
+                                    metavar="N")
+    lora_ranks: tuple[str, ...] = setting(("4", "8", "16"), "LoRA family: the ranks r searched.", metavar="R,R")
+    lora_alphas: tuple[str, ...] = setting(("8", "16", "32", "64"), "LoRA family: the alphas searched.",
+                                           metavar="A,A")
+    lora_target_sets: tuple[str, ...] = setting(("qv", "all-linear"), "LoRA family: the target sets searched (qv: "
+                                                "query and value; all-linear: every linear layer).", metavar="SETS")
+    grid: bool = setting(False, "Instead of searching, train every setting of the space (made finite with "
+                         "--lr-points) on all the data, one seed each, into OUT/grid, and write grid.json and "
+                         "grid.md: the exhaustive reference a search is judged against (--budget is not enforced).")
+
+    def space(self) -> dict:
+        """The search space's options as `recommendation.candidates` takes them (numbers checked there)."""
+        def numbers(option: str, values: tuple[str, ...], kind: type) -> tuple:
+            try:
+                return tuple(kind(v) for v in values)
+            except ValueError:
+                raise SettingError(option, ",".join(values), "a comma list of numbers") from None
+
+        return {"lr_points": self.lr_points, "lora_ranks": numbers("--lora-ranks", self.lora_ranks, int),
+                "lora_alphas": numbers("--lora-alphas", self.lora_alphas, float),
+                "lora_targets": tuple(self.lora_target_sets)}
 
 
 @dataclass(frozen=True)
