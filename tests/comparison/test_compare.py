@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from compare_fixtures import easy_comparison
+from processes import kill_when
 from run_fixtures import save_tiny_bert
 from loralab.cli import main
 from loralab.comparison import compare
@@ -110,17 +109,8 @@ def test_a_comparison_killed_mid_way_resumes_without_redoing_finished_runs(tmp_p
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(SRC)}
     child = subprocess.Popen([sys.executable, "-m", "loralab", *argv], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-    try:  # killed once a second-rung pilot has finished: no timing, a file decides
-        deadline = time.time() + 600
-        while time.time() < deadline and child.poll() is None:
-            if any(json.loads(p.read_text() or "{}").get("status") == "completed"
-                   for p in out.glob(f"pilots/*/*/steps-4/{RECORD}")):
-                break
-            time.sleep(0.05)
-        assert child.poll() is None, "the comparison ended before it could be killed"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait()
+    kill_when(child, lambda: any(json.loads(p.read_text() or "{}").get("status") == "completed"
+                                 for p in out.glob(f"pilots/*/*/steps-4/{RECORD}")), what="a second-rung pilot")
     finished = _completed(out)
     assert len(finished) >= 9  # the 8 first-rung pilots and a second-rung one
     assert not (out / "compare.json").exists()
@@ -131,6 +121,27 @@ def test_a_comparison_killed_mid_way_resumes_without_redoing_finished_runs(tmp_p
     runs = [e["folder"] for e in _ledger(out) if e["kind"] in ("pilot", "final")]
     assert len(runs) == len(set(runs)) == 16, runs  # 12 pilots and 4 final runs, none twice
     assert json.loads((out / "compare.json").read_text())["methods"][0]["n"] == 2
+
+
+def test_a_run_killed_before_its_ledger_line_is_still_counted(tmp_path, tiny):
+    """A kill between a run's record and its ledger line leaves a finished run the ledger does not know:
+    resumed, the comparison counts it (at its training time) instead of spending that budget again."""
+    out = tmp_path / "cmp"
+    compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
+    lines = (out / "ledger.jsonl").read_text().splitlines()
+    dropped = [line for line in lines if '/steps-4"' in line][:1] + [line for line in lines if '"kind": "final"' in line][:1]
+    assert len(dropped) == 2
+    (out / "ledger.jsonl").write_text("".join(line + "\n" for line in lines if line not in dropped))
+    (out / "compare.json").unlink()
+    finished = _completed(out)
+
+    compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
+    for path, content in finished.items():  # read back, not trained again
+        assert path.read_bytes() == content, path
+    runs = [json.loads(line)["folder"] for line in lines if json.loads(line)["kind"] in ("pilot", "final")]
+    folders = [e["folder"] for e in _ledger(out) if e["kind"] in ("pilot", "final")]
+    assert len(folders) == len(set(folders)) == len(runs)
+    assert {json.loads(line)["folder"] for line in dropped} <= set(folders)
 
 
 def test_a_second_process_on_the_folder_is_refused(tmp_path, tiny):

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 
 from recommend_fixtures import BAD_LR, GOOD_LR, easy_search
+from processes import kill_when
 from run_fixtures import save_tiny_bert
 from loralab.cli import main
 from loralab.recommendation import parse_budget, recommend
@@ -94,17 +93,9 @@ def test_a_killed_search_resumes_without_redoing_finished_pilots(tmp_path, tiny)
     script = _KILLED.format(tests=str(HERE.parent), here=str(HERE), folder=str(tmp_path), model=str(tiny))
     child = subprocess.Popen([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"},
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline and child.poll() is None:
-            ledger = out / "ledger-main.jsonl"
-            if ledger.exists() and ledger.read_text().count('"kind": "pilot"') >= 3:  # full's two, then in LoRA's bracket
-                break
-            time.sleep(0.05)
-        assert child.poll() is None, "the search ended before it could be killed"
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait()
+    ledger = out / "ledger-main.jsonl"  # full's two pilots, then one in LoRA's bracket
+    kill_when(child, lambda: ledger.exists() and ledger.read_text().count('"kind": "pilot"') >= 3,
+              what="a third pilot")
 
     finished = {}
     for name, steps in _pilots(out).items():

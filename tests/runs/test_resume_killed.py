@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import SCIENCE
+from processes import kill_when
 from run_fixtures import save_tiny_bert
 from loralab.runs.checkpoint import FOLDER, INDEX
 
@@ -50,19 +49,7 @@ def kill_half_way(command: list[str], out: Path, at: int = STEPS // 2, timeout: 
     """Start `command`, wait (bounded) for a checkpoint at step `at` or later in `out`, then kill -9 it."""
     process = subprocess.Popen([sys.executable, "-m", "loralab", *command], env=_env(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + timeout
-    try:
-        while _step(out) < at:
-            if process.poll() is not None:
-                pytest.fail(f"the run ended before it could be killed: {process.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("no checkpoint in time")
-            time.sleep(0.005)
-        process.send_signal(signal.SIGKILL)
-    finally:
-        process.kill()
-        process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_when(process, lambda: _step(out) >= at, what=f"a checkpoint at step {at}", timeout=timeout)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

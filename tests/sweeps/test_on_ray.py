@@ -6,14 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
+from processes import kill_when
 from run_fixtures import save_tiny_bert
 from loralab.errors import LoralabError
 from loralab.runs.artifacts import RECORD, WEIGHTS
@@ -96,13 +95,9 @@ def test_a_killed_ray_sweep_resumes_and_matches_the_in_process_sweep(experiment,
 
     out = tmp_path / "ray"
     first = cli_sweep(experiment, out, cluster)
-    deadline = time.monotonic() + 900  # a bound, not a timing: a loaded 2-core machine starts Ray workers slowly
-    while not any(r.get("status") == "completed" for r in records(out).values()):
-        assert first.poll() is None, first.communicate()
-        assert time.monotonic() < deadline, "no run came back from Ray in 900 s"
-        time.sleep(0.05)
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    # a bound, not a timing: a loaded 2-core machine starts Ray workers slowly
+    kill_when(first, lambda: any(r.get("status") == "completed" for r in records(out).values()),
+              what="a run came back from Ray", timeout=900)
     kept = records(out)
     assert 1 <= len(kept) < 4, f"the kill came too late to test resuming: {sorted(kept)}"
 

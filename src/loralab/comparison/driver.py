@@ -172,13 +172,20 @@ def _run_stage(cmp: Comparison, name: str, planned: list[Planned]) -> None:
     sweep(experiment, cmp.out, run_fn=timed_run, progress=cmp.progress, log=cmp.log, page=False,
           executor=cmp.executor, lock=False)
     for folder, _, kind, method in planned:  # read back, run on Ray, or killed between its record and its ledger line
-        key = ledger.key(cmp.out / folder)
-        if key not in ledger.entries and (cmp.out / folder / RECORD).exists():
-            record = read_json(cmp.out / folder / RECORD)
-            train = float(record.get("train_seconds", 0.0))
-            ledger.add(key, kind, wall=train, cpu=train, train_wall=train, steps=int(record.get("steps", 0)),
-                       candidate=method)
+        _account(cmp, folder, kind, method)
     ledger.settle()
+
+
+def _account(cmp: Comparison, folder: str, kind: str, method: str) -> None:
+    """Put a finished run that has no ledger line (its process was killed between writing its record and
+    its line, or it ran on Ray) into the ledger at its training time, so what it cost is counted."""
+    ledger = cmp.budget.ledger
+    key = ledger.key(cmp.out / folder)
+    if key not in ledger.entries and (cmp.out / folder / RECORD).exists():
+        record = read_json(cmp.out / folder / RECORD)
+        train = float(record.get("train_seconds", 0.0))
+        ledger.add(key, kind, wall=train, cpu=train, train_wall=train, steps=int(record.get("steps", 0)),
+                   candidate=method)
 
 
 def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]:
@@ -191,6 +198,9 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
             continue
         steps = bracket.steps[rung]
         todo = [i for i in entrants if score(i, steps) is None]
+        for i in entrants:
+            if i not in todo:  # finished before a kill: counted even when its ledger line was never written
+                _account(cmp, bracket.folder(i, steps), "pilot", name)
         known = cmp.budget.step_cost(name) is not None
         if first_only:
             if not known and todo and todo[0] == entrants[0]:
