@@ -17,7 +17,8 @@ from recommend_fixtures import easy_search
 from run_fixtures import save_tiny_bert
 from loralab.recommendation import candidates, recommend
 from loralab.recommendation.driver import budget_line
-from loralab.recommendation.space import DEFAULT_STRATEGIES, METHODS, LORA_TARGETS
+from loralab.recommendation.space import DEFAULT_STRATEGIES
+from loralab.settings.methods import METHODS, TARGET_SETS
 from loralab.strategies import Strategy
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -113,9 +114,9 @@ def test_a_search_that_stops_early_says_why(tmp_path, tiny):
 
 
 def test_the_space_holds_lora_targets_and_the_new_methods(tiny):
-    assert {"lora", "dora", "lora-plus", "pissa", "vera", "ia3"} <= set(DEFAULT_STRATEGIES)
+    assert {"lora", "dora", "lora+", "pissa", "vera", "ia3"} <= set(DEFAULT_STRATEGIES)
     assert {"olora", "galore", "full"} <= set(METHODS)
-    measured = {"lora": 1e-3, "dora": 3e-3, "lora-plus": 3e-4, "pissa": 1e-3, "olora": 1e-3, "vera": 3e-2,
+    measured = {"lora": 1e-3, "dora": 3e-3, "lora+": 3e-4, "pissa": 1e-3, "olora": 1e-3, "vera": 3e-2,
                 "ia3": 3e-2, "galore": 3e-4, "full": 1e-4}
     for name, lr in measured.items():
         low, high = METHODS[name].lr_range
@@ -124,16 +125,31 @@ def test_the_space_holds_lora_targets_and_the_new_methods(tiny):
     assert [c.name for c in found] == [f"tiny-{m}" for m in measured]
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     drawn = {c.name: c.suggest(study.ask()) for c in found}
-    assert drawn["tiny-dora"]["lora_targets"] in LORA_TARGETS and set(drawn["tiny-vera"]) == {"lr"}
+    assert drawn["tiny-dora"]["lora_targets"] in TARGET_SETS and set(drawn["tiny-vera"]) == {"lr", "vera_targets"}
+    assert set(drawn["tiny-ia3"]) == {"lr"} and drawn["tiny-lora+"]["lora_plus_ratio"] in (16.0, 4.0)
     base = easy_search(tiny.parent, tiny).base
     lora = {c.family: c.config(base, {**drawn[c.name], "lora_targets": "all-linear"}).strategy for c in found
             if c.lora_like}
     assert lora["lora"].lora.targets == ("all-linear",) and lora["dora"].lora.use_dora
-    assert lora["lora-plus"].lora.plus_ratio == 16.0 and lora["pissa"].lora.init == "pissa"
+    assert lora["lora+"].lora.plus_ratio in (16.0, 4.0) and lora["pissa"].lora.init == "pissa"
     assert lora["olora"].lora.init == "olora"
     strategies = {c.family: c.config(base, drawn[c.name]).strategy.strategy for c in found}
     assert strategies["vera"] is Strategy.VERA and strategies["ia3"] is Strategy.IA3
     assert strategies["galore"] is Strategy.GALORE
+    vera = next(c for c in found if c.family == "vera").config(base, {"lr": 3e-2, "vera_targets": "all-linear"})
+    assert vera.strategy.vera.targets == ("all-linear",)
+
+
+def test_recommend_and_compare_search_each_method_in_the_same_range_and_choices(tiny):
+    from loralab.comparison import METHODS as COMPARED
+
+    found = {c.family: c for c in candidates((str(tiny),), tuple(COMPARED))}
+    assert set(found) == set(COMPARED)
+    for name, judged in COMPARED.items():
+        assert found[name].lr_range == judged.lr_range, name
+        assert {k: tuple(TARGET_SETS.get(v, v) if isinstance(v, str) and k.endswith("_targets") else v for v in values)
+                for k, values in found[name].space().items()} == judged.choices, name
+    assert candidates((str(tiny),), ("lora-plus",))[0].family == "lora+"  # the older name still works
 
 
 def test_a_budget_too_small_to_share_still_runs_what_it_can(tmp_path, tiny):

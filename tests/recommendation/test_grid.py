@@ -28,22 +28,24 @@ def tiny(tmp_path_factory, minilm_tokenizer) -> Path:
 
 
 def test_lr_points_make_a_finite_space_whose_grid_is_every_setting():
-    lora = Candidate("m", Strategy.LORA, (3e-4, 3e-3), lr_points=3, lora_ranks=(8,), lora_alphas=(16.0, 32.0),
-                     lora_targets=("qv", "all-linear"))
+    lora, = candidates(("m",), ("lora",), lr_points=3, lora_ranks=(8,), lora_alphas=(16.0, 32.0))
     assert lora.lr_values() == (3e-4, 9.5e-4, 3e-3)  # log-spaced, two significant figures
     assert lora.space_size() == 3 * 1 * 2 * 2
     grid = lora.grid()
     assert len(grid) == 12 and len({json.dumps(g, sort_keys=True) for g in grid}) == 12
-    assert grid[0] == {"lr": 3e-4, "lora_r": 8, "lora_alpha": 16.0, "lora_targets": "qv"}
+    assert grid[0] == {"lr": 3e-4, "lora_targets": "qv", "lora_r": 8, "lora_alpha": 16.0}
     full = Candidate("m", Strategy.FULL, (3e-5, 2e-4), lr_points=4)
+    assert full.lr_values() == (3e-5, 5.6e-5, 1.1e-4, 2e-4)
     assert full.space_size() == 4 and [g["lr"] for g in full.grid()] == list(full.lr_values())
     # Every draw of the search comes from the grid, so the grid holds whatever the search can pick.
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
     for _ in range(20):
         assert lora.suggest(study.ask()) in grid
-    # The default space is continuous in the rate: no grid, and the plan records nothing new.
-    continuous = Candidate("m", Strategy.LORA, (3e-4, 3e-3))
-    assert continuous.space_size() is None and continuous.narrowed() == {}
+    # The default space is continuous in the rate: no grid. Its other choices are the method's own, as
+    # `compare` brackets them (loralab.settings.methods).
+    continuous, = candidates(("m",), ("lora",))
+    assert continuous.space_size() is None
+    assert continuous.space() == {"lora_targets": ("qv", "all-linear"), "lora_r": (8, 16), "lora_alpha": (16, 32)}
     with pytest.raises(LoralabError, match="--lr-points"):
         continuous.grid()
 
@@ -76,8 +78,8 @@ def test_the_grid_trains_every_setting_on_all_the_data_and_ranks_them(tmp_path, 
     assert scores == sorted(scores, reverse=True) and result["best"] == rows[0]
     assert result["spent_seconds"]["grid"] == pytest.approx(sum(r["seconds"] for r in rows), abs=0.5)
     folders = sorted(p.parent.relative_to(tmp_path / "grid").as_posix() for p in (tmp_path / "grid").glob(f"grid/*/*/{RECORD}"))
-    assert folders == ["grid/tiny-full/lr-0.001", "grid/tiny-lora/lr-0.001_r-4_alpha-8_qv",
-                       "grid/tiny-lora/lr-1e-09_r-4_alpha-8_qv"]
+    assert folders == ["grid/tiny-full/lr-0.001", "grid/tiny-lora/lr-0.001_qv_r-4_alpha-8",
+                       "grid/tiny-lora/lr-1e-09_qv_r-4_alpha-8"]
     assert (tmp_path / "grid" / GRID).is_file() and "| 1 | tiny-" in (tmp_path / "grid" / "grid.md").read_text()
 
     # A rerun reads every finished run back instead of training it again.

@@ -67,7 +67,7 @@ def test_each_method_halves_in_its_own_bracket_and_the_rate_that_learns_wins(tmp
     assert len((tmp_path / "submission.csv").read_text().splitlines()) == 33
     report = (tmp_path / "search" / "report.md").read_text()
     assert "**Recommended: `tiny-full` with lr 1.0e-03**" in report
-    assert "| 1 | `tiny-lora` | lr 1.0e-09, r" in report and "pruned at 4 steps" in report
+    assert "| 1 | `tiny-lora` | lr 1.0e-09, targets " in report and "pruned at 4 steps" in report
     assert "(16 steps; its longest pilot trained 8)" in report
     assert (tmp_path / "search" / "curves.png").stat().st_size > 0
     # The report is built from recommendation.json and the run records alone: rebuilt, it is the same.

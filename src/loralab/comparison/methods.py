@@ -1,13 +1,5 @@
-"""The fine-tuning methods `compare` knows: what each one is as run settings, and the settings its own
-bracket tries.
-
-Each method gets its own learning-rate bracket, centred on the rates that worked for it on the
-science exam (`experiments/results/methods-epoch/summary.md`: LoRA 1e-3, DoRA 3e-3, LoRA+ 3e-4 at
-ratio 16, PiSSA and OLoRA 1e-3 but not 3e-3, VeRA and IA3 3e-2 but not VeRA at 1e-1), and the
-settings that decide how well it does: rank, alpha and targets (query and value, or every linear
-layer) for the LoRA family, LoRA+'s ratio of B's rate to A's. The fewer and smaller the numbers that
-train, the larger the step they need, so a bracket shared by all methods would judge most of them at
-rates they cannot learn at.
+"""The fine-tuning methods `compare` knows (`loralab.settings.methods`, shared with `recommend`), and the
+settings each one's bracket tries.
 
 A bracket's settings are a fixed, deterministic list (so a resumed comparison plans the same runs):
 the i-th setting's rate is at fraction `spread(i)` of the bracket on a log scale (the middle first,
@@ -21,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loralab.errors import LoralabError
-
-QV, ALL_LINEAR = ("query", "value"), ("all-linear",)
+from loralab.settings.methods import METHODS as SHARED, targets
 
 
 @dataclass(frozen=True)
@@ -64,25 +55,9 @@ def spread(i: int) -> float:
     return x
 
 
-_LORA = {"lora_targets": (QV, ALL_LINEAR), "lora_r": (8, 16), "lora_alpha": (16, 32)}
-METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("full", {"strategy": "full"}, (3e-5, 3e-4)),
-    Method("attention", {"strategy": "attention"}, (3e-5, 3e-4)),
-    Method("qv", {"strategy": "qv"}, (3e-5, 3e-4)),
-    Method("lora", {"strategy": "lora"}, (3e-4, 3e-3), _LORA),
-    # alpha / sqrt(r) is sqrt(r) times LoRA's alpha / r: the same update at about a third of the rate.
-    Method("rslora", {"strategy": "lora", "rslora": True}, (1e-4, 1e-3), _LORA),
-    Method("dora", {"strategy": "lora", "use_dora": True}, (5e-4, 5e-3), _LORA),
-    # B moves `ratio` times faster than A: the base rate sits below LoRA's.
-    Method("lora+", {"strategy": "lora"}, (1e-4, 1e-3), {"lora_plus_ratio": (16.0, 4.0), **_LORA}),
-    # Starting from the weight's principal directions, a large step undoes them (3e-3 stayed at ln 5).
-    Method("pissa", {"strategy": "lora", "lora_init": "pissa"}, (1e-4, 1e-3), _LORA),
-    Method("olora", {"strategy": "lora", "lora_init": "olora"}, (1e-4, 1e-3), _LORA),
-    Method("vera", {"strategy": "vera"}, (1e-2, 1e-1), {"vera_targets": (QV, ALL_LINEAR)}),
-    Method("ia3", {"strategy": "ia3"}, (1e-2, 1e-1)),
-    # GaLore scales its projected update by 0.25: about four times full fine-tuning's rate.
-    Method("galore", {"strategy": "galore"}, (1e-4, 1e-3)),
-)}
+METHODS: dict[str, Method] = {m.name: Method(m.name, m.fixed, m.lr_range,
+                                              {k: tuple(targets(k, v) for v in values) for k, values in m.choices.items()})
+                                 for m in SHARED.values()}
 
 
 def parse_methods(names: tuple[str, ...] | list[str]) -> tuple[Method, ...]:

@@ -96,7 +96,7 @@ class RecommendConfig:
         return json.loads(json.dumps({
             "base": self.base.to_dict(),
             "candidates": [[c.model, c.strategy.value, list(c.lr_range)] + ([c.method] if c.method else [])
-                           + ([c.narrowed()] if c.narrowed() else []) for c in self.candidates],
+                           + [c.plan()] for c in self.candidates],
             "memory_mb": self.memory_mb, "min_steps": self.min_steps, "eta": self.eta, "rungs": self.rungs,
             "bracket_size": self.bracket_size, "pilot_valid": self.pilot_valid, "seed": self.seed,
             "clock": self.clock} | ({"grid": True} if self.grid else {})))

@@ -21,9 +21,9 @@ class RecommendOptions:
                                 "(steady on a CPU shared with other jobs).", choices=("wall", "cpu"))
     brackets: int | None = setting(None, "Stop after this many brackets per method even if budget is left.")
     models: tuple[str, ...] = setting(("minilm",), "Comma list of models (folders, packaged names or hub names).")
-    strategies: tuple[str, ...] = setting(("full", "attention", "lora", "dora", "lora-plus", "pissa", "vera", "ia3"),
+    strategies: tuple[str, ...] = setting(("full", "attention", "lora", "dora", "lora+", "pissa", "vera", "ia3"),
                                           "Comma list of methods to try: strategies (full, attention, qv, lora, "
-                                          "subspace, vera, ia3, galore) or LoRA variants (dora, lora-plus, pissa, "
+                                          "subspace, vera, ia3, galore) or LoRA variants (rslora, dora, lora+, pissa, "
                                           "olora); each gets its own brackets and share of the budget.")
     memory: str | None = setting(None, "Peak memory a run may use (8GB, 512MB); candidates over it are excluded.")
     min_steps: int = setting(16, "Optimizer steps of the first rung's pilots.")
@@ -41,11 +41,12 @@ class RecommendOptions:
     lr_points: int | None = setting(None, "Search each method's learning rate among N rates spread evenly over its "
                                     "range on a log scale (none: any rate in the range); makes the space finite.",
                                     metavar="N")
-    lora_ranks: tuple[str, ...] = setting(("4", "8", "16"), "LoRA family: the ranks r searched.", metavar="R,R")
-    lora_alphas: tuple[str, ...] = setting(("8", "16", "32", "64"), "LoRA family: the alphas searched.",
+    lora_ranks: tuple[str, ...] = setting((), "LoRA family: the ranks r searched (none: each method's own, 8 or 16).",
+                                          metavar="R,R")
+    lora_alphas: tuple[str, ...] = setting((), "LoRA family: the alphas searched (none: each method's own, 16 or 32).",
                                            metavar="A,A")
-    lora_target_sets: tuple[str, ...] = setting(("qv", "all-linear"), "LoRA family: the target sets searched (qv: "
-                                                "query and value; all-linear: every linear layer).", metavar="SETS")
+    lora_target_sets: tuple[str, ...] = setting((), "LoRA family: the target sets searched, qv (query and value) or "
+                                                "all-linear (every linear layer) (none: both).", metavar="SETS")
     grid: bool = setting(False, "Instead of searching, train every setting of the space (made finite with "
                          "--lr-points) on all the data, one seed each, into OUT/grid, and write grid.json and "
                          "grid.md: the exhaustive reference a search is judged against (--budget is not enforced).")
@@ -58,9 +59,9 @@ class RecommendOptions:
             except ValueError:
                 raise SettingError(option, ",".join(values), "a comma list of numbers") from None
 
-        return {"lr_points": self.lr_points, "lora_ranks": numbers("--lora-ranks", self.lora_ranks, int),
-                "lora_alphas": numbers("--lora-alphas", self.lora_alphas, float),
-                "lora_targets": tuple(self.lora_target_sets)}
+        return {"lr_points": self.lr_points, "lora_ranks": numbers("--lora-ranks", self.lora_ranks, int) or None,
+                "lora_alphas": numbers("--lora-alphas", self.lora_alphas, float) or None,
+                "lora_targets": tuple(self.lora_target_sets) or None}
 
 
 @dataclass(frozen=True)
