@@ -123,8 +123,39 @@ def intrinsic_dimension(config: DimensionConfig, out: str | Path, *, progress: b
 
 
 def report(folder: str | Path, out: str | Path | None = None, *, metric: str | None = None) -> Report:
-    """Write report.md, plots and report.html for the run records under `folder` (into `out`, else `folder`)."""
-    return write_report(folder, out, metric=metric)
+    """Write report.md, plots and report.html for the run records under `folder` (into `out`, else `folder`).
+
+    A folder `compare` or `recommend` wrote holds a report of its own, which ranks its final runs (its
+    pilots trained on part of the data and were scored on part of the validation set): reported in
+    place, that report is written again from compare.json or recommendation.json, never replaced;
+    reported into another `out`, the per-run report covers the final runs only."""
+    folder = Path(folder)
+    own = _own_report(folder)
+    if own is None:
+        return write_report(folder, out, metric=metric)
+    rewrite, finals = own
+    if out is None or Path(out).resolve() == folder.resolve():
+        if metric is not None:
+            raise LoralabError(f"--metric: {folder} holds a {rewrite.__module__.split('.')[1]} report, ranked by the "
+                               "metric it judged by; give --out to report its final runs by another metric")
+        files = rewrite(folder)
+        files = files if isinstance(files, list) else [files]
+        return Report(rows=[], skipped=[], files=files, markdown=(folder / "report.md").read_text())
+    return write_report(folder / finals, out, metric=metric)
+
+
+def _own_report(folder: Path) -> tuple[Callable[[Path], Any], str] | None:
+    """(what rewrites the folder's own report, the subfolder of its final runs) when `compare` or
+    `recommend` wrote the folder; None for any other folder."""
+    if (folder / "compare.json").is_file():
+        from loralab.comparison.report import write_report as rewrite
+
+        return rewrite, "finals"
+    if (folder / "recommendation.json").is_file():
+        from loralab.recommendation.report import write_report as rewrite
+
+        return rewrite, "final"
+    return None
 
 
 def compare(config: Any, out: str | Path, *, progress: bool = True, executor: Any = None) -> dict[str, Any]:

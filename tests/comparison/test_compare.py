@@ -144,6 +144,23 @@ def test_a_run_killed_before_its_ledger_line_is_still_counted(tmp_path, tiny):
     assert {json.loads(line)["folder"] for line in dropped} <= set(folders)
 
 
+def test_loralab_report_keeps_a_comparisons_own_report(tmp_path, tiny, capsys):
+    """`loralab report` on a compare folder writes compare's report again (never the per-run report over
+    it, which would rank pilots scored on part of the validation set); into another folder, the per-run
+    report of the final runs alone."""
+    out = tmp_path / "cmp"
+    compare(easy_comparison(tmp_path, tiny, budget_seconds=1.0, seeds=2), out, log=lambda _: None)
+    own = (out / "report.md").read_text()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.md").read_text() == own and own in capsys.readouterr().out
+    assert not list(out.glob("*.png"))  # no per-run plots written beside it
+    assert main(["report", str(out), "--out", str(tmp_path / "finals")]) == 0
+    finals = (tmp_path / "finals" / "report.md").read_text()
+    assert "4 runs in 2 rows" in finals and "steps-2" not in finals
+    assert main(["report", str(out), "--metric", "accuracy"]) == 2
+    assert "--metric" in capsys.readouterr().err
+
+
 def test_a_second_process_on_the_folder_is_refused(tmp_path, tiny):
     out = tmp_path / "cmp"
     with folder_lock(out):

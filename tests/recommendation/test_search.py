@@ -74,6 +74,9 @@ def test_each_method_halves_in_its_own_bracket_and_the_rate_that_learns_wins(tmp
     (tmp_path / "search" / "report.md").unlink()
     write_report(tmp_path / "search")
     assert (tmp_path / "search" / "report.md").read_text() == report
+    # `loralab report` on the search's folder writes its own report again, not the per-run one over it.
+    assert main(["report", str(tmp_path / "search")]) == 0
+    assert (tmp_path / "search" / "report.md").read_text() == report
 
 
 _KILLED = """
