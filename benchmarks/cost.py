@@ -50,7 +50,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from loralab.recommendation.cost import fit_power, held_out, relative_error, scale  # noqa: E402
+from loralab.recommendation.cost import (fit_affine, fit_power, held_out, held_out_affine, relative_error,  # noqa: E402
+                                          scale)
 
 MODELS = ("minilm", "mpnet", "smollm2")
 METHODS = ("full", "lora", "qlora")
@@ -226,6 +227,17 @@ def curves(xs: list[int], ys: list[float]) -> dict:
             "held_out": {"x": last["x"], "fit_on": xs[:-1], "exponent": round(last["b"], 4),
                          "predicted": round(last["predicted"], 5), "actual": round(last["actual"], 5),
                          "error": round(last["error"], 4)},
+            "interior_errors": {str(h["x"]): round(h["error"], 4) for h in inner},
+            "affine": _affine(xs, ys)}
+
+
+def _affine(xs: list[int], ys: list[float]) -> dict:
+    """The same held-out predictions by y = fixed + per_unit * x."""
+    fixed, per_unit = fit_affine(xs, ys)
+    last = held_out_affine(xs, ys, len(xs) - 1)
+    inner = [held_out_affine(xs, ys, i) for i in range(1, len(xs) - 1)]
+    return {"fixed": round(fixed, 5), "per_unit": round(per_unit, 7),
+            "held_out": {"x": last["x"], "predicted": round(last["predicted"], 5), "error": round(last["error"], 4)},
             "interior_errors": {str(h["x"]): round(h["error"], 4) for h in inner}}
 
 
@@ -297,14 +309,35 @@ def _size(timed: dict, mem: dict, args) -> dict:
     return out
 
 
+def _within(fits: dict, limit: float = 0.15) -> str:
+    """One line: how many held-out predictions each fit gets within `limit`."""
+    curves = [c for entry in fits.values() for c in entry.values() if "exponent" in c and "affine" in c]
+    if not curves:
+        return ""
+    def count(errors):
+        return f"{sum(abs(e) <= limit for e in errors)} of {len(errors)}"
+    power_last = [c["held_out"]["error"] for c in curves]
+    affine_last = [c["affine"]["held_out"]["error"] for c in curves]
+    power_inner = [e for c in curves for e in c["interior_errors"].values()]
+    affine_inner = [e for c in curves for e in c["affine"]["interior_errors"].values()]
+    return (f"Within {limit:.0%}: the largest point (extrapolated) {count(power_last)} by the power law, "
+            f"{count(affine_last)} by the affine fit; the inner points (interpolated) {count(power_inner)} by the "
+            f"power law, {count(affine_inner)} by the affine fit.")
+
+
 def markdown(record: dict, partial: bool) -> str:
     rows = []
     for name, entry in record["fits"].items():
         for curve, c in entry.items():
             if "exponent" in c:
+                affine = c.get("affine")
                 rows.append([name, curve, c["exponent"], f"{c['held_out']['x']} (fit on {c['held_out']['fit_on']})",
                              f"{100 * c['held_out']['error']:+.1f}%",
-                             ", ".join(f"{k}: {100 * v:+.1f}%" for k, v in c["interior_errors"].items())])
+                             ", ".join(f"{k}: {100 * v:+.1f}%" for k, v in c["interior_errors"].items()),
+                             f"{100 * affine['held_out']['error']:+.1f}%" if affine else "",
+                             ", ".join(f"{k}: {100 * v:+.1f}%" for k, v in affine["interior_errors"].items())
+                             if affine else ""])
+    counts = _within(record["fits"])
     probe = []
     for name, entry in record["fits"].items():
         fp = entry.get("fit_vs_probe", {})
@@ -324,8 +357,12 @@ def markdown(record: dict, partial: bool) -> str:
              "wall seconds on CUDA). Memory: 'added' MB "
              "(peak RSS minus the memory held before the first step), one fresh process per point. Fit: "
              "y = a x^b in log space. Held out: the largest point, predicted by the fit on the others "
-             "(extrapolation); interior: each inner point predicted by the fit on the rest.",
-             common.table(["model/method", "curve", "exponent b", "held out", "error", "interior errors"], rows),
+             "(extrapolation); interior: each inner point predicted by the fit on the rest. Affine: the same "
+             "predictions by y = fixed + per_unit x (least squares), a cost that does not grow with the work "
+             "plus one that does.",
+             counts,
+             common.table(["model/method", "curve", "exponent b", "held out", "error", "interior errors",
+                           "affine: held-out error", "affine: interior errors"], rows),
              "## Fit against a one-step probe\nMemory: the run's peak at the longest length, from a probe at the "
              "shorter length (the probe's own peak, or scaled by the exponent). Step time: a fresh process's one "
              "step at the point (the probe) against the median at the reference point scaled by the exponent "

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
-from loralab.recommendation.cost import (EXPONENTS, Exponents, exponents, fit_power, held_out, predict_peak_mb,
-                                         predict_step_seconds, relative_error, scale)
+from loralab.recommendation.cost import (EXPONENTS, Exponents, exponents, fit_affine, fit_power, held_out,
+                                          held_out_affine, predict_peak_mb,
+                                          predict_step_seconds, relative_error, scale)
 
 
 @pytest.mark.parametrize("a,b", [(0.003, 1.0), (2.5, 0.37), (40.0, 1.8), (1.0, -0.5)])
@@ -97,3 +98,12 @@ def test_batch_tokens_are_the_probes_first_batch_and_the_datas_largest(tmp_path,
     assert largest > 4 * probe
     short = [int(x) for x in minilm_tokenizer(["why"] * 2, ["yes"] * 2)["attention_mask"][0]]
     assert probe == 2 * 2 * sum(short)  # two questions of two options each
+
+
+def test_the_affine_fit_recovers_a_fixed_cost_that_a_power_law_bends():
+    xs, ys = [32, 64, 128, 256], [0.5 + 0.01 * x for x in (32, 64, 128, 256)]
+    assert fit_affine(xs, ys) == pytest.approx((0.5, 0.01))
+    assert held_out_affine(xs, ys, 3)["error"] == pytest.approx(0.0, abs=1e-12)
+    assert held_out(xs, ys, 3)["error"] < -0.05  # the power law through the small points comes out low
+    with pytest.raises(ValueError):
+        fit_affine([2, 2], [1.0, 2.0])

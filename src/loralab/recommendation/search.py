@@ -82,7 +82,8 @@ def screen(search: Search) -> None:
                 fit = dataclasses.replace(fit, excluded=f"a three-step probe peaked at {peak:,.0f} MB > {limit:,.0f} MB")
             elif before is not None and record.get("device") == "cpu":  # memory.py: the run's largest batch
                 tokens = batch_tokens(dataclasses.replace(probe, train_limit=config.base.train_limit))
-                predicted = predicted_peak(peak, before + 4 * total / 2**20, tokens, candidate.strategy.value)
+                curve = "qlora" if config.base.quantize.enabled and candidate.lora_like else candidate.strategy.value
+                predicted = predicted_peak(peak, before + 4 * total / 2**20, tokens, curve)
                 if predicted is not None:
                     fit = dataclasses.replace(fit, predicted_mb=round(predicted, 1))
                     if not fits(predicted, limit):
