@@ -54,6 +54,10 @@ def _seeds(folder: Path, row: dict, metric: str) -> list[float]:
     return values
 
 
+def _num(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
@@ -99,8 +103,8 @@ def main() -> None:
             f"| search's pick | {pick['candidate']} | {describe(pick['settings'])} | {result['search']['pick']['grid_rank']} | "
             f"{line('pick')} |\n\n"
             f"Regret {regret:+.4f} (standard error {se:.4f}): "
-            f"**{'within noise' if result['within_noise'] else 'beyond noise'}**. The search's own final run scored "
-            f"{result['search']['pick']['final_run']}.\n")
+            f"**{'within noise' if result['within_noise'] else 'beyond noise'}** (within noise: under twice the standard "
+            f"error). The search's own final run scored {_num(result['search']['pick']['final_run'])}.\n")
     (args.folder / "regret.md").write_text(text)
     print(json.dumps(result, indent=1))
 
