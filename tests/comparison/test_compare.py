@@ -123,6 +123,7 @@ def test_a_comparison_killed_mid_way_resumes_without_redoing_finished_runs(tmp_p
     assert json.loads((out / "compare.json").read_text())["methods"][0]["n"] == 2
 
 
+@pytest.mark.slow
 def test_a_run_killed_before_its_ledger_line_is_still_counted(tmp_path, tiny):
     """A kill between a run's record and its ledger line leaves a finished run the ledger does not know:
     resumed, the comparison counts it (at its training time) instead of spending that budget again."""
