@@ -133,28 +133,26 @@ def report(folder: str | Path, out: str | Path | None = None, *, metric: str | N
     own = _own_report(folder)
     if own is None:
         return write_report(folder, out, metric=metric)
-    rewrite, finals = own
+    kind, rewrite, finals = own
     if out is None or Path(out).resolve() == folder.resolve():
         if metric is not None:
-            raise LoralabError(f"--metric: {folder} holds a {rewrite.__module__.split('.')[1]} report, ranked by the "
-                               "metric it judged by; give --out to report its final runs by another metric")
-        files = rewrite(folder)
-        files = files if isinstance(files, list) else [files]
-        return Report(rows=[], skipped=[], files=files, markdown=(folder / "report.md").read_text())
+            raise LoralabError(f"--metric: {folder} holds a {kind} report, ranked by the metric it judged by; "
+                               "give --out to report its final runs by another metric")
+        return Report(rows=[], skipped=[], files=rewrite(folder), markdown=(folder / "report.md").read_text())
     return write_report(folder / finals, out, metric=metric)
 
 
-def _own_report(folder: Path) -> tuple[Callable[[Path], Any], str] | None:
-    """(what rewrites the folder's own report, the subfolder of its final runs) when `compare` or
-    `recommend` wrote the folder; None for any other folder."""
+def _own_report(folder: Path) -> tuple[str, Callable[[Path], list[Path]], str] | None:
+    """(the command, what rewrites the folder's own report and returns the files written, the subfolder of
+    its final runs) when `compare` or `recommend` wrote the folder; None for any other folder."""
     if (folder / "compare.json").is_file():
         from loralab.comparison.report import write_report as rewrite
 
-        return rewrite, "finals"
+        return "compare", rewrite, "finals"
     if (folder / "recommendation.json").is_file():
-        from loralab.recommendation.report import write_report as rewrite
+        from loralab.recommendation.report import write_report as report_md
 
-        return rewrite, "final"
+        return "recommend", lambda f: [report_md(f)], "final"
     return None
 
 

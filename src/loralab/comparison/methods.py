@@ -9,24 +9,15 @@ first few settings already span the bracket.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from loralab.errors import LoralabError
-from loralab.settings.methods import METHODS as SHARED, targets
+from loralab.settings.methods import METHODS as SHARED, Method as SharedMethod, targets
 
 
-@dataclass(frozen=True)
-class Method:
-    """One fine-tuning method: the run settings that make it, its learning-rate bracket and what else it tries."""
-
-    name: str
-    fixed: dict[str, Any]
-    """Run settings, by experiment key, that make this method (strategy, use_dora, lora_init, ...)."""
-    lr_range: tuple[float, float]
-    """(lowest, highest) learning rate tried, on a log scale."""
-    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    """Other settings tried, by experiment key, each cycled through its values."""
+class Method(SharedMethod):
+    """A method of `loralab.settings.methods` as `compare` brackets it: its target choices are the targets
+    they adapt (run settings), and `settings(n)` is its bracket."""
 
     def settings(self, n: int) -> list[dict[str, Any]]:
         """The first `n` settings of this method's bracket (learning rate first, then its choices)."""

@@ -36,6 +36,20 @@ def method(name: "str | Strategy") -> Method:
     return get_method(name.value if isinstance(name, Strategy) else str(name), "--strategies")
 
 
+def check_choice(key: str, values: tuple[Any, ...]) -> None:
+    """Refuse, naming its option, a choice that is empty, repeats a value or holds one no run can take."""
+    option = _NARROWED.get(key, key)
+    if not values or len(set(values)) != len(values):
+        raise SettingError(option, ",".join(map(str, values)), "one or more values, each once")
+    for value in values:
+        if key == "lora_r":
+            number(option, value, integer=True, low=1)
+        elif key == "lora_alpha":
+            number(option, value, low=0, low_open=True)
+        elif key.endswith("_targets") and value not in TARGET_SETS:
+            raise SettingError(option, value, "one of " + ", ".join(TARGET_SETS))
+
+
 def model_slug(model: str) -> str:
     """A model's name as a folder name: its last path part ('minilm', 'tiny-bert')."""
     return Path(model.rstrip("/")).name or "model"
@@ -71,16 +85,7 @@ class Candidate:
         number("lr_range high", high, low=low)
         number("--lr-points", self.lr_points, integer=True, low=1, high=100, optional=True)
         for key, values in self.choices:
-            option = _NARROWED.get(key, key)
-            if not values or len(set(values)) != len(values):
-                raise SettingError(option, ",".join(map(str, values)), "one or more values, each once")
-            for value in values:
-                if key == "lora_r":
-                    number(option, value, integer=True, low=1)
-                elif key == "lora_alpha":
-                    number(option, value, low=0, low_open=True)
-                elif key.endswith("_targets") and value not in TARGET_SETS:
-                    raise SettingError(option, value, "one of " + ", ".join(TARGET_SETS))
+            check_choice(key, values)
 
     def lr_values(self) -> tuple[float, ...] | None:
         """The rates a finite space holds (two significant figures), lowest first; None: a continuous range."""
@@ -182,7 +187,7 @@ def candidates(models: tuple[str, ...], strategies: "tuple[str | Strategy, ...]"
                                  tuple(choices.items())))
     for key, values in narrowed.items():  # checked even where no method searches it
         if values is not None:
-            Candidate("m", Strategy.LORA, (1.0, 1.0), choices=((key, values),))
+            check_choice(key, tuple(values))
     names = [c.name for c in out]
     if len(set(names)) != len(names):
         raise SettingError("--models", ",".join(models), "models with different folder names, each method once")
