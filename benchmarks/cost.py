@@ -50,7 +50,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from loralab.recommendation.cost import (fit_affine, fit_power, held_out, held_out_affine, relative_error,  # noqa: E402
+from loralab.recommendation.cost import (fit_affine, fit_power, fit_quadratic, held_out, held_out_affine,  # noqa: E402
+                                          held_out_quadratic, relative_error,
                                           scale)
 
 MODELS = ("minilm", "mpnet", "smollm2")
@@ -228,7 +229,7 @@ def curves(xs: list[int], ys: list[float]) -> dict:
                          "predicted": round(last["predicted"], 5), "actual": round(last["actual"], 5),
                          "error": round(last["error"], 4)},
             "interior_errors": {str(h["x"]): round(h["error"], 4) for h in inner},
-            "affine": _affine(xs, ys)}
+            "affine": _affine(xs, ys), **({"quadratic": _quadratic(xs, ys)} if len(xs) >= 4 else {})}
 
 
 def _affine(xs: list[int], ys: list[float]) -> dict:
@@ -237,6 +238,17 @@ def _affine(xs: list[int], ys: list[float]) -> dict:
     last = held_out_affine(xs, ys, len(xs) - 1)
     inner = [held_out_affine(xs, ys, i) for i in range(1, len(xs) - 1)]
     return {"fixed": round(fixed, 5), "per_unit": round(per_unit, 7),
+            "held_out": {"x": last["x"], "predicted": round(last["predicted"], 5), "error": round(last["error"], 4)},
+            "interior_errors": {str(h["x"]): round(h["error"], 4) for h in inner}}
+
+
+def _quadratic(xs: list[int], ys: list[float]) -> dict:
+    """The same held-out predictions by y = fixed + per_unit * x + per_square * x**2 (four points or more: each
+    prediction is fitted on three or more)."""
+    fixed, per_unit, per_square = fit_quadratic(xs, ys)
+    last = held_out_quadratic(xs, ys, len(xs) - 1)
+    inner = [held_out_quadratic(xs, ys, i) for i in range(1, len(xs) - 1)]
+    return {"fixed": round(fixed, 5), "per_unit": round(per_unit, 8), "per_square": round(per_square, 11),
             "held_out": {"x": last["x"], "predicted": round(last["predicted"], 5), "error": round(last["error"], 4)},
             "interior_errors": {str(h["x"]): round(h["error"], 4) for h in inner}}
 
@@ -320,9 +332,20 @@ def _within(fits: dict, limit: float = 0.15) -> str:
     affine_last = [c["affine"]["held_out"]["error"] for c in curves]
     power_inner = [e for c in curves for e in c["interior_errors"].values()]
     affine_inner = [e for c in curves for e in c["affine"]["interior_errors"].values()]
-    return (f"Within {limit:.0%}: the largest point (extrapolated) {count(power_last)} by the power law, "
+    line = (f"Within {limit:.0%}: the largest point (extrapolated) {count(power_last)} by the power law, "
             f"{count(affine_last)} by the affine fit; the inner points (interpolated) {count(power_inner)} by the "
             f"power law, {count(affine_inner)} by the affine fit.")
+    quadratic = [c["quadratic"] for c in curves if "quadratic" in c]
+    if quadratic:
+        line += (f" The quadratic fit: the largest point {count([q['held_out']['error'] for q in quadratic])}, the "
+                 f"inner points {count([e for q in quadratic for e in q['interior_errors'].values()])}.")
+        by_axis = [(name, c.get("quadratic") if name.endswith("_length") else c["affine"])
+                   for entry in fits.values() for name, c in entry.items() if "exponent" in c and "affine" in c]
+        if all(f is not None for _, f in by_axis):  # each axis by the form its work takes
+            line += (f" Each axis by the form its work takes (quadratic along length: attention's pairs; affine along "
+                     f"batch): the largest point {count([f['held_out']['error'] for _, f in by_axis])}, the inner "
+                     f"points {count([e for _, f in by_axis for e in f['interior_errors'].values()])}.")
+    return line
 
 
 def markdown(record: dict, partial: bool) -> str:
@@ -336,7 +359,8 @@ def markdown(record: dict, partial: bool) -> str:
                              ", ".join(f"{k}: {100 * v:+.1f}%" for k, v in c["interior_errors"].items()),
                              f"{100 * affine['held_out']['error']:+.1f}%" if affine else "",
                              ", ".join(f"{k}: {100 * v:+.1f}%" for k, v in affine["interior_errors"].items())
-                             if affine else ""])
+                             if affine else "",
+                             f"{100 * c['quadratic']['held_out']['error']:+.1f}%" if "quadratic" in c else ""])
     counts = _within(record["fits"])
     probe = []
     for name, entry in record["fits"].items():
@@ -359,10 +383,11 @@ def markdown(record: dict, partial: bool) -> str:
              "y = a x^b in log space. Held out: the largest point, predicted by the fit on the others "
              "(extrapolation); interior: each inner point predicted by the fit on the rest. Affine: the same "
              "predictions by y = fixed + per_unit x (least squares), a cost that does not grow with the work "
-             "plus one that does.",
+             "plus one that does. Quadratic (curves of four points or more): y = fixed + per_unit x + per_square x^2, "
+             "the square being attention's work per pair of tokens along the length.",
              counts,
              common.table(["model/method", "curve", "exponent b", "held out", "error", "interior errors",
-                           "affine: held-out error", "affine: interior errors"], rows),
+                           "affine: held-out error", "affine: interior errors", "quadratic: held-out error"], rows),
              "## Fit against a one-step probe\nMemory: the run's peak at the longest length, from a probe at the "
              "shorter length (the probe's own peak, or scaled by the exponent). Step time: a fresh process's one "
              "step at the point (the probe) against the median at the reference point scaled by the exponent "

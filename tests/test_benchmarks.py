@@ -225,3 +225,17 @@ def test_bf16_profile_shares_every_part_of_the_step():
     for label, shares in record["shares"].items():
         assert math.isclose(sum(shares.values()), 1.0, rel_tol=1e-9) and shares["products"] > 0, label
     assert record["shares"]["full-bf16"]["adamw"] > 0 and record["profiled_step_seconds"]["lora-bf16"]["step"] > 0
+
+
+def test_cost_curves_fit_length_by_its_quadratic_and_count_each_axis_by_its_form():
+    import cost
+
+    lengths = [64, 128, 256, 512, 1024]
+    seconds = [0.1 + 2e-3 * n + 1e-6 * n * n for n in lengths]
+    curve = cost.curves(lengths, seconds)
+    assert curve["quadratic"]["held_out"]["error"] == pytest.approx(0.0, abs=1e-6)
+    assert curve["affine"]["held_out"]["error"] < -0.05
+    batches = [1, 2, 4, 8]
+    line = cost._within({"m/full": {"time_length": curve, "time_batch": cost.curves(batches, [0.3 + 0.2 * b for b in batches])}})
+    assert "Each axis by the form its work takes" in line and "the largest point 2 of 2" in line
+    assert "quadratic" not in cost.curves([1, 2, 4], [1.0, 2.0, 4.0])  # three points leave none to hold out

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from loralab.recommendation.cost import (EXPONENTS, Exponents, exponents, fit_affine, fit_power, held_out,
-                                          held_out_affine, predict_peak_mb,
+from loralab.recommendation.cost import (EXPONENTS, Exponents, exponents, fit_affine, fit_power, fit_quadratic, held_out,
+                                          held_out_affine, held_out_quadratic, predict_peak_mb,
                                           predict_step_seconds, relative_error, scale)
 
 
@@ -107,3 +107,15 @@ def test_the_affine_fit_recovers_a_fixed_cost_that_a_power_law_bends():
     assert held_out(xs, ys, 3)["error"] < -0.05  # the power law through the small points comes out low
     with pytest.raises(ValueError):
         fit_affine([2, 2], [1.0, 2.0])
+
+
+def test_the_quadratic_fit_sees_attention_s_square_term_that_a_line_misses():
+    lengths = [64, 128, 256, 512, 1024]
+    ys = [0.2 + 3e-3 * n + 2e-6 * n * n for n in lengths]
+    assert fit_quadratic(lengths, ys) == pytest.approx((0.2, 3e-3, 2e-6), rel=1e-9)
+    assert held_out_quadratic(lengths, ys, 4)["error"] == pytest.approx(0.0, abs=1e-9)
+    assert held_out_affine(lengths, ys, 4)["error"] < -0.05  # the line through 64..512 comes out low at 1024
+    noisy = [y * (1 + e) for y, e in zip(ys, (0.02, -0.02, 0.01, -0.01, 0.0))]
+    assert abs(held_out_quadratic(lengths, noisy, 4)["error"]) < 0.1
+    with pytest.raises(ValueError):
+        fit_quadratic([1, 2, 2], [1.0, 2.0, 3.0])

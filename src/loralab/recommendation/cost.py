@@ -93,6 +93,39 @@ def held_out_affine(xs: Sequence[float], ys: Sequence[float], hold: int) -> dict
             "error": relative_error(predicted, ys[hold])}
 
 
+def fit_quadratic(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
+    """(fixed, per_unit, per_square) of y = fixed + per_unit * x + per_square * x**2, by least squares; needs
+    three distinct x.
+
+    Along sequence length a step has, besides a fixed cost and work per token, attention's work per pair of
+    tokens (every token scores every other), which grows with the square of the length: small at 64 tokens,
+    a large share at 1024. Neither a power law nor a line through the short lengths sees it coming."""
+    if len(xs) != len(ys) or len(set(xs)) < 3:
+        raise ValueError("a quadratic fit needs at least three distinct x")
+    top = max(abs(x) for x in xs) or 1.0  # solve in x / top: the normal equations stay well conditioned
+    u = [x / top for x in xs]
+    power = [sum(v**k for v in u) for k in range(5)]
+    matrix = [[power[i + j] for j in range(3)] + [sum(y * v**i for v, y in zip(u, ys))] for i in range(3)]
+    for col in range(3):  # Gaussian elimination with partial pivoting on the 3 x 3 normal equations
+        pivot = max(range(col, 3), key=lambda r: abs(matrix[r][col]))
+        matrix[col], matrix[pivot] = matrix[pivot], matrix[col]
+        for row in range(3):
+            if row != col:
+                factor = matrix[row][col] / matrix[col][col]
+                matrix[row] = [a - factor * b for a, b in zip(matrix[row], matrix[col])]
+    c0, c1, c2 = (matrix[i][3] / matrix[i][i] for i in range(3))
+    return c0, c1 / top, c2 / top**2
+
+
+def held_out_quadratic(xs: Sequence[float], ys: Sequence[float], hold: int) -> dict[str, float]:
+    """As `held_out`, for the quadratic fit."""
+    keep = [i for i in range(len(xs)) if i != hold]
+    fixed, per_unit, per_square = fit_quadratic([xs[i] for i in keep], [ys[i] for i in keep])
+    predicted = fixed + per_unit * xs[hold] + per_square * xs[hold] ** 2
+    return {"x": xs[hold], "fixed": fixed, "per_unit": per_unit, "per_square": per_square, "predicted": predicted,
+            "actual": ys[hold], "error": relative_error(predicted, ys[hold])}
+
+
 def scale(y0: float, x0: float, x: float, exponent: float) -> float:
     """y at x, from y0 measured at x0, along a power law of this exponent."""
     return y0 * (x / x0) ** exponent
