@@ -66,6 +66,36 @@ def test_rungs_follow_what_ran():
     assert bracket.entrants(1, lambda i, s: nan.get(i) if s == 2 else None) == [1]
 
 
+def test_a_rung_never_separates_pilots_it_scored_alike():
+    """Pilots tied with the last survivor go on with it: at a few steps every CoLA pilot scored Matthews 0.000,
+    and cutting that tie by the settings' order would prune at random."""
+    bracket = Bracket.of(METHODS["lora"], 6, min_steps=16, eta=3, rungs=3)
+    majority = {i: 0.0 for i in range(6)}
+    assert bracket.entrants(1, lambda i, s: majority.get(i) if s == 16 else None) == [0, 1, 2, 3, 4, 5]
+    scores = {0: 0.0, 1: 0.2, 2: 0.0, 3: 0.1, 4: 0.1, 5: 0.0}
+    assert bracket.entrants(1, lambda i, s: scores.get(i) if s == 16 else None) == [1, 3, 4]  # 4 ties with 3
+    old = Bracket.of(METHODS["lora"], 6, min_steps=16, eta=3, rungs=3, keep_ties=False)  # a folder planned before
+    assert old.entrants(1, lambda i, s: scores.get(i) if s == 16 else None) == [1, 3]
+    diverged = {i: math.nan for i in range(6)}  # a tie of diverged pilots is no tie worth keeping
+    assert bracket.entrants(1, lambda i, s: diverged.get(i) if s == 16 else None) == [0, 1]
+
+
+def test_a_comparison_planned_before_ties_were_kept_resumes_by_its_own_rule(tmp_path):
+    from loralab.comparison.config import CompareConfig
+    from loralab.comparison.driver import PLAN, _planned_rules
+    from loralab.runs.artifacts import write_json
+    from loralab.runs.config import RunConfig
+
+    config = CompareConfig(RunConfig(train="t.csv", valid="v.csv"), (METHODS["lora"],), 60.0)
+    assert config.plan()["keep_ties"] is True
+    assert _planned_rules(config, tmp_path).keep_ties  # a new folder
+    write_json(tmp_path / PLAN, {k: v for k, v in config.plan().items() if k != "keep_ties"})
+    resumed = _planned_rules(config, tmp_path)
+    assert not resumed.keep_ties and resumed.plan() == {k: v for k, v in config.plan().items() if k != "keep_ties"}
+    write_json(tmp_path / PLAN, config.plan())
+    assert _planned_rules(config, tmp_path).keep_ties
+
+
 def test_no_pilot_trains_longer_than_a_final_run():
     assert Bracket.of(METHODS["lora"], 2, 16, 3, 3, final_steps=25).steps == (16, 25)
     assert Bracket.of(METHODS["lora"], 2, 16, 3, 3, final_steps=1000).steps == (16, 48, 144)

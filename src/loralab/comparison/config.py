@@ -58,6 +58,9 @@ class CompareConfig:
     """What the budget counts: 'wall' seconds, or 'cpu' seconds of this process (steady on a shared CPU)."""
     metric: str | None = None
     """The validation metric the methods are judged by (None: the task's first); checked against the task's."""
+    keep_ties: bool = True
+    """A rung's pilots tied with its last survivor go on too (`Bracket.keep_ties`); False only for a folder
+    planned before that rule, so it resumes with the rule it was planned by."""
 
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
@@ -85,4 +88,5 @@ class CompareConfig:
             "methods": [[m.name, list(m.lr_range), {k: list(v) for k, v in m.choices.items()}] for m in self.methods],
             "seeds": self.seeds, "bracket_size": self.bracket_size, "min_steps": self.min_steps, "eta": self.eta,
             "rungs": self.rungs, "pilot_valid": self.pilot_valid, "clock": self.clock,
-            **({"metric": self.metric} if self.metric else {})}))  # a plan from before --metric had none
+            **({"metric": self.metric} if self.metric else {}),  # a plan from before --metric had none
+            **({"keep_ties": True} if self.keep_ties else {})}))  # nor one from before ties were kept

@@ -140,7 +140,8 @@ def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], No
                     _final_steps(base, train_examples), config.seeds,
                     len(valid) / min(config.pilot_valid, len(valid)))
     brackets = {m.name: Bracket.of(m, config.bracket_size, config.min_steps, config.eta, config.rungs,
-                                   higher_is_better(metric), budget.final_steps) for m in config.methods}
+                                   higher_is_better(metric), budget.final_steps, config.keep_ties)
+                for m in config.methods}
     return Comparison(config, out, budget, metric, train_examples, len(valid), brackets, log=log, progress=progress,
                       executor=executor)
 
@@ -256,11 +257,26 @@ def run_finals(cmp: Comparison, verdicts: dict[str, Any]) -> None:
     _run_stage(cmp, f"final runs ({cmp.config.seeds} seeds of each method's best)", planned)
 
 
+def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
+    """A folder planned before ties were kept (its plan.json has no "keep_ties") resumes without that rule, so
+    its rungs hold the pilots they were planned with; anything else in the plan must still match."""
+    path = out / PLAN
+    if config.keep_ties and path.is_file():
+        try:
+            planned = read_json(path)
+        except LoralabError:
+            return config  # the check under the lock says what is wrong with it
+        if isinstance(planned, dict) and "keep_ties" not in planned:
+            return dataclasses.replace(config, keep_ties=False)
+    return config
+
+
 def compare(config: CompareConfig, out: str | Path, *, log: Callable[[str], None] = print, progress: bool = False,
             executor: Executor | None = None) -> dict[str, Any]:
     """Search each method in its own bracket, train its best setting with seeds, write compare.json and the
     report; returns what compare.json holds. A second process on the folder is refused, as a second sweep is."""
     out = Path(out)
+    config = _planned_rules(config, out)
     cmp = open_comparison(config, out, log=log, progress=progress, executor=executor)
     with folder_lock(out):
         path = out / PLAN
