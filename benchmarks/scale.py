@@ -152,7 +152,7 @@ def materialise(model, method: str) -> None:
                 with torch.no_grad():
                     _initialise(name, p)
             setattr(parent, attribute, quantized_linear(layer, QuantizeConfig(**QUANTIZE)))
-            del layer
+            layer.to_empty(device="meta")  # its float weight goes now: the list above still holds the module
     made = {}
     for module_name, module in model.named_modules():
         for name, p in list(module._parameters.items()):

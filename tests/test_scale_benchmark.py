@@ -71,3 +71,25 @@ def test_the_ladder_estimates_extrapolates_and_resumes(tmp_path, monkeypatch):
     assert calls == []
     data = scale.main(argv + ["--limit-gb", "0.1", "--name", "u"])  # below the interpreter alone
     assert {r["fits"] for r in data["attempts"]} == {limited.OUT_OF_MEMORY} and calls == []
+
+
+def test_a_qlora_build_holds_one_float_layer_at_a_time(monkeypatch):
+    """Each frozen linear layer is made in fp32, quantized, and then let go before the next is made, so the
+    build's peak is the quantized model plus one float layer (a list holding them all made a 7B build run out)."""
+    import weakref
+
+    import loralab.models.quantize as quantize
+
+    made, alive_at_each = [], []
+    real = quantize.quantized_linear
+
+    def watched(layer, config):
+        alive_at_each.append(sum(ref() is not None for ref in made))  # float layers still held from before
+        made.append(weakref.ref(layer.weight))
+        return real(layer, config)
+
+    monkeypatch.setattr(quantize, "quantized_linear", watched)
+    model = scale.meta_model(TINY, "qlora")
+    scale.materialise(model, "qlora")
+    assert len(made) == 2 * 7 and alive_at_each == [0] * len(made)  # q k v o gate up down, two layers
+    assert all(ref() is None for ref in made)
