@@ -236,7 +236,10 @@ def plan(args) -> list[tuple[str, str, bool]]:
 def run(args) -> dict:
     path = Path(args.results) / f"{args.name}.json"
     data = json.loads(path.read_text()) if path.exists() else {"benchmark": "scale", "attempts": []}
+    earlier = data.get("settings", {})
     data.update(machine=machine(args), settings=settings(args))
+    ran = earlier.get("commands") or ([earlier["command"]] if "command" in earlier else [])
+    data["settings"]["commands"] = ran + [c for c in [data["settings"]["command"]] if c not in ran]  # a resumed ladder's every run
     done = {key(r): r for r in data["attempts"] if r["fits"] != "error"}
     data["attempts"] = [r for r in data["attempts"] if key(r) in done]
     limit = args.limit_gb * limited.GIB

@@ -72,7 +72,9 @@ def markdown(data: dict, image: str) -> str:
               "plus 0.5 GiB for the interpreter. An attempt whose estimate is over the limit is not run.", "",
               f"![peak memory against parameters]({image})", "", "## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["", f"Command: `{settings['command']}`", ""]
+    commands = settings.get("commands") or [settings["command"]]
+    lines += ["", "Command" + ("s (the ladder resumed)" if len(commands) > 1 else "") + ": "
+              + "; ".join(f"`{c}`" for c in commands), ""]
     return "\n".join(lines)
 
 

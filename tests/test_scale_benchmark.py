@@ -67,8 +67,12 @@ def test_the_ladder_estimates_extrapolates_and_resumes(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "t.json").read_text())["attempts"] == data["attempts"]
     assert (tmp_path / "t.png").exists() and "largest model each method trains" in (tmp_path / "t.md").read_text()
     calls.clear()
+    monkeypatch.setattr(sys, "argv", ["scale.py", "--methods", "lora"])  # resumed by another command line
     scale.main(argv)  # everything recorded: nothing runs again
     assert calls == []
+    commands = json.loads((tmp_path / "t.json").read_text())["settings"]["commands"]
+    assert len(commands) == 2 and commands[1] == "python benchmarks/scale.py --methods lora"
+    assert "Commands (the ladder resumed)" in (tmp_path / "t.md").read_text()
     data = scale.main(argv + ["--limit-gb", "0.1", "--name", "u"])  # below the interpreter alone
     assert {r["fits"] for r in data["attempts"]} == {limited.OUT_OF_MEMORY} and calls == []
 
