@@ -74,7 +74,19 @@ def is_out_of_memory(error: BaseException) -> bool:
         or "cannot allocate memory" in text
 
 
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this child when the process that started it dies, so a benchmark killed mid-ladder leaves
+    no attempt running on, holding its memory and a core beside the next run (prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))
+    except (OSError, AttributeError):
+        pass
+
+
 def _child(conn, limit_bytes: int | None, function, args) -> None:
+    _die_with_parent()
     try:
         if limit_bytes is None:
             raise ValueError("no kernel limit asked")  # the kernel's fence: allocations past it fail here, in the child

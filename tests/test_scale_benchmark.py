@@ -97,3 +97,41 @@ def test_a_qlora_build_holds_one_float_layer_at_a_time(monkeypatch):
     scale.materialise(model, "qlora")
     assert len(made) == 2 * 7 and alive_at_each == [0] * len(made)  # q k v o gate up down, two layers
     assert all(ref() is None for ref in made)
+
+
+@pytest.mark.slow  # two fresh interpreters
+def test_an_attempt_dies_with_the_benchmark_that_started_it():
+    """A ladder killed mid-attempt (kill -9) leaves no child running on with its memory and a core."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    def stat(pid: int) -> list[str] | None:
+        """(state, parent pid, ...) of a live process; None once it is gone or a zombie."""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return None if fields[0] in "ZX" else fields
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    parent = subprocess.Popen([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(bench)!r}); import limited; "
+                               "limited.run(limited.hold, (0.05, 120.0), limited.GIB, 300)"])
+
+    def children() -> list[int]:
+        return [int(p.name) for p in Path("/proc").iterdir()
+                if p.name.isdigit() and (fields := stat(int(p.name))) and int(fields[1]) == parent.pid]
+
+    deadline = time.monotonic() + 120
+    while not children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    kids = children()
+    assert kids, "the attempt's child never started"
+    time.sleep(2)  # the child is inside its attempt, holding memory for 120 s
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 30
+    while any(stat(k) for k in kids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [k for k in kids if stat(k)] == [], "the attempt outlived the benchmark"
