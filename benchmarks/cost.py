@@ -409,7 +409,8 @@ def main(argv=None):
     p.add_argument("--no-memory", action="store_true", help="step time only (no fresh processes)")
     p.add_argument("--no-time", action="store_true", help="peak memory only (no interleaved timing)")
     p.add_argument("--reuse", nargs="*", default=[], metavar="JSON",
-                   help="earlier cost.json files whose step times and memory are taken instead of measured "
+                   help="earlier cost.json files whose step times and memory are taken instead of measured (one run per model, "
+                        "or per method, or times and memory apart) "
                         "(split a run: one --no-memory, one --no-time, in parallel; then --reuse both)")
     p.add_argument("--quick", action="store_true", help=f"a small subset: {QUICK}")
     p.add_argument("--child", help=argparse_hidden())
@@ -431,9 +432,10 @@ def main(argv=None):
             p.error(f"unknown {name} {sorted(set(chosen) - set(known))}; choose from {', '.join(known)}")
     start = time.process_time()
     reused = [json.loads(Path(f).read_text()) for f in args.reuse]
-    old_times = next((r["step_times"] for r in reused if r.get("step_times")), None)
-    old_memory = {}
-    for r in reused:  # memory may come from several runs, one per method
+    old_times, old_memory = {}, {}
+    for r in reused:  # step times and memory may come from several runs: one per model, or per method
+        for model, methods_ in (r.get("step_times") or {}).items():
+            old_times.setdefault(model, {}).update(methods_)
         for model, methods_ in r.get("memory", {}).items():
             old_memory.setdefault(model, {}).update(methods_)
     timed = old_times or ({} if args.no_time else {model: times(args, model, methods, device) for model in models})

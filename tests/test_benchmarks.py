@@ -239,3 +239,23 @@ def test_cost_curves_fit_length_by_its_quadratic_and_count_each_axis_by_its_form
     line = cost._within({"m/full": {"time_length": curve, "time_batch": cost.curves(batches, [0.3 + 0.2 * b for b in batches])}})
     assert "Each axis by the form its work takes" in line and "the largest point 2 of 2" in line
     assert "quadratic" not in cost.curves([1, 2, 4], [1.0, 2.0, 4.0])  # three points leave none to hold out
+
+
+def test_cost_reuses_runs_split_by_model(tmp_path):
+    """A wide grid measured one model per run (the machine's time is short) is analysed as one."""
+    import json
+
+    import cost
+
+    whole = json.loads((Path(__file__).resolve().parents[1] / "benchmarks/results/cost.json").read_text())
+    parts = []
+    for model in whole["step_times"]:
+        part = tmp_path / f"{model}.json"
+        part.write_text(json.dumps({"command": model, "step_times": {model: whole["step_times"][model]},
+                                    "memory": {model: whole["memory"][model]}}))
+        parts.append(str(part))
+    record = cost.main(["--threads", "1", "--reuse", *parts, "--results", str(tmp_path), "--name", "merged"])
+    assert record["fits"].keys() == whole["fits"].keys()
+    for name, entry in whole["fits"].items():
+        assert record["fits"][name]["time_length"]["exponent"] == entry["time_length"]["exponent"]
+        assert record["fits"][name]["memory_batch"]["exponent"] == entry["memory_batch"]["exponent"]
