@@ -112,6 +112,18 @@ def test_unreadable_file_and_missing_run_exit_2(tmp_path):
     assert result.returncode == 2 and "no such run folder" in result.stderr
 
 
+@pytest.mark.slow  # a fresh process that loads torch and MiniLM
+def test_a_max_length_past_the_model_s_positions_is_refused_in_one_line(tmp_path):
+    """MiniLM has 512 learned positions: a longer sequence indexed past the table (IndexError, traceback)."""
+    long = tmp_path / "long.csv"
+    long.write_text("id,prompt,A,B,answer\n" + "".join(f"{i},{' '.join(['word'] * 700)},yes,no,A\n" for i in range(2)))
+    result = loralab("train", "--train", long, "--max-length", 1024, "--max-steps", 1, "--out", tmp_path / "run",
+                     "--quiet", "--threads", 1)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "invalid --max-length 1024: expected at most 512: minilm has 512 positions" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_data_does_not_touch_an_existing_run(trained, tmp_path):
     _, out, _ = trained
     before = (out / "run.json").read_bytes(), (out / "weights.safetensors").read_bytes()

@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 
-from conftest import CAUSAL_LM, MULTIPLE_CHOICE, TINY, tiny_batch, tiny_model, tiny_text_batch
+from conftest import CAUSAL_LM, CLASSIFICATION, MULTIPLE_CHOICE, TINY, tiny_batch, tiny_model, tiny_text_batch
 from loralab.errors import LoralabError
 from loralab.models import ARCHITECTURES, ROLES, architecture, is_head, is_linear, is_output
 from loralab.names import has_prefix, has_suffix
@@ -155,3 +155,13 @@ def test_a_task_model_class_without_a_head_in_the_table_is_refused():
     model = transformers.BertForTokenClassification(config(**settings))
     with pytest.raises(LoralabError, match="ForMultipleChoice.*BertForTokenClassification"):
         architecture(model)
+
+
+@pytest.mark.parametrize("model_type, expected", [
+    ("bert", 512), ("roberta", 512 - 2), ("mpnet", 512 - 2), ("electra", 512), ("gpt2", 64), ("llama", None)])
+def test_the_position_limit_is_the_table_of_absolute_positions(model_type, expected):
+    """RoBERTa and MPNet count positions from padding_idx + 1; rotary positions (Llama) have no table to run off."""
+    from loralab.models import position_limit
+
+    head = MULTIPLE_CHOICE if MULTIPLE_CHOICE in TINY[model_type][2] else CLASSIFICATION
+    assert position_limit(tiny_model(model_type, head=head)) == expected

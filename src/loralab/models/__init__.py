@@ -21,9 +21,9 @@ from loralab.models.architectures import (ARCHITECTURES, DECODER_TYPES, ROLES, A
 from loralab.models.fingerprint import count_parameters, fingerprint
 from loralab.models.half import float_base, half_base
 from loralab.models.loading import (DEFAULT_MODEL, load_model, load_tokenizer, model_type, offline_environment,
-                                    pad_token_id, recorded_model, resolve_model)
+                                    pad_token_id, position_limit, recorded_model, resolve_model)
 
 __all__ = ["ARCHITECTURES", "DECODER_TYPES", "DEFAULT_MODEL", "ROLES", "Architecture", "Head", "Layer", "Packed",
            "architecture", "count_parameters", "fingerprint", "float_base", "half_base", "head_class", "head_names", "is_decoder", "is_head",
            "is_linear", "is_output", "load_model", "load_tokenizer", "model_type", "offline_environment",
-           "pad_token_id", "recorded_model", "resolve_model"]
+           "pad_token_id", "position_limit", "recorded_model", "resolve_model"]

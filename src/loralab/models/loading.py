@@ -58,6 +58,16 @@ def model_type(name: str | None, *, offline: bool = True, trust_remote_code: boo
         raise LoralabError(f"cannot read the configuration of model {name or DEFAULT_MODEL!r}: {str(e).splitlines()[0]}") from None
 
 
+def position_limit(model: torch.nn.Module) -> int | None:
+    """The most tokens a sequence may hold: the rows of a learned table of absolute positions (BERT, RoBERTa,
+    MPNet, GPT-2), less those before the first position (RoBERTa and MPNet count from padding_idx + 1);
+    None for relative or rotary positions, which have no table to run off the end of."""
+    for name, module in model.named_modules():
+        if name.endswith(("position_embeddings", "wpe")) and isinstance(module, torch.nn.Embedding):
+            return module.num_embeddings - (module.padding_idx + 1 if module.padding_idx is not None else 0)
+    return None
+
+
 def load_model(name: str | None = None, *, offline: bool = True, trust_remote_code: bool = False, seed: int = 0,
                model_class: str | type = MULTIPLE_CHOICE_CLASS,
                model_kwargs: dict[str, Any] | None = None) -> torch.nn.Module:

@@ -28,8 +28,8 @@ from loralab.tasks import TaskConfig
 from loralab.tasks import Task, get_task, infer_task, resolve_scoring
 from loralab.errors import LoralabError
 from loralab.validate import SettingError
-from loralab.models import (DECODER_TYPES, architecture, fingerprint, head_names, is_head, load_model, load_tokenizer,
-                            model_type, offline_environment, pad_token_id, recorded_model, resolve_model)
+from loralab.models import (DECODER_TYPES, DEFAULT_MODEL, architecture, fingerprint, head_names, is_head, load_model, load_tokenizer,
+                            model_type, offline_environment, pad_token_id, position_limit, recorded_model, resolve_model)
 from loralab.models.head_start import HeadStart, apply_head_start, plan, untrained_modules
 from loralab.models.half import half_base
 from loralab.models.quantize import quantize_model
@@ -176,6 +176,10 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
                    if valid_examples is not None else None)
     model = task_model(config.model, task, space, offline=config.offline, trust_remote_code=config.trust_remote_code,
                        seed=config.training.seed)
+    limit = position_limit(model)
+    if limit is not None and config.training.max_length > limit:  # a longer sequence would index past its table
+        raise SettingError("training.max_length", config.training.max_length,
+                           f"at most {limit}: {config.model or DEFAULT_MODEL} has {limit} positions")
     base = {"name": config.model, "path": resolve_model(config.model), "model_type": model.config.model_type,
             "fingerprint": fingerprint(model)}
     # A run resumed goes on as it started: its record's head start (none, for a record from before them).
