@@ -374,7 +374,7 @@ def markdown(record: dict, partial: bool) -> str:
             probe.append([name, "step time, median absolute error over points", f"{100 * q['probe']:.1f}%",
                           f"{100 * q['fit']:.1f}%"])
     size = [[m, s["params"], [round(t, 3) for t in s["median_s"]], s["exponent"]] for m, s in record["size"].items()]
-    parts = [f"# Cost as work grows{' (PARTIAL: a quick subset)' if partial else ''}", f"`{record['command']}`",
+    parts = [f"# Cost as work grows{' (PARTIAL: not every model and method)' if partial else ''}", f"`{record['command']}`",
              *([" measured by: " + "; ".join(f"`{c}`" for c in record["measured_by"])] if record["measured_by"] else []),
              "## Machine\n" + common.machine_lines(record["machine"]),
              "Step time: medians of interleaved steps in one process (first round dropped; CPU seconds of the process on CPU, "
@@ -440,7 +440,8 @@ def main(argv=None):
             old_memory.setdefault(model, {}).update(methods_)
     timed = old_times or ({} if args.no_time else {model: times(args, model, methods, device) for model in models})
     mem = old_memory or ({} if args.no_memory else {model: memory(args, forwarded, model, methods) for model in models})
-    partial = args.quick or set(models) != set(MODELS) or set(methods) != set(METHODS)
+    measured = set(timed or mem or models)  # reused runs: the models they hold
+    partial = args.quick or measured != set(MODELS) or set(methods) != set(METHODS)
     record = {"benchmark": "cost", "command": "python benchmarks/cost.py " + " ".join(forwarded),
               "measured_by": [r["command"] for r in reused], "machine": common.machine(device), "partial": partial,
               "models": models, "methods": methods,
