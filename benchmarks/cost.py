@@ -50,9 +50,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-from loralab.recommendation.cost import (fit_affine, fit_power, fit_quadratic, held_out, held_out_affine,  # noqa: E402
-                                          held_out_quadratic, relative_error,
-                                          scale)
+from loralab.recommendation.cost import (fit_polynomial, fit_power, held_out, held_out_polynomial,  # noqa: E402
+                                          relative_error, scale)
 
 MODELS = ("minilm", "mpnet", "smollm2")
 METHODS = ("full", "lora", "qlora")
@@ -229,26 +228,21 @@ def curves(xs: list[int], ys: list[float]) -> dict:
                          "predicted": round(last["predicted"], 5), "actual": round(last["actual"], 5),
                          "error": round(last["error"], 4)},
             "interior_errors": {str(h["x"]): round(h["error"], 4) for h in inner},
-            "affine": _affine(xs, ys), **({"quadratic": _quadratic(xs, ys)} if len(xs) >= 4 else {})}
+            "affine": _fitted(xs, ys, 1), **({"quadratic": _fitted(xs, ys, 2)} if len(xs) >= 4 else {})}
 
 
-def _affine(xs: list[int], ys: list[float]) -> dict:
-    """The same held-out predictions by y = fixed + per_unit * x."""
-    fixed, per_unit = fit_affine(xs, ys)
-    last = held_out_affine(xs, ys, len(xs) - 1)
-    inner = [held_out_affine(xs, ys, i) for i in range(1, len(xs) - 1)]
-    return {"fixed": round(fixed, 5), "per_unit": round(per_unit, 7),
-            "held_out": {"x": last["x"], "predicted": round(last["predicted"], 5), "error": round(last["error"], 4)},
-            "interior_errors": {str(h["x"]): round(h["error"], 4) for h in inner}}
+ROUNDING = {1: (5, 7), 2: (5, 8, 11)}  # digits kept of each coefficient, by degree
 
 
-def _quadratic(xs: list[int], ys: list[float]) -> dict:
-    """The same held-out predictions by y = fixed + per_unit * x + per_square * x**2 (four points or more: each
+def _fitted(xs: list[int], ys: list[float], degree: int) -> dict:
+    """The same held-out predictions by a polynomial of `degree` (least squares): 1, the affine fit (a cost
+    that does not grow with the work plus one that does); 2, the quadratic (four points or more: each
     prediction is fitted on three or more)."""
-    fixed, per_unit, per_square = fit_quadratic(xs, ys)
-    last = held_out_quadratic(xs, ys, len(xs) - 1)
-    inner = [held_out_quadratic(xs, ys, i) for i in range(1, len(xs) - 1)]
-    return {"fixed": round(fixed, 5), "per_unit": round(per_unit, 8), "per_square": round(per_square, 11),
+    names = ("fixed", "per_unit", "per_square")
+    coefficients = fit_polynomial(xs, ys, degree)
+    last = held_out_polynomial(xs, ys, len(xs) - 1, degree)
+    inner = [held_out_polynomial(xs, ys, i, degree) for i in range(1, len(xs) - 1)]
+    return {**{names[k]: round(c, digits) for k, (c, digits) in enumerate(zip(coefficients, ROUNDING[degree]))},
             "held_out": {"x": last["x"], "predicted": round(last["predicted"], 5), "error": round(last["error"], 4)},
             "interior_errors": {str(h["x"]): round(h["error"], 4) for h in inner}}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 SOURCE = ("benchmarks/results/cost.json (python benchmarks/cost.py: MiniLM, MPNet-base and SmolLM2-135M; full, LoRA "
           "and QLoRA; a loaded 2-core CPU)")
@@ -68,29 +69,42 @@ def fit_power(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     return math.exp(my - b * mx), b
 
 
+def fit_polynomial(xs: Sequence[float], ys: Sequence[float], degree: int) -> tuple[float, ...]:
+    """(c0, c1, ..., c_degree) of y = c0 + c1 * x + ... + c_degree * x**degree, by least squares; needs
+    degree + 1 distinct x."""
+    if len(xs) != len(ys) or len(set(xs)) <= degree:
+        raise ValueError(f"a fit of degree {degree} needs at least {degree + 1} distinct x")
+    n = degree + 1
+    top = max(abs(x) for x in xs) or 1.0  # solve in x / top: the normal equations stay well conditioned
+    u = [x / top for x in xs]
+    power = [sum(v**k for v in u) for k in range(2 * n - 1)]
+    matrix = [[power[i + j] for j in range(n)] + [sum(y * v**i for v, y in zip(u, ys))] for i in range(n)]
+    for col in range(n):  # Gaussian elimination with partial pivoting on the normal equations
+        pivot = max(range(col, n), key=lambda r: abs(matrix[r][col]))
+        matrix[col], matrix[pivot] = matrix[pivot], matrix[col]
+        for row in range(n):
+            if row != col:
+                factor = matrix[row][col] / matrix[col][col]
+                matrix[row] = [a - factor * b for a, b in zip(matrix[row], matrix[col])]
+    return tuple(matrix[i][n] / matrix[i][i] / top**i for i in range(n))
+
+
+def held_out_polynomial(xs: Sequence[float], ys: Sequence[float], hold: int, degree: int) -> dict[str, Any]:
+    """As `held_out`, for `fit_polynomial` of `degree`."""
+    keep = [i for i in range(len(xs)) if i != hold]
+    coefficients = fit_polynomial([xs[i] for i in keep], [ys[i] for i in keep], degree)
+    predicted = sum(c * xs[hold] ** k for k, c in enumerate(coefficients))
+    return {"x": xs[hold], "coefficients": coefficients, "predicted": predicted, "actual": ys[hold],
+            "error": relative_error(predicted, ys[hold])}
+
+
 def fit_affine(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     """(fixed, per_unit) of y = fixed + per_unit * x, by least squares; needs two distinct x.
 
     A step has a cost that does not grow with the work (the optimizer over the trained weights, the
     weights held in memory, launching each layer) and one that does; a power law through the small
     points bends that fixed share into its exponent and so under-predicts larger ones."""
-    if len(xs) != len(ys) or len(xs) < 2:
-        raise ValueError("an affine fit needs at least two (x, y) points")
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    spread = sum((x - mx) ** 2 for x in xs)
-    if spread == 0:
-        raise ValueError("an affine fit needs two distinct x")
-    per_unit = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / spread
-    return my - per_unit * mx, per_unit
-
-
-def held_out_affine(xs: Sequence[float], ys: Sequence[float], hold: int) -> dict[str, float]:
-    """As `held_out`, for the affine fit."""
-    keep = [i for i in range(len(xs)) if i != hold]
-    fixed, per_unit = fit_affine([xs[i] for i in keep], [ys[i] for i in keep])
-    predicted = fixed + per_unit * xs[hold]
-    return {"x": xs[hold], "fixed": fixed, "per_unit": per_unit, "predicted": predicted, "actual": ys[hold],
-            "error": relative_error(predicted, ys[hold])}
+    return fit_polynomial(xs, ys, 1)
 
 
 def fit_quadratic(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, float]:
@@ -100,30 +114,17 @@ def fit_quadratic(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, floa
     Along sequence length a step has, besides a fixed cost and work per token, attention's work per pair of
     tokens (every token scores every other), which grows with the square of the length: small at 64 tokens,
     a large share at 1024. Neither a power law nor a line through the short lengths sees it coming."""
-    if len(xs) != len(ys) or len(set(xs)) < 3:
-        raise ValueError("a quadratic fit needs at least three distinct x")
-    top = max(abs(x) for x in xs) or 1.0  # solve in x / top: the normal equations stay well conditioned
-    u = [x / top for x in xs]
-    power = [sum(v**k for v in u) for k in range(5)]
-    matrix = [[power[i + j] for j in range(3)] + [sum(y * v**i for v, y in zip(u, ys))] for i in range(3)]
-    for col in range(3):  # Gaussian elimination with partial pivoting on the 3 x 3 normal equations
-        pivot = max(range(col, 3), key=lambda r: abs(matrix[r][col]))
-        matrix[col], matrix[pivot] = matrix[pivot], matrix[col]
-        for row in range(3):
-            if row != col:
-                factor = matrix[row][col] / matrix[col][col]
-                matrix[row] = [a - factor * b for a, b in zip(matrix[row], matrix[col])]
-    c0, c1, c2 = (matrix[i][3] / matrix[i][i] for i in range(3))
-    return c0, c1 / top, c2 / top**2
+    return fit_polynomial(xs, ys, 2)
 
 
-def held_out_quadratic(xs: Sequence[float], ys: Sequence[float], hold: int) -> dict[str, float]:
+def held_out_affine(xs: Sequence[float], ys: Sequence[float], hold: int) -> dict[str, Any]:
+    """As `held_out`, for the affine fit."""
+    return held_out_polynomial(xs, ys, hold, 1)
+
+
+def held_out_quadratic(xs: Sequence[float], ys: Sequence[float], hold: int) -> dict[str, Any]:
     """As `held_out`, for the quadratic fit."""
-    keep = [i for i in range(len(xs)) if i != hold]
-    fixed, per_unit, per_square = fit_quadratic([xs[i] for i in keep], [ys[i] for i in keep])
-    predicted = fixed + per_unit * xs[hold] + per_square * xs[hold] ** 2
-    return {"x": xs[hold], "fixed": fixed, "per_unit": per_unit, "per_square": per_square, "predicted": predicted,
-            "actual": ys[hold], "error": relative_error(predicted, ys[hold])}
+    return held_out_polynomial(xs, ys, hold, 2)
 
 
 def scale(y0: float, x0: float, x: float, exponent: float) -> float:
