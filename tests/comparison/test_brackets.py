@@ -7,7 +7,7 @@ import math
 import pytest
 
 from loralab.comparison import METHODS, parse_methods, parse_minutes
-from loralab.comparison.bracket import Bracket
+from loralab.comparison.bracket import Bracket, fill, filled_cost, ladder
 from loralab.comparison.budget import Budget
 from loralab.comparison.methods import spread
 from loralab.errors import LoralabError
@@ -94,6 +94,57 @@ def test_a_comparison_planned_before_ties_were_kept_resumes_by_its_own_rule(tmp_
     assert not resumed.keep_ties and resumed.plan() == {k: v for k, v in config.plan().items() if k != "keep_ties"}
     write_json(tmp_path / PLAN, config.plan())
     assert _planned_rules(config, tmp_path).keep_ties
+
+
+def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():
+    """CoLA on all its data: a final run of 1,362 steps, a pilot of full fine-tuning costing 0.34 s a step and
+    1.6 s besides. A given bracket (6 settings, 3 rungs) stops at 144 steps; a filled one goes on towards the
+    final length as far as the share allows, keeping two settings to its last rung."""
+    steps = ladder(16, 3, 1362)
+    assert steps == (16, 48, 144, 432, 1296, 1362)
+    assert ladder(16, 3, 16) == (16,) and ladder(16, 3, 10) == (10,) and ladder(16, 3, 20) == (16, 20)
+    costs = tuple(0.34 * s + 1.6 for s in steps)
+    for available in (100.0, 600.0, 1980.0, 5000.0, 1e6):
+        size, rungs = fill(available, costs, eta=3)
+        assert filled_cost(size, costs[:rungs], 3) <= available  # it fits
+        if rungs < len(costs):
+            assert filled_cost(6, costs[:rungs + 1], 3) > available  # one rung deeper would not
+        assert size == 64 or filled_cost(size + 1, costs[:rungs], 3) > available  # nor one more setting
+    assert fill(1980.0, costs, 3)[1] == 5  # to 1,296 steps (a given bracket: 144)
+    assert fill(1e6, costs, 3) == (64, 6)  # everything, to the final length
+    assert fill(30.0, costs, 3) == (6, 1)  # not even six first pilots: the first rung, cut short by the budget
+
+
+def test_a_filled_bracket_keeps_two_settings_to_its_last_rung():
+    given = Bracket.of(METHODS["lora"], 6, min_steps=16, eta=3, rungs=3)
+    filled = Bracket(given.method, given.settings, (16, 48, 144, 432), 3, least=2)
+    first = {0: 0.1, 1: 0.5, 2: 0.4, 3: 0.3, 4: 0.2, 5: 0.0}
+    second = {1: 0.6, 2: 0.7}
+    third = {2: 0.8, 1: 0.75}
+
+    def score(i, steps):
+        return {16: first, 48: second, 144: third}.get(steps, {}).get(i)
+
+    assert given.entrants(1, score) == filled.entrants(1, score) == [1, 2]  # floor(6 / 3) = 2 either way
+    assert given.entrants(2, score) == [2]  # a given bracket keeps floor(2 / 3) -> 1
+    assert filled.entrants(2, score) == [2, 1] and filled.entrants(3, score) == [2, 1]  # a filled one keeps two
+    assert filled_cost(6, (1.0, 3.0, 9.0, 27.0), 3) == 6 + 2 * 3 + 2 * 9 + 2 * 27
+
+
+def test_a_comparison_planned_with_a_given_bracket_resumes_with_it(tmp_path):
+    from loralab.comparison.config import CompareConfig
+    from loralab.comparison.driver import PLAN, _planned_rules
+    from loralab.runs.artifacts import write_json
+    from loralab.runs.config import RunConfig
+
+    config = CompareConfig(RunConfig(train="t.csv", valid="v.csv"), (METHODS["lora"],), 60.0)
+    assert config.fills and config.plan()["bracket_size"] is None and config.plan()["rungs"] is None
+    write_json(tmp_path / PLAN, {**config.plan(), "bracket_size": 6, "rungs": 3})  # planned before brackets filled
+    resumed = _planned_rules(config, tmp_path)
+    assert (resumed.bracket_size, resumed.rungs, resumed.fills) == (6, 3, False)
+    asked = CompareConfig(RunConfig(train="t.csv", valid="v.csv"), (METHODS["lora"],), 60.0, rungs=2)
+    assert _planned_rules(asked, tmp_path).rungs == 2  # asked for otherwise: the plan check refuses it later
+    assert CompareConfig(RunConfig(train="t.csv", valid="v.csv"), (METHODS["lora"],), 60.0, rungs=2).size == 6
 
 
 def test_no_pilot_trains_longer_than_a_final_run():

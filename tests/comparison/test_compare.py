@@ -95,6 +95,37 @@ def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tin
     assert again["methods"] == result["methods"]
 
 
+@pytest.mark.slow
+def test_a_bracket_shaped_by_its_share_keeps_its_shape_when_resumed(tmp_path, tiny):
+    """Neither --bracket-size nor --rungs: each method's bracket is shaped to fill its share once its first
+    pilot has measured a step (brackets.json), runs as shaped (two settings at least in every rung it
+    reaches), and a rerun plans the same runs: nothing is trained again."""
+    out = tmp_path / "cmp"
+    config = easy_comparison(tmp_path, tiny, budget_seconds=40.0, bracket_size=None, rungs=None, clock="cpu")
+    result = compare(config, out, log=lambda _: None)
+    shapes = json.loads((out / "brackets.json").read_text())
+    assert set(shapes) == {"full", "lora"}
+    for method in result["methods"]:
+        shape = shapes[method["method"]]
+        assert method["rung_steps"] == shape["rung_steps"] and method["bracket_settings"] == shape["settings"]
+        assert method["bracket_filled"] and shape["rung_steps"][0] == 2 and shape["rung_steps"][-1] <= 4  # a final: 4
+        assert 6 <= shape["settings"] <= 64
+        reached = {int(k) for p in method["pilots"] for k in p["values"]}
+        first = [p for p in method["pilots"] if "2" in p["values"]]
+        assert len(first) <= shape["settings"]
+        if len(reached) > 1:  # a later rung ran: whole, and with two settings at least
+            assert all(sum(str(s) in p["values"] for p in method["pilots"]) >= 2 for s in reached)
+        assert method["n"] == 2
+    assert "shaped to fill its share" in (out / "report.md").read_text()
+    before = [e for e in _ledger(out) if e["kind"] != "search"]
+    (out / "brackets.json").write_text(json.dumps(shapes))  # as written; a rerun must not reshape
+    again = compare(config, out, log=lambda _: None)
+    assert [e for e in _ledger(out) if e["kind"] != "search"] == before
+    assert json.loads((out / "brackets.json").read_text()) == shapes
+    for a, b in zip(again["methods"], result["methods"]):
+        assert {k: v for k, v in a.items() if a[k] != b[k]} == {}, (a["stopped"], b["stopped"])
+
+
 _ARGS = ["compare", "--model", "{model}", "--train", "{folder}/train.csv", "--valid", "{folder}/valid.csv",
          "--device", "cpu", "--batch-size", "8", "--max-length", "16", "--methods", "full,lora", "--budget", "10000",
          "--seeds", "2", "--bracket-size", "4", "--min-steps", "2", "--eta", "2", "--rungs", "2",

@@ -15,6 +15,13 @@ alike: those tied with its last survivor go on with it (`keep_ties`). At a few s
 pilots often all predict the majority class (CoLA's Matthews correlation 0.000 for every pilot at 16
 steps), and cutting such a tie by the settings' order would prune at random.
 
+A bracket's shape is either given (`--bracket-size`, `--rungs`) or fills the method's share (`fill`): the
+deepest ladder of rungs, r0 * eta**k up to the final run's length, whose pilots fit in what the share
+leaves after the final runs, then as many settings as still fit. Such a bracket keeps at least two
+settings in every rung (`least`), so its last rung still compares: a setting picked from pilots a tenth
+as long as the final run need not carry over to it (on all of CoLA, LoRA's pick of 144-step pilots, lr
+3e-3, predicted the majority class after the final run's 1,362 steps, with 86% of its share unspent).
+
 Everything here is decided from the pilots' scores alone (`score(index, steps)`: None for a pilot not
 run), so a resumed comparison plans exactly the runs it planned before.
 """
@@ -28,6 +35,9 @@ from typing import Any, Callable
 from loralab.comparison.methods import Method, label
 from loralab.recommendation.halving import rung_steps, survivors
 from loralab.recommendation.verdict import Pilot, Verdict, choose
+
+MOST = 64
+"""The most settings a bracket starts with."""
 
 Score = Callable[[int, int], "float | None"]
 """(setting index, steps) -> the pilot's score (NaN: it diverged), or None when it has not run."""
@@ -46,6 +56,8 @@ class Bracket:
     keep_ties: bool = True
     """Pilots tied with a rung's last survivor go on too (False: the settings' order breaks the tie, as
     comparisons planned before this rule did)."""
+    least: int = 1
+    """Survivors a rung keeps at the least (2 in a bracket that fills its share, see `fill`)."""
 
     @classmethod
     def of(cls, method: Method, size: int, min_steps: int, eta: int, rungs: int, higher_is_better: bool = True,
@@ -76,7 +88,7 @@ class Bracket:
             return None
         steps = self.steps[rung - 1]
         ranked = sorted(ran, key=lambda i: (self._badness(score(i, steps)), i))
-        keep = survivors(len(ran), self.eta)
+        keep = min(len(ran), max(self.least, survivors(len(ran), self.eta)))
         if self.keep_ties:
             last = self._badness(score(ranked[keep - 1], steps))
             while keep < len(ranked) and self._badness(score(ranked[keep], steps)) == last != math.inf:
@@ -111,3 +123,37 @@ class Bracket:
         if value is None or math.isnan(value):
             return math.inf
         return -value if self.higher_is_better else value
+
+
+def ladder(min_steps: int, eta: int, final_steps: int) -> tuple[int, ...]:
+    """Every rung a bracket may reach: r0 * eta**k below a final run's length, then that length."""
+    steps, k = [], 0
+    while min_steps * eta**k < final_steps:
+        steps.append(min_steps * eta**k)
+        k += 1
+    return tuple(steps + [final_steps])
+
+
+def filled_cost(settings: int, rung_costs: tuple[float, ...], eta: int, least: int = 2) -> float:
+    """What a bracket of `settings` costs when a pilot at rung k costs rung_costs[k] and every rung keeps at
+    least `least` of its entrants."""
+    total, alive = 0.0, settings
+    for cost in rung_costs:
+        total += alive * cost
+        alive = min(alive, max(least, survivors(alive, eta)))
+    return total
+
+
+def fill(available: float, rung_costs: tuple[float, ...], eta: int, fewest: int = 6, most: int = MOST) -> tuple[int, int]:
+    """(settings, rungs) of the bracket that fills `available` seconds: the most rungs (of `rung_costs`, the
+    cost of one pilot at each rung of `ladder`) through which `fewest` settings fit, then as many settings
+    (up to `most`) as fit through them. When not even the first rung of `fewest` fits: (fewest, 1), the
+    first rung alone, which the budget cuts short as it does a given bracket's."""
+    for rungs in range(len(rung_costs), 0, -1):
+        costs = rung_costs[:rungs]
+        if filled_cost(fewest, costs, eta) <= available:
+            settings = fewest
+            while settings < most and filled_cost(settings + 1, costs, eta) <= available:
+                settings += 1
+            return settings, rungs
+    return fewest, 1

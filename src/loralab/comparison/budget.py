@@ -38,6 +38,10 @@ class Budget:
         return sum(self.ledger.cost(e) for e in self.ledger.entries.values()
                    if (method is None or e.get("candidate") == method) and (kind is None or e["kind"] == kind))
 
+    def finals_started(self, method: str) -> bool:
+        """Whether any of the method's final runs has finished (its search is closed then)."""
+        return any(e.get("candidate") == method and e["kind"] == "final" for e in self.ledger.entries.values())
+
     def step_cost(self, method: str) -> float | None:
         return self.ledger.step_cost(method)
 

@@ -44,14 +44,16 @@ class CompareConfig:
     """Seconds for everything (pilots and final runs), split evenly between the methods."""
     seeds: int = 3
     """Final runs per method, at seeds base seed, base seed + 1, ..."""
-    bracket_size: int = 6
-    """Settings each method's bracket starts with at the first rung."""
+    bracket_size: int | None = None
+    """Settings each method's bracket starts with at the first rung (None with `rungs` None: as many as its
+    share affords, `fill`; None with `rungs` given: 6)."""
     min_steps: int = 16
     """Optimizer steps of the first rung's pilots."""
     eta: int = 3
     """Each rung keeps the best 1/eta of its method's pilots and gives them eta times the steps."""
-    rungs: int = 3
-    """Rungs per bracket."""
+    rungs: int | None = None
+    """Rungs per bracket (None with `bracket_size` None: as many as its share affords, the last at most a
+    final run's length; None with `bracket_size` given: 3)."""
     pilot_valid: int = 200
     """Validation examples the pilots are scored on (the first ones of the file)."""
     clock: str = "wall"
@@ -65,10 +67,12 @@ class CompareConfig:
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
         number("seeds", self.seeds, integer=True, low=1, high=100)
-        number("bracket_size", self.bracket_size, integer=True, low=1, high=64)
+        if self.bracket_size is not None:
+            number("bracket_size", self.bracket_size, integer=True, low=1, high=64)
         number("min_steps", self.min_steps, integer=True, low=1)
         number("eta", self.eta, integer=True, low=2)
-        number("rungs", self.rungs, integer=True, low=1, high=8)
+        if self.rungs is not None:
+            number("rungs", self.rungs, integer=True, low=1, high=8)
         number("pilot_valid", self.pilot_valid, integer=True, low=1)
         if self.clock not in ("wall", "cpu"):
             raise LoralabError(f"invalid --budget-clock {self.clock!r}: expected wall or cpu")
@@ -76,6 +80,21 @@ class CompareConfig:
             raise LoralabError("compare needs at least one method (--methods)")
         if not self.base.valid:
             raise LoralabError("compare needs a validation file (--valid): the methods are compared on it")
+
+    @property
+    def fills(self) -> bool:
+        """Whether each method's bracket is shaped by its share (neither its size nor its rungs given)."""
+        return self.bracket_size is None and self.rungs is None
+
+    @property
+    def size(self) -> int:
+        """Settings of a given bracket (a filled one starts from this many and grows)."""
+        return self.bracket_size or 6
+
+    @property
+    def rung_count(self) -> int:
+        """Rungs of a given bracket."""
+        return self.rungs or 3
 
     def share(self) -> float:
         """Each method's part of the budget."""

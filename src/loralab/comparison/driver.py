@@ -9,6 +9,9 @@ for the whole comparison.
 
     plan.json                                  what the comparison is; a rerun must match it (the budget may change)
     ledger.jsonl                               what each run cost (`budget.py`)
+    brackets.json                              each method's bracket, when shaped by its share (`bracket.fill`),
+                                               fixed once its first pilot has measured its step; a rerun keeps it
+    stopped.json                               why a method's bracket stopped before its last rung (the budget)
     pilots/<method>/<nn>_<settings>/steps-<n>/ a pilot run
     finals/<method>/<settings>/seed-<s>/       the method's best setting on all the data
     compare.json, report.md, report.html       what it found (`report.py` reads compare.json and records only)
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from loralab.comparison.bracket import Bracket
+from loralab.comparison.bracket import MOST, Bracket, fill, ladder
 from loralab.comparison.budget import Budget
 from loralab.comparison.config import CompareConfig
 from loralab.comparison.methods import Method, label
@@ -38,7 +41,10 @@ from loralab.runs.state import record_state
 from loralab.sweeps.experiment import Experiment, PlannedRun
 from loralab.sweeps.sweep import Executor, folder_lock, sweep
 
-PLAN, LEDGER = "plan.json", "ledger.jsonl"
+PLAN, LEDGER, SHAPES, STOPPED = "plan.json", "ledger.jsonl", "brackets.json", "stopped.json"
+FILL = 0.9
+"""The part of what a method's share leaves after its final runs that a filled bracket plans to spend: the
+rest absorbs settings that step slower than the first pilot measured (all-linear LoRA, a larger r)."""
 
 
 @dataclass
@@ -129,7 +135,7 @@ def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], No
     valid = task.read(base.valid, base.task, limit=base.valid_limit)
     task.check_labels(valid, task.label_space(train, source=base.train), source=base.valid)
     for method in config.methods:  # every method's settings are valid run settings, before anything is written
-        for settings in method.settings(config.bracket_size):
+        for settings in method.settings(MOST if config.fills else config.size):
             base.replace({**method.fixed, **settings})
     metric = config.metric or task.metrics[0]
     if metric not in task.metrics:
@@ -139,11 +145,38 @@ def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], No
     budget = Budget(config.budget_seconds, tuple(m.name for m in config.methods), ledger,
                     _final_steps(base, train_examples), config.seeds,
                     len(valid) / min(config.pilot_valid, len(valid)))
-    brackets = {m.name: Bracket.of(m, config.bracket_size, config.min_steps, config.eta, config.rungs,
+    # A filled bracket starts as its first rung alone (its first pilot measures the step), and is shaped then.
+    brackets = {m.name: Bracket.of(m, config.size, config.min_steps, config.eta, 1 if config.fills else config.rung_count,
                                    higher_is_better(metric), budget.final_steps, config.keep_ties)
                 for m in config.methods}
     return Comparison(config, out, budget, metric, train_examples, len(valid), brackets, log=log, progress=progress,
                       executor=executor)
+
+
+def shape_brackets(cmp: Comparison) -> None:
+    """Shape each method's bracket to fill its share (`bracket.fill`), once its first pilot has measured what a
+    step costs; the shape is kept in brackets.json, so a resumed comparison plans the runs it planned before.
+    A method whose step is still unknown (its first pilot failed) keeps its first rung alone."""
+    if not cmp.config.fills:
+        return
+    path = cmp.out / SHAPES
+    shapes = read_json(path) if path.exists() else {}
+    budget, config = cmp.budget, cmp.config
+    for name, bracket in list(cmp.brackets.items()):
+        if name not in shapes:
+            if budget.step_cost(name) is None:
+                continue
+            steps = ladder(config.min_steps, config.eta, budget.final_steps)
+            available = FILL * (budget.share(name) - budget.final_reserve(name))
+            size, rungs = fill(available, tuple(budget.pilot_cost(name, s) for s in steps), config.eta)
+            shapes[name] = {"settings": size, "rung_steps": list(steps[:rungs]), "planned_seconds": round(available, 1)}
+            cmp.log(f"{name}: bracket of {size} settings over rungs of {', '.join(map(str, steps[:rungs]))} steps, "
+                    f"to fill {available:.0f} s of its share")
+            write_json(path, shapes)
+        shape = shapes[name]
+        cmp.brackets[name] = Bracket(bracket.method, tuple(bracket.method.settings(int(shape["settings"]))),
+                                     tuple(int(s) for s in shape["rung_steps"]), bracket.eta, bracket.higher_is_better,
+                                     bracket.keep_ties, least=2)
 
 
 Planned = tuple[str, RunConfig, str, str]
@@ -202,6 +235,8 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
         for i in entrants:
             if i not in todo:  # finished before a kill: counted even when its ledger line was never written
                 _account(cmp, bracket.folder(i, steps), "pilot", name)
+        if cmp.budget.finals_started(name):
+            continue  # a method's search closes when its final runs start: a rerun reads them back
         known = cmp.budget.step_cost(name) is not None
         if first_only:
             if not known and todo and todo[0] == entrants[0]:
@@ -217,6 +252,7 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
                                      if left > 0 else f"budget: its share ({cmp.budget.share(name):.0f} s) is spent"
                                      + (f"; its final runs (about {reserve:.0f} s) run anyway" if reserve else ""))
                 cmp.log(f"{name}: bracket stopped at rung {rung + 1}; {cmp.stopped[name]}")
+                write_json(cmp.out / STOPPED, cmp.stopped)
                 break
             chosen.append(i)
             cost += more
@@ -234,6 +270,7 @@ def _pilot(cmp: Comparison, bracket: Bracket, index: int, steps: int) -> Planned
 def run_brackets(cmp: Comparison) -> None:
     """Every method's bracket, rung by rung, all methods' pilots of a rung in one stage."""
     _run_stage(cmp, "first pilot of each method", _rung(cmp, 0, first_only=True))
+    shape_brackets(cmp)
     longest = max(cmp.brackets.values(), key=lambda b: len(b.steps))
     for rung, steps in enumerate(longest.steps):
         _run_stage(cmp, f"rung {rung + 1} ({steps} steps)", _rung(cmp, rung))
@@ -258,16 +295,24 @@ def run_finals(cmp: Comparison, verdicts: dict[str, Any]) -> None:
 
 
 def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
-    """A folder planned before ties were kept (its plan.json has no "keep_ties") resumes without that rule, so
-    its rungs hold the pilots they were planned with; anything else in the plan must still match."""
+    """A folder resumes by the rules it was planned with, so its rungs hold the pilots they were planned with:
+    one planned before ties were kept (its plan.json has no "keep_ties") without that rule, and one planned
+    before brackets filled their shares (a size and rungs in its plan), asked again without --bracket-size
+    and --rungs, with the size and rungs it was planned with. Anything else in the plan must still match."""
     path = out / PLAN
-    if config.keep_ties and path.is_file():
-        try:
-            planned = read_json(path)
-        except LoralabError:
-            return config  # the check under the lock says what is wrong with it
-        if isinstance(planned, dict) and "keep_ties" not in planned:
-            return dataclasses.replace(config, keep_ties=False)
+    if not path.is_file():
+        return config
+    try:
+        planned = read_json(path)
+    except LoralabError:
+        return config  # the check under the lock says what is wrong with it
+    if not isinstance(planned, dict):
+        return config
+    if config.keep_ties and "keep_ties" not in planned:
+        config = dataclasses.replace(config, keep_ties=False)
+    size, rungs = planned.get("bracket_size"), planned.get("rungs")
+    if config.fills and isinstance(size, int) and isinstance(rungs, int):
+        config = dataclasses.replace(config, bracket_size=size, rungs=rungs)
     return config
 
 
@@ -286,6 +331,8 @@ def compare(config: CompareConfig, out: str | Path, *, log: Callable[[str], None
                                "--out")
         write_json(path, config.plan())
         cmp.budget.ledger = Ledger(out / LEDGER, config.clock, cmp.budget.ledger.start)  # read under the lock
+        if (out / STOPPED).is_file():
+            cmp.stopped.update(read_json(out / STOPPED))
         run_brackets(cmp)
         verdicts = best_settings(cmp)
         run_finals(cmp, verdicts)

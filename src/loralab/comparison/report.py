@@ -82,7 +82,10 @@ def _brackets(rec: dict[str, Any], label: str) -> list[Block]:
         rows = [[f"{p['setting']}" + (" (best)" if p["setting"] == best else ""), _settings(p["settings"])]
                 + [_num(p["values"].get(s)) for s in steps] + [p["state"]] for p in m["pilots"]]
         lo, hi = m["lr_range"]
-        out += [("p", f"**{m['method']}**: learning rates {lo:.0e} to {hi:.0e}"
+        shape = (f"{m['bracket_settings']} settings over rungs of {', '.join(steps)} steps"
+                 + (", shaped to fill its share" if m.get("bracket_filled") else "")
+                 + "; " if "bracket_settings" in m else "")  # compare.json from before it said
+        out += [("p", f"**{m['method']}**: {shape}learning rates {lo:.0e} to {hi:.0e}"
                       + "".join(f"; {k} from {' or '.join(_value(x) for x in v)}" for k, v in m["choices"].items())
                       + "."),
                 ("table", (header, rows))]

@@ -47,7 +47,8 @@ def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, A
     row = Row(method.name, method.name, method.fixed.get("strategy", ""), {})
     entry: dict[str, Any] = {"method": method.name, "lr_range": list(method.lr_range),
                              "choices": {k: list(v) for k, v in method.choices.items()},
-                             "rung_steps": list(bracket.steps), "pilots": pilots,
+                             "rung_steps": list(bracket.steps), "bracket_settings": len(bracket.settings),
+                             "bracket_filled": bracket.least > 1, "pilots": pilots,
                              "stopped": cmp.stopped.get(method.name), "best": None, "finals": []}
     if verdict is None:
         return entry, row

@@ -75,11 +75,14 @@ class CompareOptions:
     methods: tuple[str, ...] = setting(("full", "attention", "qv", "lora", "rslora", "dora", "lora+", "pissa", "olora",
                                         "vera", "ia3", "galore"), "Comma list of methods to compare.")
     seeds: int = setting(3, "Final runs of each method's best setting, at seeds --seed, --seed + 1, ...")
-    bracket_size: int = setting(6, "Settings each method's bracket starts with (learning rates across its "
-                                "bracket, its other settings cycled).")
+    bracket_size: int | None = setting(None, "Settings each method's bracket starts with (learning rates across its "
+                                       "bracket, its other settings cycled); none: 6 with --rungs, else as many "
+                                       "as the method's share affords (up to 64) once its rungs fit.")
     min_steps: int = setting(16, "Optimizer steps of the first rung's pilots.")
     eta: int = setting(3, "Each rung keeps the best 1/eta of its method's pilots, with eta times the steps.")
-    rungs: int = setting(3, "Rungs per bracket.")
+    rungs: int | None = setting(None, "Rungs per bracket; none: 3 with --bracket-size, else as many as the method's "
+                                "share affords after its final runs (min-steps x eta**k, the last at most a final "
+                                "run's length), each keeping at least two settings.")
     pilot_valid: int = setting(200, "Validation examples pilots are scored on (the first ones of the file).")
     metric: str | None = setting(None, "The validation metric the methods are judged by, one of the task's "
                                  "(GLUE's CoLA: mcc; none: the task's first, e.g. accuracy or pearson).")
