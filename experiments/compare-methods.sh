@@ -3,7 +3,8 @@
 # verdicts and costs, from `loralab compare` (each method's rate and key settings searched in a bracket of
 # its own, then its best trained with seeds 0, 1, 2). MiniLM, max length 128, batches of 8, one epoch.
 #   bash experiments/compare-methods.sh science-exam      # or arc-easy; each resumable (rerun to go on)
-# The default --methods: full, attention, qv, lora, rslora, dora, lora+, pissa, olora, vera, ia3, galore.
+# The default --methods: full, attention, qv, lora, rslora, dora, lora+, pissa, olora, vera, ia3, galore; 6 CPU hours,
+# 30 minutes a method, which its bracket fills (compare's default) after its three final runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=../shared/data
@@ -11,9 +12,9 @@ OUT=experiments/results/compare-methods
 common=(--model minilm --seeds 3 --epochs 1 --batch-size 8 --max-length 128 --budget-clock cpu --threads 1 --quiet)
 for data in "$@"; do
   case $data in
-    science-exam) loralab compare "${common[@]}" --budget 8h --out $OUT/science-exam --train $D/science-exam/train.csv \
+    science-exam) loralab compare "${common[@]}" --budget 6h --out $OUT/science-exam --train $D/science-exam/train.csv \
                     --train-limit 2000 --valid $D/science-exam/valid.csv ;;
-    arc-easy)     loralab compare "${common[@]}" --budget 8h --out $OUT/arc-easy --train $D/arc-easy/train.csv \
+    arc-easy)     loralab compare "${common[@]}" --budget 6h --out $OUT/arc-easy --train $D/arc-easy/train.csv \
                     --valid $D/arc-easy/validation.csv ;;
     *) echo "unknown data set $data (science-exam arc-easy)" >&2; exit 2 ;;
   esac
