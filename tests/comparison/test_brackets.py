@@ -101,7 +101,8 @@ def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():
     1.6 s besides. A given bracket (6 settings, 3 rungs) stops at 144 steps; a filled one goes on towards the
     final length as far as the share allows, keeping two settings to its last rung."""
     steps = ladder(16, 3, 1362)
-    assert steps == (16, 48, 144, 432, 1296, 1362)
+    assert steps == (16, 48, 144, 432, 1362)  # not 1,296 as well: nearly the final length
+    assert ladder(16, 3, 250) == (16, 48, 144, 250) and ladder(16, 3, 2500) == (16, 48, 144, 432, 1296, 2500)
     assert ladder(16, 3, 16) == (16,) and ladder(16, 3, 10) == (10,) and ladder(16, 3, 20) == (16, 20)
     costs = tuple(0.34 * s + 1.6 for s in steps)
     for available in (100.0, 600.0, 1980.0, 5000.0, 1e6):
@@ -110,8 +111,9 @@ def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():
         if rungs < len(costs):
             assert filled_cost(6, costs[:rungs + 1], 3) > available  # one rung deeper would not
         assert size == 64 or filled_cost(size + 1, costs[:rungs], 3) > available  # nor one more setting
-    assert fill(1980.0, costs, 3)[1] == 5  # to 1,296 steps (a given bracket: 144)
-    assert fill(1e6, costs, 3) == (64, 6)  # everything, to the final length
+    assert fill(1980.0, costs, 3)[1] == 5  # to the final length, 1,362 steps (a given bracket: 144)
+    assert fill(1000.0, costs, 3)[1] == 4  # to 432 steps
+    assert fill(1e6, costs, 3) == (64, 5)  # everything
     assert fill(30.0, costs, 3) == (6, 1)  # not even six first pilots: the first rung, cut short by the budget
 
 
