@@ -31,7 +31,7 @@ for task in "$@"; do
             --train $G/STS-B/original_sts-train.tsv --valid $G/STS-B/original_sts-dev.tsv --columns genre,file,year,id,score,sentence1,sentence2 ;;
     sst2) loralab compare "${common[@]}" "${two[@]}" --budget 90m --out $OUT/sst2 --train $G/SST-2/train_full.tsv --valid $G/SST-2/dev.tsv ;;
     rte)  loralab compare "${common[@]}" "${two[@]}" --budget 90m --out $OUT/rte --train $G/RTE/train.tsv --valid $G/RTE/dev.tsv ;;
-    rte-all)  # RTE stayed near chance on 2,000 pairs and two epochs: all 2,490 training pairs, 4 epochs
+    rte-all)  # RTE stayed near chance on 2,000 pairs and two epochs: all 2,127 training pairs of train.tsv, 4 epochs
           loralab compare "${common[@]}" --budget 120m --out $OUT/rte-all --train $G/RTE/train.tsv --valid $G/RTE/dev.tsv --epochs 4 ;;
     mrpc) loralab compare "${common[@]}" "${two[@]}" --budget 120m --out $OUT/mrpc --train $G/MRPC/msr_paraphrase_train.txt \
             --valid $G/MRPC/msr_paraphrase_test.txt ;;
