@@ -121,14 +121,40 @@ def _is_open(trials: list[optuna.trial.FrozenTrial]) -> bool:
     return any(t.state == optuna.trial.TrialState.RUNNING for t in trials)
 
 
+def _key(settings: dict[str, Any]) -> str:
+    return repr(sorted(settings.items()))
+
+
+def _drawn(search: Search, candidate: Candidate) -> set[str]:
+    """The settings of `candidate` drawn so far, by any bracket."""
+    return {_key(t.user_attrs["settings"]) for t in search.study.get_trials(deepcopy=False)
+            if t.user_attrs.get("candidate") == candidate.name and "settings" in t.user_attrs}
+
+
 def _exhausted(search: Search, candidate: Candidate) -> bool:
     """Every setting its space holds has been drawn (only a space without a learning-rate range ends)."""
     size = candidate.space_size()
-    if size is None:
-        return False
-    drawn = {repr(sorted(t.user_attrs["settings"].items())) for t in search.study.get_trials(deepcopy=False)
-             if t.user_attrs.get("candidate") == candidate.name and "settings" in t.user_attrs}
-    return len(drawn) >= size
+    return size is not None and len(_drawn(search, candidate)) >= size
+
+
+def _draw(search: Search, candidate: Candidate) -> tuple[optuna.trial.Trial, dict[str, Any]]:
+    """A new trial and its settings. In a finite space a setting is drawn once: the sampler may propose one
+    already drawn (on science-exam TPE drew one LoRA setting five times, each pilot scoring the same), and
+    then that trial is dropped (failed, outside every bracket) and one of the settings not yet drawn, picked
+    by the trial's number, is asked for instead."""
+    trial = search.study.ask()
+    settings = candidate.suggest(trial)
+    if candidate.space_size() is None:
+        return trial, settings
+    drawn = _drawn(search, candidate)
+    undrawn = [s for s in candidate.grid() if _key(s) not in drawn]
+    if _key(settings) not in drawn or not undrawn:
+        return trial, settings
+    search.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+    choice = undrawn[trial.number % len(undrawn)]
+    search.study.enqueue_trial(candidate.params(choice))
+    trial = search.study.ask()
+    return trial, candidate.suggest(trial)
 
 
 def _reserve(search: Search, candidate: Candidate, steps: int = 0) -> float:
@@ -154,6 +180,8 @@ def _new_bracket(search: Search, candidate: Candidate, share: float) -> tuple[st
     costs = tuple(search.pilot_cost(candidate.name, s) for s in search.rungs)
     most = config.bracket_size or config.eta ** (config.rungs - 1)
     size = candidate.space_size()
+    if size is not None:
+        size -= len(_drawn(search, candidate))  # a setting is drawn once (`_draw`)
     entrants, rungs = bracket_shape(share, costs, config.eta, most if size is None else min(most, size))
     if entrants == 0 and costs[0] <= search.left() - _reserve(search, candidate, search.rungs[0]):
         # A budget too small to share still runs what it can: one first-rung pilot, in turn.
@@ -176,9 +204,9 @@ def _fill(search: Search, candidate: Candidate, bracket: str, entrants: int, run
     on resuming). A trial joins the bracket only with its last attribute, so a half-written trial
     stays outside it."""
     for _ in range(len(_brackets_of(search, candidate).get(bracket, [])), entrants):
-        trial = search.study.ask()
+        trial, settings = _draw(search, candidate)
         for key, value in (("worker", search.config.worker), ("candidate", candidate.name), ("rungs", rungs),
-                           ("entrants", entrants), ("settings", candidate.suggest(trial)), (BRACKET, bracket)):
+                           ("entrants", entrants), ("settings", settings), (BRACKET, bracket)):
             trial.set_user_attr(key, value)
 
 

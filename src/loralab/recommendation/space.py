@@ -149,6 +149,13 @@ class Candidate:
             settings[key] = trial.suggest_categorical(f"{self.name}.{key}", values)
         return settings
 
+    def params(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """`settings` as the Optuna parameters `suggest` draws them from (to ask for them: enqueue_trial)."""
+        rates = self.lr_values()
+        out = {} if rates is not None and len(rates) == 1 else {f"{self.name}.lr": settings["lr"]}
+        out.update({f"{self.name}.{key}": settings[key] for key in self.space()})
+        return out
+
     def config(self, base: RunConfig, settings: dict[str, Any]) -> RunConfig:
         """`base` with this candidate's model, strategy and fixed options and the drawn `settings`, named
         by their keys in the settings table (`lr`, `lora_r`, ...; targets by their set's name in
