@@ -7,7 +7,8 @@ import math
 import pytest
 
 from loralab.comparison import METHODS, parse_methods, parse_minutes
-from loralab.comparison.bracket import Bracket, fill, filled_cost, ladder
+from loralab.comparison.bracket import FILLED_LEAST, Bracket, fill, ladder
+from loralab.recommendation.halving import bracket_cost
 from loralab.comparison.budget import Budget
 from loralab.comparison.methods import spread
 from loralab.errors import LoralabError
@@ -107,10 +108,10 @@ def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():
     costs = tuple(0.34 * s + 1.6 for s in steps)
     for available in (100.0, 600.0, 1980.0, 5000.0, 1e6):
         size, rungs = fill(available, costs, eta=3)
-        assert filled_cost(size, costs[:rungs], 3) <= available  # it fits
+        assert bracket_cost(size, costs[:rungs], 3, FILLED_LEAST) <= available  # it fits
         if rungs < len(costs):
-            assert filled_cost(6, costs[:rungs + 1], 3) > available  # one rung deeper would not
-        assert size == 64 or filled_cost(size + 1, costs[:rungs], 3) > available  # nor one more setting
+            assert bracket_cost(6, costs[:rungs + 1], 3, FILLED_LEAST) > available  # one rung deeper would not
+        assert size == 64 or bracket_cost(size + 1, costs[:rungs], 3, FILLED_LEAST) > available  # nor one more setting
     assert fill(1980.0, costs, 3)[1] == 5  # to the final length, 1,362 steps (a given bracket: 144)
     assert fill(1000.0, costs, 3)[1] == 4  # to 432 steps
     assert fill(1e6, costs, 3) == (64, 5)  # everything
@@ -130,7 +131,7 @@ def test_a_filled_bracket_keeps_two_settings_to_its_last_rung():
     assert given.entrants(1, score) == filled.entrants(1, score) == [1, 2]  # floor(6 / 3) = 2 either way
     assert given.entrants(2, score) == [2]  # a given bracket keeps floor(2 / 3) -> 1
     assert filled.entrants(2, score) == [2, 1] and filled.entrants(3, score) == [2, 1]  # a filled one keeps two
-    assert filled_cost(6, (1.0, 3.0, 9.0, 27.0), 3) == 6 + 2 * 3 + 2 * 9 + 2 * 27
+    assert bracket_cost(6, (1.0, 3.0, 9.0, 27.0), 3, FILLED_LEAST) == 6 + 2 * 3 + 2 * 9 + 2 * 27
 
 
 def test_a_comparison_planned_with_a_given_bracket_resumes_with_it(tmp_path):

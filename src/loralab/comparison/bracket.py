@@ -33,11 +33,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from loralab.comparison.methods import Method, label
-from loralab.recommendation.halving import rung_steps, survivors
+from loralab.recommendation.halving import bracket_cost, rung_steps, survivors
 from loralab.recommendation.verdict import Pilot, Verdict, choose
 
 MOST = 64
 """The most settings a bracket starts with."""
+FILLED_LEAST = 2
+"""Survivors every rung of a bracket that fills its share keeps at the least."""
 
 Score = Callable[[int, int], "float | None"]
 """(setting index, steps) -> the pilot's score (NaN: it diverged), or None when it has not run."""
@@ -57,7 +59,7 @@ class Bracket:
     """Pilots tied with a rung's last survivor go on too (False: the settings' order breaks the tie, as
     comparisons planned before this rule did)."""
     least: int = 1
-    """Survivors a rung keeps at the least (2 in a bracket that fills its share, see `fill`)."""
+    """Survivors a rung keeps at the least (`FILLED_LEAST` in a bracket that fills its share, see `fill`)."""
 
     @classmethod
     def of(cls, method: Method, size: int, min_steps: int, eta: int, rungs: int, higher_is_better: bool = True,
@@ -88,7 +90,7 @@ class Bracket:
             return None
         steps = self.steps[rung - 1]
         ranked = sorted(ran, key=lambda i: (self._badness(score(i, steps)), i))
-        keep = min(len(ran), max(self.least, survivors(len(ran), self.eta)))
+        keep = survivors(len(ran), self.eta, self.least)
         if self.keep_ties:
             last = self._badness(score(ranked[keep - 1], steps))
             while keep < len(ranked) and self._badness(score(ranked[keep], steps)) == last != math.inf:
@@ -136,16 +138,6 @@ def ladder(min_steps: int, eta: int, final_steps: int) -> tuple[int, ...]:
     return tuple(steps + [final_steps])
 
 
-def filled_cost(settings: int, rung_costs: tuple[float, ...], eta: int, least: int = 2) -> float:
-    """What a bracket of `settings` costs when a pilot at rung k costs rung_costs[k] and every rung keeps at
-    least `least` of its entrants."""
-    total, alive = 0.0, settings
-    for cost in rung_costs:
-        total += alive * cost
-        alive = min(alive, max(least, survivors(alive, eta)))
-    return total
-
-
 def fill(available: float, rung_costs: tuple[float, ...], eta: int, fewest: int = 6, most: int = MOST) -> tuple[int, int]:
     """(settings, rungs) of the bracket that fills `available` seconds: the most rungs (of `rung_costs`, the
     cost of one pilot at each rung of `ladder`) through which `fewest` settings fit, then as many settings
@@ -153,9 +145,9 @@ def fill(available: float, rung_costs: tuple[float, ...], eta: int, fewest: int 
     first rung alone, which the budget cuts short as it does a given bracket's."""
     for rungs in range(len(rung_costs), 0, -1):
         costs = rung_costs[:rungs]
-        if filled_cost(fewest, costs, eta) <= available:
+        if bracket_cost(fewest, costs, eta, FILLED_LEAST) <= available:
             settings = fewest
-            while settings < most and filled_cost(settings + 1, costs, eta) <= available:
+            while settings < most and bracket_cost(settings + 1, costs, eta, FILLED_LEAST) <= available:
                 settings += 1
             return settings, rungs
     return fewest, 1

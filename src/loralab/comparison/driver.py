@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from loralab.comparison.bracket import MOST, Bracket, fill, ladder
+from loralab.comparison.bracket import FILLED_LEAST, MOST, Bracket, fill, ladder
 from loralab.comparison.budget import Budget
 from loralab.comparison.config import CompareConfig
 from loralab.comparison.methods import Method, label
@@ -162,21 +162,21 @@ def shape_brackets(cmp: Comparison) -> None:
     path = cmp.out / SHAPES
     shapes = read_json(path) if path.exists() else {}
     budget, config = cmp.budget, cmp.config
-    for name, bracket in list(cmp.brackets.items()):
-        if name not in shapes:
-            if budget.step_cost(name) is None:
-                continue
-            steps = ladder(config.min_steps, config.eta, budget.final_steps)
-            available = FILL * (budget.share(name) - budget.final_reserve(name))
-            size, rungs = fill(available, tuple(budget.pilot_cost(name, s) for s in steps), config.eta)
-            shapes[name] = {"settings": size, "rung_steps": list(steps[:rungs]), "planned_seconds": round(available, 1)}
-            cmp.log(f"{name}: bracket of {size} settings over rungs of {', '.join(map(str, steps[:rungs]))} steps, "
-                    f"to fill {available:.0f} s of its share")
-            write_json(path, shapes)
-        shape = shapes[name]
+    new = [name for name in cmp.brackets if name not in shapes and budget.step_cost(name) is not None]
+    for name in new:
+        steps = ladder(config.min_steps, config.eta, budget.final_steps)
+        available = FILL * (budget.share(name) - budget.final_reserve(name))
+        size, rungs = fill(available, tuple(budget.pilot_cost(name, s) for s in steps), config.eta)
+        shapes[name] = {"settings": size, "rung_steps": list(steps[:rungs]), "planned_seconds": round(available, 1)}
+        cmp.log(f"{name}: bracket of {size} settings over rungs of {', '.join(map(str, steps[:rungs]))} steps, "
+                f"to fill {available:.0f} s of its share")
+    if new:
+        write_json(path, shapes)
+    for name, shape in shapes.items():
+        bracket = cmp.brackets[name]
         cmp.brackets[name] = Bracket(bracket.method, tuple(bracket.method.settings(int(shape["settings"]))),
                                      tuple(int(s) for s in shape["rung_steps"]), bracket.eta, bracket.higher_is_better,
-                                     bracket.keep_ties, least=2)
+                                     bracket.keep_ties, least=FILLED_LEAST)
 
 
 Planned = tuple[str, RunConfig, str, str]

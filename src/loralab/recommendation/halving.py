@@ -31,17 +31,18 @@ def rung_steps(min_steps: int, eta: int, rungs: int) -> tuple[int, ...]:
     return tuple(min_steps * eta**k for k in range(rungs))
 
 
-def survivors(entrants: int, eta: int) -> int:
-    """How many of a rung's entrants go on to the next rung."""
-    return max(1, math.floor(entrants / eta))
+def survivors(entrants: int, eta: int, least: int = 1) -> int:
+    """How many of a rung's entrants go on to the next rung: a 1/eta of them, at least `least` (while there are)."""
+    return min(max(entrants, 1), max(least, math.floor(entrants / eta)))
 
 
-def bracket_cost(entrants: int, rung_costs: tuple[float, ...], eta: int) -> float:
-    """What a bracket of `entrants` settings costs when a pilot at rung k costs rung_costs[k]."""
+def bracket_cost(entrants: int, rung_costs: tuple[float, ...], eta: int, least: int = 1) -> float:
+    """What a bracket of `entrants` settings costs when a pilot at rung k costs rung_costs[k] and each rung
+    keeps `survivors(..., least)` of its entrants."""
     total, alive = 0.0, entrants
     for cost in rung_costs:
         total += alive * cost
-        alive = survivors(alive, eta)
+        alive = survivors(alive, eta, least)
     return total
 
 
