@@ -76,3 +76,26 @@ def test_a_correlation_over_constant_labels_is_undefined():
     assert spearman([[0.1], [0.5], [0.9]], [2.0, 2.0, 2.0]) is None
     assert pearson([[0.5], [0.5], [0.5]], [1.0, 2.0, 3.0]) == 0.0  # constant predictions: as before
     assert shown(None) == "undefined" and shown(0.5) == "0.5000"
+
+
+def test_cross_entropy_is_the_training_loss_of_a_choice_task():
+    import torch
+
+    from loralab.metrics import cross_entropy
+
+    generator = torch.Generator().manual_seed(0)
+    scores = (torch.randn(7, 4, generator=generator) * 30).tolist()  # large logits: a naive exp would overflow
+    labels = [0, 3, 1, 2, 2, 0, 1]
+    expected = torch.nn.functional.cross_entropy(torch.tensor(scores, dtype=torch.float64), torch.tensor(labels))
+    assert cross_entropy(scores, labels) == pytest.approx(float(expected), rel=1e-9)
+    assert cross_entropy([[0.0, 0.0]], [1]) == pytest.approx(0.6931471805599453)  # log 2: no preference
+
+
+def test_a_records_validation_loss_is_its_tasks_loss():
+    from loralab.metrics import validation_loss
+
+    assert validation_loss({"accuracy": 0.5, "mcc": 0.0, "cross_entropy": 0.61}) == 0.61
+    assert validation_loss({"pearson": 0.8, "mse": 0.4}) == 0.4  # regression trains on the squared error
+    assert validation_loss({"perplexity": 9.0, "loss": 2.2}) == 2.2
+    assert validation_loss({"accuracy": 0.5, "mcc": 0.0}) is None  # a record from before choice losses
+    assert validation_loss({"cross_entropy": float("nan")}) is None

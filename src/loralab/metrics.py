@@ -7,6 +7,9 @@
   by Gorodkin 2004).
 - Regression: Pearson and Spearman correlation (STS-B), mean squared error.
 - Completions: cross-entropy per completion token and its perplexity.
+- Choices (classification, multiple choice): the cross-entropy of the softmax over an example's scores,
+  what training minimises. Each task's loss on validation data (`validation_loss`) is continuous where its
+  other metrics are steps: it tells apart pilots that all predict the majority class.
 """
 
 from __future__ import annotations
@@ -108,6 +111,16 @@ def mse(values: Sequence[Sequence[float]], labels: Sequence[float]) -> float:
     return sum((float(v[0]) - float(t)) ** 2 for v, t in zip(values, labels)) / len(labels)
 
 
+def cross_entropy(scores: Sequence[Sequence[float]], labels: Sequence[int]) -> float:
+    """Mean of -log softmax(scores)[label] over the examples, in nats: the training loss of a choice task."""
+    _check(scores, labels)
+    total = 0.0
+    for row, label in zip(scores, labels):
+        top = max(row)
+        total += top + math.log(sum(math.exp(v - top) for v in row)) - row[label]
+    return total / len(labels)
+
+
 def token_loss(outputs: Sequence[Sequence[float]], labels=None) -> float:
     """Cross-entropy per token over all examples, each output being [sum of its tokens' losses, tokens]."""
     tokens = sum(o[1] for o in outputs)
@@ -146,4 +159,19 @@ METRICS: dict[str, Metric] = {
     "mse": Metric(mse, higher_is_better=False, label="MSE"),
     "perplexity": Metric(perplexity, higher_is_better=False, label="perplexity"),
     "loss": Metric(token_loss, higher_is_better=False, label="loss"),
+    "cross_entropy": Metric(cross_entropy, higher_is_better=False, label="cross-entropy"),
 }
+
+LOSSES = ("cross_entropy", "mse", "loss")
+"""The metric of each task that is its training loss on the validation examples: choices, regression,
+completions."""
+
+
+def validation_loss(valid: dict) -> float | None:
+    """A run record's validation loss (`LOSSES`), None when it reports none (a record from before choice
+    tasks reported their cross-entropy) or it is not a finite number."""
+    for name in LOSSES:
+        value = valid.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value) if math.isfinite(value) else None
+    return None

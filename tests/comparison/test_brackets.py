@@ -81,6 +81,27 @@ def test_a_rung_never_separates_pilots_it_scored_alike():
     assert bracket.entrants(1, lambda i, s: diverged.get(i) if s == 16 else None) == [0, 1]
 
 
+def test_pilots_that_score_alike_are_told_apart_by_their_validation_loss():
+    """All 44 of full fine-tuning's 16-step pilots on CoLA scored Matthews 0.000; carried on together they
+    spent a filled bracket's share on its second rung. Their validation losses differ, and rank them."""
+    bracket = Bracket.of(METHODS["lora"], 6, min_steps=16, eta=3, rungs=3)
+    majority = {i: 0.0 for i in range(6)}
+    losses = {0: 0.64, 1: 0.61, 2: 0.70, 3: 0.60, 4: 0.66, 5: 0.62}
+    score = lambda i, s: majority.get(i) if s == 16 else None  # noqa: E731
+    loss = lambda i, s: losses.get(i) if s == 16 else None  # noqa: E731
+    assert bracket.entrants(1, score, loss) == [3, 1]  # survivors(6, 3) = 2, the lowest losses
+    scores = {0: 0.0, 1: 0.2, 2: 0.0, 3: 0.1, 4: 0.1, 5: 0.0}
+    assert bracket.entrants(1, lambda i, s: scores.get(i) if s == 16 else None, loss) == [1, 3]  # the score first
+    some = {0: 0.64, 3: 0.60}  # pilots without a loss (recorded before) rank after those with one, tied
+    assert bracket.entrants(1, score, lambda i, s: some.get(i)) == [3, 0]
+    assert bracket.entrants(1, score, lambda i, s: {3: 0.6}.get(i)) == [3, 0, 1, 2, 4, 5]  # 0 ties 1, 2, 4, 5
+    # the verdict too: of the pilots that reached the last rung with the same score, the lower loss wins
+    single = Bracket.of(METHODS["lora"], 6, min_steps=16, eta=3, rungs=1)
+    verdict = single.best(score, "mcc", 200, loss)
+    assert verdict.winner.number == 3 and verdict.winner.losses == {16: 0.60}
+    assert single.best(score, "mcc", 200).winner.number == 0  # without losses: the earlier, as before
+
+
 def test_a_comparison_planned_before_ties_were_kept_resumes_by_its_own_rule(tmp_path):
     from loralab.comparison.config import CompareConfig
     from loralab.comparison.driver import PLAN, _planned_rules
@@ -95,6 +116,11 @@ def test_a_comparison_planned_before_ties_were_kept_resumes_by_its_own_rule(tmp_
     assert not resumed.keep_ties and resumed.plan() == {k: v for k, v in config.plan().items() if k != "keep_ties"}
     write_json(tmp_path / PLAN, config.plan())
     assert _planned_rules(config, tmp_path).keep_ties
+    # and one planned before validation losses broke ties resumes without that rule
+    assert config.plan()["tie_break"] == "validation loss" and config.tie_break
+    write_json(tmp_path / PLAN, {k: v for k, v in config.plan().items() if k != "tie_break"})
+    resumed = _planned_rules(config, tmp_path)
+    assert not resumed.tie_break and resumed.keep_ties and "tie_break" not in resumed.plan()
 
 
 def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():

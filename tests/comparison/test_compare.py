@@ -83,6 +83,10 @@ def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tin
         assert method["train_seconds"] > 0 and method["peak_memory_mb"] > 0 and method["stored_bytes"] > 0
         assert method["verdict"] in ("best", "within noise", "worse beyond noise")
         assert method["stopped"] is None
+        for pilot in method["pilots"]:  # each pilot's validation loss (the options' cross-entropy) where it scored
+            assert set(pilot["losses"]) == set(pilot["values"]) and all(v > 0 for v in pilot["losses"].values())
+        ranked = sorted(method["pilots"], key=lambda p: (-p["values"]["2"], p["losses"]["2"], p["setting"]))
+        assert {p["setting"] for p in ranked[:2]} == {p["setting"] for p in method["pilots"] if "4" in p["values"]}
     lora = next(m for m in result["methods"] if m["method"] == "lora")
     full = next(m for m in result["methods"] if m["method"] == "full")
     assert lora["trainable_params"] < full["trainable_params"] and lora["stored_bytes"] < full["stored_bytes"]

@@ -7,7 +7,7 @@ import math
 import optuna
 import pytest
 
-from loralab.recommendation.halving import (BRACKET, BracketPruner, bracket_cost, bracket_shape, rung_steps,
+from loralab.recommendation.halving import (BRACKET, LOSS, BracketPruner, bracket_cost, bracket_shape, rung_steps,
                                            survivors)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -40,6 +40,19 @@ def test_a_nan_score_is_pruned_and_never_counts_as_best():
     study = optuna.create_study(direction="minimize", pruner=BracketPruner(eta=2))
     trials = _bracket(study, "a", [math.nan, 0.5, 0.7, 0.9])
     assert [t.should_prune() for t in trials] == [True, False, False, True]
+
+
+def test_trials_that_score_alike_are_told_apart_by_their_validation_loss():
+    """Six pilots all at the majority class (accuracy 0.5): the two lowest validation losses go on, not the
+    two first trials; a trial without a recorded loss (a study from before) ranks after those with one."""
+    study = optuna.create_study(direction="maximize", pruner=BracketPruner(eta=3))
+    trials = _bracket(study, "a", [0.5] * 6)
+    for trial, loss in zip(trials, [0.69, 0.66, None, 0.62, 0.70, 0.64]):
+        if loss is not None:
+            trial.set_user_attr(f"{LOSS}4", loss)
+    assert {t.number for t in trials if not t.should_prune()} == {3, 5}
+    plain = optuna.create_study(direction="maximize", pruner=BracketPruner(eta=3))
+    assert {t.number for t in _bracket(plain, "a", [0.5] * 6) if not t.should_prune()} == {0, 1}  # as before
 
 
 def test_optunas_asynchronous_pruner_lets_a_lone_first_trial_through():

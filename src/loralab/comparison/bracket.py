@@ -10,10 +10,13 @@ and the best setting is recommend's verdict (`recommendation.verdict.choose`): t
 largest step count any of the method's pilots reached. Three rules are compare's own: the first rung may
 be cut short by the budget (its settings are ordered so that any first few span the learning-rate
 bracket, `methods.spread`); a rung that would hold a single setting is not run (it decides nothing;
-the final runs score that setting on all the data anyway); and a rung never separates pilots it scored
-alike: those tied with its last survivor go on with it (`keep_ties`). At a few steps a classifier's
-pilots often all predict the majority class (CoLA's Matthews correlation 0.000 for every pilot at 16
-steps), and cutting such a tie by the settings' order would prune at random.
+the final runs score that setting on all the data anyway); and pilots that a rung scored alike are told
+apart by their validation loss (`loss`, `metrics.validation_loss`), never by the settings' order. At a
+few steps a classifier's pilots often all predict the majority class (CoLA's Matthews correlation 0.000
+for every pilot at 16 steps); cutting that tie by the order would prune at random, and carrying every
+tied pilot on (`keep_ties`, the rule before losses were recorded, which still holds for pilots without
+one) spent a filled bracket's share on its second rung: 44 of 44 full fine-tuning pilots went on where
+14 were planned, and the bracket stopped before its third rung.
 
 A bracket's shape is either given (`--bracket-size`, `--rungs`) or fills the method's share (`fill`): the
 deepest ladder of rungs, r0 * eta**k up to the final run's length, whose pilots fit in what the share
@@ -43,6 +46,9 @@ FILLED_LEAST = 2
 
 Score = Callable[[int, int], "float | None"]
 """(setting index, steps) -> the pilot's score (NaN: it diverged), or None when it has not run."""
+Loss = Callable[[int, int], "float | None"]
+"""(setting index, steps) -> the pilot's validation loss, or None when it has none (not run, diverged, or
+recorded before losses were)."""
 
 
 @dataclass(frozen=True)
@@ -75,56 +81,68 @@ class Bracket:
         """A pilot's run folder, relative to the comparison's folder."""
         return f"pilots/{self.method.name}/{index:02d}_{label(self.settings[index])}/steps-{steps}"
 
-    def entrants(self, rung: int, score: Score) -> list[int] | None:
-        """The settings entering `rung`, best first after the first rung; None when the rung is not run
-        (the one before it was cut short by the budget, or left a single setting)."""
+    def entrants(self, rung: int, score: Score, loss: Loss | None = None) -> list[int] | None:
+        """The settings entering `rung`, best first after the first rung (by score, then by validation loss
+        when `loss` is given); None when the rung is not run (the one before it was cut short by the budget,
+        or left a single setting)."""
         if rung == 0:
             return list(range(len(self.settings)))
         if rung >= len(self.steps):
             return None
-        before = self.entrants(rung - 1, score)
+        before = self.entrants(rung - 1, score, loss)
         if before is None:
             return None
-        ran = self.ran(rung - 1, score)
+        ran = self.ran(rung - 1, score, loss)
         if (rung > 1 and len(ran) < len(before)) or len(ran) <= 1:
             return None
         steps = self.steps[rung - 1]
-        ranked = sorted(ran, key=lambda i: (self._badness(score(i, steps)), i))
+
+        def rank(i: int) -> tuple[float, float]:
+            return self._badness(score(i, steps)), _known(loss(i, steps) if loss else None)
+
+        ranked = sorted(ran, key=lambda i: (rank(i), i))
         keep = survivors(len(ran), self.eta, self.least)
         if self.keep_ties:
-            last = self._badness(score(ranked[keep - 1], steps))
-            while keep < len(ranked) and self._badness(score(ranked[keep], steps)) == last != math.inf:
+            last = rank(ranked[keep - 1])
+            while keep < len(ranked) and rank(ranked[keep]) == last and last[0] != math.inf:
                 keep += 1
         return ranked[:keep]
 
-    def ran(self, rung: int, score: Score) -> list[int]:
+    def ran(self, rung: int, score: Score, loss: Loss | None = None) -> list[int]:
         """The entrants of `rung` that have a score there."""
-        return [i for i in self.entrants(rung, score) or [] if score(i, self.steps[rung]) is not None]
+        return [i for i in self.entrants(rung, score, loss) or [] if score(i, self.steps[rung]) is not None]
 
-    def pilots(self, score: Score) -> list[Pilot]:
-        """Every setting that ran, as recommend's verdict sees a trial: its score at each rung it reached."""
-        out = []
+    def pilots(self, score: Score, loss: Loss | None = None) -> list[Pilot]:
+        """Every setting that ran, as recommend's verdict sees a trial: its score (and validation loss) at
+        each rung it reached."""
+        out, last = [], self.last_steps(score, loss)
         for i, settings in enumerate(self.settings):
             values = {s: v for s in self.steps if (v := score(i, s)) is not None}
             if values:
-                state = "complete" if max(values) == self.last_steps(score) else "pruned"
+                losses = {s: v for s in values if loss and (v := loss(i, s)) is not None}
+                state = "complete" if max(values) == last else "pruned"
                 out.append(Pilot(i, self.method.name, self.method.fixed.get("strategy", ""), dict(settings), values,
-                                 state, None))
+                                 state, None, losses))
         return out
 
-    def last_steps(self, score: Score) -> int | None:
+    def last_steps(self, score: Score, loss: Loss | None = None) -> int | None:
         """The step count of the last rung any setting reached."""
-        reached = [s for k, s in enumerate(self.steps) if self.ran(k, score)]
+        reached = [s for k, s in enumerate(self.steps) if self.ran(k, score, loss)]
         return max(reached) if reached else None
 
-    def best(self, score: Score, metric: str, examples: int) -> Verdict | None:
+    def best(self, score: Score, metric: str, examples: int, loss: Loss | None = None) -> Verdict | None:
         """The method's best setting (recommend's verdict on its own pilots); None when none scored."""
-        return choose(self.pilots(score), metric, examples, lambda p: None)
+        return choose(self.pilots(score, loss), metric, examples, lambda p: None)
 
     def _badness(self, value: float | None) -> float:
         if value is None or math.isnan(value):
             return math.inf
         return -value if self.higher_is_better else value
+
+
+def _known(loss: float | None) -> float:
+    """A validation loss as a sort key: one that is unknown sorts last and ties with every other unknown."""
+    return math.inf if loss is None or not math.isfinite(loss) else loss
 
 
 def ladder(min_steps: int, eta: int, final_steps: int) -> tuple[int, ...]:

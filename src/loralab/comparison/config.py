@@ -63,6 +63,9 @@ class CompareConfig:
     keep_ties: bool = True
     """A rung's pilots tied with its last survivor go on too (`Bracket.keep_ties`); False only for a folder
     planned before that rule, so it resumes with the rule it was planned by."""
+    tie_break: bool = True
+    """Pilots that score alike are ranked by their validation loss (`Bracket.entrants`); False only for a
+    folder planned before that rule, so it resumes with the rule it was planned by."""
 
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
@@ -108,4 +111,5 @@ class CompareConfig:
             "seeds": self.seeds, "bracket_size": self.bracket_size, "min_steps": self.min_steps, "eta": self.eta,
             "rungs": self.rungs, "pilot_valid": self.pilot_valid, "clock": self.clock,
             **({"metric": self.metric} if self.metric else {}),  # a plan from before --metric had none
-            **({"keep_ties": True} if self.keep_ties else {})}))  # nor one from before ties were kept
+            **({"keep_ties": True} if self.keep_ties else {}),  # nor one from before ties were kept
+            **({"tie_break": "validation loss"} if self.tie_break else {})}))  # nor one from before losses broke them

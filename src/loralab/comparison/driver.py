@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from loralab.comparison.bracket import FILLED_LEAST, MOST, Bracket, fill, ladder
+from loralab.comparison.bracket import FILLED_LEAST, MOST, Bracket, Loss, Score, fill, ladder
 from loralab.comparison.budget import Budget
 from loralab.comparison.config import CompareConfig
 from loralab.comparison.methods import Method, label
 from loralab.comparison.report import COMPARE, write_report
 from loralab.comparison.summary import summarize
 from loralab.errors import LoralabError
+from loralab.metrics import validation_loss
 from loralab.recommendation.ledger import Ledger
 from loralab.reports.rows import higher_is_better
 from loralab.runs.artifacts import RECORD, read_json, write_json
@@ -68,27 +69,44 @@ class Comparison:
     def pilot_examples(self) -> int:
         return min(self.config.pilot_valid, self.valid_examples)
 
-    def score(self, method: str) -> Callable[[int, int], float | None]:
-        """The pilot scores of one method's bracket, read from its run records."""
-        bracket = self.brackets[method]
-        known: dict[tuple[int, int], float | None] = {}
+    def scored(self, method: str) -> tuple[Score, Loss | None]:
+        """The pilot scores of one method's bracket and their validation losses (None in a folder planned
+        before losses broke ties), read from its run records as they are now."""
+        valid = self._valid(method)
 
         def score(index: int, steps: int) -> float | None:
+            scores = valid(index, steps)
+            if scores is None:
+                return None
+            value = scores.get(self.metric)
+            return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+
+        def loss(index: int, steps: int) -> float | None:
+            return validation_loss(valid(index, steps) or {})
+
+        return score, loss if self.config.tie_break else None
+
+    def _valid(self, method: str) -> Callable[[int, int], dict | None]:
+        """A pilot's validation scores as its record holds them ({} when it failed), None when it has not run."""
+        bracket = self.brackets[method]
+        known: dict[tuple[int, int], dict | None] = {}
+
+        def valid(index: int, steps: int) -> dict | None:
             if (index, steps) not in known:
                 known[index, steps] = read(index, steps)
             return known[index, steps]
 
-        def read(index: int, steps: int) -> float | None:
+        def read(index: int, steps: int) -> dict | None:
             folder = self.out / bracket.folder(index, steps)
             if not (folder / RECORD).exists():
                 return None
             if record_state(folder, self.pilot_config(bracket.method, bracket.settings[index], steps))[0] != "done":
                 return None
             record = read_json(folder / RECORD)
-            value = record.get("valid", {}).get(self.metric) if record.get("status") == "completed" else None
-            return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+            scores = record.get("valid") if record.get("status") == "completed" else None
+            return scores if isinstance(scores, dict) else {}
 
-        return score
+        return valid
 
     def run_config(self, method: Method, settings: dict[str, Any]) -> RunConfig:
         return self.config.base.replace({**method.fixed, **settings})
@@ -226,8 +244,8 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
     """The pilots of every method's `rung` that its share affords (the first pilot of a method always)."""
     planned: list[Planned] = []
     for name, bracket in cmp.brackets.items():
-        score = cmp.score(name)
-        entrants = bracket.entrants(rung, score)
+        score, loss = cmp.scored(name)
+        entrants = bracket.entrants(rung, score, loss)
         if entrants is None or name in cmp.stopped:
             continue
         steps = bracket.steps[rung]
@@ -278,8 +296,11 @@ def run_brackets(cmp: Comparison) -> None:
 
 def best_settings(cmp: Comparison) -> dict[str, Any]:
     """Method -> its bracket's verdict (None when no pilot of it scored)."""
-    return {name: bracket.best(cmp.score(name), cmp.metric, cmp.pilot_examples)
-            for name, bracket in cmp.brackets.items()}
+    verdicts = {}
+    for name, bracket in cmp.brackets.items():
+        score, loss = cmp.scored(name)
+        verdicts[name] = bracket.best(score, cmp.metric, cmp.pilot_examples, loss)
+    return verdicts
 
 
 def run_finals(cmp: Comparison, verdicts: dict[str, Any]) -> None:
@@ -296,7 +317,8 @@ def run_finals(cmp: Comparison, verdicts: dict[str, Any]) -> None:
 
 def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
     """A folder resumes by the rules it was planned with, so its rungs hold the pilots they were planned with:
-    one planned before ties were kept (its plan.json has no "keep_ties") without that rule, and one planned
+    one planned before ties were kept (its plan.json has no "keep_ties") without that rule, one planned before
+    validation losses broke ties (no "tie_break") without that rule, and one planned
     before brackets filled their shares (a size and rungs in its plan), asked again without --bracket-size
     and --rungs, with the size and rungs it was planned with. Anything else in the plan must still match."""
     path = out / PLAN
@@ -310,6 +332,8 @@ def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
         return config
     if config.keep_ties and "keep_ties" not in planned:
         config = dataclasses.replace(config, keep_ties=False)
+    if config.tie_break and "tie_break" not in planned:
+        config = dataclasses.replace(config, tie_break=False)
     size, rungs = planned.get("bracket_size"), planned.get("rungs")
     if config.fills and isinstance(size, int) and isinstance(rungs, int):
         config = dataclasses.replace(config, bracket_size=size, rungs=rungs)

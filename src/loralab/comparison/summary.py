@@ -40,10 +40,11 @@ def _cost(records: list[dict[str, Any]], folders: list[Path]) -> dict[str, Any]:
 
 
 def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, Any], Row]:
-    bracket, score = cmp.brackets[method.name], cmp.score(method.name)
+    bracket, (score, loss) = cmp.brackets[method.name], cmp.scored(method.name)
     pilots = [{"setting": p.number, "settings": p.settings, "values": {str(k): v for k, v in sorted(p.values.items())},
+               **({"losses": {str(k): v for k, v in sorted(p.losses.items())}} if p.losses else {}),
                "state": p.state, "folders": {str(k): bracket.folder(p.number, k) for k in sorted(p.values)}}
-              for p in bracket.pilots(score)]
+              for p in bracket.pilots(score, loss)]
     row = Row(method.name, method.name, method.fixed.get("strategy", ""), {})
     entry: dict[str, Any] = {"method": method.name, "lr_range": list(method.lr_range),
                              "choices": {k: list(v) for k, v in method.choices.items()},

@@ -59,9 +59,14 @@ def bracket_shape(share: float, rung_costs: tuple[float, ...], eta: int, most: i
     return 0, 0
 
 
+LOSS = "valid_loss@"
+"""A trial's user attribute LOSS + steps: its pilot's validation loss at that step count."""
+
+
 class BracketPruner(BasePruner):
     """Prune a trial unless its value at its last reported step is among the best `survivors` of its
-    bracket's trials that reported that step (ties go to the earlier trial)."""
+    bracket's trials that reported that step (ties go to the lower validation loss, the user attribute
+    LOSS + step, then to the earlier trial)."""
 
     def __init__(self, eta: int = 3):
         self.eta = eta
@@ -77,7 +82,8 @@ class BracketPruner(BasePruner):
         if math.isnan(value):
             return True
         sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-        ranked = sorted(rivals, key=lambda t: (_badness(t.intermediate_values[step], sign), t.number))
+        ranked = sorted(rivals, key=lambda t: (_badness(t.intermediate_values[step], sign),
+                                               t.user_attrs.get(f"{LOSS}{step}", math.inf), t.number))
         keep = {t.number for t in ranked[:survivors(len(rivals), self.eta)]}
         return trial.number not in keep
 

@@ -35,11 +35,12 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from loralab.metrics import validation_loss
 from loralab.models import offline_environment
 from loralab.recommendation.config import RecommendConfig
 from loralab.recommendation.folder import (JOURNAL, check_plan, final_folder, ledger_path, lock_worker, pilot_folder,
                                            probe_folder)
-from loralab.recommendation.halving import BRACKET, BracketPruner, bracket_shape
+from loralab.recommendation.halving import BRACKET, LOSS, BracketPruner, bracket_shape
 from loralab.recommendation.ledger import Clock, Ledger, real_clock
 from loralab.recommendation.memory import (Fit, batch_tokens, estimate_mb, fits, parameter_counts, predicted_peak,
                                           resident_mb)
@@ -229,7 +230,11 @@ def _run_bracket(search: Search, candidate: Candidate, bracket: str) -> tuple[in
             record = timed(search, pilot_config(search, candidate, settings, steps), folder, "pilot", candidate.name)
             done += 1
             value = pilot_value(search, record)
-            optuna.trial.Trial(search.study, frozen._trial_id).report(value, steps)
+            live = optuna.trial.Trial(search.study, frozen._trial_id)
+            loss = validation_loss(record.get("valid") or {}) if record.get("status") == "completed" else None
+            if loss is not None:
+                live.set_user_attr(f"{LOSS}{steps}", loss)  # breaks a tie of scores (halving.BracketPruner)
+            live.report(value, steps)
             search.log(f"[{search.ledger.spent():6.0f} s] trial {frozen.number} {candidate.name} "
                        f"({describe(settings)}) at {steps} steps: {search.metric} {value:.4f}")
         # Judged only once every trial of the bracket has reported this rung (see halving.py).

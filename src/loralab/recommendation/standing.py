@@ -16,7 +16,7 @@ import optuna
 from loralab.errors import LoralabError
 from loralab.recommendation.config import RecommendConfig
 from loralab.recommendation.folder import pilot_folder
-from loralab.recommendation.halving import rung_steps
+from loralab.recommendation.halving import LOSS, rung_steps
 from loralab.recommendation.ledger import Ledger
 from loralab.recommendation.memory import Fit, fits
 from loralab.recommendation.space import Candidate
@@ -176,7 +176,8 @@ def pilots(search: Search, times: bool = True) -> list[Pilot]:
                 steps_seconds.append(float(read_json(path).get("median_step_seconds", 0.0)))
         out.append(Pilot(trial.number, candidate.name, candidate.strategy.value, dict(trial.user_attrs["settings"]),
                          {int(k): float(v) for k, v in trial.intermediate_values.items()}, trial.state.name.lower(),
-                         statistics.median(steps_seconds) if steps_seconds else None))
+                         statistics.median(steps_seconds) if steps_seconds else None,
+                         {int(k[len(LOSS):]): float(v) for k, v in trial.user_attrs.items() if k.startswith(LOSS)}))
     return out
 
 

@@ -1,6 +1,7 @@
 """The verdict: which pilot won, and which rivals it cannot be told apart from.
 
-The winner is the best pilot at the largest step count any pilot reached. At every step count the
+The winner is the best pilot at the largest step count any pilot reached (of pilots that score alike, the
+one with the lower validation loss where both are known, else the earlier). At every step count the
 winner reached, each other pilot scored there is compared with it; a rival is *within noise* when
 the difference is under twice the standard error of a difference of two scores on the pilots'
 validation examples,
@@ -33,6 +34,8 @@ class Pilot:
     state: str
     step_seconds: float | None
     """Median step time measured in its pilots."""
+    losses: dict[int, float] = dataclasses.field(default_factory=dict)
+    """Its validation loss at each step count where it is known: what breaks a tie of scores."""
 
 
 def sampling_se(value: float, n: int) -> float:
@@ -79,7 +82,7 @@ def choose(found: list[Pilot], metric: str, examples: int,
     top = max(s for p in scored for s, v in p.values.items() if math.isfinite(v))
     sign = 1 if higher_is_better(metric) else -1
     winner = sorted((p for p in scored if math.isfinite(p.values.get(top, math.nan))),
-                    key=lambda p: (-sign * p.values[top], p.number))[0]
+                    key=lambda p: (-sign * p.values[top], p.losses.get(top, math.inf), p.number))[0]
     comparisons: dict[int, list[Comparison]] = {}
     for steps, mine in sorted(winner.values.items()):
         others = sorted((p for p in scored if p is not winner and math.isfinite(p.values.get(steps, math.nan))),

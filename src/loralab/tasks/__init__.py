@@ -7,8 +7,8 @@ records which task it was, so it can be rebuilt from its record.
 
 | task | data | head | loss | metrics |
 |---|---|---|---|---|
-| `multiple-choice` | `prompt, A..E, answer` | one score per option | cross-entropy over options | MAP@3, accuracy |
-| `classification` | a text or a pair, a label | one logit per label | cross-entropy | accuracy, F1, Matthews corr. |
+| `multiple-choice` | `prompt, A..E, answer` | one score per option | cross-entropy over options | MAP@3, accuracy, cross-entropy |
+| `classification` | a text or a pair, a label | one logit per label | cross-entropy | accuracy, F1, Matthews corr., cross-entropy |
 | `regression` | a text or a pair, a number | one output | mean squared error | Pearson, Spearman, MSE |
 | `completion` | JSONL: `prompt, completion` or chat `messages` | a decoder's own LM head | cross-entropy of the completion's tokens | perplexity, loss |
 

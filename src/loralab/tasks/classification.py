@@ -192,7 +192,7 @@ class Classification:
     """One logit per label; cross-entropy; accuracy, F1 of the positive class, Matthews correlation."""
 
     name = "classification"
-    metrics = ("accuracy", "f1", "mcc")
+    metrics = ("accuracy", "f1", "mcc", "cross_entropy")
     model_class = "AutoModelForSequenceClassification"
 
     def read(self, path, config=None, *, labelled: bool = True, limit: int | None = None) -> list[Example]:

@@ -178,7 +178,7 @@ class MultipleChoice:
     """Each (prompt, option) pair is scored by the encoder's multiple-choice head; the options compete."""
 
     name = "multiple-choice"
-    metrics = ("map@3", "accuracy")
+    metrics = ("map@3", "accuracy", "cross_entropy")
     model_class = "AutoModelForMultipleChoice"
 
     def read(self, path, config=None, *, labelled: bool = True, limit: int | None = None) -> list[Question]:
