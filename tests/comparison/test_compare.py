@@ -93,6 +93,8 @@ def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tin
     assert [m["rank"] for m in result["methods"]] == [1, 2]
     report = (out / "report.md").read_text()
     assert result["answer"] in report and "## Budget" in report and "## Each method's bracket" in report
+    pilot = result["methods"][0]["pilots"][0]
+    assert f"{pilot['values']['2']:.3f} ({pilot['losses']['2']:.3f})" in report  # the score, then its loss
     before = _ledger(out)
     again = compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
     assert [e for e in _ledger(out) if e["kind"] != "search"] == [e for e in before if e["kind"] != "search"]

@@ -22,6 +22,12 @@ def _num(value: Any, digits: int = 3) -> str:
     return "-" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
 
 
+def _scored(pilot: dict[str, Any], steps: str) -> str:
+    """A pilot's score at `steps`, with its validation loss in brackets where its record holds one."""
+    loss = pilot.get("losses", {}).get(steps)
+    return _num(pilot["values"].get(steps)) + (f" ({_num(loss)})" if isinstance(loss, (int, float)) else "")
+
+
 def _int(value: Any) -> str:
     return "-" if not isinstance(value, (int, float)) else f"{value:,.0f}"
 
@@ -74,13 +80,14 @@ def _brackets(rec: dict[str, Any], label: str) -> list[Block]:
     out: list[Block] = [("h2", "Each method's bracket"),
                         ("p", f"Pilots train on the first steps x batch examples and are scored on the first "
                               f"{rec['pilot_valid']} validation examples; each rung keeps the best of its own "
-                              "method's pilots.")]
+                              "method's pilots, and of pilots that score alike, those with the lower validation "
+                              "loss (in brackets after each score, where recorded).")]
     for m in rec["methods"]:
         steps = [str(s) for s in m["rung_steps"]]
         header = ["setting", "settings"] + [f"{label} at {s} steps" for s in steps] + ["state"]
         best = (m.get("best") or {}).get("setting")
         rows = [[f"{p['setting']}" + (" (best)" if p["setting"] == best else ""), _settings(p["settings"])]
-                + [_num(p["values"].get(s)) for s in steps] + [p["state"]] for p in m["pilots"]]
+                + [_scored(p, s) for s in steps] + [p["state"]] for p in m["pilots"]]
         lo, hi = m["lr_range"]
         shape = (f"{m['bracket_settings']} settings over rungs of {', '.join(steps)} steps"
                  + (", shaped to fill its share" if m.get("bracket_filled") else "")
