@@ -240,3 +240,18 @@ def test_the_answer_names_the_cheaper_method_within_noise_and_an_overspent_budge
     assert alone.startswith("full is worth it within the 10-minute budget (overspent: 900 s")
     assert "beyond noise of every other method" in alone
     assert _sentence([dict(vera, rank=None)], "map@3", _budget(False)).startswith("No method finished")
+
+
+def test_a_best_rate_at_the_end_of_its_range_is_flagged():
+    """Four GLUE comparisons picked an end of LoRA's range: such a best is the range's, not the method's."""
+    from loralab.comparison.summary import rate_at_edge
+    from loralab.recommendation.verdict import Pilot
+
+    def pilots(*rates):
+        return [Pilot(i, "lora", "lora", {"lr": r}, {16: 0.5}, "pruned", None) for i, r in enumerate(rates)]
+
+    tried = pilots(3e-4, 1e-3, 3e-3, 5e-4)
+    assert rate_at_edge(tried, {"lr": 3e-3}) == "highest" and rate_at_edge(tried, {"lr": 3e-4}) == "lowest"
+    assert rate_at_edge(tried, {"lr": 1e-3}) is None
+    assert rate_at_edge(pilots(3e-4, 3e-3), {"lr": 3e-3}) is None  # two rates: every pick is an end
+    assert rate_at_edge(tried, {}) is None

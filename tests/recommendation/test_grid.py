@@ -29,11 +29,11 @@ def tiny(tmp_path_factory, minilm_tokenizer) -> Path:
 
 def test_lr_points_make_a_finite_space_whose_grid_is_every_setting():
     lora, = candidates(("m",), ("lora",), lr_points=3, lora_ranks=(8,), lora_alphas=(16.0, 32.0))
-    assert lora.lr_values() == (3e-4, 9.5e-4, 3e-3)  # log-spaced, two significant figures
+    assert lora.lr_values() == (1e-4, 1e-3, 1e-2)  # log-spaced, two significant figures
     assert lora.space_size() == 3 * 1 * 2 * 2
     grid = lora.grid()
     assert len(grid) == 12 and len({json.dumps(g, sort_keys=True) for g in grid}) == 12
-    assert grid[0] == {"lr": 3e-4, "lora_targets": "qv", "lora_r": 8, "lora_alpha": 16.0}
+    assert grid[0] == {"lr": 1e-4, "lora_targets": "qv", "lora_r": 8, "lora_alpha": 16.0}
     full = Candidate("m", Strategy.FULL, (3e-5, 2e-4), lr_points=4)
     assert full.lr_values() == (3e-5, 5.6e-5, 1.1e-4, 2e-4)
     assert full.space_size() == 4 and [g["lr"] for g in full.grid()] == list(full.lr_values())

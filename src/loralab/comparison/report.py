@@ -108,7 +108,17 @@ def document(rec: dict[str, Any]) -> list[Block]:
              f"on {rec['valid_examples']} validation examples ({rec['final_steps']} steps a run). A method is within "
              "noise of the best when the difference of the means is under twice its standard error (seed to seed).")
     return [("h1", "Which fine-tuning method is worth it?"), ("p", f"**{rec['answer']}**"), ("p", intro),
-            ("h2", "Ranking"), _ranking(rec, label), *_budget(rec), *_brackets(rec, label)]
+            ("h2", "Ranking"), _ranking(rec, label), *_edges(rec), *_budget(rec), *_brackets(rec, label)]
+
+
+def _edges(rec: dict[str, Any]) -> list[Block]:
+    """A sentence for each method whose best rate is the lowest or highest its bracket tried."""
+    edges = [(m["method"], m["best"]["settings"]["lr"], m["best"]["rate_at_edge"]) for m in rec["methods"]
+             if (m.get("best") or {}).get("rate_at_edge")]
+    return [("p", f"**{name}'s best learning rate ({lr:.2g}) is the {edge} its bracket tried**: a "
+                  f"{'lower' if edge == 'lowest' else 'higher'} rate, outside its range, may do better, so this "
+                  f"ranking judges {name} at the best of its range, not shown to be its best.")
+            for name, lr, edge in edges]
 
 
 def markdown(blocks: list[Block]) -> str:

@@ -65,11 +65,23 @@ def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, A
             folders.append(folder)
     entry["best"] = {"setting": verdict.winner.number, "settings": verdict.winner.settings,
                      "pilot_steps": verdict.steps, "pilot_value": verdict.winner.values[verdict.steps],
-                     "rivals_within_noise": [p.number for p, _, _, within in verdict.rivals if within]}
+                     "rivals_within_noise": [p.number for p, _, _, within in verdict.rivals if within],
+                     "rate_at_edge": rate_at_edge(bracket.pilots(score, loss), verdict.winner.settings)}
     values = row.values(cmp.metric)
     entry.update({"mean": row.mean(cmp.metric), "sd": row.sd(cmp.metric), "n": len(values),
                   **_cost(row.completed, folders)})
     return entry, row
+
+
+def rate_at_edge(pilots: list[Any], settings: dict[str, Any]) -> str | None:
+    """"lowest" or "highest" when the best setting's learning rate is the lowest or highest of at least three its
+    bracket tried: the best inside the range searched, not shown to be the best rate (on GLUE, LoRA's range of
+    3e-4 to 3e-3 gave three picks at 3e-3 and one at 3e-4); else None."""
+    rates = {float(p.settings["lr"]) for p in pilots if "lr" in p.settings}
+    lr = settings.get("lr")
+    if len(rates) < 3 or lr is None:
+        return None
+    return "lowest" if float(lr) == min(rates) else "highest" if float(lr) == max(rates) else None
 
 
 def _sentence(methods: list[dict[str, Any]], metric: str, budget: dict[str, Any]) -> str:
