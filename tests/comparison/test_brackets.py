@@ -19,9 +19,11 @@ def test_the_first_settings_span_the_learning_rate_bracket():
     assert [spread(i) for i in range(6)] == [0.5, 0.0, 1.0, 0.25, 0.75, 0.125]
     for method in METHODS.values():
         low, high = method.lr_range
-        rates = [s["lr"] for s in method.settings(6)]
+        settings = method.settings(6)
+        rates = [s["lr"] for s in settings]
         assert rates[1] == pytest.approx(low, rel=0.05) and rates[2] == pytest.approx(high, rel=0.05)
-        assert all(low * 0.95 <= r <= high * 1.05 for r in rates) and len(set(rates)) == 6
+        assert all(low * 0.95 <= r <= high * 1.05 for r in rates) and len({repr(s) for s in settings}) == 6
+        assert len(set(rates)) >= 4  # a method with two choices may try a rate with each
     lora = METHODS["lora"].settings(4)
     assert [s["lora_targets"] for s in lora] == [("query", "value"), ("all-linear",)] * 2  # both targets tried early
     assert {s["lora_r"] for s in lora} == {8, 16}
@@ -81,6 +83,28 @@ def test_a_rung_never_separates_pilots_it_scored_alike():
     assert bracket.entrants(1, lambda i, s: diverged.get(i) if s == 16 else None) == [0, 1]
 
 
+def test_every_combination_of_choices_spans_the_rates_and_no_setting_repeats():
+    """A filled bracket has up to 64 settings: each combination of a method's choices must try the whole
+    range. Before, the rate followed one van der Corput sequence across all settings, so a combination
+    revisited every 8 settings stayed within an eighth of the range, and settings repeated."""
+    for name in ("lora", "vera", "full", "lora+"):
+        method = METHODS[name]
+        low, high = method.lr_range
+        settings = method.settings(64)
+        assert len(settings) == 64 and len({repr(sorted(s.items())) for s in settings}) == 64
+        assert settings[:3] == method.settings(3, per_choice=False)  # the first round as before: middle, ends
+        by_choice: dict[str, list[float]] = {}
+        for s in settings:
+            by_choice.setdefault(repr(sorted((k, v) for k, v in s.items() if k != "lr")), []).append(s["lr"])
+        for rates in by_choice.values():
+            if len(rates) >= 4:  # a combination tried four times or more reaches both outer quarters of the range
+                at = sorted(math.log(r / low) / math.log(high / low) for r in rates)
+                assert at[0] <= 0.3 and at[-1] >= 0.7, (name, rates)  # quarters, less two figures' rounding
+    old = METHODS["vera"].settings(64, per_choice=False)  # the old order, for folders planned with it
+    qv = [s["lr"] for s in old if s["vera_targets"] == METHODS["vera"].choices["vera_targets"][0]]
+    assert min(qv) > 0.03 and len({repr(sorted(s.items())) for s in old}) < 64  # half the range; repeats
+
+
 def test_pilots_that_score_alike_are_told_apart_by_their_validation_loss():
     """All 44 of full fine-tuning's 16-step pilots on CoLA scored Matthews 0.000; carried on together they
     spent a filled bracket's share on its second rung. Their validation losses differ, and rank them."""
@@ -121,6 +145,11 @@ def test_a_comparison_planned_before_ties_were_kept_resumes_by_its_own_rule(tmp_
     write_json(tmp_path / PLAN, {k: v for k, v in config.plan().items() if k != "tie_break"})
     resumed = _planned_rules(config, tmp_path)
     assert not resumed.tie_break and resumed.keep_ties and "tie_break" not in resumed.plan()
+    # and one planned before each choice's rates were spread resumes with the old order of settings
+    assert config.plan()["rates"] == "spread per choice" and config.per_choice
+    write_json(tmp_path / PLAN, {k: v for k, v in config.plan().items() if k != "rates"})
+    resumed = _planned_rules(config, tmp_path)
+    assert not resumed.per_choice and resumed.tie_break and "rates" not in resumed.plan()
 
 
 def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():

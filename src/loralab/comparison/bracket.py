@@ -69,13 +69,14 @@ class Bracket:
 
     @classmethod
     def of(cls, method: Method, size: int, min_steps: int, eta: int, rungs: int, higher_is_better: bool = True,
-           final_steps: int | None = None, keep_ties: bool = True):
-        """`final_steps`: no pilot trains longer than a final run; the rung that reaches it is the last."""
+           final_steps: int | None = None, keep_ties: bool = True, per_choice: bool = True):
+        """`final_steps`: no pilot trains longer than a final run; the rung that reaches it is the last.
+        `per_choice`: the settings' order (`Method.settings`)."""
         steps = rung_steps(min_steps, eta, rungs)
         if final_steps is not None:
             capped = [s for s in steps if s < final_steps]
             steps = tuple(capped + [final_steps]) if len(capped) < len(steps) else steps
-        return cls(method, tuple(method.settings(size)), steps, eta, higher_is_better, keep_ties)
+        return cls(method, tuple(method.settings(size, per_choice)), steps, eta, higher_is_better, keep_ties)
 
     def folder(self, index: int, steps: int) -> str:
         """A pilot's run folder, relative to the comparison's folder."""

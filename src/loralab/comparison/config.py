@@ -66,6 +66,9 @@ class CompareConfig:
     tie_break: bool = True
     """Pilots that score alike are ranked by their validation loss (`Bracket.entrants`); False only for a
     folder planned before that rule, so it resumes with the rule it was planned by."""
+    per_choice: bool = True
+    """Each combination of a method's choices spans its learning-rate range, and no setting repeats
+    (`comparison.methods.position`); False only for a folder planned before that rule."""
 
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
@@ -112,4 +115,5 @@ class CompareConfig:
             "rungs": self.rungs, "pilot_valid": self.pilot_valid, "clock": self.clock,
             **({"metric": self.metric} if self.metric else {}),  # a plan from before --metric had none
             **({"keep_ties": True} if self.keep_ties else {}),  # nor one from before ties were kept
-            **({"tie_break": "validation loss"} if self.tie_break else {})}))  # nor one from before losses broke them
+            **({"tie_break": "validation loss"} if self.tie_break else {}),  # nor one from before losses broke them
+            **({"rates": "spread per choice"} if self.per_choice else {})}))  # nor one from before that

@@ -153,7 +153,7 @@ def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], No
     valid = task.read(base.valid, base.task, limit=base.valid_limit)
     task.check_labels(valid, task.label_space(train, source=base.train), source=base.valid)
     for method in config.methods:  # every method's settings are valid run settings, before anything is written
-        for settings in method.settings(MOST if config.fills else config.size):
+        for settings in method.settings(MOST if config.fills else config.size, config.per_choice):
             base.replace({**method.fixed, **settings})
     metric = config.metric or task.metrics[0]
     if metric not in task.metrics:
@@ -165,7 +165,7 @@ def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], No
                     len(valid) / min(config.pilot_valid, len(valid)))
     # A filled bracket starts as its first rung alone (its first pilot measures the step), and is shaped then.
     brackets = {m.name: Bracket.of(m, config.size, config.min_steps, config.eta, 1 if config.fills else config.rung_count,
-                                   higher_is_better(metric), budget.final_steps, config.keep_ties)
+                                   higher_is_better(metric), budget.final_steps, config.keep_ties, config.per_choice)
                 for m in config.methods}
     return Comparison(config, out, budget, metric, train_examples, len(valid), brackets, log=log, progress=progress,
                       executor=executor)
@@ -192,7 +192,8 @@ def shape_brackets(cmp: Comparison) -> None:
         write_json(path, shapes)
     for name, shape in shapes.items():
         bracket = cmp.brackets[name]
-        cmp.brackets[name] = Bracket(bracket.method, tuple(bracket.method.settings(int(shape["settings"]))),
+        settings = bracket.method.settings(int(shape["settings"]), cmp.config.per_choice)
+        cmp.brackets[name] = Bracket(bracket.method, tuple(settings),
                                      tuple(int(s) for s in shape["rung_steps"]), bracket.eta, bracket.higher_is_better,
                                      bracket.keep_ties, least=FILLED_LEAST)
 
@@ -318,7 +319,8 @@ def run_finals(cmp: Comparison, verdicts: dict[str, Any]) -> None:
 def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
     """A folder resumes by the rules it was planned with, so its rungs hold the pilots they were planned with:
     one planned before ties were kept (its plan.json has no "keep_ties") without that rule, one planned before
-    validation losses broke ties (no "tie_break") without that rule, and one planned
+    validation losses broke ties (no "tie_break") without that rule, one planned before each combination of a
+    method's choices spanned its rates (no "rates") in the old order, and one planned
     before brackets filled their shares (a size and rungs in its plan), asked again without --bracket-size
     and --rungs, with the size and rungs it was planned with. Anything else in the plan must still match."""
     path = out / PLAN
@@ -334,6 +336,8 @@ def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
         config = dataclasses.replace(config, keep_ties=False)
     if config.tie_break and "tie_break" not in planned:
         config = dataclasses.replace(config, tie_break=False)
+    if config.per_choice and "rates" not in planned:
+        config = dataclasses.replace(config, per_choice=False)
     size, rungs = planned.get("bracket_size"), planned.get("rungs")
     if config.fills and isinstance(size, int) and isinstance(rungs, int):
         config = dataclasses.replace(config, bracket_size=size, rungs=rungs)

@@ -1,14 +1,24 @@
 """The fine-tuning methods `compare` knows (`loralab.settings.methods`, shared with `recommend`), and the
 settings each one's bracket tries.
 
-A bracket's settings are a fixed, deterministic list (so a resumed comparison plans the same runs):
-the i-th setting's rate is at fraction `spread(i)` of the bracket on a log scale (the middle first,
-then both ends, then halves in between), and its other settings cycle through their choices, so any
-first few settings already span the bracket.
+A bracket's settings are a fixed, deterministic list (so a resumed comparison plans the same runs): its
+other settings cycle through their combinations (the first choice fastest), and the i-th setting's rate
+sits at fraction `spread(i)` of the bracket on a log scale for the first round of combinations (the middle
+first, then both ends, then halves in between), so any first few settings already span the bracket. Each
+later visit to a combination rotates its first point by the van der Corput point of the visit
+(`position`), so every combination's rates cover the whole range; a setting equal to an earlier one (two
+figures of the rate) is skipped.
+
+Before that rule (`per_choice=False`, kept for comparisons planned with it) the rate followed `spread(i)`
+across all settings, and a combination revisited every 2**k settings got points that differ only in
+their low bits: in a 64-setting LoRA bracket (8 combinations) each combination's rates sat within an
+eighth of the range, VeRA's two target sets in opposite halves, and settings repeated (a 1,362-step
+CoLA pilot run twice with the same settings).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from loralab.errors import LoralabError
@@ -19,31 +29,51 @@ class Method(SharedMethod):
     """A method of `loralab.settings.methods` as `compare` brackets it: its target choices are the targets
     they adapt (run settings), and `settings(n)` is its bracket."""
 
-    def settings(self, n: int) -> list[dict[str, Any]]:
-        """The first `n` settings of this method's bracket (learning rate first, then its choices)."""
+    def settings(self, n: int, per_choice: bool = True) -> list[dict[str, Any]]:
+        """The first `n` settings of this method's bracket (learning rate first, then its choices); fewer
+        when the method has fewer distinct ones. `per_choice` False: the order before each combination's
+        rates were spread (see the module's text), repeats included."""
         low, high = self.lr_range
-        out = []
-        for i in range(n):
-            lr = float(f"{low * (high / low) ** spread(i):.2g}")  # two figures: readable folder names
-            settings: dict[str, Any] = {"lr": lr}
+        combos = math.prod(len(values) for values in self.choices.values())
+        out: list[dict[str, Any]] = []
+        for i in range(n if not per_choice else 64 * max(n, 1)):
+            if len(out) == n:
+                break
+            at = position(i, combos) if per_choice else spread(i)
+            settings: dict[str, Any] = {"lr": float(f"{low * (high / low) ** at:.2g}")}  # two figures: readable
             stride = 1
             for key, values in self.choices.items():
                 settings[key] = values[(i // stride) % len(values)]
                 stride *= len(values)
-            out.append(settings)
+            if not per_choice or settings not in out:
+                out.append(settings)
         return out
 
 
-def spread(i: int) -> float:
-    """Where the i-th point sits in [0, 1]: 0.5, 0, 1, then the van der Corput points 0.25, 0.75, 0.125, ..."""
-    if i < 3:
-        return (0.5, 0.0, 1.0)[i]
-    k, x, base = i - 1, 0.0, 0.5  # van der Corput of 2, 3, ...: 0.25, 0.75, 0.125, 0.625, ...
+def position(i: int, combos: int) -> float:
+    """Where the i-th setting's rate sits in [0, 1] when its other settings cycle through `combos`
+    combinations: `spread(i)` in the first round (and for the first three settings: the middle, then both
+    ends); the m-th visit to combination c after it, c's first point rotated by the van der Corput point of
+    m (0.5, 0.25, 0.75, ...), so each combination spans the range."""
+    c, m = i % combos, i // combos
+    if combos == 1 or i < max(combos, 3):
+        return spread(i)
+    return (spread(c) + corput(m)) % 1.0
+
+
+def corput(k: int) -> float:
+    """The van der Corput point of k in base 2: 0, 0.5, 0.25, 0.75, 0.125, ..."""
+    x, base = 0.0, 0.5
     while k:
         x += base * (k & 1)
         k >>= 1
         base /= 2
     return x
+
+
+def spread(i: int) -> float:
+    """Where the i-th point sits in [0, 1]: 0.5, 0, 1, then the van der Corput points 0.25, 0.75, 0.125, ..."""
+    return (0.5, 0.0, 1.0)[i] if i < 3 else corput(i - 1)
 
 
 METHODS: dict[str, Method] = {m.name: Method(m.name, m.fixed, m.lr_range,
