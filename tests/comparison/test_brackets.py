@@ -269,6 +269,14 @@ def test_the_answer_names_the_cheaper_method_within_noise_and_an_overspent_budge
     assert alone.startswith("full is worth it within the 10-minute budget (overspent: 900 s")
     assert "beyond noise of every other method" in alone
     assert _sentence([dict(vera, rank=None)], "map@3", _budget(False)).startswith("No method finished")
+    # STS-B: LoRA "within noise" of full only because one of its seeds never learned: not named
+    full = {"method": "full", "rank": 1, "mean": 0.833, "sd": 0.008, "n": 3, "train_seconds": 142.0, "verdict": "best"}
+    lora = {"method": "lora", "rank": 2, "mean": 0.578, "sd": 0.422, "n": 3, "train_seconds": 92.0,
+            "verdict": "within noise"}
+    text = _sentence([full, lora], "pearson", _budget(False))
+    assert text.startswith("full is worth it") and "lora was within noise of it only because its seeds disagree" in text
+    steady = dict(lora, mean=0.826, sd=0.02)  # a spread the best's could have shown by chance (F test, 95%)
+    assert _sentence([full, steady], "pearson", _budget(False)).startswith("lora is worth it")
 
 
 def test_a_best_rate_at_the_end_of_its_range_is_flagged():

@@ -84,6 +84,20 @@ def rate_at_edge(pilots: list[Any], settings: dict[str, Any]) -> str | None:
     return "lowest" if float(lr) == min(rates) else "highest" if float(lr) == max(rates) else None
 
 
+def _seeds_disagree(method: dict[str, Any], best: dict[str, Any], level: float = 0.95) -> bool:
+    """Whether a method's seed-to-seed variance is larger than the best method's beyond chance (an F test
+    at `level`): then its "within noise" says only that its seeds disagree, as on STS-B, where LoRA's seeds
+    scored 0.819, 0.091 and 0.826 against full's 0.841, 0.831, 0.826, and is no reason to name it."""
+    from scipy.stats import f
+
+    n, m, sd, sd_best = method.get("n") or 0, best.get("n") or 0, method.get("sd"), best.get("sd")
+    if n < 2 or m < 2 or sd is None or sd_best is None:
+        return False
+    if sd_best == 0:
+        return sd > 0
+    return (sd / sd_best) ** 2 > f.ppf(level, n - 1, m - 1)
+
+
 def _sentence(methods: list[dict[str, Any]], metric: str, budget: dict[str, Any]) -> str:
     metric = METRICS[metric].label if metric in METRICS else metric
     within = f"within the {round(budget['budget_seconds'] / 60, 1):g}-minute budget"
@@ -95,6 +109,8 @@ def _sentence(methods: list[dict[str, Any]], metric: str, budget: dict[str, Any]
         return f"No method finished a final run {within}; give it a larger --budget or fewer --methods."
     best = ranked[0]
     close = [m for m in ranked[1:] if m.get("verdict") == "within noise"]
+    unsettled = [m for m in close if _seeds_disagree(m, best)]
+    close = [m for m in close if m not in unsettled]
     if len(ranked) == 1:
         return f"Only {best['method']} finished its final runs {within} ({metric} {best['mean']:.3f})."
     seconds = {m["method"]: m.get("train_seconds") or math.inf for m in [best] + close}
@@ -102,6 +118,9 @@ def _sentence(methods: list[dict[str, Any]], metric: str, budget: dict[str, Any]
     if cheap is best:
         tail = (f"; {', '.join(m['method'] for m in close)} {'was' if len(close) == 1 else 'were'} within noise of it "
                 "but no cheaper to train") if close else ", beyond noise of every other method"
+        if unsettled and not close:
+            tail = "; " + "; ".join(f"{m['method']} was within noise of it only because its seeds disagree (sd "
+                                    f"{m['sd']:.3f} against {best['sd']:.3f})" for m in unsettled)
         unknown = "" if best.get("sd") is not None else " (one seed each: noise unknown)"
         return f"{best['method']} is worth it {within}: it scored best ({metric} {best['mean']:.3f}){tail}{unknown}."
     share = seconds[cheap["method"]] / seconds[best["method"]] if seconds[best["method"]] else math.nan
