@@ -93,10 +93,10 @@ class Bracket:
         before = self.entrants(rung - 1, score, loss)
         if before is None:
             return None
-        ran = self.ran(rung - 1, score, loss)
+        steps = self.steps[rung - 1]
+        ran = [i for i in before if score(i, steps) is not None]  # `ran(rung - 1)`, without asking again
         if (rung > 1 and len(ran) < len(before)) or len(ran) <= 1:
             return None
-        steps = self.steps[rung - 1]
 
         def rank(i: int) -> tuple[float, float]:
             return self._badness(score(i, steps)), _known(loss(i, steps) if loss else None)

@@ -33,21 +33,28 @@ class Method(SharedMethod):
         """The first `n` settings of this method's bracket (learning rate first, then its choices); fewer
         when the method has fewer distinct ones. `per_choice` False: the order before each combination's
         rates were spread (see the module's text), repeats included."""
-        low, high = self.lr_range
+        if not per_choice:
+            return [self._setting(i, spread(i)) for i in range(n)]
         combos = math.prod(len(values) for values in self.choices.values())
         out: list[dict[str, Any]] = []
-        for i in range(n if not per_choice else 64 * max(n, 1)):
+        for i in range(64 * max(n, 1)):  # a bound: repeats are skipped, and a narrow range has few settings
             if len(out) == n:
                 break
-            at = position(i, combos) if per_choice else spread(i)
-            settings: dict[str, Any] = {"lr": float(f"{low * (high / low) ** at:.2g}")}  # two figures: readable
-            stride = 1
-            for key, values in self.choices.items():
-                settings[key] = values[(i // stride) % len(values)]
-                stride *= len(values)
-            if not per_choice or settings not in out:
+            settings = self._setting(i, position(i, combos))
+            if settings not in out:
                 out.append(settings)
         return out
+
+    def _setting(self, i: int, at: float) -> dict[str, Any]:
+        """The i-th setting: its rate at fraction `at` of the range on a log scale (two figures: readable
+        folder names), its other settings cycling through their choices, the first fastest."""
+        low, high = self.lr_range
+        settings: dict[str, Any] = {"lr": float(f"{low * (high / low) ** at:.2g}")}
+        stride = 1
+        for key, values in self.choices.items():
+            settings[key] = values[(i // stride) % len(values)]
+            stride *= len(values)
+        return settings
 
 
 def position(i: int, combos: int) -> float:

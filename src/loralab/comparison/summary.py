@@ -41,10 +41,11 @@ def _cost(records: list[dict[str, Any]], folders: list[Path]) -> dict[str, Any]:
 
 def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, Any], Row]:
     bracket, (score, loss) = cmp.brackets[method.name], cmp.scored(method.name)
+    found = bracket.pilots(score, loss)
     pilots = [{"setting": p.number, "settings": p.settings, "values": {str(k): v for k, v in sorted(p.values.items())},
                **({"losses": {str(k): v for k, v in sorted(p.losses.items())}} if p.losses else {}),
                "state": p.state, "folders": {str(k): bracket.folder(p.number, k) for k in sorted(p.values)}}
-              for p in bracket.pilots(score, loss)]
+              for p in found]
     row = Row(method.name, method.name, method.fixed.get("strategy", ""), {})
     entry: dict[str, Any] = {"method": method.name, "lr_range": list(method.lr_range),
                              "choices": {k: list(v) for k, v in method.choices.items()},
@@ -66,7 +67,7 @@ def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, A
     entry["best"] = {"setting": verdict.winner.number, "settings": verdict.winner.settings,
                      "pilot_steps": verdict.steps, "pilot_value": verdict.winner.values[verdict.steps],
                      "rivals_within_noise": [p.number for p, _, _, within in verdict.rivals if within],
-                     "rate_at_edge": rate_at_edge(bracket.pilots(score, loss), verdict.winner.settings)}
+                     "rate_at_edge": rate_at_edge(found, verdict.winner.settings)}
     values = row.values(cmp.metric)
     entry.update({"mean": row.mean(cmp.metric), "sd": row.sd(cmp.metric), "n": len(values),
                   **_cost(row.completed, folders)})
