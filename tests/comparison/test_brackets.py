@@ -150,6 +150,53 @@ def test_a_comparison_planned_before_ties_were_kept_resumes_by_its_own_rule(tmp_
     write_json(tmp_path / PLAN, {k: v for k, v in config.plan().items() if k != "rates"})
     resumed = _planned_rules(config, tmp_path)
     assert not resumed.per_choice and resumed.tie_break and "rates" not in resumed.plan()
+    # and one planned before the last rung's pilots trained with two seeds resumes with one
+    assert config.plan()["last_rung_seeds"] == 2 and config.pilot_seeds == 2
+    write_json(tmp_path / PLAN, {k: v for k, v in config.plan().items() if k != "last_rung_seeds"})
+    resumed = _planned_rules(config, tmp_path)
+    assert resumed.pilot_seeds == 1 and resumed.per_choice and "last_rung_seeds" not in resumed.plan()
+    one = CompareConfig(RunConfig(train="t.csv", valid="v.csv"), (METHODS["lora"],), 60.0, pilot_seeds=1)
+    assert "last_rung_seeds" not in one.plan() and _planned_rules(one, tmp_path).plan() == one.plan()
+
+
+def test_a_setting_that_trains_in_one_seed_only_is_not_picked():
+    """STS-B: LoRA's pick from one-seed pilots (lr 1.8e-3, all-linear) scored Pearson 0.819 and 0.826 in two
+    final runs and 0.091 in the third. The last rung's pilots now train with two seeds and rank by their
+    mean: a setting that learns in one seed only loses to one that learns in both; one that diverges in
+    either ranks last. A folder planned with one seed picks as before."""
+    from loralab.comparison.config import CompareConfig
+    from loralab.comparison.state import Comparison
+    from loralab.runs.config import RunConfig
+
+    first = {0: 0.30, 1: 0.50, 2: 0.45, 3: 0.20, 4: 0.40, 5: 0.10}
+    last = {(1, None): 0.82, (1, 1): 0.09, (2, None): 0.80, (2, 1): 0.81}  # 1 learns in one seed only
+    pilots = {(i, 16, None): {"pearson": v, "mse": 1.0 - v} for i, v in first.items()}
+    pilots.update({(i, 48, seed): {"pearson": v, "mse": 1.0 - v} for (i, seed), v in last.items()})
+
+    def verdict(seeds: int, runs: dict) -> tuple[int, float]:
+        config = CompareConfig(RunConfig(train="t.csv", valid="v.csv"), (METHODS["lora"],), 60.0, pilot_seeds=seeds)
+        bracket = Bracket.of(METHODS["lora"], 6, 16, 3, 2, higher_is_better=True, last_seeds=seeds)
+        cmp = Comparison(config, None, None, "pearson", 2000, 1500, {"lora": bracket})
+        cmp._valid = lambda method: lambda i, steps, seed=None: runs.get((i, steps, seed))
+        score, loss = cmp.scored("lora")
+        best = bracket.best(score, "pearson", 200, loss)
+        return best.winner.number, best.winner.values[best.steps]
+
+    assert verdict(1, pilots) == (1, 0.82)  # one seed: the fragile setting
+    number, mean = verdict(2, pilots)
+    assert number == 2 and mean == pytest.approx(0.805)  # two: the one that learned in both
+    assert Bracket.of(METHODS["lora"], 6, 16, 3, 2, last_seeds=2).seeds_at(16) == 1  # the first rung: one seed
+    assert Bracket.of(METHODS["lora"], 6, 16, 3, 1, last_seeds=2).seeds_at(16) == 1  # a rung alone: one seed
+    diverged = {**pilots, (2, 48, 1): {}}  # a seed that diverged (no scores) makes the mean NaN: it ranks last
+    assert verdict(2, diverged)[0] == 1
+    waiting = {k: v for k, v in pilots.items() if k != (2, 48, 1)}  # a seed not run yet: no score at that rung
+    config = CompareConfig(RunConfig(train="t.csv", valid="v.csv"), (METHODS["lora"],), 60.0)
+    bracket = Bracket.of(METHODS["lora"], 6, 16, 3, 2, last_seeds=2)
+    cmp = Comparison(config, None, None, "pearson", 2000, 1500, {"lora": bracket})
+    cmp._valid = lambda method: lambda i, steps, seed=None: waiting.get((i, steps, seed))
+    score, loss = cmp.scored("lora")
+    assert score(2, 48) is None and score(1, 48) == pytest.approx(0.455) and loss(1, 48) == pytest.approx(0.545)
+    assert cmp.seed_scores("lora", 2, 48) == [0.80, None] and cmp.seed_scores("lora", 2, 16) is None
 
 
 def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():
@@ -171,6 +218,14 @@ def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():
     assert fill(1000.0, costs, 3)[1] == 4  # to 432 steps
     assert fill(1e6, costs, 3) == (64, 5)  # everything
     assert fill(30.0, costs, 3) == (6, 1)  # not even six first pilots: the first rung, cut short by the budget
+    for available in (600.0, 1980.0, 5000.0):  # the last rung's pilots with two seeds: that rung costs twice
+        size, rungs = fill(available, costs, 3, last_seeds=2)
+        seeded = costs[:rungs - 1] + (2 * costs[rungs - 1],) if rungs > 1 else costs[:1]
+        assert bracket_cost(size, seeded, 3, FILLED_LEAST) <= available
+        plain, plain_rungs = fill(available, costs, 3)
+        assert (rungs, size) <= (plain_rungs, plain)  # never deeper, nor wider at the same depth
+        assert size == 64 or bracket_cost(size + 1, seeded, 3, FILLED_LEAST) > available
+    assert fill(1980.0, costs, 3, last_seeds=2)[1] == 4  # 1,362-step pilots twice each no longer fit
 
 
 def test_a_filled_bracket_keeps_two_settings_to_its_last_rung():

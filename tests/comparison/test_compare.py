@@ -76,7 +76,8 @@ def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tin
     out = tmp_path / "cmp"
     result = compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
     pilots = [e for e in _ledger(out) if e["kind"] == "pilot"]
-    assert len(pilots) == 12  # per method: 4 settings at 2 steps, the best 2 at 4
+    assert len(pilots) == 16  # per method: 4 settings at 2 steps, the best 2 at 4 (the last rung) with 2 seeds each
+    assert sum(e["folder"].endswith("/steps-4-seed-1") for e in pilots) == 4
     assert {m["method"]: len(m["pilots"]) for m in result["methods"]} == {"full": 4, "lora": 4}
     for method in result["methods"]:
         assert method["best"]["pilot_steps"] == 4 and method["n"] == 2 and method["mean"] is not None
@@ -85,6 +86,11 @@ def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tin
         assert method["stopped"] is None
         for pilot in method["pilots"]:  # each pilot's validation loss (the options' cross-entropy) where it scored
             assert set(pilot["losses"]) == set(pilot["values"]) and all(v > 0 for v in pilot["losses"].values())
+        assert method["last_rung_seeds"] == 2
+        for pilot in method["pilots"]:  # at the last rung: the mean of its two seeds, each seed's score recorded
+            assert set(pilot.get("seeds", {})) == ({"4"} if "4" in pilot["values"] else set())
+            if "4" in pilot["values"]:
+                assert pilot["values"]["4"] == pytest.approx(sum(pilot["seeds"]["4"]) / 2)
         ranked = sorted(method["pilots"], key=lambda p: (-p["values"]["2"], p["losses"]["2"], p["setting"]))
         assert {p["setting"] for p in ranked[:2]} == {p["setting"] for p in method["pilots"] if "4" in p["values"]}
     lora = next(m for m in result["methods"] if m["method"] == "lora")
@@ -95,6 +101,8 @@ def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tin
     assert result["answer"] in report and "## Budget" in report and "## Each method's bracket" in report
     pilot = result["methods"][0]["pilots"][0]
     assert f"{pilot['values']['2']:.3f} ({pilot['losses']['2']:.3f})" in report  # the score, then its loss
+    last = next(p for p in result["methods"][0]["pilots"] if "4" in p["values"])
+    assert f"= mean of {last['seeds']['4'][0]:.3f}, {last['seeds']['4'][1]:.3f}" in report
     before = _ledger(out)
     again = compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
     assert [e for e in _ledger(out) if e["kind"] != "search"] == [e for e in before if e["kind"] != "search"]
@@ -156,7 +164,7 @@ def test_a_comparison_killed_mid_way_resumes_without_redoing_finished_runs(tmp_p
     for path, content in finished.items():  # read back, not trained again
         assert path.read_bytes() == content, path
     runs = [e["folder"] for e in _ledger(out) if e["kind"] in ("pilot", "final")]
-    assert len(runs) == len(set(runs)) == 16, runs  # 12 pilots and 4 final runs, none twice
+    assert len(runs) == len(set(runs)) == 20, runs  # 16 pilots (the last rung with 2 seeds) and 4 final runs, none twice
     assert json.loads((out / "compare.json").read_text())["methods"][0]["n"] == 2
 
 

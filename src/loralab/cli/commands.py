@@ -240,7 +240,7 @@ def compare(args: argparse.Namespace) -> None:
     config = CompareConfig(base=run_config(args), methods=parse_methods(o.methods),
                            budget_seconds=parse_minutes(o.budget), seeds=o.seeds, bracket_size=o.bracket_size,
                            min_steps=o.min_steps, eta=o.eta, rungs=o.rungs, pilot_valid=o.pilot_valid,
-                           clock=o.budget_clock, metric=o.metric)
+                           pilot_seeds=o.pilot_seeds, clock=o.budget_clock, metric=o.metric)
     executor = None
     if args.ray is not None:
         from loralab.sweeps.on_ray import ray_executor

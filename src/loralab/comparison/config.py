@@ -66,6 +66,10 @@ class CompareConfig:
     tie_break: bool = True
     """Pilots that score alike are ranked by their validation loss (`Bracket.entrants`); False only for a
     folder planned before that rule, so it resumes with the rule it was planned by."""
+    pilot_seeds: int = 2
+    """Seeds each pilot of a bracket's last rung trains with (seeds base seed, base seed + 1, ...), when the
+    bracket has more than one rung; its score there is their mean (`Bracket.seeds_at`). 1 for a folder planned
+    before that rule."""
     per_choice: bool = True
     """Each combination of a method's choices spans its learning-rate range, and no setting repeats
     (`comparison.methods.position`); False only for a folder planned before that rule."""
@@ -80,6 +84,7 @@ class CompareConfig:
         if self.rungs is not None:
             number("rungs", self.rungs, integer=True, low=1, high=8)
         number("pilot_valid", self.pilot_valid, integer=True, low=1)
+        number("pilot_seeds", self.pilot_seeds, integer=True, low=1, high=10)
         if self.clock not in ("wall", "cpu"):
             raise LoralabError(f"invalid --budget-clock {self.clock!r}: expected wall or cpu")
         if not self.methods:
@@ -116,4 +121,5 @@ class CompareConfig:
             **({"metric": self.metric} if self.metric else {}),  # a plan from before --metric had none
             **({"keep_ties": True} if self.keep_ties else {}),  # nor one from before ties were kept
             **({"tie_break": "validation loss"} if self.tie_break else {}),  # nor one from before losses broke them
-            **({"rates": "spread per choice"} if self.per_choice else {})}))  # nor one from before that
+            **({"rates": "spread per choice"} if self.per_choice else {}),  # nor one from before that
+            **({"last_rung_seeds": self.pilot_seeds} if self.pilot_seeds != 1 else {})}))  # nor one from before that

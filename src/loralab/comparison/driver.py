@@ -12,7 +12,7 @@ for the whole comparison.
     brackets.json                              each method's bracket, when shaped by its share (`bracket.fill`),
                                                fixed once its first pilot has measured its step; a rerun keeps it
     stopped.json                               why a method's bracket stopped before its last rung (the budget)
-    pilots/<method>/<nn>_<settings>/steps-<n>/ a pilot run
+    pilots/<method>/<nn>_<settings>/steps-<n>/ a pilot run (steps-<n>-seed-<s>: the last rung's other seeds)
     finals/<method>/<settings>/seed-<s>/       the method's best setting on all the data
     compare.json, report.md, report.html       what it found (`report.py` reads compare.json and records only)
 """
@@ -22,23 +22,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from loralab.comparison.bracket import FILLED_LEAST, MOST, Bracket, Loss, Score, fill, ladder
+from loralab.comparison.bracket import FILLED_LEAST, MOST, Bracket, fill, ladder
 from loralab.comparison.budget import Budget
 from loralab.comparison.config import CompareConfig
-from loralab.comparison.methods import Method, label
+from loralab.comparison.state import Comparison
 from loralab.comparison.report import COMPARE, write_report
 from loralab.comparison.summary import summarize
 from loralab.errors import LoralabError
-from loralab.metrics import validation_loss
 from loralab.recommendation.ledger import Ledger
 from loralab.reports.rows import higher_is_better
 from loralab.runs.artifacts import RECORD, read_json, write_json
 from loralab.runs.config import RunConfig
-from loralab.runs.state import record_state
 from loralab.sweeps.experiment import Experiment, PlannedRun
 from loralab.sweeps.sweep import Executor, folder_lock, sweep
 
@@ -46,90 +43,6 @@ PLAN, LEDGER, SHAPES, STOPPED = "plan.json", "ledger.jsonl", "brackets.json", "s
 FILL = 0.9
 """The part of what a method's share leaves after its final runs that a filled bracket plans to spend: the
 rest absorbs settings that step slower than the first pilot measured (all-linear LoRA, a larger r)."""
-
-
-@dataclass
-class Comparison:
-    """A comparison under way: what it is, its folder, its budget and what it knows of the data."""
-
-    config: CompareConfig
-    out: Path
-    budget: Budget
-    metric: str
-    train_examples: int
-    valid_examples: int
-    brackets: dict[str, Bracket]
-    log: Callable[[str], None] = print
-    progress: bool = False
-    executor: Executor | None = None
-    stopped: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Method -> why its bracket stopped early."""
-
-    @property
-    def pilot_examples(self) -> int:
-        return min(self.config.pilot_valid, self.valid_examples)
-
-    def scored(self, method: str) -> tuple[Score, Loss | None]:
-        """The pilot scores of one method's bracket and their validation losses (None in a folder planned
-        before losses broke ties), read from its run records as they are now."""
-        valid = self._valid(method)
-
-        def score(index: int, steps: int) -> float | None:
-            scores = valid(index, steps)
-            if scores is None:
-                return None
-            value = scores.get(self.metric)
-            return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
-
-        def loss(index: int, steps: int) -> float | None:
-            return validation_loss(valid(index, steps) or {})
-
-        return score, loss if self.config.tie_break else None
-
-    def _valid(self, method: str) -> Callable[[int, int], dict | None]:
-        """A pilot's validation scores as its record holds them ({} when it failed), None when it has not run."""
-        bracket = self.brackets[method]
-        known: dict[tuple[int, int], dict | None] = {}
-
-        def valid(index: int, steps: int) -> dict | None:
-            if (index, steps) not in known:
-                known[index, steps] = read(index, steps)
-            return known[index, steps]
-
-        def read(index: int, steps: int) -> dict | None:
-            folder = self.out / bracket.folder(index, steps)
-            if not (folder / RECORD).exists():
-                return None
-            if record_state(folder, self.pilot_config(bracket.method, bracket.settings[index], steps))[0] != "done":
-                return None
-            record = read_json(folder / RECORD)
-            scores = record.get("valid") if record.get("status") == "completed" else None
-            return scores if isinstance(scores, dict) else {}
-
-        return valid
-
-    def run_config(self, method: Method, settings: dict[str, Any]) -> RunConfig:
-        return self.config.base.replace({**method.fixed, **settings})
-
-    def pilot_config(self, method: Method, settings: dict[str, Any], steps: int) -> RunConfig:
-        """A pilot, as recommend's: `steps` steps on the first steps * batch examples, scored on the first
-        `pilot_valid` validation examples."""
-        config = self.run_config(method, settings)
-        per_step = config.training.batch_size * config.training.grad_accum
-        limit = min(self.train_examples, steps * per_step)
-        return dataclasses.replace(config, train_limit=limit, valid_limit=self.pilot_examples,
-                                   training=dataclasses.replace(config.training, max_steps=steps,
-                                                                epochs=max(1.0, steps * per_step / limit)))
-
-    def final_config(self, method: Method, settings: dict[str, Any], seed: int) -> RunConfig:
-        config = self.run_config(method, settings)
-        return dataclasses.replace(config, training=dataclasses.replace(config.training, seed=seed))
-
-    def final_folder(self, method: Method, settings: dict[str, Any], seed: int) -> str:
-        return f"finals/{method.name}/{label(settings)}/seed-{seed}"
-
-    def seeds(self) -> list[int]:
-        return [self.config.base.training.seed + i for i in range(self.config.seeds)]
 
 
 def _final_steps(config: RunConfig, examples: int) -> int:
@@ -165,7 +78,8 @@ def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], No
                     len(valid) / min(config.pilot_valid, len(valid)))
     # A filled bracket starts as its first rung alone (its first pilot measures the step), and is shaped then.
     brackets = {m.name: Bracket.of(m, config.size, config.min_steps, config.eta, 1 if config.fills else config.rung_count,
-                                   higher_is_better(metric), budget.final_steps, config.keep_ties, config.per_choice)
+                                   higher_is_better(metric), budget.final_steps, config.keep_ties, config.per_choice,
+                                   config.pilot_seeds)
                 for m in config.methods}
     return Comparison(config, out, budget, metric, train_examples, len(valid), brackets, log=log, progress=progress,
                       executor=executor)
@@ -184,7 +98,8 @@ def shape_brackets(cmp: Comparison) -> None:
     for name in new:
         steps = ladder(config.min_steps, config.eta, budget.final_steps)
         available = FILL * (budget.share(name) - budget.final_reserve(name))
-        size, rungs = fill(available, tuple(budget.pilot_cost(name, s) for s in steps), config.eta)
+        size, rungs = fill(available, tuple(budget.pilot_cost(name, s) for s in steps), config.eta,
+                           last_seeds=config.pilot_seeds)
         shapes[name] = {"settings": size, "rung_steps": list(steps[:rungs]), "planned_seconds": round(available, 1)}
         cmp.log(f"{name}: bracket of {size} settings over rungs of {', '.join(map(str, steps[:rungs]))} steps, "
                 f"to fill {available:.0f} s of its share")
@@ -193,9 +108,8 @@ def shape_brackets(cmp: Comparison) -> None:
     for name, shape in shapes.items():
         bracket = cmp.brackets[name]
         settings = bracket.method.settings(int(shape["settings"]), cmp.config.per_choice)
-        cmp.brackets[name] = Bracket(bracket.method, tuple(settings),
-                                     tuple(int(s) for s in shape["rung_steps"]), bracket.eta, bracket.higher_is_better,
-                                     bracket.keep_ties, least=FILLED_LEAST)
+        cmp.brackets[name] = dataclasses.replace(bracket, settings=tuple(settings),
+                                                 steps=tuple(int(s) for s in shape["rung_steps"]), least=FILLED_LEAST)
 
 
 Planned = tuple[str, RunConfig, str, str]
@@ -249,20 +163,21 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
         entrants = bracket.entrants(rung, score, loss)
         if entrants is None or name in cmp.stopped:
             continue
-        steps = bracket.steps[rung]
-        todo = [i for i in entrants if score(i, steps) is None]
-        for i in entrants:
-            if i not in todo:  # finished before a kill: counted even when its ledger line was never written
-                _account(cmp, bracket.folder(i, steps), "pilot", name)
+        steps, ran = bracket.steps[rung], cmp.pilot_ran(name)
+        runs = [(i, seed) for i in entrants for seed in cmp.pilot_seeds(bracket, steps)]
+        todo = [(i, seed) for i, seed in runs if not ran(i, steps, seed)]
+        for i, seed in runs:
+            if (i, seed) not in todo:  # finished before a kill: counted even when its ledger line was never written
+                _account(cmp, bracket.folder(i, steps, seed), "pilot", name)
         if cmp.budget.finals_started(name):
             continue  # a method's search closes when its final runs start: a rerun reads them back
         known = cmp.budget.step_cost(name) is not None
         if first_only:
-            if not known and todo and todo[0] == entrants[0]:
-                planned.append(_pilot(cmp, bracket, todo[0], steps))
+            if not known and todo and todo[0] == (entrants[0], None):
+                planned.append(_pilot(cmp, bracket, entrants[0], steps))
             continue
         chosen, cost = [], 0.0
-        for i in todo:
+        for i, seed in todo:
             more = cmp.budget.pilot_cost(name, steps)
             if not cmp.budget.affords(name, cost + more):
                 left, reserve = cmp.budget.left(name) - cost, cmp.budget.final_reserve(name)
@@ -273,17 +188,17 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
                 cmp.log(f"{name}: bracket stopped at rung {rung + 1}; {cmp.stopped[name]}")
                 write_json(cmp.out / STOPPED, cmp.stopped)
                 break
-            chosen.append(i)
+            chosen.append((i, seed))
             cost += more
         if rung > 0 and len(chosen) < len(todo):
             continue  # a later rung runs whole or not at all: its survivors are compared at equal steps
-        planned += [_pilot(cmp, bracket, i, steps) for i in chosen]
+        planned += [_pilot(cmp, bracket, i, steps, seed) for i, seed in chosen]
     return planned
 
 
-def _pilot(cmp: Comparison, bracket: Bracket, index: int, steps: int) -> Planned:
-    return (bracket.folder(index, steps), cmp.pilot_config(bracket.method, bracket.settings[index], steps), "pilot",
-            bracket.method.name)
+def _pilot(cmp: Comparison, bracket: Bracket, index: int, steps: int, seed: int | None = None) -> Planned:
+    return (bracket.folder(index, steps, seed), cmp.pilot_config(bracket.method, bracket.settings[index], steps, seed),
+            "pilot", bracket.method.name)
 
 
 def run_brackets(cmp: Comparison) -> None:
@@ -320,7 +235,8 @@ def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
     """A folder resumes by the rules it was planned with, so its rungs hold the pilots they were planned with:
     one planned before ties were kept (its plan.json has no "keep_ties") without that rule, one planned before
     validation losses broke ties (no "tie_break") without that rule, one planned before each combination of a
-    method's choices spanned its rates (no "rates") in the old order, and one planned
+    method's choices spanned its rates (no "rates") in the old order, one planned before the last rung's pilots
+    trained with several seeds (no "last_rung_seeds") with one, and one planned
     before brackets filled their shares (a size and rungs in its plan), asked again without --bracket-size
     and --rungs, with the size and rungs it was planned with. Anything else in the plan must still match."""
     path = out / PLAN
@@ -338,6 +254,8 @@ def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
         config = dataclasses.replace(config, tie_break=False)
     if config.per_choice and "rates" not in planned:
         config = dataclasses.replace(config, per_choice=False)
+    if config.pilot_seeds != 1 and "last_rung_seeds" not in planned:
+        config = dataclasses.replace(config, pilot_seeds=1)
     size, rungs = planned.get("bracket_size"), planned.get("rungs")
     if config.fills and isinstance(size, int) and isinstance(rungs, int):
         config = dataclasses.replace(config, bracket_size=size, rungs=rungs)

@@ -23,9 +23,12 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 def _scored(pilot: dict[str, Any], steps: str) -> str:
-    """A pilot's score at `steps`, with its validation loss in brackets where its record holds one."""
+    """A pilot's score at `steps`, with its validation loss in brackets where its record holds one, and each
+    seed's score after it at a rung of several seeds (the score is their mean)."""
     loss = pilot.get("losses", {}).get(steps)
-    return _num(pilot["values"].get(steps)) + (f" ({_num(loss)})" if isinstance(loss, (int, float)) else "")
+    seeds = pilot.get("seeds", {}).get(steps)
+    return (_num(pilot["values"].get(steps)) + (f" ({_num(loss)})" if isinstance(loss, (int, float)) else "")
+            + (f" = mean of {', '.join(_num(v) for v in seeds)}" if seeds else ""))
 
 
 def _int(value: Any) -> str:
@@ -89,8 +92,10 @@ def _brackets(rec: dict[str, Any], label: str) -> list[Block]:
         rows = [[f"{p['setting']}" + (" (best)" if p["setting"] == best else ""), _settings(p["settings"])]
                 + [_scored(p, s) for s in steps] + [p["state"]] for p in m["pilots"]]
         lo, hi = m["lr_range"]
+        seeds = m.get("last_rung_seeds") or 1
         shape = (f"{m['bracket_settings']} settings over rungs of {', '.join(steps)} steps"
                  + (", shaped to fill its share" if m.get("bracket_filled") else "")
+                 + (f", the last rung's pilots with {seeds} seeds each (their mean ranks them)" if seeds > 1 else "")
                  + "; " if "bracket_settings" in m else "")  # compare.json from before it said
         out += [("p", f"**{m['method']}**: {shape}learning rates {lo:.0e} to {hi:.0e}"
                       + "".join(f"; {k} from {' or '.join(_value(x) for x in v)}" for k, v in m["choices"].items())

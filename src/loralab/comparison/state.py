@@ -1,0 +1,137 @@
+"""A comparison under way (`Comparison`): what it is, its folder, its budget, its brackets, and what its pilots
+scored, read from their run records; the configuration and folder of each pilot and final run.
+
+A pilot at a rung of several seeds (`Bracket.seeds_at`) is one run per seed, the first in the pilot's own
+folder; its score there is their mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from loralab.comparison.bracket import Bracket, Loss, Score
+from loralab.comparison.budget import Budget
+from loralab.comparison.config import CompareConfig
+from loralab.comparison.methods import Method, label
+from loralab.metrics import validation_loss
+from loralab.runs.artifacts import RECORD, read_json
+from loralab.runs.config import RunConfig
+from loralab.runs.state import record_state
+from loralab.sweeps.sweep import Executor
+
+
+@dataclass
+class Comparison:
+    """A comparison under way: what it is, its folder, its budget and what it knows of the data."""
+
+    config: CompareConfig
+    out: Path
+    budget: Budget
+    metric: str
+    train_examples: int
+    valid_examples: int
+    brackets: dict[str, Bracket]
+    log: Callable[[str], None] = print
+    progress: bool = False
+    executor: Executor | None = None
+    stopped: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Method -> why its bracket stopped early."""
+
+    @property
+    def pilot_examples(self) -> int:
+        return min(self.config.pilot_valid, self.valid_examples)
+
+    def scored(self, method: str) -> tuple[Score, Loss | None]:
+        """The pilot scores of one method's bracket and their validation losses (None in a folder planned
+        before losses broke ties), read from its run records as they are now. At a rung whose pilots train with
+        several seeds (`Bracket.seeds_at`) a pilot's score is their mean, known once every seed has run (NaN
+        when any diverged), and so is its loss."""
+        bracket, valid = self.brackets[method], self._valid(method)
+
+        def value(scores: dict) -> float:
+            value = scores.get(self.metric)
+            return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+
+        def score(index: int, steps: int) -> float | None:
+            runs = [valid(index, steps, seed) for seed in self.pilot_seeds(bracket, steps)]
+            if any(scores is None for scores in runs):
+                return None
+            return sum(value(scores) for scores in runs) / len(runs)
+
+        def loss(index: int, steps: int) -> float | None:
+            losses = [validation_loss(valid(index, steps, seed) or {}) for seed in self.pilot_seeds(bracket, steps)]
+            return None if any(v is None for v in losses) else sum(losses) / len(losses)
+
+        return score, loss if self.config.tie_break else None
+
+    def seed_scores(self, method: str, index: int, steps: int) -> list[float | None] | None:
+        """Each seed's score of a pilot at a rung of several seeds (None: a seed not run; NaN: it diverged);
+        None at a rung of one seed."""
+        bracket, valid = self.brackets[method], self._valid(method)
+        seeds = self.pilot_seeds(bracket, steps)
+        if len(seeds) == 1:
+            return None
+        runs = [valid(index, steps, seed) for seed in seeds]
+        return [None if scores is None else float(v) if isinstance(v := scores.get(self.metric), (int, float))
+                and math.isfinite(v) else math.nan for scores in runs]
+
+    def pilot_seeds(self, bracket: Bracket, steps: int) -> list[int | None]:
+        """The seeds a pilot of `steps` trains with: None (the base seed, in the pilot's own folder), then base
+        seed + 1, ... at a rung of several (`Bracket.seeds_at`)."""
+        base = self.config.base.training.seed
+        return [None] + [base + k for k in range(1, bracket.seeds_at(steps))]
+
+    def pilot_ran(self, method: str) -> Callable[[int, int, int | None], bool]:
+        """(setting index, steps, seed) -> whether that pilot run has finished (failed included)."""
+        valid = self._valid(method)
+        return lambda index, steps, seed: valid(index, steps, seed) is not None
+
+    def _valid(self, method: str) -> Callable[[int, int, int | None], dict | None]:
+        """A pilot's validation scores as its record holds them ({} when it failed), None when it has not run."""
+        bracket = self.brackets[method]
+        known: dict[tuple[int, int, int | None], dict | None] = {}
+
+        def valid(index: int, steps: int, seed: int | None = None) -> dict | None:
+            if (index, steps, seed) not in known:
+                known[index, steps, seed] = read(index, steps, seed)
+            return known[index, steps, seed]
+
+        def read(index: int, steps: int, seed: int | None) -> dict | None:
+            folder = self.out / bracket.folder(index, steps, seed)
+            if not (folder / RECORD).exists():
+                return None
+            config = self.pilot_config(bracket.method, bracket.settings[index], steps, seed)
+            if record_state(folder, config)[0] != "done":
+                return None
+            record = read_json(folder / RECORD)
+            scores = record.get("valid") if record.get("status") == "completed" else None
+            return scores if isinstance(scores, dict) else {}
+
+        return valid
+
+    def run_config(self, method: Method, settings: dict[str, Any]) -> RunConfig:
+        return self.config.base.replace({**method.fixed, **settings})
+
+    def pilot_config(self, method: Method, settings: dict[str, Any], steps: int, seed: int | None = None) -> RunConfig:
+        """A pilot, as recommend's: `steps` steps on the first steps * batch examples, scored on the first
+        `pilot_valid` validation examples (`seed`: another than the base seed, at a rung of several)."""
+        config = self.run_config(method, settings)
+        per_step = config.training.batch_size * config.training.grad_accum
+        limit = min(self.train_examples, steps * per_step)
+        training = dataclasses.replace(config.training, max_steps=steps, epochs=max(1.0, steps * per_step / limit),
+                                       **({} if seed is None else {"seed": seed}))
+        return dataclasses.replace(config, train_limit=limit, valid_limit=self.pilot_examples, training=training)
+
+    def final_config(self, method: Method, settings: dict[str, Any], seed: int) -> RunConfig:
+        config = self.run_config(method, settings)
+        return dataclasses.replace(config, training=dataclasses.replace(config.training, seed=seed))
+
+    def final_folder(self, method: Method, settings: dict[str, Any], seed: int) -> str:
+        return f"finals/{method.name}/{label(settings)}/seed-{seed}"
+
+    def seeds(self) -> list[int]:
+        return [self.config.base.training.seed + i for i in range(self.config.seeds)]
