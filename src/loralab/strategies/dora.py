@@ -26,6 +26,7 @@ from torch import nn
 
 from loralab.models.quantize import dequantized_weight, is_quantized
 from loralab.strategies.lora import LoraConfig, LoraLinear, apply_lora
+from loralab.strategies.wrapping import merge_all, put, unmerge_all, unwrap, wrappers
 from loralab.validate import SettingError
 
 
@@ -94,14 +95,12 @@ def apply_dora(model: nn.Module, config: DoraConfig, module_names: list[str]) ->
     """Wrap each named linear layer in a `LoraLinear` and that in a `DoraLinear`, in place."""
     apply_lora(model, config.lora, module_names)
     for name in module_names:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, DoraLinear(getattr(parent, child)))
+        put(model, name, DoraLinear(model.get_submodule(name)))
     return module_names
 
 
 def dora_layers(model: nn.Module) -> list[DoraLinear]:
-    return [m for m in model.modules() if isinstance(m, DoraLinear)]
+    return wrappers(model, DoraLinear)
 
 
 # peft's names for a DoRA layer's tensors (its LoRA with `use_dora`), after the layer's own name.
@@ -129,21 +128,14 @@ def load_peft_state(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
 
 def merge(model: nn.Module) -> None:
     """Merge every DoRA layer into its base weight (idempotent)."""
-    for layer in dora_layers(model):
-        layer.merge()
+    merge_all(model, DoraLinear)
 
 
 def unmerge(model: nn.Module) -> None:
     """Take every merged DoRA layer back out of its base weight (idempotent)."""
-    for layer in dora_layers(model):
-        layer.unmerge()
+    unmerge_all(model, DoraLinear)
 
 
 def merge_dora(model: nn.Module) -> None:
     """Merge every DoRA layer and put its base layer back in its place: the plain base architecture."""
-    wrapped = [(name, module) for name, module in model.named_modules() if isinstance(module, DoraLinear)]
-    for name, layer in wrapped:
-        layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer.base)
+    unwrap(model, DoraLinear)

@@ -26,6 +26,7 @@ from loralab.models import Architecture, architecture, is_linear
 from loralab.models.quantize import dequantize, is_quantized
 from loralab.names import has_suffix
 from loralab.strategies.selection import find_modules
+from loralab.strategies.wrapping import merge_all, put, unmerge_all, unwrap, wrappers
 
 
 class IA3Linear(nn.Module):
@@ -101,39 +102,30 @@ def apply_ia3(model: nn.Module, config: IA3Config) -> list[str]:
     """Wrap the layers `config` picks in `IA3Linear`s, in place; returns their names."""
     scaled, feedforward = ia3_targets(model, config)
     for name in scaled + feedforward:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        layer = getattr(parent, child)
+        layer = model.get_submodule(name)
         if not is_linear(layer):
             raise LoralabError(f"IA3 target {name!r} is a {type(layer).__name__}; IA3 rescales linear layers only")
-        setattr(parent, child, IA3Linear(layer, feedforward=name in feedforward))
+        put(model, name, IA3Linear(layer, feedforward=name in feedforward))
     return scaled + feedforward
 
 
 def ia3_layers(model: nn.Module) -> list[IA3Linear]:
-    return [m for m in model.modules() if isinstance(m, IA3Linear)]
+    return wrappers(model, IA3Linear)
 
 
 def merge(model: nn.Module) -> None:
     """Fold every IA3 vector into its layer (idempotent)."""
-    for layer in ia3_layers(model):
-        layer.merge()
+    merge_all(model, IA3Linear)
 
 
 def unmerge(model: nn.Module) -> None:
     """Divide every folded IA3 vector back out (idempotent)."""
-    for layer in ia3_layers(model):
-        layer.unmerge()
+    unmerge_all(model, IA3Linear)
 
 
 def merge_ia3(model: nn.Module) -> None:
     """Fold every IA3 vector and put its base layer back in its place: the plain base architecture."""
-    wrapped = [(name, module) for name, module in model.named_modules() if isinstance(module, IA3Linear)]
-    for name, layer in wrapped:
-        layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer.base)
+    unwrap(model, IA3Linear)
 
 
 def peft_state(model: nn.Module) -> dict[str, torch.Tensor]:

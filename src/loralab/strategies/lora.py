@@ -21,18 +21,17 @@ weight is cast to float32 at the product (`loralab.models.half`); A and B stay f
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from loralab.dropout import dropout
 from loralab.errors import LoralabError
-from loralab.settings.strategy import LoraConfig
+from loralab.settings.strategy import LoraConfig  # noqa: F401 (re-exported: loralab.strategies.lora.LoraConfig)
 from loralab.models import is_linear
 from loralab.models.half import HalfLinear
 from loralab.models.quantize import dequantize, is_quantized
-from loralab.validate import SettingError, names, number
+from loralab.strategies.wrapping import merge_all, put, unmerge_all, unwrap, wrappers
 
 
 
@@ -131,30 +130,26 @@ class LoraLinear(nn.Module):
 def apply_lora(model: nn.Module, config: LoraConfig, module_names: list[str]) -> list[str]:
     """Replace each named linear layer (`nn.Linear` or `Conv1D`) with a `LoraLinear` wrapping it, in place."""
     for name in module_names:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        layer = getattr(parent, child)
+        layer = model.get_submodule(name)
         if not is_linear(layer):
             raise LoralabError(f"LoRA target {name!r} is a {type(layer).__name__}, loralab adapts linear layers only "
                                "(nn.Linear, transformers' Conv1D)")
-        setattr(parent, child, LoraLinear(layer, config.r, config.scaling, config.dropout))
+        put(model, name, LoraLinear(layer, config.r, config.scaling, config.dropout))
     return module_names
 
 
 def lora_layers(model: nn.Module) -> list[LoraLinear]:
-    return [m for m in model.modules() if isinstance(m, LoraLinear)]
+    return wrappers(model, LoraLinear)
 
 
 def merge(model: nn.Module) -> None:
     """Merge every adapter into its base weight (idempotent)."""
-    for layer in lora_layers(model):
-        layer.merge()
+    merge_all(model, LoraLinear)
 
 
 def unmerge(model: nn.Module) -> None:
     """Take every merged adapter back out of its base weight (idempotent)."""
-    for layer in lora_layers(model):
-        layer.unmerge()
+    unmerge_all(model, LoraLinear)
 
 
 def merge_lora(model: nn.Module) -> None:
@@ -163,10 +158,4 @@ def merge_lora(model: nn.Module) -> None:
     Afterwards the model has exactly the base architecture and parameter names (Hu et al. 2021,
     Sec. 4.1, "no additional inference latency"); unlike `merge`, there is no way back.
     """
-    # Collect first: replacing children while iterating named_modules() would skip some.
-    wrapped = [(name, module) for name, module in model.named_modules() if isinstance(module, LoraLinear)]
-    for name, layer in wrapped:
-        layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer.base)  # `X.base.weight` becomes `X.weight` again, as in the base model
+    unwrap(model, LoraLinear)

@@ -26,6 +26,7 @@ from loralab.errors import LoralabError
 from loralab.settings.strategy import VeraConfig
 from loralab.models import is_linear
 from loralab.models.quantize import dequantize, is_quantized
+from loralab.strategies.wrapping import merge_all, put, unmerge_all, unwrap, wrappers
 
 
 def _kaiming_uniform(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
@@ -113,36 +114,27 @@ def apply_vera(model: nn.Module, config: VeraConfig, module_names: list[str]) ->
     projections = VeraProjections(config.r, max(s[1] for s in shapes), max(s[0] for s in shapes), config.seed)
     projections.to(layers[0].weight.device)
     for name, layer in zip(module_names, layers):
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, VeraLinear(layer, projections, config.d_initial, config.dropout))
+        put(model, name, VeraLinear(layer, projections, config.d_initial, config.dropout))
     return module_names
 
 
 def vera_layers(model: nn.Module) -> list[VeraLinear]:
-    return [m for m in model.modules() if isinstance(m, VeraLinear)]
+    return wrappers(model, VeraLinear)
 
 
 def merge(model: nn.Module) -> None:
     """Merge every VeRA update into its base weight (idempotent)."""
-    for layer in vera_layers(model):
-        layer.merge()
+    merge_all(model, VeraLinear)
 
 
 def unmerge(model: nn.Module) -> None:
     """Take every merged VeRA update back out (idempotent)."""
-    for layer in vera_layers(model):
-        layer.unmerge()
+    unmerge_all(model, VeraLinear)
 
 
 def merge_vera(model: nn.Module) -> None:
     """Merge every VeRA layer and put its base layer back in its place: the plain base architecture."""
-    wrapped = [(name, module) for name, module in model.named_modules() if isinstance(module, VeraLinear)]
-    for name, layer in wrapped:
-        layer.merge()
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, layer.base)
+    unwrap(model, VeraLinear)
 
 
 # peft's names for a VeRA layer's trained vectors, after the layer's own name.
