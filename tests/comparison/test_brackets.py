@@ -209,23 +209,28 @@ def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():
     assert ladder(16, 3, 16) == (16,) and ladder(16, 3, 10) == (10,) and ladder(16, 3, 20) == (16, 20)
     costs = tuple(0.34 * s + 1.6 for s in steps)
     for available in (100.0, 600.0, 1980.0, 5000.0, 1e6):
-        size, rungs = fill(available, costs, eta=3)
+        size, rungs, seeds = fill(available, costs, eta=3)
+        assert seeds == 1
         assert bracket_cost(size, costs[:rungs], 3, FILLED_LEAST) <= available  # it fits
         if rungs < len(costs):
             assert bracket_cost(6, costs[:rungs + 1], 3, FILLED_LEAST) > available  # one rung deeper would not
         assert size == 64 or bracket_cost(size + 1, costs[:rungs], 3, FILLED_LEAST) > available  # nor one more setting
     assert fill(1980.0, costs, 3)[1] == 5  # to the final length, 1,362 steps (a given bracket: 144)
     assert fill(1000.0, costs, 3)[1] == 4  # to 432 steps
-    assert fill(1e6, costs, 3) == (64, 5)  # everything
-    assert fill(30.0, costs, 3) == (6, 1)  # not even six first pilots: the first rung, cut short by the budget
-    for available in (600.0, 1980.0, 5000.0):  # the last rung's pilots with two seeds: that rung costs twice
-        size, rungs = fill(available, costs, 3, last_seeds=2)
-        seeded = costs[:rungs - 1] + (2 * costs[rungs - 1],) if rungs > 1 else costs[:1]
-        assert bracket_cost(size, seeded, 3, FILLED_LEAST) <= available
-        plain, plain_rungs = fill(available, costs, 3)
-        assert (rungs, size) <= (plain_rungs, plain)  # never deeper, nor wider at the same depth
-        assert size == 64 or bracket_cost(size + 1, seeded, 3, FILLED_LEAST) > available
-    assert fill(1980.0, costs, 3, last_seeds=2)[1] == 4  # 1,362-step pilots twice each no longer fit
+    assert fill(1e6, costs, 3) == (64, 5, 1)  # everything
+    assert fill(30.0, costs, 3) == (6, 1, 1)  # not even six first pilots: the first rung, cut short by the budget
+    for available in (100.0, 600.0, 1980.0, 5000.0, 1e6):  # two seeds at the last rung, where they fit after depth
+        size, rungs, seeds = fill(available, costs, 3, last_seeds=2)
+        plain, plain_rungs, _ = fill(available, costs, 3)
+        assert rungs == plain_rungs and size <= plain  # as deep as one seed goes: a second seed never costs a rung
+        seeded = costs[:rungs - 1] + (2 * costs[rungs - 1],)
+        assert seeds == (2 if rungs > 1 and bracket_cost(6, seeded, 3, FILLED_LEAST) <= available else 1)
+        paid = seeded if seeds == 2 else costs[:rungs]
+        assert bracket_cost(size, paid, 3, FILLED_LEAST) <= available
+        assert size == 64 or bracket_cost(size + 1, paid, 3, FILLED_LEAST) > available
+    assert fill(1980.0, costs, 3, last_seeds=2)[1:] == (5, 1)  # 1,362-step pilots: twice each would not fit
+    assert fill(5000.0, costs, 3, last_seeds=2)[1:] == (5, 2)
+    assert fill(400.0, costs, 3, last_seeds=2) == (15, 3, 2)  # 144-step pilots twice each fit, in a narrower bracket
 
 
 def test_a_filled_bracket_keeps_two_settings_to_its_last_rung():

@@ -124,6 +124,8 @@ def test_a_bracket_shaped_by_its_share_keeps_its_shape_when_resumed(tmp_path, ti
         assert method["rung_steps"] == shape["rung_steps"] and method["bracket_settings"] == shape["settings"]
         assert method["bracket_filled"] and shape["rung_steps"][0] == 2 and shape["rung_steps"][-1] <= 4  # a final: 4
         assert 6 <= shape["settings"] <= 64
+        assert shape["last_rung_seeds"] in (1, 2)  # two where they fit after the rungs, else one
+        assert method["last_rung_seeds"] == (shape["last_rung_seeds"] if len(shape["rung_steps"]) > 1 else 1)
         reached = {int(k) for p in method["pilots"] for k in p["values"]}
         first = [p for p in method["pilots"] if "2" in p["values"]]
         assert len(first) <= shape["settings"]

@@ -98,18 +98,20 @@ def shape_brackets(cmp: Comparison) -> None:
     for name in new:
         steps = ladder(config.min_steps, config.eta, budget.final_steps)
         available = FILL * (budget.share(name) - budget.final_reserve(name))
-        size, rungs = fill(available, tuple(budget.pilot_cost(name, s) for s in steps), config.eta,
-                           last_seeds=config.pilot_seeds)
-        shapes[name] = {"settings": size, "rung_steps": list(steps[:rungs]), "planned_seconds": round(available, 1)}
-        cmp.log(f"{name}: bracket of {size} settings over rungs of {', '.join(map(str, steps[:rungs]))} steps, "
-                f"to fill {available:.0f} s of its share")
+        size, rungs, seeds = fill(available, tuple(budget.pilot_cost(name, s) for s in steps), config.eta,
+                                  last_seeds=config.pilot_seeds)
+        shapes[name] = {"settings": size, "rung_steps": list(steps[:rungs]), "planned_seconds": round(available, 1),
+                        **({"last_rung_seeds": seeds} if config.pilot_seeds > 1 else {})}
+        cmp.log(f"{name}: bracket of {size} settings over rungs of {', '.join(map(str, steps[:rungs]))} steps"
+                + (f", the last with {seeds} seeds" if seeds > 1 else "") + f", to fill {available:.0f} s of its share")
     if new:
         write_json(path, shapes)
     for name, shape in shapes.items():
         bracket = cmp.brackets[name]
         settings = bracket.method.settings(int(shape["settings"]), cmp.config.per_choice)
         cmp.brackets[name] = dataclasses.replace(bracket, settings=tuple(settings),
-                                                 steps=tuple(int(s) for s in shape["rung_steps"]), least=FILLED_LEAST)
+                                                 steps=tuple(int(s) for s in shape["rung_steps"]), least=FILLED_LEAST,
+                                                 last_seeds=int(shape.get("last_rung_seeds", bracket.last_seeds)))
 
 
 Planned = tuple[str, RunConfig, str, str]
