@@ -84,8 +84,9 @@ class CompareOptions:
                                 "share affords after its final runs (min-steps x eta**k, the last at most a final "
                                 "run's length), each keeping at least two settings.")
     pilot_valid: int = setting(200, "Validation examples pilots are scored on (the first ones of the file).")
-    pilot_seeds: int = setting(2, "Seeds each pilot of a bracket's last rung trains with (--seed, --seed + 1, ...); "
-                               "its score there is their mean, so a setting that trains in one seed only is not "
+    pilot_seeds: int = setting(2, "Seeds each pilot of a bracket's last rung trains with (--seed, --seed + 1, ...; "
+                               "a bracket that fills its share takes them where they fit after its rungs); its "
+                               "score there is their mean, so a setting that trains in one seed only is not "
                                "picked.")
     metric: str | None = setting(None, "The validation metric the methods are judged by, one of the task's "
                                  "(GLUE's CoLA: mcc; none: the task's first, e.g. accuracy or pearson).")
