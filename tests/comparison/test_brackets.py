@@ -196,7 +196,7 @@ def test_a_setting_that_trains_in_one_seed_only_is_not_picked():
     cmp._valid = lambda method: lambda i, steps, seed=None: waiting.get((i, steps, seed))
     score, loss = cmp.scored("lora")
     assert score(2, 48) is None and score(1, 48) == pytest.approx(0.455) and loss(1, 48) == pytest.approx(0.545)
-    assert cmp.seed_scores("lora", 2, 48) == [0.80, None] and cmp.seed_scores("lora", 2, 16) is None
+    assert cmp.records("lora").seeds(2, 48) == [0.80, None] and cmp.records("lora").seeds(2, 16) is None
 
 
 def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():

@@ -161,11 +161,11 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
     """The pilots of every method's `rung` that its share affords (the first pilot of a method always)."""
     planned: list[Planned] = []
     for name, bracket in cmp.brackets.items():
-        score, loss = cmp.scored(name)
-        entrants = bracket.entrants(rung, score, loss)
+        records = cmp.records(name)
+        entrants = bracket.entrants(rung, *records.ranking)
         if entrants is None or name in cmp.stopped:
             continue
-        steps, ran = bracket.steps[rung], cmp.pilot_ran(name)
+        steps, ran = bracket.steps[rung], records.ran
         runs = [(i, seed) for i in entrants for seed in cmp.pilot_seeds(bracket, steps)]
         todo = [(i, seed) for i, seed in runs if not ran(i, steps, seed)]
         for i, seed in runs:

@@ -45,50 +45,21 @@ class Comparison:
     def pilot_examples(self) -> int:
         return min(self.config.pilot_valid, self.valid_examples)
 
+    def records(self, method: str) -> PilotRecords:
+        """One method's pilots as their run records hold them now, each record read once."""
+        bracket = self.brackets[method]
+        return PilotRecords(self._valid(method), lambda steps: self.pilot_seeds(bracket, steps), self.metric,
+                            self.config.tie_break)
+
     def scored(self, method: str) -> tuple[Score, Loss | None]:
-        """The pilot scores of one method's bracket and their validation losses (None in a folder planned
-        before losses broke ties), read from its run records as they are now. At a rung whose pilots train with
-        several seeds (`Bracket.seeds_at`) a pilot's score is their mean, known once every seed has run (NaN
-        when any diverged), and so is its loss."""
-        bracket, valid = self.brackets[method], self._valid(method)
-
-        def value(scores: dict) -> float:
-            value = scores.get(self.metric)
-            return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
-
-        def score(index: int, steps: int) -> float | None:
-            runs = [valid(index, steps, seed) for seed in self.pilot_seeds(bracket, steps)]
-            if any(scores is None for scores in runs):
-                return None
-            return sum(value(scores) for scores in runs) / len(runs)
-
-        def loss(index: int, steps: int) -> float | None:
-            losses = [validation_loss(valid(index, steps, seed) or {}) for seed in self.pilot_seeds(bracket, steps)]
-            return None if any(v is None for v in losses) else sum(losses) / len(losses)
-
-        return score, loss if self.config.tie_break else None
-
-    def seed_scores(self, method: str, index: int, steps: int) -> list[float | None] | None:
-        """Each seed's score of a pilot at a rung of several seeds (None: a seed not run; NaN: it diverged);
-        None at a rung of one seed."""
-        bracket, valid = self.brackets[method], self._valid(method)
-        seeds = self.pilot_seeds(bracket, steps)
-        if len(seeds) == 1:
-            return None
-        runs = [valid(index, steps, seed) for seed in seeds]
-        return [None if scores is None else float(v) if isinstance(v := scores.get(self.metric), (int, float))
-                and math.isfinite(v) else math.nan for scores in runs]
+        """The pilot scores of one method's bracket and their validation losses (`PilotRecords.ranking`)."""
+        return self.records(method).ranking
 
     def pilot_seeds(self, bracket: Bracket, steps: int) -> list[int | None]:
         """The seeds a pilot of `steps` trains with: None (the base seed, in the pilot's own folder), then base
         seed + 1, ... at a rung of several (`Bracket.seeds_at`)."""
         base = self.config.base.training.seed
         return [None] + [base + k for k in range(1, bracket.seeds_at(steps))]
-
-    def pilot_ran(self, method: str) -> Callable[[int, int, int | None], bool]:
-        """(setting index, steps, seed) -> whether that pilot run has finished (failed included)."""
-        valid = self._valid(method)
-        return lambda index, steps, seed: valid(index, steps, seed) is not None
 
     def _valid(self, method: str) -> Callable[[int, int, int | None], dict | None]:
         """A pilot's validation scores as its record holds them ({} when it failed), None when it has not run."""
@@ -135,3 +106,49 @@ class Comparison:
 
     def seeds(self) -> list[int]:
         return [self.config.base.training.seed + i for i in range(self.config.seeds)]
+
+
+@dataclass(frozen=True)
+class PilotRecords:
+    """A method's pilot runs as their records hold them: `valid(index, steps, seed)` gives a run's validation
+    scores ({} when it failed), None when it has not run. At a rung of several seeds a pilot's score is their
+    mean, known once every seed has run (NaN when any diverged), and so is its loss."""
+
+    valid: Callable[[int, int, int | None], dict | None]
+    seeds_at: Callable[[int], list[int | None]]
+    """steps -> the seeds a pilot of that many steps trains with (`Comparison.pilot_seeds`)."""
+    metric: str
+    tie_break: bool
+    """Whether validation losses rank pilots that score alike (False in a folder planned before that rule)."""
+
+    def _runs(self, index: int, steps: int) -> list[dict | None]:
+        return [self.valid(index, steps, seed) for seed in self.seeds_at(steps)]
+
+    def _value(self, scores: dict) -> float:
+        value = scores.get(self.metric)
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else math.nan
+
+    def score(self, index: int, steps: int) -> float | None:
+        runs = self._runs(index, steps)
+        if any(scores is None for scores in runs):
+            return None
+        return sum(self._value(scores) for scores in runs) / len(runs)
+
+    def loss(self, index: int, steps: int) -> float | None:
+        losses = [validation_loss(scores or {}) for scores in self._runs(index, steps)]
+        return None if any(v is None for v in losses) else sum(losses) / len(losses)
+
+    @property
+    def ranking(self) -> tuple[Score, Loss | None]:
+        """(score, loss) as a bracket ranks pilots by them; no loss in a folder planned before losses broke ties."""
+        return self.score, self.loss if self.tie_break else None
+
+    def ran(self, index: int, steps: int, seed: int | None) -> bool:
+        """Whether that one run of the pilot has finished (failed included)."""
+        return self.valid(index, steps, seed) is not None
+
+    def seeds(self, index: int, steps: int) -> list[float | None] | None:
+        """Each seed's score at a rung of several seeds (None: a seed not run; NaN: it diverged); None at a
+        rung of one seed."""
+        runs = self._runs(index, steps)
+        return None if len(runs) == 1 else [None if scores is None else self._value(scores) for scores in runs]

@@ -40,20 +40,20 @@ def _cost(records: list[dict[str, Any]], folders: list[Path]) -> dict[str, Any]:
 
 
 def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, Any], Row]:
-    bracket, (score, loss) = cmp.brackets[method.name], cmp.scored(method.name)
-    found = bracket.pilots(score, loss)
+    bracket, records = cmp.brackets[method.name], cmp.records(method.name)
+    found = bracket.pilots(*records.ranking)
     pilots = [{"setting": p.number, "settings": p.settings, "values": {str(k): v for k, v in sorted(p.values.items())},
                **({"losses": {str(k): v for k, v in sorted(p.losses.items())}} if p.losses else {}),
                **({"seeds": seeds} if (seeds := {str(k): v for k in sorted(p.values)
-                                                 if (v := cmp.seed_scores(method.name, p.number, k))}) else {}),
+                                                 if (v := records.seeds(p.number, k))}) else {}),
                "state": p.state, "folders": {str(k): bracket.folder(p.number, k) for k in sorted(p.values)}}
               for p in found]
     row = Row(method.name, method.name, method.fixed.get("strategy", ""), {})
     entry: dict[str, Any] = {"method": method.name, "lr_range": list(method.lr_range),
                              "choices": {k: list(v) for k, v in method.choices.items()},
                              "rung_steps": list(bracket.steps), "bracket_settings": len(bracket.settings),
-                             "bracket_filled": bracket.least > 1, "last_rung_seeds": bracket.seeds_at(bracket.steps[-1]),
-                             "pilots": pilots,
+                             "bracket_filled": bracket.least > 1,
+                             "last_rung_seeds": bracket.seeds_at(bracket.steps[-1]), "pilots": pilots,
                              "stopped": cmp.stopped.get(method.name), "best": None, "finals": []}
     if verdict is None:
         return entry, row
