@@ -233,6 +233,30 @@ def test_a_filled_bracket_goes_as_deep_as_its_share_allows_then_as_wide():
     assert fill(400.0, costs, 3, last_seeds=2) == (15, 3, 2)  # 144-step pilots twice each fit, in a narrower bracket
 
 
+def test_a_last_rung_that_trains_final_runs_is_paid_for_by_them():
+    """CoLA's numbers again (0.34 s a step, 1.6 s besides; a final run of 1,362 steps, 3 seeds). A last rung of
+    1,362 steps trains the final runs of its seeds, so the share keeps less for them: a 2,600 s share that
+    keeping 3 trained final runs leaves room for 432-step pilots only reaches the final length, and a 3,100 s
+    share that reached it with one seed reaches it with two."""
+    costs = tuple(0.34 * s + 1.6 for s in ladder(16, 3, 1362))
+    final, scoring = 0.34 * 1362, 5.0
+
+    def room(share: float, reuse: bool = True):
+        def seconds(rungs: int, seeds: int) -> float:
+            trained = min(3, seeds if rungs > 1 else 1) if rungs == len(costs) and reuse else 0
+            return 0.9 * (share - (3 - trained) * final - 3 * scoring)
+        return seconds
+
+    assert fill(room(2600.0, reuse=False), costs, 3, last_seeds=2)[1:] == (4, 2)
+    assert fill(room(2600.0), costs, 3, last_seeds=2)[1:] == (5, 1)
+    assert fill(room(3100.0, reuse=False), costs, 3, last_seeds=2)[1:] == (5, 1)
+    size, rungs, seeds = fill(room(3100.0), costs, 3, last_seeds=2)
+    assert (rungs, seeds) == (5, 2)  # final runs 0 and 1 come from its pilots
+    paid = costs[:4] + (2 * costs[4],)
+    space = room(3100.0)(5, 2)
+    assert bracket_cost(size, paid, 3, FILLED_LEAST) <= space < bracket_cost(size + 1, paid, 3, FILLED_LEAST)
+
+
 def test_a_filled_bracket_keeps_two_settings_to_its_last_rung():
     given = Bracket.of(METHODS["lora"], 6, min_steps=16, eta=3, rungs=3)
     filled = Bracket(given.method, given.settings, (16, 48, 144, 432), 3, least=2)
@@ -280,6 +304,9 @@ def test_the_budget_is_split_and_spent_per_method(tmp_path):
     assert budget.pilot_cost("lora", 8) == 0.5 * 8 + 2.0  # steps, and the 2 s outside them
     assert budget.final_reserve("lora") == 2 * (0.5 * 10 + 2.0)
     assert budget.affords("lora", 6.0) and not budget.affords("lora", 33.0)  # 4 + 33 + 14 > 50
+    # Final runs that a last rung's pilots train cost their scoring only: 33 s of such pilots fit.
+    assert budget.final_reserve("lora", trained=1) == 0.5 * 10 + 2 * 2.0
+    assert budget.final_reserve("lora", trained=5) == 2 * 2.0 and budget.affords("lora", 33.0, trained=2)
     ledger.add("finals/lora/a/seed-0", "final", wall=9.0, cpu=9.0, train_wall=5.0, steps=10, candidate="lora")
     assert budget.final_reserve("lora") == pytest.approx(0.5 * 10 + 4.0)  # one seed left; its overhead measured
     summary = budget.summary()

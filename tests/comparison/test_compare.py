@@ -3,6 +3,7 @@ lock, resuming after kill -9, and bad input."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from loralab.cli import main
 from loralab.comparison import compare
 from loralab.errors import LoralabError
 from loralab.runs.artifacts import RECORD
+from loralab.runs.config import RunConfig
 from loralab.sweeps.sweep import folder_lock
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -245,3 +247,44 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny, capsys, change
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.slow
+def test_a_final_run_that_a_last_rung_pilot_trained_is_that_pilots_weights_scored_on_all_the_data(tmp_path, tiny):
+    """Two epochs of 30 examples in batches of 8 (the last batch short): 8 steps a final run, the bracket's last
+    rung. The final runs of seeds 0 and 1 are the winner's two last-rung pilots scored on all 16 validation
+    questions (pilots score 8), not trained again; seed 2 trains. Each equals the final run trained afresh:
+    its losses, its weights and its scores."""
+    from run_fixtures import easy_questions
+
+    from loralab.runs import run
+
+    easy_questions(tmp_path / "train.csv", 30, 0)
+    config = easy_comparison(tmp_path, tiny, methods=("lora",), seeds=3, rungs=3, pilot_valid=8)
+    config = dataclasses.replace(config, base=dataclasses.replace(
+        config.base, training=dataclasses.replace(config.base.training, epochs=2.0)))
+    out = tmp_path / "cmp"
+    result = compare(config, out, log=lambda _: None)
+    (method,) = result["methods"]
+    assert method["rung_steps"] == [2, 4, 8] and method["best"]["pilot_steps"] == 8 and method["n"] == 3
+    finals = {e["folder"]: e for e in _ledger(out) if e["kind"] == "final"}
+    assert len(finals) == 3
+    for folder, entry in finals.items():
+        seed = int(folder.rsplit("-", 1)[1])
+        record = json.loads((out / folder / RECORD).read_text())
+        assert record["steps"] == 8 and record["valid"]["questions"] == 16
+        if seed < 2:
+            pilot = out / folder / record["trained_in"]
+            assert pilot.name == ("steps-8" if seed == 0 else "steps-8-seed-1") and entry["steps"] == 0
+            assert json.loads((pilot / RECORD).read_text())["valid"]["questions"] == 8
+            assert method["finals"][seed]["trained_in"] == pilot.resolve().relative_to(out.resolve()).as_posix()
+        else:
+            assert "trained_in" not in record and entry["steps"] == 8
+        fresh = run(RunConfig.from_dict(record["config"]), tmp_path / f"fresh-{seed}", progress=False,
+                    log=lambda _: None)
+        assert fresh["loss"] == record["loss"] and fresh["weights_sha256"] == record["weights_sha256"]
+        assert {k: v for k, v in fresh["valid"].items()} == record["valid"]
+    assert "Its final runs of seeds 0, 1: the best setting's last-rung pilots" in (out / "report.md").read_text()
+    before = _ledger(out)
+    compare(config, out, log=lambda _: None)  # a rerun reads the rescored finals back
+    assert [e for e in _ledger(out) if e["kind"] != "search"] == [e for e in before if e["kind"] != "search"]

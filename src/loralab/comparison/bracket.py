@@ -172,24 +172,27 @@ def ladder(min_steps: int, eta: int, final_steps: int) -> tuple[int, ...]:
     return tuple(steps + [final_steps])
 
 
-def fill(available: float, rung_costs: tuple[float, ...], eta: int, fewest: int = 6, most: int = MOST,
-         last_seeds: int = 1) -> tuple[int, int, int]:
+def fill(available: float | Callable[[int, int], float], rung_costs: tuple[float, ...], eta: int, fewest: int = 6,
+         most: int = MOST, last_seeds: int = 1) -> tuple[int, int, int]:
     """(settings, rungs, seeds of the last rung) of the bracket that fills `available` seconds: the most rungs
     (of `rung_costs`, the cost of one pilot at each rung of `ladder`) through which `fewest` settings fit
     with one seed, then `last_seeds` seeds at its last rung (of several) where `fewest` settings still fit
     so, then as many settings (up to `most`) as fit. Depth comes first: a last rung far shorter than the
     final run is the larger risk (a pick from 144-step pilots failed a 1,362-step final run on CoLA), and
-    a second seed that would cost a rung is not taken. When not even the first rung of `fewest` fits:
-    (fewest, 1, 1), the first rung alone, which the budget cuts short as it does a given bracket's."""
+    a second seed that would cost a rung is not taken. `available` may depend on the shape: (rungs, seeds of
+    the last rung) -> seconds (a last rung of the final run's length trains final runs, which the share then
+    need not keep for). When not even the first rung of `fewest` fits: (fewest, 1, 1), the first rung
+    alone, which the budget cuts short as it does a given bracket's."""
+    room = available if callable(available) else (lambda rungs, seeds: available)
     for rungs in range(len(rung_costs), 0, -1):
         plain = rung_costs[:rungs]
-        if bracket_cost(fewest, plain, eta, FILLED_LEAST) > available:
+        if bracket_cost(fewest, plain, eta, FILLED_LEAST) > room(rungs, 1):
             continue
         seeded = plain[:-1] + (plain[-1] * last_seeds,) if rungs > 1 else plain
-        seeds = last_seeds if rungs > 1 and bracket_cost(fewest, seeded, eta, FILLED_LEAST) <= available else 1
-        costs = seeded if seeds > 1 else plain
+        seeds = last_seeds if rungs > 1 and bracket_cost(fewest, seeded, eta, FILLED_LEAST) <= room(rungs, last_seeds) else 1
+        costs, space = (seeded if seeds > 1 else plain), room(rungs, seeds)
         settings = fewest
-        while settings < most and bracket_cost(settings + 1, costs, eta, FILLED_LEAST) <= available:
+        while settings < most and bracket_cost(settings + 1, costs, eta, FILLED_LEAST) <= space:
             settings += 1
         return settings, rungs, seeds
     return fewest, 1, 1

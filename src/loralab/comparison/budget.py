@@ -55,15 +55,19 @@ class Budget:
     def pilot_cost(self, method: str, steps: int) -> float:
         return (self.step_cost(method) or 0.0) * steps + self._overhead("pilot")
 
-    def final_reserve(self, method: str) -> float:
-        """What the method's final runs not yet done are expected to cost."""
+    def final_reserve(self, method: str, trained: int = 0) -> float:
+        """What the method's final runs not yet done are expected to cost; `trained` of them trained by pilots
+        (the last rung's, at the final run's length: `runs.rescore`), which cost their scoring only."""
         done = sum(1 for e in self.ledger.entries.values() if e.get("candidate") == method and e["kind"] == "final")
         left = max(0, self.seeds - done)
-        return left * ((self.step_cost(method) or 0.0) * self.final_steps + self._overhead("final"))
+        rescored = min(trained, left)
+        return ((left - rescored) * (self.step_cost(method) or 0.0) * self.final_steps
+                + left * self._overhead("final"))
 
-    def affords(self, method: str, cost: float) -> bool:
-        """Whether the method's share holds what it spent, `cost` more, and its final runs."""
-        return self.spent(method) + cost + self.final_reserve(method) <= self.share(method)
+    def affords(self, method: str, cost: float, trained: int = 0) -> bool:
+        """Whether the method's share holds what it spent, `cost` more, and its final runs (`trained` of them
+        by the pilots that `cost` pays for)."""
+        return self.spent(method) + cost + self.final_reserve(method, trained) <= self.share(method)
 
     def left(self, method: str) -> float:
         return self.share(method) - self.spent(method)

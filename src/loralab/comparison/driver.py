@@ -13,7 +13,8 @@ for the whole comparison.
                                                fixed once its first pilot has measured its step; a rerun keeps it
     stopped.json                               why a method's bracket stopped before its last rung (the budget)
     pilots/<method>/<nn>_<settings>/steps-<n>/ a pilot run (steps-<n>-seed-<s>: the last rung's other seeds)
-    finals/<method>/<settings>/seed-<s>/       the method's best setting on all the data
+    finals/<method>/<settings>/seed-<s>/       the method's best setting on all the data (a last-rung pilot's weights,
+                                               scored on all of it, where that pilot trained the same run)
     compare.json, report.md, report.html       what it found (`report.py` reads compare.json and records only)
 """
 
@@ -97,13 +98,20 @@ def shape_brackets(cmp: Comparison) -> None:
     new = [name for name in cmp.brackets if name not in shapes and budget.step_cost(name) is not None]
     for name in new:
         steps = ladder(config.min_steps, config.eta, budget.final_steps)
-        available = FILL * (budget.share(name) - budget.final_reserve(name))
-        size, rungs, seeds = fill(available, tuple(budget.pilot_cost(name, s) for s in steps), config.eta,
+
+        def room(rungs: int, seeds: int, name: str = name, steps: tuple[int, ...] = steps) -> float:
+            trained = _finals_trained(config, steps[:rungs], seeds, budget.final_steps)
+            return FILL * (budget.share(name) - budget.final_reserve(name, trained))
+
+        size, rungs, seeds = fill(room, tuple(budget.pilot_cost(name, s) for s in steps), config.eta,
                                   last_seeds=config.pilot_seeds)
+        available, trained = room(rungs, seeds), _finals_trained(config, steps[:rungs], seeds, budget.final_steps)
         shapes[name] = {"settings": size, "rung_steps": list(steps[:rungs]), "planned_seconds": round(available, 1),
-                        **({"last_rung_seeds": seeds} if config.pilot_seeds > 1 else {})}
+                        **({"last_rung_seeds": seeds} if config.pilot_seeds > 1 else {}),
+                        **({"finals_trained_by_pilots": trained} if trained else {})}
         cmp.log(f"{name}: bracket of {size} settings over rungs of {', '.join(map(str, steps[:rungs]))} steps"
-                + (f", the last with {seeds} seeds" if seeds > 1 else "") + f", to fill {available:.0f} s of its share")
+                + (f", the last with {seeds} seeds" if seeds > 1 else "")
+                + (f" (training {trained} of its final runs)" if trained else "") + f", to fill {available:.0f} s of its share")
     if new:
         write_json(path, shapes)
     for name, shape in shapes.items():
@@ -114,21 +122,40 @@ def shape_brackets(cmp: Comparison) -> None:
                                                  last_seeds=int(shape.get("last_rung_seeds", bracket.last_seeds)))
 
 
+def _finals_trained(config: CompareConfig, steps: tuple[int, ...], seeds: int, final_steps: int) -> int:
+    """How many of a method's final runs the last rung of `steps` trains, each pilot with `seeds` seeds (one in
+    a bracket of one rung): as many as its seeds where it is the final run's length (`runs.rescore`), else none."""
+    if not steps or steps[-1] != final_steps:
+        return 0
+    return min(config.seeds, seeds if len(steps) > 1 else 1)
+
+
 Planned = tuple[str, RunConfig, str, str]
 """(folder, configuration, kind: pilot or final, method)."""
 
 
-def _run_stage(cmp: Comparison, name: str, planned: list[Planned]) -> None:
-    """Sweep `planned` into the comparison's folder, each run's cost into the ledger."""
+def _run_stage(cmp: Comparison, name: str, planned: list[Planned], trained: dict[str, str] | None = None) -> None:
+    """Sweep `planned` into the comparison's folder, each run's cost into the ledger. `trained`: final run's
+    folder -> the pilot's that trained it step for step, whose weights are scored instead (`runs.rescore`)."""
     if not planned:
         return
     kinds = {folder: (kind, method) for folder, _, kind, method in planned}
     ledger = cmp.budget.ledger
+    trained = trained or {}
 
     def timed_run(config: RunConfig, folder: Path, **kwargs: Any) -> dict:
         from loralab.runs import run
+        from loralab.runs.rescore import rescore
 
         wall, cpu = time.perf_counter(), time.process_time()
+        source = trained.get(folder.relative_to(cmp.out).as_posix())
+        if source is not None:
+            record = rescore(cmp.out / source, config, folder, progress=kwargs.get("progress", False),
+                             log=kwargs.get("log", print))
+            kind, method = kinds[folder.relative_to(cmp.out).as_posix()]
+            ledger.add(ledger.key(folder), kind, wall=time.perf_counter() - wall, cpu=time.process_time() - cpu,
+                       train_wall=0.0, steps=0, candidate=method)
+            return record
         record = run(config, folder, **kwargs)
         kind, method = kinds[folder.relative_to(cmp.out).as_posix()]
         ledger.add(ledger.key(folder), kind, wall=time.perf_counter() - wall, cpu=time.process_time() - cpu,
@@ -179,10 +206,12 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]
                 planned.append(_pilot(cmp, bracket, entrants[0], steps))
             continue
         chosen, cost = [], 0.0
+        last = rung == len(bracket.steps) - 1  # its pilots train final runs where it is their length
+        trained = _finals_trained(cmp.config, bracket.steps, bracket.last_seeds, cmp.budget.final_steps) if last else 0
         for i, seed in todo:
             more = cmp.budget.pilot_cost(name, steps)
-            if not cmp.budget.affords(name, cost + more):
-                left, reserve = cmp.budget.left(name) - cost, cmp.budget.final_reserve(name)
+            if not cmp.budget.affords(name, cost + more, trained):
+                left, reserve = cmp.budget.left(name) - cost, cmp.budget.final_reserve(name, trained)
                 cmp.stopped[name] = (f"budget: a {steps}-step pilot (about {more:.0f} s) and the final runs (about "
                                      f"{reserve:.0f} s) did not fit in the {left:.0f} s left of its share"
                                      if left > 0 else f"budget: its share ({cmp.budget.share(name):.0f} s) is spent"
@@ -222,15 +251,20 @@ def best_settings(cmp: Comparison) -> dict[str, Any]:
 
 
 def run_finals(cmp: Comparison, verdicts: dict[str, Any]) -> None:
+    """Each method's best setting with every seed; a final run that a last-rung pilot trained step for step
+    (`Comparison.trained_final`) is that pilot's weights scored on the whole validation set, not trained again."""
     planned: list[Planned] = []
+    trained: dict[str, str] = {}
     for method in cmp.config.methods:
         verdict = verdicts[method.name]
         if verdict is None:
             continue
         for seed in cmp.seeds():
-            planned.append((cmp.final_folder(method, verdict.winner.settings, seed),
-                            cmp.final_config(method, verdict.winner.settings, seed), "final", method.name))
-    _run_stage(cmp, f"final runs ({cmp.config.seeds} seeds of each method's best)", planned)
+            folder = cmp.final_folder(method, verdict.winner.settings, seed)
+            planned.append((folder, cmp.final_config(method, verdict.winner.settings, seed), "final", method.name))
+            if (pilot := cmp.trained_final(method, verdict.winner.settings, seed)) is not None:
+                trained[folder] = pilot
+    _run_stage(cmp, f"final runs ({cmp.config.seeds} seeds of each method's best)", planned, trained)
 
 
 def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:

@@ -97,9 +97,13 @@ def _brackets(rec: dict[str, Any], label: str) -> list[Block]:
                  + (", shaped to fill its share" if m.get("bracket_filled") else "")
                  + (f", the last rung's pilots with {seeds} seeds each (their mean ranks them)" if seeds > 1 else "")
                  + "; " if "bracket_settings" in m else "")  # compare.json from before it said
+        reused = [str(f["seed"]) for f in m.get("finals", []) if f.get("trained_in")]
         out += [("p", f"**{m['method']}**: {shape}learning rates {lo:.0e} to {hi:.0e}"
                       + "".join(f"; {k} from {' or '.join(_value(x) for x in v)}" for k, v in m["choices"].items())
-                      + "."),
+                      + "." + (f" Its final run{'s' if len(reused) > 1 else ''} of seed{'s' if len(reused) > 1 else ''} "
+                               f"{', '.join(reused)}: the best setting's last-rung pilot{'s' if len(reused) > 1 else ''}, "
+                               "which trained the same run step for step, scored on all the validation data."
+                               if reused else "")),
                 ("table", (header, rows))]
     return out
 

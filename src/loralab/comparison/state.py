@@ -18,7 +18,7 @@ from loralab.comparison.budget import Budget
 from loralab.comparison.config import CompareConfig
 from loralab.comparison.methods import Method, label
 from loralab.metrics import validation_loss
-from loralab.runs.artifacts import RECORD, read_json
+from loralab.runs.artifacts import RECORD, WEIGHTS, read_json
 from loralab.runs.config import RunConfig
 from loralab.runs.state import record_state
 from loralab.sweeps.sweep import Executor
@@ -101,11 +101,46 @@ class Comparison:
         config = self.run_config(method, settings)
         return dataclasses.replace(config, training=dataclasses.replace(config.training, seed=seed))
 
+    def trained_final(self, method: Method, settings: dict[str, Any], seed: int) -> str | None:
+        """The folder of a finished pilot that trained this final run step for step (`runs.rescore`): one of the
+        last rung's seeds of a bracket whose last rung is the final run's length, on all the training data,
+        its weights kept; None when there is none and the final run trains."""
+        bracket = self.brackets[method.name]
+        steps = bracket.steps[-1]
+        if steps != self.budget.final_steps or settings not in bracket.settings:
+            return None
+        base = self.config.base.training.seed
+        pilot_seed = next((s for s in self.pilot_seeds(bracket, steps) if (base if s is None else s) == seed), "none")
+        if pilot_seed == "none":
+            return None
+        pilot = self.pilot_config(method, settings, steps, pilot_seed)
+        final = self.final_config(method, settings, seed)
+        if pilot.train_limit != self.train_examples or not same_training(pilot, final):
+            return None
+        folder = bracket.folder(bracket.settings.index(settings), steps, pilot_seed)
+        path = self.out / folder
+        if not (path / RECORD).is_file() or record_state(path, pilot)[0] != "done":
+            return None
+        record = read_json(path / RECORD)
+        if record.get("status") != "completed" or record.get("steps") != steps or \
+                not (path / record.get("weights", WEIGHTS)).is_file():
+            return None
+        return folder
+
     def final_folder(self, method: Method, settings: dict[str, Any], seed: int) -> str:
         return f"finals/{method.name}/{label(settings)}/seed-{seed}"
 
     def seeds(self) -> list[int]:
         return [self.config.base.training.seed + i for i in range(self.config.seeds)]
+
+
+def same_training(pilot: RunConfig, final: RunConfig) -> bool:
+    """Whether a pilot that read `final`'s training data trains what `final` trains: the configurations differ
+    at most in how the steps are given (a pilot's max_steps, a final run's epochs), the training-data limit
+    and the validation examples scored. The caller checks the steps and the data."""
+    training = dataclasses.replace(pilot.training, max_steps=final.training.max_steps, epochs=final.training.epochs)
+    return dataclasses.replace(pilot, training=training, train_limit=final.train_limit,
+                               valid_limit=final.valid_limit) == final
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ its standard error (a single seed borrows the pooled seed-to-seed deviation). Th
 
 from __future__ import annotations
 
+import os
+
 import math
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,11 @@ def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, A
         record = _final(cmp, method, verdict.winner.settings, seed)
         folder = cmp.out / cmp.final_folder(method, verdict.winner.settings, seed)
         value = (record or {}).get("valid", {}).get(cmp.metric) if (record or {}).get("status") == "completed" else None
+        trained_in = (record or {}).get("trained_in")
         entry["finals"].append({"seed": seed, "folder": folder.relative_to(cmp.out).as_posix(),
-                                "status": (record or {}).get("status", "not run"), cmp.metric: value})
+                                "status": (record or {}).get("status", "not run"), cmp.metric: value,
+                                **({"trained_in": os.path.normpath(os.path.join(
+                                    folder.relative_to(cmp.out).as_posix(), trained_in))} if trained_in else {})})
         if record is not None:
             row.records.append(record)
             folders.append(folder)
