@@ -239,6 +239,17 @@ def run_brackets(cmp: Comparison) -> None:
     longest = max(cmp.brackets.values(), key=lambda b: len(b.steps))
     for rung, steps in enumerate(longest.steps):
         _run_stage(cmp, f"rung {rung + 1} ({steps} steps)", _rung(cmp, rung))
+        # A method whose bracket is over trains its final runs now, not after every other method's rungs: its
+        # row is whole sooner, and the last-rung pilots its final runs are scored from are fresh.
+        over = {name for name, bracket in cmp.brackets.items() if _over(cmp, name, bracket, rung)}
+        if over and rung < len(longest.steps) - 1:
+            run_finals(cmp, best_settings(cmp), only=over)
+
+
+def _over(cmp: Comparison, name: str, bracket: Bracket, rung: int) -> bool:
+    """Whether `name`'s bracket runs no rung after `rung`."""
+    return (rung >= len(bracket.steps) - 1 or name in cmp.stopped
+            or bracket.entrants(rung + 1, *cmp.records(name).ranking) is None)
 
 
 def best_settings(cmp: Comparison) -> dict[str, Any]:
@@ -250,21 +261,22 @@ def best_settings(cmp: Comparison) -> dict[str, Any]:
     return verdicts
 
 
-def run_finals(cmp: Comparison, verdicts: dict[str, Any]) -> None:
+def run_finals(cmp: Comparison, verdicts: dict[str, Any], only: set[str] | None = None) -> None:
     """Each method's best setting with every seed; a final run that a last-rung pilot trained step for step
     (`Comparison.trained_final`) is that pilot's weights scored on the whole validation set, not trained again."""
     planned: list[Planned] = []
     trained: dict[str, str] = {}
     for method in cmp.config.methods:
         verdict = verdicts[method.name]
-        if verdict is None:
+        if verdict is None or (only is not None and method.name not in only):
             continue
         for seed in cmp.seeds():
             folder = cmp.final_folder(method, verdict.winner.settings, seed)
             planned.append((folder, cmp.final_config(method, verdict.winner.settings, seed), "final", method.name))
             if (pilot := cmp.trained_final(method, verdict.winner.settings, seed)) is not None:
                 trained[folder] = pilot
-    _run_stage(cmp, f"final runs ({cmp.config.seeds} seeds of each method's best)", planned, trained)
+    names = "each method's" if only is None else ", ".join(sorted(only)) + "'s"
+    _run_stage(cmp, f"final runs ({cmp.config.seeds} seeds of {names} best)", planned, trained)
 
 
 def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
