@@ -184,10 +184,13 @@ def _account(cmp: Comparison, folder: str, kind: str, method: str) -> None:
                    candidate=method)
 
 
-def _rung(cmp: Comparison, rung: int, first_only: bool = False) -> list[Planned]:
-    """The pilots of every method's `rung` that its share affords (the first pilot of a method always)."""
+def _rung(cmp: Comparison, rung: int, first_only: bool = False, names: set[str] | None = None) -> list[Planned]:
+    """The pilots of every method's (of `names`') `rung` that its share affords (the first pilot of a method
+    always)."""
     planned: list[Planned] = []
     for name, bracket in cmp.brackets.items():
+        if names is not None and name not in names:
+            continue
         records = cmp.records(name)
         entrants = bracket.entrants(rung, *records.ranking)
         if entrants is None or name in cmp.stopped:
@@ -233,16 +236,30 @@ def _pilot(cmp: Comparison, bracket: Bracket, index: int, steps: int, seed: int 
 
 
 def run_brackets(cmp: Comparison) -> None:
-    """Every method's bracket, rung by rung, all methods' pilots of a rung in one stage."""
-    _run_stage(cmp, "first pilot of each method", _rung(cmp, 0, first_only=True))
+    """Every method's bracket, then its final runs. Runs in this process go one method at a time, each method's
+    bracket and final runs whole before the next starts (a comparison stopped part-way has whole rows, and
+    the last-rung pilots a method's final runs are scored from are minutes old); with an executor (Ray) all
+    methods' pilots of a rung are one stage, which it spreads. Each method's share is its own, so the order
+    changes no method's runs."""
+    groups = [{name} for name in cmp.brackets] if cmp.executor is None else [set(cmp.brackets)]
+    for names in groups:
+        _run_methods(cmp, names)
+
+
+def _run_methods(cmp: Comparison, names: set[str]) -> None:
+    """`names`' brackets rung by rung, their pilots of a rung in one stage; a method whose bracket is over trains
+    its final runs after that stage."""
+    which = "the first pilot of " + (next(iter(names)) if len(names) == 1 else "each method")
+    _run_stage(cmp, which, _rung(cmp, 0, first_only=True, names=names))
     shape_brackets(cmp)
-    longest = max(cmp.brackets.values(), key=lambda b: len(b.steps))
-    for rung, steps in enumerate(longest.steps):
-        _run_stage(cmp, f"rung {rung + 1} ({steps} steps)", _rung(cmp, rung))
-        # A method whose bracket is over trains its final runs now, not after every other method's rungs: its
-        # row is whole sooner, and the last-rung pilots its final runs are scored from are fresh.
-        over = {name for name, bracket in cmp.brackets.items() if _over(cmp, name, bracket, rung)}
-        if over and rung < len(longest.steps) - 1:
+    longest = max(len(cmp.brackets[name].steps) for name in names)
+    for rung in range(longest):
+        steps = sorted({cmp.brackets[n].steps[rung] for n in names if rung < len(cmp.brackets[n].steps)})
+        of = f" of {next(iter(names))}" if len(names) == 1 else ""
+        _run_stage(cmp, f"rung {rung + 1}{of} ({', '.join(map(str, steps))} steps)", _rung(cmp, rung, names=names))
+        over = {name for name in names
+                if not cmp.budget.finals_started(name) and _over(cmp, name, cmp.brackets[name], rung)}
+        if over:
             run_finals(cmp, best_settings(cmp), only=over)
 
 
