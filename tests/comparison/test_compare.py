@@ -75,8 +75,21 @@ def test_a_small_budget_runs_each_methods_first_pilot_then_its_final_runs_throug
 
 @pytest.mark.slow
 def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tiny):
-    out = tmp_path / "cmp"
-    result = compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
+    out, so_far = tmp_path / "cmp", []
+
+    def log(message: str) -> None:  # as lora's first pilot starts, full is done: compare.json says so far
+        if "the first pilot of lora" in message and not so_far:
+            so_far.append(json.loads((out / "compare.json").read_text()))
+            so_far.append((out / "report.md").read_text())
+
+    result = compare(easy_comparison(tmp_path, tiny), out, log=log)
+    interim, report = so_far
+    assert interim["pending"] == ["lora"] and "pending" not in result
+    assert interim["answer"].startswith("So far, with 1 of 2 methods done (lora still to search and train): ")
+    assert interim["answer"] in report and not result["answer"].startswith("So far")
+    full = next(m for m in interim["methods"] if m["method"] == "full")
+    assert full["n"] == 2 and full["rank"] == 1
+    assert full["finals"] == next(m for m in result["methods"] if m["method"] == "full")["finals"]
     pilots = [e for e in _ledger(out) if e["kind"] == "pilot"]
     assert len(pilots) == 16  # per method: 4 settings at 2 steps, the best 2 at 4 (the last rung) with 2 seeds each
     assert sum(e["folder"].endswith("/steps-4-seed-1") for e in pilots) == 4
@@ -164,7 +177,7 @@ def test_a_comparison_killed_mid_way_resumes_without_redoing_finished_runs(tmp_p
     assert len(finished) >= 5  # the first method's 4 first-rung pilots and a second-rung one
     # One method at a time: the second method has not started while the first's bracket runs.
     assert {p.relative_to(out).parts[1] for p in finished} == {"full"}
-    assert not (out / "compare.json").exists()
+    assert not (out / "compare.json").exists()  # written after the first method's final runs
 
     assert main(argv) == 0
     for path, content in finished.items():  # read back, not trained again

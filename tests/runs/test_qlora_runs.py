@@ -90,8 +90,9 @@ def test_merge_dequantizes_and_writes_a_plain_float_model(qlora, tmp_path, minil
     merged = AutoModelForMultipleChoice.from_pretrained(out)
     assert all(p.dtype == torch.float32 for p in merged.parameters())
     assert all(type(m).__module__.startswith(("torch.", "transformers.")) for m in merged.modules())
-    # The unmerged layers multiply by the dequantized weights too: only float rounding differs.
-    torch.testing.assert_close(logits(merged, batch), adapted, atol=1e-5, rtol=1e-5)
+    # The unmerged layers multiply by the dequantized weights too: only float rounding differs (W x + B A x
+    # against (W + B A) x sums in another order: up to 2.2e-5 seen on logits near 1; a wrong merge is off by 1e-1).
+    torch.testing.assert_close(logits(merged, batch), adapted, atol=1e-4, rtol=1e-4)
     provenance = json.loads((out / "loralab_merge.json").read_text())
     assert provenance["dequantized"]["method"] == "nf4"
 

@@ -15,7 +15,8 @@ for the whole comparison.
     pilots/<method>/<nn>_<settings>/steps-<n>/ a pilot run (steps-<n>-seed-<s>: the last rung's other seeds)
     finals/<method>/<settings>/seed-<s>/       the method's best setting on all the data (a last-rung pilot's weights,
                                                scored on all of it, where that pilot trained the same run)
-    compare.json, report.md, report.html       what it found (`report.py` reads compare.json and records only)
+    compare.json, report.md, report.html       what it found (`report.py` reads compare.json and records only); in
+                                               one process, rewritten after each method ("So far, ...")
 """
 
 from __future__ import annotations
@@ -242,8 +243,12 @@ def run_brackets(cmp: Comparison) -> None:
     methods' pilots of a rung are one stage, which it spreads. Each method's share is its own, so the order
     changes no method's runs."""
     groups = [{name} for name in cmp.brackets] if cmp.executor is None else [set(cmp.brackets)]
-    for names in groups:
+    for k, names in enumerate(groups[:-1]):  # compare.json and the report so far, after each method but the last
         _run_methods(cmp, names)
+        pending = tuple(n for group in groups[k + 1:] for n in cmp.brackets if n in group)
+        write_json(cmp.out / COMPARE, summarize(cmp, best_settings(cmp), pending))
+        write_report(cmp.out)
+    _run_methods(cmp, groups[-1])
 
 
 def _run_methods(cmp: Comparison, names: set[str]) -> None:

@@ -137,8 +137,10 @@ def _sentence(methods: list[dict[str, Any]], metric: str, budget: dict[str, Any]
             f"{best['mean']:.3f} against {cheap['mean']:.3f}), at {share:.0%} of its training time.")
 
 
-def summarize(cmp: Any, verdicts: dict[str, Verdict | None]) -> dict[str, Any]:
-    """compare.json: everything the report says, from the live comparison and the run records."""
+def summarize(cmp: Any, verdicts: dict[str, Verdict | None], pending: tuple[str, ...] = ()) -> dict[str, Any]:
+    """compare.json: everything the report says, from the live comparison and the run records. `pending`: the
+    methods not yet done, while a comparison is under way (it writes compare.json after each method's final
+    runs); the answer then says that it is so far."""
     methods, rows = [], []
     for method in cmp.config.methods:
         entry, row = _method(cmp, method, verdicts[method.name])
@@ -163,4 +165,12 @@ def summarize(cmp: Any, verdicts: dict[str, Verdict | None]) -> dict[str, Any]:
     return {"metric": cmp.metric, "train_examples": cmp.train_examples, "valid_examples": cmp.valid_examples,
             "pilot_valid": cmp.pilot_examples, "final_steps": cmp.budget.final_steps, "seeds": cmp.seeds(),
             "pooled_sd": found.pooled if found else None, "budget": budget, "methods": methods,
-            "answer": _sentence(methods, cmp.metric, budget)}
+            **({"pending": list(pending)} if pending else {}),
+            "answer": _so_far(pending, len(methods)) + _sentence(methods, cmp.metric, budget)}
+
+
+def _so_far(pending: tuple[str, ...], methods: int) -> str:
+    if not pending:
+        return ""
+    return (f"So far, with {methods - len(pending)} of {methods} methods done ({', '.join(pending)} still to "
+            "search and train): ")
