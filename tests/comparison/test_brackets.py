@@ -379,3 +379,50 @@ def test_a_best_rate_at_the_end_of_its_range_is_flagged():
     assert rate_at_edge(tried, {"lr": 1e-3}) is None
     assert rate_at_edge(pilots(3e-4, 3e-3), {"lr": 3e-3}) is None  # two rates: every pick is an end
     assert rate_at_edge(tried, {}) is None
+
+
+def test_a_rung_is_trimmed_so_that_the_last_rung_still_fits(tmp_path):
+    """Science-exam's full fine-tuning: rungs of 16/48/144/250 steps (the final run's length; its pilot trains
+    one of the three final runs), a 3,600 s share, 550 s spent on eleven 16-step pilots, and the pilots now
+    measured at 2 s a step and 17 s besides. Three 48-step pilots, then two of 144 and two of 250, and the
+    final runs would not fit (the 250-step rung missed by 13 s); two 48-step pilots leave room for it. The
+    trim is kept in brackets.json, and the rung runs the best two."""
+    import dataclasses
+    import json
+
+    from loralab.comparison.config import CompareConfig
+    from loralab.comparison.driver import SHAPES, _rung
+    from loralab.comparison.state import Comparison
+    from loralab.runs.config import RunConfig
+
+    bracket = Bracket(METHODS["full"], tuple(METHODS["full"].settings(11)), (16, 48, 144, 250), 3, least=2)
+    cost = lambda steps: 2.0 * steps + 17.0  # noqa: E731
+    assert bracket.rest_cost(1, 3, cost) == 3 * 113 + 2 * 305 + 2 * 517
+    fits = lambda c: 550 + c + 1129 <= 3600  # noqa: E731  (what was spent, then the reserve for two trained finals)
+    assert bracket.trim(1, 3, cost, fits) == 2
+    assert bracket.trim(1, 2, cost, fits) is None  # two fit: nothing to trim
+    assert bracket.trim(1, 3, cost, lambda c: False) is None  # not even two: the budget check stops the bracket
+    assert bracket.trim(1, 3, cost, lambda c: True) is None
+    seeded = dataclasses.replace(bracket, last_seeds=2)
+    assert seeded.rest_cost(1, 3, cost) == 3 * 113 + 2 * 305 + 2 * 2 * 517
+
+    first = {i: 0.30 + 0.01 * i for i in range(11)}  # settings 10, 9, 8 best at 16 steps
+    runs = {(i, 16, None): {"map@3": v} for i, v in first.items()}
+    capped = dataclasses.replace(bracket, caps=((1, 2),))
+    score = lambda i, steps: first[i] if steps == 16 else None  # noqa: E731
+    assert bracket.entrants(1, score) == [10, 9, 8] and capped.entrants(1, score) == [10, 9]
+
+    base = RunConfig(train="t.csv", valid="v.csv")
+    config = CompareConfig(base, (METHODS["full"],), 3600.0, seeds=3)
+    ledger = Ledger(tmp_path / "ledger.jsonl", "cpu")
+    for i in range(11):
+        ledger.add(f"pilots/full/{i:02d}/steps-16", "pilot", wall=50.0, cpu=50.0, train_wall=33.0, steps=16,
+                   candidate="full", step_wall=2.0)
+    budget = Budget(3600.0, ("full",), ledger, final_steps=250, seeds=3, valid_share=2.5)
+    (tmp_path / SHAPES).write_text(json.dumps({"full": {"settings": 11, "rung_steps": [16, 48, 144, 250]}}))
+    cmp = Comparison(config, tmp_path, budget, "map@3", 2000, 500, {"full": bracket}, log=lambda _: None)
+    cmp._valid = lambda method: lambda i, steps, seed=None: runs.get((i, steps, seed))
+    planned = _rung(cmp, 1)
+    assert [folder.split("/")[2][:2] for folder, *_ in planned] == ["10", "09"]
+    assert json.loads((tmp_path / SHAPES).read_text())["full"]["caps"] == {"1": 2}
+    assert cmp.brackets["full"].caps == ((1, 2),) and "full" not in cmp.stopped

@@ -74,6 +74,8 @@ class Bracket:
     """Survivors a rung keeps at the least (`FILLED_LEAST` in a bracket that fills its share, see `fill`)."""
     last_seeds: int = 1
     """Seeds each pilot of the last rung trains with, when the bracket has more than one rung."""
+    caps: tuple[tuple[int, int], ...] = ()
+    """(rung, most entrants) pairs: rungs trimmed so that the bracket's last rung still fits its share (`trim`)."""
 
     @classmethod
     def of(cls, method: Method, size: int, min_steps: int, eta: int, rungs: int, higher_is_better: bool = True,
@@ -122,7 +124,29 @@ class Bracket:
             last = rank(ranked[keep - 1])
             while keep < len(ranked) and rank(ranked[keep]) == last and last[0] != math.inf:
                 keep += 1
-        return ranked[:keep]
+        return ranked[:min(keep, dict(self.caps).get(rung, keep))]
+
+    def rest_cost(self, rung: int, entrants: int, pilot_cost: Callable[[int], float]) -> float:
+        """What `rung` with `entrants` settings and every rung after it cost, each keeping `survivors` of the one
+        before (`pilot_cost(steps)`: one pilot, one seed)."""
+        total, alive = 0.0, entrants
+        for steps in self.steps[rung:]:
+            total += alive * self.seeds_at(steps) * pilot_cost(steps)
+            alive = survivors(alive, self.eta, self.least)
+        return total
+
+    def trim(self, rung: int, entrants: int, pilot_cost: Callable[[int], float],
+             fits: Callable[[float], bool]) -> int | None:
+        """The most settings (fewer than `entrants`, at least `least`) that `rung` can take so that it and every
+        rung after it fit (`fits(cost)`, the cost from `rest_cost`), when all `entrants` would not; None when they
+        would, or when not even the fewest would. Depth comes first, as in `fill`: pilots that cost more than the
+        first pilot's step measured when the bracket was shaped trim a middle rung, so the last rung still runs
+        (on science-exam, full fine-tuning's 250-step rung missed its share by 13 s after three 48-step pilots
+        where two would have left room for it)."""
+        if fits(self.rest_cost(rung, entrants, pilot_cost)):
+            return None
+        return next((n for n in range(entrants - 1, self.least - 1, -1)
+                     if fits(self.rest_cost(rung, n, pilot_cost))), None)
 
     def ran(self, rung: int, score: Score, loss: Loss | None = None) -> list[int]:
         """The entrants of `rung` that have a score there."""

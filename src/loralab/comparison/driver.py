@@ -120,7 +120,9 @@ def shape_brackets(cmp: Comparison) -> None:
         settings = bracket.method.settings(int(shape["settings"]), cmp.config.per_choice)
         cmp.brackets[name] = dataclasses.replace(bracket, settings=tuple(settings),
                                                  steps=tuple(int(s) for s in shape["rung_steps"]), least=FILLED_LEAST,
-                                                 last_seeds=int(shape.get("last_rung_seeds", bracket.last_seeds)))
+                                                 last_seeds=int(shape.get("last_rung_seeds", bracket.last_seeds)),
+                                                 caps=tuple(sorted((int(k), int(v))
+                                                                   for k, v in shape.get("caps", {}).items())))
 
 
 def _finals_trained(config: CompareConfig, steps: tuple[int, ...], seeds: int, final_steps: int) -> int:
@@ -204,6 +206,13 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False, names: set[str] 
                 _account(cmp, bracket.folder(i, steps, seed), "pilot", name)
         if cmp.budget.finals_started(name):
             continue  # a method's search closes when its final runs start: a rerun reads them back
+        if (rung > 0 and not first_only and bracket.least > 1 and rung not in dict(bracket.caps)
+                and len(todo) == len(runs)):
+            capped = _trim(cmp, name, bracket, rung, len(entrants))
+            if capped is not None:
+                bracket, entrants = capped, capped.entrants(rung, *records.ranking) or []
+                runs = [(i, seed) for i in entrants for seed in cmp.pilot_seeds(bracket, steps)]
+                todo = list(runs)
         known = cmp.budget.step_cost(name) is not None
         if first_only:
             if not known and todo and todo[0] == (entrants[0], None):
@@ -229,6 +238,27 @@ def _rung(cmp: Comparison, rung: int, first_only: bool = False, names: set[str] 
             continue  # a later rung runs whole or not at all: its survivors are compared at equal steps
         planned += [_pilot(cmp, bracket, i, steps, seed) for i, seed in chosen]
     return planned
+
+
+def _trim(cmp: Comparison, name: str, bracket: Bracket, rung: int, entrants: int) -> Bracket | None:
+    """The bracket with `rung` trimmed (`Bracket.trim`) where its planned entrants and the rungs after them no
+    longer fit the method's share as its pilots have measured a step; the trim is kept in brackets.json before
+    any pilot of the rung runs, so a resumed comparison plans the same runs. None: nothing trimmed."""
+    trained = _finals_trained(cmp.config, bracket.steps, bracket.last_seeds, cmp.budget.final_steps)
+    most = bracket.trim(rung, entrants, lambda steps: cmp.budget.pilot_cost(name, steps),
+                        lambda cost: cmp.budget.affords(name, cost, trained))
+    if most is None:
+        return None
+    path = cmp.out / SHAPES
+    shapes = read_json(path)
+    shapes[name]["caps"] = {**shapes[name].get("caps", {}), str(rung): most}
+    write_json(path, shapes)
+    capped = dataclasses.replace(bracket, caps=tuple(sorted({**dict(bracket.caps), rung: most}.items())))
+    cmp.brackets[name] = capped
+    cmp.log(f"{name}: rung {rung + 1} ({bracket.steps[rung]} steps) takes {most} of its {entrants} settings, so that its "
+            f"last rung ({bracket.steps[-1]} steps) still fits its share: its pilots cost more than its first pilot "
+            "measured")
+    return capped
 
 
 def _pilot(cmp: Comparison, bracket: Bracket, index: int, steps: int, seed: int | None = None) -> Planned:

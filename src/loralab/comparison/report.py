@@ -96,6 +96,8 @@ def _brackets(rec: dict[str, Any], label: str) -> list[Block]:
         shape = (f"{m['bracket_settings']} settings over rungs of {', '.join(steps)} steps"
                  + (", shaped to fill its share" if m.get("bracket_filled") else "")
                  + (f", the last rung's pilots with {seeds} seeds each (their mean ranks them)" if seeds > 1 else "")
+                 + "".join(f", the {k}-step rung trimmed to {n} settings so that the last rung fit its share"
+                           for k, n in (m.get("trimmed") or {}).items())
                  + "; " if "bracket_settings" in m else "")  # compare.json from before it said
         reused = [str(f["seed"]) for f in m.get("finals", []) if f.get("trained_in")]
         out += [("p", f"**{m['method']}**: {shape}learning rates {lo:.0e} to {hi:.0e}"

@@ -56,6 +56,7 @@ def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, A
                              "rung_steps": list(bracket.steps), "bracket_settings": len(bracket.settings),
                              "bracket_filled": bracket.least > 1,
                              "last_rung_seeds": bracket.seeds_at(bracket.steps[-1]), "pilots": pilots,
+                             **({"trimmed": {str(bracket.steps[r]): n for r, n in bracket.caps}} if bracket.caps else {}),
                              "stopped": cmp.stopped.get(method.name), "best": None, "finals": []}
     if verdict is None:
         return entry, row
