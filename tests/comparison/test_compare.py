@@ -188,6 +188,24 @@ def test_a_comparison_killed_mid_way_resumes_without_redoing_finished_runs(tmp_p
 
 
 @pytest.mark.slow
+def test_a_methods_unfinished_final_runs_run_before_the_next_method(tmp_path, tiny):
+    """Rerun after a stop amid full's final runs (one gone, with everything of lora's): full's is trained again
+    first, then lora's bracket and final runs, so the report written as lora starts has full's row whole."""
+    import shutil
+
+    out = tmp_path / "cmp"
+    compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
+    (last,) = out.glob("finals/full/*/seed-1")
+    shutil.rmtree(last), shutil.rmtree(out / "pilots" / "lora"), shutil.rmtree(out / "finals" / "lora")
+    kept = [e for e in _ledger(out) if e["candidate"] == "full" and e["folder"] != last.relative_to(out).as_posix()]
+    (out / "ledger.jsonl").write_text("".join(json.dumps(e) + "\n" for e in kept))
+    compare(easy_comparison(tmp_path, tiny), out, log=lambda _: None)
+    again = [e for e in _ledger(out)[len(kept):] if e["kind"] != "search"]
+    assert again[0]["folder"] == last.relative_to(out).as_posix()
+    assert {e["candidate"] for e in again[1:]} == {"lora"} and len(again) == 1 + 8 + 2
+
+
+@pytest.mark.slow
 def test_a_run_killed_before_its_ledger_line_is_still_counted(tmp_path, tiny):
     """A kill between a run's record and its ledger line leaves a finished run the ledger does not know:
     resumed, the comparison counts it (at its training time) instead of spending that budget again."""

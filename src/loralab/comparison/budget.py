@@ -42,6 +42,10 @@ class Budget:
         """Whether any of the method's final runs has finished (its search is closed then)."""
         return any(e.get("candidate") == method and e["kind"] == "final" for e in self.ledger.entries.values())
 
+    def finals_done(self, method: str) -> int:
+        """How many of the method's final runs have finished."""
+        return sum(1 for e in self.ledger.entries.values() if e.get("candidate") == method and e["kind"] == "final")
+
     def step_cost(self, method: str) -> float | None:
         return self.ledger.step_cost(method)
 
@@ -58,8 +62,7 @@ class Budget:
     def final_reserve(self, method: str, trained: int = 0) -> float:
         """What the method's final runs not yet done are expected to cost; `trained` of them trained by pilots
         (the last rung's, at the final run's length: `runs.rescore`), which cost their scoring only."""
-        done = sum(1 for e in self.ledger.entries.values() if e.get("candidate") == method and e["kind"] == "final")
-        left = max(0, self.seeds - done)
+        left = max(0, self.seeds - self.finals_done(method))
         rescored = min(trained, left)
         return ((left - rescored) * (self.step_cost(method) or 0.0) * self.final_steps
                 + left * self._overhead("final"))

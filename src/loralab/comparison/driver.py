@@ -292,8 +292,8 @@ def _run_methods(cmp: Comparison, names: set[str]) -> None:
         steps = sorted({cmp.brackets[n].steps[rung] for n in names if rung < len(cmp.brackets[n].steps)})
         of = f" of {next(iter(names))}" if len(names) == 1 else ""
         _run_stage(cmp, f"rung {rung + 1}{of} ({', '.join(map(str, steps))} steps)", _rung(cmp, rung, names=names))
-        over = {name for name in names
-                if not cmp.budget.finals_started(name) and _over(cmp, name, cmp.brackets[name], rung)}
+        over = {name for name in names  # a rerun after a kill amid them finishes them here, not after every method
+                if cmp.budget.finals_done(name) < cmp.config.seeds and _over(cmp, name, cmp.brackets[name], rung)}
         if over:
             run_finals(cmp, best_settings(cmp), only=over)
 
