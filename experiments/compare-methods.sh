@@ -7,6 +7,8 @@
 # an hour a method, which its bracket fills (compare's default) after its three final runs. Half that left full
 # fine-tuning 75 s for pilots on science-exam: a final run there is 250 steps at about 2 cpu s a step, and three
 # take 1,600 s of a 30-minute share. A last rung of the final run's length trains two of the final runs itself.
+# A run takes several 3-hour sessions: each commits the folder so far without weights (`compare.json` and the
+# report then say "So far"), and the next reruns this script on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=../shared/data
