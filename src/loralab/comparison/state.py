@@ -110,9 +110,10 @@ class Comparison:
         if steps != self.budget.final_steps or settings not in bracket.settings:
             return None
         base = self.config.base.training.seed
-        pilot_seed = next((s for s in self.pilot_seeds(bracket, steps) if (base if s is None else s) == seed), "none")
-        if pilot_seed == "none":
+        by_seed = {base if s is None else s: s for s in self.pilot_seeds(bracket, steps)}  # the run's seed -> folder's
+        if seed not in by_seed:
             return None
+        pilot_seed = by_seed[seed]
         pilot = self.pilot_config(method, settings, steps, pilot_seed)
         final = self.final_config(method, settings, seed)
         if pilot.train_limit != self.train_examples or not same_training(pilot, final):

@@ -7,8 +7,8 @@ training was measured bit for bit the same (STS-B, `stsb-seeded`: the loss at ev
 first validation examples, a final run's on all of them. `rescore` writes such a final run from the pilot:
 the pilot's weights, its record with the final run's configuration, and the final run's validation scores,
 computed from the weights as `train_run` computes them after training. The record says where it was trained
-(`trained_in`, relative to the run's own folder) and what the scoring cost (`rescore_seconds`); its training time, peak memory and losses are
-the pilot's, which trained it.
+(`trained_in`, relative to the run's own folder) and what the scoring cost (`rescore_seconds`); its training
+time, peak memory and losses are the pilot's, which trained it.
 """
 
 from __future__ import annotations
