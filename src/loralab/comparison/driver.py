@@ -151,19 +151,17 @@ def _run_stage(cmp: Comparison, name: str, planned: list[Planned], trained: dict
         from loralab.runs.rescore import rescore
 
         wall, cpu = time.perf_counter(), time.process_time()
-        source = trained.get(folder.relative_to(cmp.out).as_posix())
-        if source is not None:
+        key = folder.relative_to(cmp.out).as_posix()
+        source = trained.get(key)
+        if source is not None:  # trained already: scored, and charged its scoring only (no steps)
             record = rescore(cmp.out / source, config, folder, progress=kwargs.get("progress", False),
                              log=kwargs.get("log", print))
-            kind, method = kinds[folder.relative_to(cmp.out).as_posix()]
-            ledger.add(ledger.key(folder), kind, wall=time.perf_counter() - wall, cpu=time.process_time() - cpu,
-                       train_wall=0.0, steps=0, candidate=method)
-            return record
-        record = run(config, folder, **kwargs)
-        kind, method = kinds[folder.relative_to(cmp.out).as_posix()]
+        else:
+            record = run(config, folder, **kwargs)
+        kind, method = kinds[key]
         ledger.add(ledger.key(folder), kind, wall=time.perf_counter() - wall, cpu=time.process_time() - cpu,
-                   train_wall=float(record.get("train_seconds", 0.0)), steps=int(record.get("steps", 0)),
-                   candidate=method)
+                   train_wall=0.0 if source else float(record.get("train_seconds", 0.0)),
+                   steps=0 if source else int(record.get("steps", 0)), candidate=method)
         return record
 
     experiment = Experiment(f"compare: {name}", str(cmp.out),
