@@ -87,6 +87,8 @@ def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tin
     assert interim["pending"] == ["lora"] and "pending" not in result
     assert interim["answer"].startswith("So far, with 1 of 2 methods done (lora still to search and train): ")
     assert interim["answer"] in report and not result["answer"].startswith("So far")
+    assert "| - | lora | - | - | not searched yet |" in report and "| not started yet |" in report
+    assert "**lora**: not searched yet." in report
     full = next(m for m in interim["methods"] if m["method"] == "full")
     assert full["n"] == 2 and full["rank"] == 1
     assert full["finals"] == next(m for m in result["methods"] if m["method"] == "full")["finals"]

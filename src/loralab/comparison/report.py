@@ -55,7 +55,8 @@ def _ranking(rec: dict[str, Any], label: str) -> Block:
     for m in rec["methods"]:
         score = "-" if m.get("mean") is None else (f"{m['mean']:.3f}" + (f" ± {m['sd']:.3f}" if m.get("sd") is not None
                                                                          else "") + f" ({m['n']})")
-        verdict = m.get("verdict") or ("no final run" if m.get("best") else "no pilot scored")
+        verdict = m.get("verdict") or ("not searched yet" if m["method"] in rec.get("pending", ())
+                                       else "no final run" if m.get("best") else "no pilot scored")
         if m.get("difference") is not None:
             verdict = f"{m['difference']:+.3f}: {verdict}"
         rows.append([str(m.get("rank") or "-"), m["method"], _settings((m.get("best") or {}).get("settings")), score,
@@ -71,7 +72,8 @@ def _budget(rec: dict[str, Any]) -> list[Block]:
              _num(b["per_method"][m["method"]]["pilot_seconds"], 0),
              _num(b["per_method"][m["method"]]["final_seconds"], 0),
              _num(b["per_method"][m["method"]]["spent_seconds"], 0),
-             str(sum(len(p["values"]) for p in m["pilots"])), m.get("stopped") or "its rungs (done)"]
+             str(sum(len(p["values"]) for p in m["pilots"])),
+             m.get("stopped") or ("not started yet" if m["method"] in rec.get("pending", ()) else "its rungs (done)")]
             for m in rec["methods"]]
     over = " That is over the budget: a method's first pilot and its final runs always run." if b["over_budget"] else ""
     text = (f"Budget {b['budget_seconds']:.0f} s ({b['clock']} clock), split evenly between {len(rows)} method(s); "
@@ -86,6 +88,9 @@ def _brackets(rec: dict[str, Any], label: str) -> list[Block]:
                               "method's pilots, and of pilots that score alike, those with the lower validation "
                               "loss (in brackets after each score, where recorded).")]
     for m in rec["methods"]:
+        if m["method"] in rec.get("pending", ()) and not m["pilots"]:
+            out.append(("p", f"**{m['method']}**: not searched yet."))
+            continue
         steps = [str(s) for s in m["rung_steps"]]
         header = ["setting", "settings"] + [f"{label} at {s} steps" for s in steps] + ["state"]
         best = (m.get("best") or {}).get("setting")
