@@ -24,7 +24,7 @@ for task in "$@"; do
             --valid $G/CoLA/dev.tsv --columns source,label,notes,sentence --epochs 3 --metric mcc ;;
     cola-all-seeded)  # cola-all-filled again with all later changes: each combination's rates spanning the range, LoRA's
           # rates 1e-4 to 1e-2, the last rung's pilots with two seeds where they fit, final runs that a last-rung pilot
-          # trained rescored, rungs trimmed to keep the last, a rung of one rate keeping a lower one (LoRA was 0.129 behind)
+          # trained rescored, rungs trimmed to keep the last (LoRA was 0.129 behind)
           loralab compare "${common[@]}" --budget 120m --out $OUT/cola-all-seeded --train $G/CoLA/train.tsv \
             --valid $G/CoLA/dev.tsv --columns source,label,notes,sentence --epochs 3 --metric mcc ;;
     cola-all-filled)  # cola-all again with each bracket shaped by its share (compare's default since its brackets
