@@ -55,12 +55,9 @@ def setup(args) -> torch.device:
 
 
 def machine(device: torch.device) -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from loralab.runs.machine import cpu_name
+
+    cpu = cpu_name()
     try:
         load = os.getloadavg()[0]
     except OSError:

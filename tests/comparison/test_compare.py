@@ -17,6 +17,8 @@ from processes import kill_when
 from run_fixtures import save_tiny_bert
 from loralab.cli import main
 from loralab.comparison import compare
+from loralab.comparison.report import document
+from loralab.runs.machine import cpu_name
 from loralab.errors import LoralabError
 from loralab.runs.artifacts import RECORD
 from loralab.runs.config import RunConfig
@@ -118,6 +120,14 @@ def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tin
     assert result["answer"] in report and "## Budget" in report and "## Each method's bracket" in report
     pilot = result["methods"][0]["pilots"][0]
     assert f"{pilot['values']['2']:.3f} ({pilot['losses']['2']:.3f})" in report  # the score, then its loss
+    # each run records its processor; methods timed on different ones are said to be (a run resumed elsewhere)
+    assert all(m["cpus"] == [cpu_name()] for m in result["methods"]) and "different processors" not in report
+    moved = json.loads(json.dumps(result))
+    moved["methods"][1]["cpus"] = ["Another CPU"]
+    text = " ".join(b[1] for b in document(moved) if b[0] == "p")
+    first, second = moved["methods"][0]["method"], moved["methods"][1]["method"]
+    assert "**Timed on different processors**: " in text
+    assert f"{second} on Another CPU" in text and f"{first} on {cpu_name()}" in text
     last = next(p for p in result["methods"][0]["pilots"] if "4" in p["values"])
     assert f"= mean of {last['seeds']['4'][0]:.3f}, {last['seeds']['4'][1]:.3f}" in report
     before = _ledger(out)

@@ -124,7 +124,22 @@ def document(rec: dict[str, Any]) -> list[Block]:
              f"on {rec['valid_examples']} validation examples ({rec['final_steps']} steps a run). A method is within "
              "noise of the best when the difference of the means is under twice its standard error (seed to seed).")
     return [("h1", "Which fine-tuning method is worth it?"), ("p", f"**{rec['answer']}**"), ("p", intro),
-            ("h2", "Ranking"), _ranking(rec, label), *_edges(rec), *_budget(rec), *_brackets(rec, label)]
+            ("h2", "Ranking"), _ranking(rec, label), *_machines(rec), *_edges(rec), *_budget(rec),
+            *_brackets(rec, label)]
+
+
+def _machines(rec: dict[str, Any]) -> list[Block]:
+    """A sentence when the methods' final runs were timed on different processors (a comparison resumed across
+    machines): their seconds, and the budget's, then compare only between methods timed on the same one."""
+    by_cpu: dict[str, list[str]] = {}
+    for m in rec["methods"]:
+        for cpu in m.get("cpus") or []:
+            by_cpu.setdefault(cpu, []).append(m["method"])
+    if len(by_cpu) < 2:
+        return []
+    parts = "; ".join(f"{', '.join(names)} on {cpu}" for cpu, names in sorted(by_cpu.items()))
+    return [("p", f"**Timed on different processors**: {parts}. Training seconds (and the budget's) compare only "
+                  "between methods timed on the same one; scores, parameter counts and stored bytes do not depend on it.")]
 
 
 def _edges(rec: dict[str, Any]) -> list[Block]:

@@ -79,7 +79,8 @@ def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, A
                      "rate_at_edge": rate_at_edge(found, verdict.winner.settings)}
     values = row.values(cmp.metric)
     entry.update({"mean": row.mean(cmp.metric), "sd": row.sd(cmp.metric), "n": len(values),
-                  **_cost(row.completed, folders)})
+                  **_cost(row.completed, folders),
+                  "cpus": sorted({str(r.get("cpu") or "not recorded") for r in row.completed})})
     return entry, row
 
 

@@ -22,6 +22,7 @@ from loralab.runs.artifacts import write_json as _write_json
 from loralab.runs.checkpoint import load_checkpoint, remove_checkpoint, resumable
 from loralab.runs.config import RunConfig
 from loralab.runs.during import DuringTraining
+from loralab.runs.machine import cpu_name
 from loralab.runs.record import read_record
 from loralab.runs.trackers import check_trackers, open_trackers
 from loralab.tasks import TaskConfig
@@ -220,6 +221,7 @@ def train_run(config: RunConfig, out_dir: str | Path, *, progress: bool = True,
         **({"started_from_adapter": str(adapter.path)} if adapter is not None else {}),
         "device": str(device),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
+        "cpu": cpu_name(),
     }
     resume = previous is not None and load_checkpoint(out_dir)
     if resume:

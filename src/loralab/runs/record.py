@@ -22,7 +22,7 @@ class FutureRecord(LoralabError):
 
 
 _TEXT = ("status", "task", "strategy", "metric", "scoring", "weights", "weights_sha256", "loralab_version",
-         "created", "device", "machine", "diverged_reason", "started_from_adapter", "error")
+         "created", "device", "machine", "cpu", "diverged_reason", "started_from_adapter", "error")
 _MAPPING = ("base_model", "config", "hyperparameters", "valid", "label_space", "data", "quantization", "half_base",
             "distributed")
 _NUMBER = ("peak_memory_mb", "train_seconds", "median_step_seconds", "tokens_per_second", "trainable_params",

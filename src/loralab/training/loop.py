@@ -28,7 +28,7 @@ from loralab.training.distributed import SINGLE, DataParallel
 from loralab.training.interface import EpochHook, ParamGroup, Step, StepHook, Task
 from loralab.training.memory import PeakMemory
 from loralab.training.optimizer import adamw, linear_schedule
-from loralab.training.precision import PRECISIONS, autocast
+from loralab.training.precision import PRECISIONS, autocast, warn_if_emulated
 from loralab.training.snapshot import Snapshot, capture, restore
 from loralab.validate import SettingError, number
 
@@ -122,6 +122,7 @@ def train(model: torch.nn.Module, items: Sequence[Any], config: TrainConfig, *, 
         chunk = next(batches(items, global_batch, list, shuffle=True, generator=first, group_by_length=config.group_by_length))
         probe = {k: v.to(device) for k, v in parallel.shard(chunk, collate)[0].items()}
     prepared = parallel.prepare(model, task, config.packed, groups, probe)
+    warn_if_emulated(config.precision, device)
     optimizer = adamw(model, config.lr, config.weight_decay, prepared.groups, fused=config.precision == "bf16")
     micro_per_epoch = math.ceil(len(items) / global_batch)
     steps_per_epoch = math.ceil(micro_per_epoch / config.grad_accum)
