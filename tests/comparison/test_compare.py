@@ -128,6 +128,9 @@ def test_a_comparison_ranks_each_methods_best_and_resumes_for_free(tmp_path, tin
     first, second = moved["methods"][0]["method"], moved["methods"][1]["method"]
     assert "**Timed on different processors**: " in text
     assert f"{second} on Another CPU" in text and f"{first} on {cpu_name()}" in text
+    moved["methods"][1]["cpus"] = ["not recorded"]
+    text = " ".join(b[1] for b in document(moved) if b[0] == "p")
+    assert f"{second} on a processor not recorded (runs before loralab recorded it)" in text
     last = next(p for p in result["methods"][0]["pilots"] if "4" in p["values"])
     assert f"= mean of {last['seeds']['4'][0]:.3f}, {last['seeds']['4'][1]:.3f}" in report
     before = _ledger(out)

@@ -137,7 +137,9 @@ def _machines(rec: dict[str, Any]) -> list[Block]:
             by_cpu.setdefault(cpu, []).append(m["method"])
     if len(by_cpu) < 2:
         return []
-    parts = "; ".join(f"{', '.join(names)} on {cpu}" for cpu, names in sorted(by_cpu.items()))
+    parts = "; ".join(f"{', '.join(names)} on " + ("a processor not recorded (runs before loralab recorded it)"
+                                                   if cpu == "not recorded" else cpu)
+                      for cpu, names in sorted(by_cpu.items()))
     return [("p", f"**Timed on different processors**: {parts}. Training seconds (and the budget's) compare only "
                   "between methods timed on the same one; scores, parameter counts and stored bytes do not depend on it.")]
 
