@@ -157,6 +157,45 @@ def test_a_comparison_planned_before_ties_were_kept_resumes_by_its_own_rule(tmp_
     assert resumed.pilot_seeds == 1 and resumed.per_choice and "last_rung_seeds" not in resumed.plan()
     one = CompareConfig(RunConfig(train="t.csv", valid="v.csv"), (METHODS["lora"],), 60.0, pilot_seeds=1)
     assert "last_rung_seeds" not in one.plan() and _planned_rules(one, tmp_path).plan() == one.plan()
+    # and one planned before a rung kept a lower rate resumes without that rule
+    assert config.plan()["survivors"] == "a lower rate kept" and config.hedge
+    write_json(tmp_path / PLAN, {k: v for k, v in config.plan().items() if k != "survivors"})
+    resumed = _planned_rules(config, tmp_path)
+    assert not resumed.hedge and resumed.pilot_seeds == 2 and "survivors" not in resumed.plan()
+
+
+def test_a_rung_whose_survivors_share_one_rate_keeps_a_lower_one():
+    """CoLA on all data (`cola-all-seeded`): LoRA's two best 144-step pilots had one rate (3.2e-3, differing
+    only in alpha) and both collapsed to the majority class later. A rung whose survivors share one rate
+    (within 1.25x) gives its last place to the best entrant at half that rate or less, so the longer rung
+    compares two rates; survivors at different rates, even close ones (STS-B full's 3e-4 and 1.7e-4, whose
+    second became the pick), keep their places, and a lower rate that diverged is passed over."""
+    rates = [3.2e-3, 3.2e-3, 1.3e-3, 5e-4, 2e-4, 1e-4]
+    settings = tuple({"lr": r, "lora_alpha": a} for r, a in zip(rates, (16, 32, 16, 16, 16, 16)))
+    short = {0: 0.17, 1: 0.14, 2: 0.10, 3: 0.05, 4: 0.02, 5: 0.0}  # at 16 steps the high rate leads
+    longer = {0: 0.0, 1: 0.0, 2: 0.27}  # and at 48 it has collapsed
+
+    def bracket(hedge: bool, settings=settings) -> Bracket:
+        return Bracket(METHODS["lora"], settings, (16, 48), 3, least=FILLED_LEAST, hedge=hedge)
+
+    def score(i, steps, ran=(0, 1, 2)):
+        return short.get(i) if steps == 16 else longer.get(i) if i in ran else None
+
+    assert bracket(False).entrants(1, score) == [0, 1]
+    assert bracket(False).best(lambda i, s: score(i, s, (0, 1)), "mcc", 200).winner.number == 0  # collapsed
+    assert bracket(True).entrants(1, score) == [0, 2] and bracket(True).hedges(score) == {48: 2}
+    assert bracket(True).best(score, "mcc", 200).winner.number == 2
+    # survivors already two rates apart keep their places
+    apart = {0: 0.17, 2: 0.16, 1: 0.14, 3: 0.05, 4: 0.02, 5: 0.0}
+    assert bracket(True).entrants(1, lambda i, s: apart.get(i) if s == 16 else None) == [0, 2]
+    assert bracket(True).hedges(lambda i, s: apart.get(i) if s == 16 else None) == {}
+    close = tuple({"lr": r, "lora_alpha": 16} for r in (3e-4, 1.7e-4, 5.3e-5, 3e-5, 9.5e-5, 4e-5))
+    assert bracket(True, close).entrants(1, score) == [0, 1] and bracket(True, close).hedges(score) == {}
+    # a lower rate that diverged (NaN) is passed over for the next lower one; none left: nothing changes
+    nan = {**short, 2: math.nan}
+    assert bracket(True).entrants(1, lambda i, s: nan.get(i) if s == 16 else None) == [0, 3]
+    flat = tuple({"lr": 3e-3, "lora_alpha": a} for a in (8, 16, 32, 64, 4, 2))
+    assert bracket(True, flat).entrants(1, score) == [0, 1]
 
 
 def test_a_setting_that_trains_in_one_seed_only_is_not_picked():

@@ -31,6 +31,15 @@ can be one that trains in some seeds only. On STS-B, LoRA's pick (lr 1.8e-3, all
 0.826 Pearson in two final runs and 0.091 in the third, whose loss never left the labels' variance; full
 fine-tuning's three finals were within 0.015 of each other.
 
+A rung whose survivors all share one learning rate (within a factor of `SAME`) gives its last place to the best
+entrant at a rate at most 1/`HEDGE` of theirs (`hedge`): a short pilot favours a high rate, which can lead and
+then collapse, and two settings that differ only in alpha at one rate compare that rate with itself. On all
+of CoLA, LoRA's two best 144-step pilots (lr 3.2e-3, r 16, alpha 16 and 32; Matthews 0.168 and 0.137 on 200
+dev sentences) were the only settings of the 432- and 1,362-step rungs and predicted the majority class in
+both, and so did the final runs (`cola-all-seeded`). A wider trigger (survivors within a factor of 2)
+replayed on the pilots of the 14 earlier comparisons displaced the final pick in 9 brackets (8 that learned);
+this one fires in none of them.
+
 Everything here is decided from the pilots' scores alone (`score(index, steps)`: None for a pilot not
 run), so a resumed comparison plans exactly the runs it planned before.
 """
@@ -49,6 +58,10 @@ MOST = 64
 """The most settings a bracket starts with."""
 FILLED_LEAST = 2
 """Survivors every rung of a bracket that fills its share keeps at the least."""
+SAME = 1.25
+"""Survivors whose learning rates all lie within this factor share one rate (`hedge`)."""
+HEDGE = 2.0
+"""A rung whose survivors share one rate keeps a place for a rate at least this much lower (`hedge`)."""
 
 Score = Callable[[int, int], "float | None"]
 """(setting index, steps) -> the pilot's score (NaN: it diverged), or None when it has not run."""
@@ -76,10 +89,14 @@ class Bracket:
     """Seeds each pilot of the last rung trains with, when the bracket has more than one rung."""
     caps: tuple[tuple[int, int], ...] = ()
     """(rung, most entrants) pairs: rungs trimmed so that the bracket's last rung still fits its share (`trim`)."""
+    hedge: bool = False
+    """A rung of several survivors at one rate keeps a lower one (`hedge`); False in a folder planned before that
+    rule."""
 
     @classmethod
     def of(cls, method: Method, size: int, min_steps: int, eta: int, rungs: int, higher_is_better: bool = True,
-           final_steps: int | None = None, keep_ties: bool = True, per_choice: bool = True, last_seeds: int = 1):
+           final_steps: int | None = None, keep_ties: bool = True, per_choice: bool = True, last_seeds: int = 1,
+           hedge: bool = False):
         """`final_steps`: no pilot trains longer than a final run; the rung that reaches it is the last.
         `per_choice`: the settings' order (`Method.settings`)."""
         steps = rung_steps(min_steps, eta, rungs)
@@ -87,7 +104,7 @@ class Bracket:
             capped = [s for s in steps if s < final_steps]
             steps = tuple(capped + [final_steps]) if len(capped) < len(steps) else steps
         return cls(method, tuple(method.settings(size, per_choice)), steps, eta, higher_is_better, keep_ties,
-                   last_seeds=last_seeds)
+                   last_seeds=last_seeds, hedge=hedge)
 
     def folder(self, index: int, steps: int, seed: int | None = None) -> str:
         """A pilot's run folder, relative to the comparison's folder (`seed`: one of the last rung's seeds after
@@ -101,10 +118,20 @@ class Bracket:
 
     def entrants(self, rung: int, score: Score, loss: Loss | None = None) -> list[int] | None:
         """The settings entering `rung`, best first after the first rung (by score, then by validation loss
-        when `loss` is given); None when the rung is not run (the one before it was cut short by the budget,
-        or left a single setting)."""
+        when `loss` is given; a hedged lower rate last); None when the rung is not run (the one before it was cut
+        short by the budget, or left a single setting)."""
+        chosen = self._chosen(rung, score, loss)
+        return None if chosen is None else chosen[0]
+
+    def hedges(self, score: Score, loss: Loss | None = None) -> dict[int, int]:
+        """Rung steps -> the setting that entered that rung for its lower rate (`hedge`), in place of a
+        better-ranked one."""
+        chosen = {self.steps[r]: self._chosen(r, score, loss) for r in range(1, len(self.steps))}
+        return {steps: c[1] for steps, c in chosen.items() if c is not None and c[1] is not None}
+
+    def _chosen(self, rung: int, score: Score, loss: Loss | None) -> tuple[list[int], int | None] | None:
         if rung == 0:
-            return list(range(len(self.settings)))
+            return list(range(len(self.settings))), None
         if rung >= len(self.steps):
             return None
         before = self.entrants(rung - 1, score, loss)
@@ -124,7 +151,17 @@ class Bracket:
             last = rank(ranked[keep - 1])
             while keep < len(ranked) and rank(ranked[keep]) == last and last[0] != math.inf:
                 keep += 1
-        return ranked[:min(keep, dict(self.caps).get(rung, keep))]
+        kept = ranked[:min(keep, dict(self.caps).get(rung, keep))]
+        lower = self._lower(kept, [i for i in ranked[len(kept):] if rank(i)[0] != math.inf]) if self.hedge else None
+        return (kept, None) if lower is None else (kept[:-1] + [lower], lower)
+
+    def _lower(self, kept: list[int], rest: list[int]) -> int | None:
+        """The best of `rest` at a rate at most 1/HEDGE of the lowest kept rate, where two or more `kept` settings
+        share one rate (within a factor of SAME); else None."""
+        rates = [float(self.settings[i].get("lr", 0.0)) for i in kept]
+        if len(kept) < 2 or min(rates) <= 0 or max(rates) >= SAME * min(rates):
+            return None
+        return next((i for i in rest if float(self.settings[i].get("lr", 0.0)) * HEDGE <= min(rates)), None)
 
     def rest_cost(self, rung: int, entrants: int, pilot_cost: Callable[[int], float]) -> float:
         """What `rung` with `entrants` settings and every rung after it cost, each keeping `survivors` of the one

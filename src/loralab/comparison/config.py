@@ -74,6 +74,10 @@ class CompareConfig:
     """Each combination of a method's choices spans its learning-rate range, and no setting repeats
     (`comparison.methods.position`); False only for a folder planned before that rule."""
 
+    hedge: bool = True
+    """A rung whose survivors all have about one learning rate keeps a lower one too (`Bracket.hedge`); False only
+    for a folder planned before that rule."""
+
     def __post_init__(self):
         number("budget", self.budget_seconds, low=0, low_open=True)
         number("seeds", self.seeds, integer=True, low=1, high=100)
@@ -122,4 +126,5 @@ class CompareConfig:
             **({"keep_ties": True} if self.keep_ties else {}),  # nor one from before ties were kept
             **({"tie_break": "validation loss"} if self.tie_break else {}),  # nor one from before losses broke them
             **({"rates": "spread per choice"} if self.per_choice else {}),  # nor one from before that
-            **({"last_rung_seeds": self.pilot_seeds} if self.pilot_seeds != 1 else {})}))  # nor one from before that
+            **({"last_rung_seeds": self.pilot_seeds} if self.pilot_seeds != 1 else {}),  # nor one from before that
+            **({"survivors": "a lower rate kept"} if self.hedge else {})}))  # nor one from before that

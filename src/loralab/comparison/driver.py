@@ -81,7 +81,7 @@ def open_comparison(config: CompareConfig, out: Path, *, log: Callable[[str], No
     # A filled bracket starts as its first rung alone (its first pilot measures the step), and is shaped then.
     brackets = {m.name: Bracket.of(m, config.size, config.min_steps, config.eta, 1 if config.fills else config.rung_count,
                                    higher_is_better(metric), budget.final_steps, config.keep_ties, config.per_choice,
-                                   config.pilot_seeds)
+                                   config.pilot_seeds, config.hedge)
                 for m in config.methods}
     return Comparison(config, out, budget, metric, train_examples, len(valid), brackets, log=log, progress=progress,
                       executor=executor)
@@ -334,7 +334,8 @@ def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
     one planned before ties were kept (its plan.json has no "keep_ties") without that rule, one planned before
     validation losses broke ties (no "tie_break") without that rule, one planned before each combination of a
     method's choices spanned its rates (no "rates") in the old order, one planned before the last rung's pilots
-    trained with several seeds (no "last_rung_seeds") with one, and one planned
+    trained with several seeds (no "last_rung_seeds") with one, one planned before a rung kept a lower rate
+    (no "survivors") without that rule, and one planned
     before brackets filled their shares (a size and rungs in its plan), asked again without --bracket-size
     and --rungs, with the size and rungs it was planned with. Anything else in the plan must still match."""
     path = out / PLAN
@@ -354,6 +355,8 @@ def _planned_rules(config: CompareConfig, out: Path) -> CompareConfig:
         config = dataclasses.replace(config, per_choice=False)
     if config.pilot_seeds != 1 and "last_rung_seeds" not in planned:
         config = dataclasses.replace(config, pilot_seeds=1)
+    if config.hedge and "survivors" not in planned:
+        config = dataclasses.replace(config, hedge=False)
     size, rungs = planned.get("bracket_size"), planned.get("rungs")
     if config.fills and isinstance(size, int) and isinstance(rungs, int):
         config = dataclasses.replace(config, bracket_size=size, rungs=rungs)

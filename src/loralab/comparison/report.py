@@ -103,6 +103,8 @@ def _brackets(rec: dict[str, Any], label: str) -> list[Block]:
                  + (f", the last rung's pilots with {seeds} seeds each (their mean ranks them)" if seeds > 1 else "")
                  + "".join(f", the {k}-step rung trimmed to {n} settings so that the last rung fit its share"
                            for k, n in (m.get("trimmed") or {}).items())
+                 + "".join(f", setting {i} entering the {k}-step rung for its lower rate (its survivors had about one)"
+                           for k, i in (m.get("hedged") or {}).items())
                  + "; " if "bracket_settings" in m else "")  # compare.json from before it said
         reused = [str(f["seed"]) for f in m.get("finals", []) if f.get("trained_in")]
         out += [("p", f"**{m['method']}**: {shape}learning rates {lo:.0e} to {hi:.0e}"

@@ -57,6 +57,8 @@ def _method(cmp: Any, method: Any, verdict: Verdict | None) -> tuple[dict[str, A
                              "bracket_filled": bracket.least > 1,
                              "last_rung_seeds": bracket.seeds_at(bracket.steps[-1]), "pilots": pilots,
                              **({"trimmed": {str(bracket.steps[r]): n for r, n in bracket.caps}} if bracket.caps else {}),
+                             **({"hedged": {str(k): i for k, i in hedged.items()}}
+                                if (hedged := bracket.hedges(*records.ranking)) else {}),
                              "stopped": cmp.stopped.get(method.name), "best": None, "finals": []}
     if verdict is None:
         return entry, row
