@@ -55,7 +55,7 @@ def setup(args) -> torch.device:
 
 
 def machine(device: torch.device) -> dict:
-    from loralab.runs.machine import cpu_name
+    from loralab.machine import cpu_name
 
     cpu = cpu_name()
     try:

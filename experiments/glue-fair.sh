@@ -41,7 +41,7 @@ for task in "$@"; do
             --valid $G/CoLA/dev.tsv --columns source,label,notes,sentence --epochs 3 --metric mcc ;;
     rte-all-seeded)  # rte-all-filled again with all later changes, as cola-all-seeded (there both brackets stopped before
           # their 532-step rung; LoRA's pick, the lowest rate of its range, stayed at chance); 180 minutes, so
-          # that 120 minutes of full's 1.2 s steps, which left its last rung at 144 steps, reach 532
+          # that full's steps (about 1.4 cpu s here), whose last rung 120 minutes left at 144 steps, reach 532
           loralab compare "${common[@]}" --budget 180m --out $OUT/rte-all-seeded --train $G/RTE/train.tsv --valid $G/RTE/dev.tsv --epochs 4 ;;
     rte-all-filled)  # rte-all again, as stsb-filled (LoRA was 0.034 behind; its pick 4e-4 near the old range's end)
           loralab compare "${common[@]}" --budget 120m --out $OUT/rte-all-filled --train $G/RTE/train.tsv --valid $G/RTE/dev.tsv --epochs 4 ;;

@@ -14,7 +14,7 @@ MAX_LINES = 400
 # Lowest first. A module may import from lower layers, and from its own package within its layer;
 # tasks, strategies and training share a layer and never import each other (the loop knows neither).
 LAYERS = (
-    ("errors", "validate", "names", "metrics", "dropout", "settings", "version", "heap"),
+    ("errors", "validate", "names", "metrics", "dropout", "settings", "version", "heap", "machine"),
     ("models", "data"),
     ("tasks", "strategies", "training"),
     ("runs",),

@@ -18,7 +18,7 @@ from run_fixtures import save_tiny_bert
 from loralab.cli import main
 from loralab.comparison import compare
 from loralab.comparison.report import document
-from loralab.runs.machine import cpu_name
+from loralab.machine import cpu_name
 from loralab.errors import LoralabError
 from loralab.runs.artifacts import RECORD
 from loralab.runs.config import RunConfig

@@ -22,7 +22,7 @@ from loralab.runs.artifacts import write_json as _write_json
 from loralab.runs.checkpoint import load_checkpoint, remove_checkpoint, resumable
 from loralab.runs.config import RunConfig
 from loralab.runs.during import DuringTraining
-from loralab.runs.machine import cpu_name
+from loralab.machine import cpu_name
 from loralab.runs.record import read_record
 from loralab.runs.trackers import check_trackers, open_trackers
 from loralab.tasks import TaskConfig

@@ -54,7 +54,7 @@ def _cpu_bf16() -> bool:
 def warn_if_emulated(precision: str | Precision, device: str | torch.device) -> None:
     """Warn when a bf16 run's products would be emulated: a CPU without AVX-512 BF16 or AMX."""
     if Precision(precision) is Precision.BF16 and torch.device(device).type == "cpu" and not _cpu_bf16():
-        from loralab.runs.machine import cpu_name
+        from loralab.machine import cpu_name
 
         warnings.warn(f"--precision bf16: this CPU ({cpu_name()}) has no native bf16 products (AVX-512 BF16 or "
                       "AMX), so they are emulated and can run many times slower than fp32 (60x measured on an AVX2 "
